@@ -1,0 +1,22 @@
+"""`python -m bench SCENARIO [options]` - see `python -m bench --help`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import lookup
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    lookup.add_arguments(sub.add_parser("lookup", help=lookup.__doc__.splitlines()[0]))
+    args = parser.parse_args(argv)
+    if args.scenario == "lookup":
+        return lookup.run(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

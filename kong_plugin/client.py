@@ -1,0 +1,389 @@
+"""The plugin's client for the sidecar: one process-wide channel, one Exchange stream per
+thread, a hard deadline on every call.
+
+The kong-pdk plugin server runs each event in its own thread, so calls come from many
+threads at once. A bidirectional stream is not thread-safe, hence one per thread
+(thread-local, reused across events). A stream has no per-message deadline, so a watchdog
+thread cancels a stream whose answer is late; the caller then gets `SidecarUnavailableError`
+and the stream is reopened on the next call (3-6 ms). Idempotent calls (lookups) are
+retried once on a fresh stream when an old stream turns out to be broken.
+
+What this does not guarantee: delivery of a Store or Invalidate that timed out (it may or
+may not have been applied); ordering between calls made from different threads.
+Every failure is `SidecarError`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from queue import SimpleQueue
+from typing import Any
+
+import grpc
+from strata.v1 import cache_pb2 as pb
+from strata.v1 import cache_pb2_grpc as pb_grpc
+
+_CHANNEL_OPTIONS = [
+    # Come back quickly after a sidecar restart instead of grpc's 1 s .. 120 s backoff.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+#: How often the watchdog looks for late streams at most (coarse on purpose: it is idle
+#: work on every call otherwise). A deadline is enforced within this much.
+WATCHDOG_GRANULARITY_S = 0.002
+
+
+class SidecarError(Exception):
+    """Base of every error the client raises."""
+
+
+class SidecarUnavailableError(SidecarError):
+    """The sidecar did not answer in time or could not be reached: fail open."""
+
+
+class SidecarRejectedError(SidecarError):
+    """The sidecar refused the call (INVALID_ARGUMENT and the like): a plugin bug or bad
+    input; fail open too, and log it."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"sidecar refused the call ({code}): {message}")
+        self.code = code
+
+
+def target_for(address: str) -> str:
+    """`unix:/path` and `host:port` are both gRPC targets already; checked here."""
+    if address.startswith("unix:") or ":" in address:
+        return address
+    raise ValueError(f"sidecar address must be unix:/path or host:port, got {address!r}")
+
+
+_CLOSE = object()
+
+
+class _Stream:
+    """One Exchange stream, used by one thread at a time."""
+
+    def __init__(self, stub: pb_grpc.CacheServiceStub) -> None:
+        self._queue: SimpleQueue[Any] = SimpleQueue()
+        self._call: Any = stub.Exchange(self._requests())
+        self.inflight: int | None = None
+        self.used = False
+
+    def _requests(self) -> Iterator[pb.ExchangeRequest]:
+        while True:
+            item = self._queue.get()
+            if item is _CLOSE:
+                return
+            yield item
+
+    def roundtrip(self, request: pb.ExchangeRequest) -> pb.ExchangeResponse:
+        self._queue.put(request)
+        self.used = True
+        return next(self._call)  # type: ignore[no-any-return]
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def close(self) -> None:
+        self._queue.put(_CLOSE)
+        self._call.cancel()
+
+
+class _Slot:
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reply: pb.Reply | None = None
+
+
+class _MuxStream:
+    """One Exchange stream shared by every thread of the process.
+
+    Callers queue calls; grpc's request thread sends whatever has queued up meanwhile as one
+    batch; a reader thread hands each reply to its caller by id. Under concurrency this
+    turns many small messages into few large ones (the per-message cost of Python gRPC is
+    the bottleneck); alone, it costs one more thread hop than `_Stream`. A late reply only
+    fails its own caller; the stream stays usable.
+    """
+
+    MAX_BATCH = 64
+
+    def __init__(self, stub: pb_grpc.CacheServiceStub) -> None:
+        self._queue: SimpleQueue[Any] = SimpleQueue()
+        self._slots: dict[int, _Slot] = {}
+        self.broken = False
+        self._call: Any = stub.Exchange(self._requests())
+        self._reader = threading.Thread(target=self._read, name="strata-mux-reader", daemon=True)
+        self._reader.start()
+
+    def _requests(self) -> Iterator[pb.ExchangeRequest]:
+        queue = self._queue
+        while True:
+            item = queue.get()
+            if item is _CLOSE:
+                return
+            calls = [item]
+            while len(calls) < self.MAX_BATCH and not queue.empty():
+                nxt = queue.get()
+                if nxt is _CLOSE:
+                    yield pb.ExchangeRequest(calls=calls)
+                    return
+                calls.append(nxt)
+            yield pb.ExchangeRequest(calls=calls)
+
+    def _read(self) -> None:
+        try:
+            for response in self._call:
+                for reply in response.replies:
+                    slot = self._slots.pop(reply.id, None)
+                    if slot is not None:
+                        slot.reply = reply
+                        slot.event.set()
+        except grpc.RpcError:
+            pass
+        finally:
+            self.broken = True
+            for slot in list(self._slots.values()):
+                slot.event.set()
+
+    def roundtrip(self, call: pb.Call, deadline: float) -> pb.Reply:
+        slot = _Slot()
+        self._slots[call.id] = slot
+        if self.broken:
+            self._slots.pop(call.id, None)
+            raise SidecarUnavailableError("sidecar stream is closed")
+        self._queue.put(call)
+        if not slot.event.wait(max(0.0, deadline - time.monotonic())):
+            self._slots.pop(call.id, None)
+            raise SidecarUnavailableError("sidecar did not answer in time")
+        if slot.reply is None:
+            raise SidecarUnavailableError("sidecar stream closed before answering")
+        return slot.reply
+
+    def close(self) -> None:
+        self._queue.put(_CLOSE)
+        self._call.cancel()
+
+
+@dataclass(order=True)
+class _Deadline:
+    at: float
+    seq: int
+    stream: _Stream = field(compare=False)
+
+
+class _Watchdog:
+    """Cancels streams whose call outlived its deadline (one daemon thread per process)."""
+
+    def __init__(self) -> None:
+        self._heap: list[_Deadline] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="strata-watchdog", daemon=True)
+        self._thread.start()
+
+    def arm(self, stream: _Stream, seq: int, at: float) -> None:
+        with self._cond:
+            first = not self._heap or at < self._heap[0].at
+            heapq.heappush(self._heap, _Deadline(at, seq, stream))
+            if first:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                now = time.monotonic()
+                wait = self._heap[0].at - now
+                if wait > 0:
+                    self._cond.wait(max(wait, WATCHDOG_GRANULARITY_S))
+                    continue
+                while self._heap and self._heap[0].at <= now:
+                    d = heapq.heappop(self._heap)
+                    if d.stream.inflight == d.seq:
+                        d.stream.cancel()
+
+
+class SidecarClient:
+    """Thread-safe client. Create one per process (channels do not survive fork).
+
+    `mode="stream"` gives each thread its own stream (lowest latency for one caller);
+    `mode="mux"` shares one stream and batches concurrent calls (highest throughput).
+    """
+
+    MODES = ("stream", "mux")
+
+    def __init__(self, address: str, timeout_s: float = 0.05, mode: str = "stream") -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.address = target_for(address)
+        self.timeout_s = timeout_s
+        self.mode = mode
+        self._mux: _MuxStream | None = None
+        self._pid = -1
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stub: pb_grpc.CacheServiceStub | None = None
+        self._local = threading.local()
+        self._watchdog: _Watchdog | None = None
+        self._seq = itertools.count(1)
+
+    # -- connection management ---------------------------------------------------------
+
+    def _ensure(self) -> pb_grpc.CacheServiceStub:
+        if self._pid != os.getpid() or self._stub is None:
+            with self._lock:
+                if self._pid != os.getpid() or self._stub is None:
+                    self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+                    self._stub = pb_grpc.CacheServiceStub(self._channel)
+                    self._watchdog = _Watchdog()
+                    self._local = threading.local()
+                    self._mux = None
+                    self._pid = os.getpid()
+        return self._stub
+
+    def _stream(self) -> _Stream:
+        stub = self._ensure()
+        stream: _Stream | None = getattr(self._local, "stream", None)
+        if stream is None:
+            stream = _Stream(stub)
+            self._local.stream = stream
+        return stream
+
+    def _discard(self, stream: _Stream) -> None:
+        stream.close()
+        if getattr(self._local, "stream", None) is stream:
+            self._local.stream = None
+
+    def close(self) -> None:
+        """Close the channel; later calls reopen it."""
+        with self._lock:
+            if self._mux is not None:
+                self._mux.close()
+                self._mux = None
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = None
+            self._stub = None
+
+    # -- calls -------------------------------------------------------------------------
+
+    def call(self, call: pb.Call, timeout_s: float | None = None, retry: bool = False) -> pb.Reply:
+        """Send one call on this thread's stream and wait for its reply."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        if self.mode == "mux":
+            return self._mux_call(call, deadline, retry)
+        attempts = 2 if retry else 1
+        while True:
+            attempts -= 1
+            stream = self._stream()
+            fresh = not stream.used
+            try:
+                return self._roundtrip(stream, call, deadline)
+            except SidecarUnavailableError:
+                self._discard(stream)
+                # Retry only a stream that was already open (it may predate a restart)
+                # and only if time is left.
+                if attempts <= 0 or fresh or time.monotonic() >= deadline:
+                    raise
+
+    def _mux_stream(self) -> _MuxStream:
+        stub = self._ensure()
+        mux = self._mux
+        if mux is None or mux.broken:
+            with self._lock:
+                if self._mux is None or self._mux.broken:
+                    self._mux = _MuxStream(stub)
+                mux = self._mux
+        return mux
+
+    def _mux_call(self, call: pb.Call, deadline: float, retry: bool) -> pb.Reply:
+        call.id = next(self._seq)
+        for attempt in (1, 2):
+            mux = self._mux_stream()
+            try:
+                reply = mux.roundtrip(call, deadline)
+                break
+            except SidecarUnavailableError:
+                if not (retry and attempt == 1 and mux.broken) or time.monotonic() >= deadline:
+                    raise
+        if reply.WhichOneof("result") == "error":
+            raise SidecarRejectedError(reply.error.code, reply.error.message)
+        return reply
+
+    def _roundtrip(self, stream: _Stream, call: pb.Call, deadline: float) -> pb.Reply:
+        assert self._watchdog is not None
+        seq = next(self._seq)
+        call.id = seq
+        stream.inflight = seq
+        self._watchdog.arm(stream, seq, deadline)
+        try:
+            response = stream.roundtrip(pb.ExchangeRequest(calls=[call]))
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            raise SidecarUnavailableError(f"sidecar call failed: {code}") from exc
+        except StopIteration as exc:
+            raise SidecarUnavailableError("sidecar closed the stream") from exc
+        finally:
+            stream.inflight = None
+        if len(response.replies) != 1 or response.replies[0].id != seq:
+            self._discard(stream)
+            raise SidecarUnavailableError("sidecar reply out of step; stream reset")
+        reply = response.replies[0]
+        if reply.WhichOneof("result") == "error":
+            raise SidecarRejectedError(reply.error.code, reply.error.message)
+        return reply
+
+    def lookup(
+        self,
+        key: bytes,
+        request_headers: list[tuple[bytes, bytes]] | None = None,
+        coalesce_wait_ms: int = 0,
+        timeout_s: float | None = None,
+    ) -> pb.LookupResponse:
+        req = pb.LookupRequest(key=key, coalesce_wait_ms=coalesce_wait_ms)
+        if request_headers:
+            req.request_headers.extend(pb.Header(name=n, value=v) for n, v in request_headers)
+        if coalesce_wait_ms and timeout_s is None:
+            timeout_s = self.timeout_s + coalesce_wait_ms / 1000.0
+        return self.call(pb.Call(lookup=req), timeout_s, retry=True).lookup
+
+    def store(
+        self,
+        key: bytes,
+        entry: pb.Entry,
+        request_headers: list[tuple[bytes, bytes]] | None = None,
+        timeout_s: float | None = None,
+    ) -> pb.StoreResponse:
+        req = pb.StoreRequest(key=key, entry=entry)
+        if request_headers:
+            req.request_headers.extend(pb.Header(name=n, value=v) for n, v in request_headers)
+        return self.call(pb.Call(store=req), timeout_s).store
+
+    def release(self, key: bytes, timeout_s: float | None = None) -> pb.ReleaseResponse:
+        return self.call(pb.Call(release=pb.ReleaseRequest(key=key)), timeout_s).release
+
+    def invalidate(
+        self,
+        *,
+        key: bytes | None = None,
+        prefix: bytes | None = None,
+        tag: str | None = None,
+        timeout_s: float | None = None,
+    ) -> pb.InvalidateResponse:
+        if sum(x is not None for x in (key, prefix, tag)) != 1:
+            raise ValueError("give exactly one of key, prefix or tag")
+        req = pb.InvalidateRequest(key=key, prefix=prefix, tag=tag)
+        return self.call(pb.Call(invalidate=req), timeout_s).invalidate

@@ -1,0 +1,8 @@
+"""Strata sidecar: the cache engine behind the strata-cache Kong plugin.
+
+`import strata` runs first so the gRPC transport defaults are in place before grpc loads.
+"""
+
+import strata  # noqa: F401  (side effect: gRPC transport env defaults)
+
+__version__ = "0.1.0"

@@ -1,0 +1,129 @@
+"""Wires a configuration into a running sidecar and runs it until told to stop.
+
+Start-up order: engine -> gRPC server (bound, started, health SERVING) -> metrics endpoint
+-> sweeper. Shutdown (SIGTERM/SIGINT or `stop`): health NOT_SERVING, idle streams end,
+in-flight calls get `shutdown_grace_seconds` to finish, then everything is closed and the
+unix socket file removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from sidecar import __version__
+from sidecar.clock import Clock, SystemClock
+from sidecar.config import SidecarConfig
+from sidecar.engine import Engine
+from sidecar.limits import Limits
+from sidecar.observability.metrics import PrometheusObserver, TierCollector
+from sidecar.observability.observer import Observer
+from sidecar.rpc.server import create_server, set_serving
+from sidecar.tiers.memory import MemoryTier
+
+log = logging.getLogger("strata.sidecar")
+
+#: Transport headroom over the largest body, so oversized bodies reach validation.
+MESSAGE_HEADROOM_BYTES = 1024 * 1024
+
+
+def limits_from(config: SidecarConfig) -> Limits:
+    return Limits(
+        max_key_bytes=config.max_key_bytes,
+        max_body_bytes=config.max_body_bytes,
+        max_headers=config.max_headers,
+        max_header_bytes=config.max_header_bytes,
+        max_ttl_ms=config.max_ttl_seconds * 1000,
+        max_coalesce_wait_ms=config.coalesce_max_wait_ms,
+    )
+
+
+def build_engine(config: SidecarConfig, clock: Clock, observer: Observer) -> Engine:
+    """The engine and its tiers for `config` (today: the memory tier)."""
+    memory = MemoryTier(config.memory_max_bytes, clock, config.admission, observer)
+    return Engine([memory], clock, limits_from(config), config.lease_ttl_ms, observer)
+
+
+def max_message_bytes(config: SidecarConfig) -> int:
+    return 2 * (config.max_body_bytes + config.max_header_bytes) + MESSAGE_HEADROOM_BYTES
+
+
+async def _sweep_forever(engine: Engine, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await engine.sweep()
+        except Exception:
+            log.exception("sweep failed")
+
+
+def _start_metrics(config: SidecarConfig, registry: CollectorRegistry) -> Any:
+    if config.metrics_listen in {"", "off"}:
+        return None
+    host, _, port = config.metrics_listen.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host, registry=registry)
+    return server
+
+
+async def serve(
+    config: SidecarConfig,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    clock: Clock | None = None,
+) -> None:
+    """Run the sidecar until `stop` is set or SIGTERM/SIGINT arrives."""
+    stop = stop or asyncio.Event()
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    engine = build_engine(config, clock or SystemClock(), observer)
+    registry.register(TierCollector(engine.snapshot))
+    running = create_server(engine, config.listen, max_message_bytes(config))
+    await running.server.start()
+    await set_serving(running, True)
+    metrics = _start_metrics(config, registry)
+    sweeper = asyncio.create_task(_sweep_forever(engine, config.sweep_interval_seconds))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "sidecar started",
+        extra={
+            "event.action": "start",
+            "service.version": __version__,
+            "strata.listen": running.address,
+            "strata.metrics_listen": config.metrics_listen or "off",
+            "strata.tiers": [t.name for t in engine.snapshot()],
+            "strata.config": config.redacted(),
+        },
+    )
+    if on_ready is not None:
+        on_ready(running.address)
+    try:
+        await stop.wait()
+    finally:
+        log.info("sidecar stopping", extra={"event.action": "stop"})
+        await set_serving(running, False)
+        running.service.begin_shutdown()
+        await running.server.stop(config.shutdown_grace_seconds)
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
+        await engine.close()
+        if running.address.startswith("unix:"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(running.address[len("unix:") :])
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        log.info("sidecar stopped", extra={"event.action": "stopped"})

@@ -1,0 +1,101 @@
+"""`strata-sidecar`: run the sidecar, print its configuration, or probe a running one.
+
+Every setting of `sidecar.config.SidecarConfig` is a flag `--<name-with-dashes>`. Exit
+codes: 0 ok, 1 probe failed / runtime failure, 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sidecar import __version__
+from sidecar.config import SETTINGS, SidecarConfig, env_name, load_config
+from sidecar.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strata-sidecar",
+        description="Strata sidecar cache engine (gRPC strata.v1.CacheService).",
+        epilog="Each setting can also be given as the environment variable STRATA_<NAME> "
+        "or as a key in the --config TOML file; flags win over the environment, which "
+        "wins over the file.",
+    )
+    parser.add_argument("--version", action="version", version=f"strata-sidecar {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML settings file (or STRATA_CONFIG)")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved settings (secrets masked) as JSON and exit",
+    )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="check that the sidecar at --listen answers its health service; exit 0 if SERVING",
+    )
+    group = parser.add_argument_group("settings")
+    for f in SETTINGS:
+        group.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata['help']} (default: {f.default!r}; env {env_name(f.name)})",
+        )
+    return parser
+
+
+def probe(address: str, timeout: float = 3.0) -> bool:
+    """True if the health service at `address` reports SERVING."""
+    import grpc  # noqa: PLC0415 - keep start-up of other commands light
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
+
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {
+        f.name: getattr(args, f.name) for f in SETTINGS if getattr(args, f.name) is not None
+    }
+    try:
+        config = load_config(os.environ, overrides, args.config)
+    except ConfigError as exc:
+        print(f"strata-sidecar: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(json.dumps(config.redacted(), indent=2, sort_keys=True))
+        return 0
+    if args.probe:
+        ok = probe(config.listen)
+        print(f"{config.listen}: {'SERVING' if ok else 'NOT SERVING'}")
+        return 0 if ok else 1
+    return run(config)
+
+
+def run(config: SidecarConfig) -> int:
+    from sidecar.app import serve  # noqa: PLC0415
+    from sidecar.observability.logs import configure_logging  # noqa: PLC0415
+
+    configure_logging(config.log_level, config.log_format)
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"strata-sidecar: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["main"]

@@ -1,0 +1,330 @@
+"""Sidecar configuration: every setting, its default and its check, in one place.
+
+Sources, later ones winning: built-in defaults < a TOML file (`--config` / `STRATA_CONFIG`)
+< `STRATA_<NAME>` environment variables < command-line flags `--<name>`. Everything is
+checked once, at start-up; a bad value raises `ConfigError` naming the setting and where it
+came from. Nothing here is re-read while the sidecar runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from sidecar.errors import ConfigError
+
+ENV_PREFIX = "STRATA_"
+#: Environment names under STRATA_ that belong to other components and are not ours.
+FOREIGN_ENV_PREFIXES = ("STRATA_TEST_", "STRATA_PLUGIN_", "STRATA_BENCH_", "STRATA_KONGSIM_")
+#: Not a setting but where the settings file is.
+CONFIG_FILE_ENV = "STRATA_CONFIG"
+#: The node-local default shared with the plugin's `sidecar.address` default.
+DEFAULT_LISTEN = "unix:/tmp/strata-sidecar.sock"
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """'256MiB', '64k', '1g', '1048576' -> bytes (binary units: k = 1024)."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 268435456, 256MiB, 64k)")
+    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
+    return int(m.group(1)) * _SIZE_UNITS[unit]
+
+
+def parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+
+
+def check_listen(value: str) -> None:
+    """`unix:/abs/path` or `HOST:PORT` (port 0 = any free port)."""
+    if value.startswith("unix:"):
+        path = value[len("unix:") :]
+        if not path.startswith("/"):
+            raise ValueError(f"unix socket path must be absolute, got {value!r}")
+        if len(path.encode()) > 107:
+            raise ValueError("unix socket path is longer than the 107 bytes Linux allows")
+        return
+    check_host_port(value)
+
+
+def check_host_port(value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT or unix:/path, got {value!r}")
+
+
+def check_optional_host_port(value: str) -> None:
+    if value not in {"", "off"}:
+        check_host_port(value)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by '***' (for logs and --print-config)."""
+    if not url or "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _setting(
+    default: Any,
+    help: str,
+    parse: Callable[[str], Any] = str,
+    check: Callable[[Any], None] | None = None,
+    secret: bool = False,
+) -> Any:
+    return field(
+        default=default,
+        metadata={"help": help, "parse": parse, "check": check, "secret": secret},
+    )
+
+
+def _positive(v: int | float) -> None:
+    if v <= 0:
+        raise ValueError(f"must be greater than 0, got {v}")
+
+
+def _non_negative(v: int | float) -> None:
+    if v < 0:
+        raise ValueError(f"must not be negative, got {v}")
+
+
+def _one_of(*choices: str) -> Callable[[str], None]:
+    def check(v: str) -> None:
+        if v not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {v!r}")
+
+    return check
+
+
+def _not_yet(tier: str) -> Callable[[str], None]:
+    def check(v: str) -> None:
+        if v:
+            raise ValueError(
+                f"the {tier} tier is not available in this version of the sidecar; "
+                "unset it (the sidecar runs on its in-process memory tier)"
+            )
+
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarConfig:
+    """Every sidecar setting with its default. Names are the TOML keys; the environment
+    variable is STRATA_<NAME upper-cased> and the flag --<name with dashes>."""
+
+    listen: str = _setting(
+        DEFAULT_LISTEN,
+        "gRPC listen address: unix:/abs/path (node-local, the default) or HOST:PORT",
+        check=check_listen,
+    )
+    metrics_listen: str = _setting(
+        "127.0.0.1:9464",
+        "HOST:PORT serving Prometheus /metrics; empty or 'off' disables it",
+        check=check_optional_host_port,
+    )
+    memory_max_bytes: int = _setting(
+        256 * 1024**2,
+        "byte budget of the in-process memory tier (accepts 256MiB, 1g, ...)",
+        parse=parse_size,
+        check=_positive,
+    )
+    admission: str = _setting(
+        "tinylfu",
+        "memory tier admission policy: tinylfu (keeps one-hit wonders out) or always",
+        check=_one_of("tinylfu", "always"),
+    )
+    max_key_bytes: int = _setting(
+        2048, "longest cache key accepted, in bytes", parse=parse_size, check=_positive
+    )
+    max_body_bytes: int = _setting(
+        8 * 1024**2,
+        "largest response body accepted by Store, in bytes",
+        parse=parse_size,
+        check=_positive,
+    )
+    max_headers: int = _setting(256, "most header lines in one entry", parse=int, check=_positive)
+    max_header_bytes: int = _setting(
+        64 * 1024,
+        "largest total size of an entry's header names and values",
+        parse=parse_size,
+        check=_positive,
+    )
+    max_ttl_seconds: int = _setting(
+        365 * 24 * 3600,
+        "longest TTL, stale window or storage TTL accepted",
+        parse=int,
+        check=_positive,
+    )
+    coalesce_max_wait_ms: int = _setting(
+        5000,
+        "cap on how long a coalesced lookup may wait for another caller's fill",
+        parse=int,
+        check=_non_negative,
+    )
+    lease_ttl_ms: int = _setting(
+        10000,
+        "how long a fill lease lasts when its holder never stores or releases",
+        parse=int,
+        check=_positive,
+    )
+    sweep_interval_seconds: float = _setting(
+        5.0, "how often expired entries are swept out", parse=float, check=_positive
+    )
+    shutdown_grace_seconds: float = _setting(
+        10.0,
+        "on SIGTERM, how long in-flight calls may run before they are cancelled",
+        parse=float,
+        check=_non_negative,
+    )
+    log_level: str = _setting(
+        "INFO",
+        "log level: DEBUG, INFO, WARNING, ERROR",
+        parse=str.upper,
+        check=_one_of("DEBUG", "INFO", "WARNING", "ERROR"),
+    )
+    log_format: str = _setting(
+        "ecs", "log format: ecs (JSON for the ELK stack) or text", check=_one_of("ecs", "text")
+    )
+    redis_url: str = _setting(
+        "",
+        "Redis URL for the shared tier; empty = not used",
+        check=_not_yet("redis"),
+        secret=True,
+    )
+    memcached_servers: str = _setting(
+        "",
+        "comma-separated HOST:PORT list for the Memcached tier; empty = not used",
+        check=_not_yet("memcached"),
+    )
+    postgres_dsn: str = _setting(
+        "",
+        "PostgreSQL DSN for the durable fallback tier; empty = not used",
+        check=_not_yet("postgres"),
+        secret=True,
+    )
+    kafka_bootstrap: str = _setting(
+        "",
+        "Kafka bootstrap servers for invalidation events; empty = not used",
+        check=_not_yet("kafka"),
+    )
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict, secrets (passwords in URLs/DSNs) masked."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["secret"] and isinstance(value, str):
+                value = redact_url(value)
+            out[f.name] = value
+        return out
+
+
+SETTINGS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(SidecarConfig)
+SETTING_NAMES = frozenset(f.name for f in SETTINGS)
+
+
+def env_name(setting: str) -> str:
+    return ENV_PREFIX + setting.upper()
+
+
+def _convert(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
+    """Turn a raw value (str from env/flags, typed from TOML) into the setting's type."""
+    where = f"{f.name} (from {source})"
+    try:
+        if isinstance(raw, str):
+            value = f.metadata["parse"](raw)
+        elif isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise ValueError(f"expected a {type(f.default).__name__}, got {raw!r}")
+        elif isinstance(f.default, str):
+            raise ValueError(f"expected a string, got {raw!r}")
+        elif isinstance(f.default, int) and isinstance(raw, float):
+            raise ValueError(f"expected a whole number, got {raw!r}")
+        else:
+            value = float(raw) if isinstance(f.default, float) else raw
+        check = f.metadata["check"]
+        if check is not None:
+            check(value)
+    except ValueError as exc:
+        raise ConfigError(where, str(exc)) from exc
+    return value
+
+
+def _unknown(name: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(name, sorted(SETTING_NAMES), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(name, f"unknown setting in {source}{hint}")
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Parse a TOML settings file; unknown keys are errors."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError("config", f"settings file not found: {path}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from exc
+    for key in data:
+        if key not in SETTING_NAMES:
+            raise _unknown(key, str(path))
+    return data
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The STRATA_* settings in `environ`; an unknown STRATA_ name is an error."""
+    out: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_ENV:
+            continue
+        if name.startswith(FOREIGN_ENV_PREFIXES):
+            continue
+        setting = name[len(ENV_PREFIX) :].lower()
+        if setting not in SETTING_NAMES:
+            raise _unknown(setting, f"environment variable {name}")
+        out[setting] = value
+    return out
+
+
+def load_config(
+    environ: Mapping[str, str],
+    overrides: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> SidecarConfig:
+    """Build the one SidecarConfig from file, environment and flag overrides.
+
+    `overrides` are raw strings from the command line, keyed by setting name. The file is
+    `config_file`, else the path in STRATA_CONFIG, else none.
+    """
+    by_name = {f.name: f for f in SETTINGS}
+    values: dict[str, Any] = {}
+    file_path = config_file or (
+        Path(environ[CONFIG_FILE_ENV]) if environ.get(CONFIG_FILE_ENV) else None
+    )
+    if file_path is not None:
+        for key, raw in read_file(file_path).items():
+            values[key] = _convert(by_name[key], raw, str(file_path))
+    for key, raw in read_env(environ).items():
+        values[key] = _convert(by_name[key], raw, env_name(key))
+    for key, raw in (overrides or {}).items():
+        if key not in by_name:
+            raise _unknown(key, "command line")
+        values[key] = _convert(by_name[key], raw, "--" + key.replace("_", "-"))
+    return SidecarConfig(**values)

@@ -1,0 +1,322 @@
+"""The cache engine: read-through over tiers, backfill, variants, coalescing.
+
+Transport-agnostic (no gRPC types). Every public method validates its input against
+`Limits` first and raises `InvalidRequestError` (counted and reported to the observer) for
+bad input. A tier that fails is skipped (`TierError`); a lookup never fails because of a
+tier. A miss is a `LookupResult` with outcome MISS.
+
+What the engine does not guarantee: that an entry stored is there on the next lookup
+(tiers evict), ordering between a Store and a concurrent Invalidate of the same key (the
+later one to reach a tier wins), or coalescing across sidecars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+
+from sidecar.clock import Clock
+from sidecar.coalesce import LeaseTable, SingleFlight
+from sidecar.errors import InvalidRequestError, TierError
+from sidecar.limits import Limits, check_coalesce_wait, check_entry, check_headers, check_key
+from sidecar.limits import check_tag as _check_tag
+from sidecar.model import (
+    FORMAT_VERSION,
+    CachedResponse,
+    EngineCounters,
+    Headers,
+    LookupResult,
+    Outcome,
+    StoreResult,
+    StoreStatus,
+    TierSnapshot,
+)
+from sidecar.observability.observer import NullObserver, Observer
+from sidecar.tiers.base import SetStatus, Tier
+from sidecar.variants import is_marker, new_marker, variant_key
+
+_SET_TO_STORE = {
+    SetStatus.STORED: StoreStatus.STORED,
+    SetStatus.NOT_ADMITTED: StoreStatus.NOT_ADMITTED,
+    SetStatus.TOO_LARGE: StoreStatus.TOO_LARGE,
+}
+
+
+class Engine:
+    """Lookups, stores and invalidations over an ordered list of tiers (fastest first)."""
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier],
+        clock: Clock,
+        limits: Limits | None = None,
+        lease_ttl_ms: int = 10_000,
+        observer: Observer | None = None,
+    ) -> None:
+        if not tiers:
+            raise ValueError("an engine needs at least one tier")
+        self._tiers = tuple(tiers)
+        self._clock = clock
+        self._limits = limits or Limits()
+        self._observer = observer or NullObserver()
+        self._leases = LeaseTable(clock, lease_ttl_ms)
+        self._reads: SingleFlight[bytes, tuple[CachedResponse | None, int]] = SingleFlight()
+        self.counters = EngineCounters()
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    # -- lookups -----------------------------------------------------------------------
+
+    async def lookup(
+        self, key: bytes, request_headers: Headers = (), coalesce_wait_ms: int = 0
+    ) -> LookupResult:
+        """Find `key` (and its variant for `request_headers`) in the fastest tier."""
+        self._validate("lookup", lambda: self._check_lookup(key, request_headers))
+        self.counters.lookups += 1
+        result = await self._find(key, request_headers)
+        if result.outcome is not Outcome.HIT and coalesce_wait_ms > 0:
+            result = await self._coalesce(key, request_headers, result, coalesce_wait_ms)
+        self._count_lookup(result)
+        return result
+
+    def _check_lookup(self, key: bytes, request_headers: Headers) -> None:
+        check_key(key, self._limits)
+        check_headers(request_headers, self._limits, "request_headers")
+
+    async def _find(self, key: bytes, request_headers: Headers) -> LookupResult:
+        now = self._clock.now_ms()
+        entry, tier = await self._read(key)
+        if entry is not None and is_marker(entry):
+            entry, tier = await self._read(variant_key(key, entry, request_headers))
+        if entry is None or is_marker(entry):
+            return LookupResult(Outcome.MISS, now_ms=now)
+        age = max(0, now - entry.stored_at_ms)
+        if age < entry.ttl_ms:
+            outcome = Outcome.HIT
+        elif now < entry.expires_at_ms:
+            outcome = Outcome.STALE
+        else:
+            return LookupResult(Outcome.MISS, now_ms=now)
+        return LookupResult(outcome, entry, age_ms=age, tier=self._tiers[tier].name, now_ms=now)
+
+    async def _coalesce(
+        self, key: bytes, request_headers: Headers, found: LookupResult, wait_ms: int
+    ) -> LookupResult:
+        """First caller of a stale or missing key gets the fill lease; others of a missing
+        key wait for that fill (bounded), others of a stale key get the stale entry."""
+        if self._leases.try_acquire(key):
+            return _with(found, fill_lease=True)
+        if found.outcome is Outcome.STALE:
+            return found
+        wait_s = check_coalesce_wait(wait_ms, self._limits) / 1000.0
+        filled = await self._leases.wait(key, wait_s)
+        self._observer.coalesced("filled" if filled else "timeout")
+        if not filled:
+            return found
+        again = await self._find(key, request_headers)
+        if again.outcome is Outcome.MISS:
+            return again
+        self.counters.coalesced += 1
+        return _with(again, coalesced=True)
+
+    async def _read(self, key: bytes) -> tuple[CachedResponse | None, int]:
+        """The entry from the fastest tier that has it, backfilling faster tiers."""
+        first = await self._get(0, key)
+        if first is not None or len(self._tiers) == 1:
+            return first, 0
+        return await self._reads.do(key, lambda: self._read_below(key))
+
+    async def _read_below(self, key: bytes) -> tuple[CachedResponse | None, int]:
+        for i in range(1, len(self._tiers)):
+            entry = await self._get(i, key)
+            if entry is not None:
+                for j in range(i):
+                    await self._set(j, key, entry)
+                return entry, i
+        return None, 0
+
+    async def _get(self, i: int, key: bytes) -> CachedResponse | None:
+        tier = self._tiers[i]
+        try:
+            entry = await tier.get(key)
+        except TierError:
+            self._observer.tier_error(tier.name, "get")
+            return None
+        if entry is not None and entry.format_version != FORMAT_VERSION:
+            self._observer.evicted(tier.name, "unknown_format", 1)
+            await self._delete(i, key)
+            return None
+        return entry
+
+    # -- stores ------------------------------------------------------------------------
+
+    async def store(
+        self, key: bytes, entry: CachedResponse, request_headers: Headers = ()
+    ) -> StoreResult:
+        """File `entry` under `key` (or its variant) in every tier, then end the fill
+        lease on `key`, waking coalesced lookups."""
+        self._validate("store", lambda: self._check_store(key, entry, request_headers))
+        now = self._clock.now_ms()
+        if entry.stored_at_ms == 0:
+            entry = _replace_stored_at(entry, now)
+        self.counters.stores += 1
+        if entry.expires_at_ms <= now:
+            status = StoreStatus.EXPIRED
+        else:
+            target = key
+            if entry.vary:
+                target = await self._file_variant(key, entry, request_headers)
+            status = await self._write(target, entry)
+        waiters = self._leases.release(key)
+        self._observer.store(status.value)
+        return StoreResult(status, waiters)
+
+    def _check_store(self, key: bytes, entry: CachedResponse, request_headers: Headers) -> None:
+        check_key(key, self._limits)
+        check_entry(entry, self._limits)
+        check_headers(request_headers, self._limits, "request_headers")
+
+    async def _file_variant(
+        self, key: bytes, entry: CachedResponse, request_headers: Headers
+    ) -> bytes:
+        current, _ = await self._read(key)
+        if current is not None and is_marker(current) and current.vary == entry.vary:
+            marker = new_marker(entry, nonce=current.body)
+        else:
+            marker = new_marker(entry)
+        await self._write(key, marker)
+        return variant_key(key, marker, request_headers)
+
+    async def _write(self, key: bytes, entry: CachedResponse) -> StoreStatus:
+        statuses = [await self._set(i, key, entry) for i in range(len(self._tiers))]
+        if SetStatus.STORED in statuses:
+            return StoreStatus.STORED
+        known = [s for s in statuses if s is not None]
+        return _SET_TO_STORE[known[0]] if known else StoreStatus.NOT_ADMITTED
+
+    async def _set(self, i: int, key: bytes, entry: CachedResponse) -> SetStatus | None:
+        tier = self._tiers[i]
+        try:
+            return await tier.set(key, entry)
+        except TierError:
+            self._observer.tier_error(tier.name, "set")
+            return None
+
+    async def release(self, key: bytes) -> int:
+        """Give up the fill lease on `key`; returns how many lookups were waiting."""
+        self._validate("release", lambda: check_key(key, self._limits))
+        return self._leases.release(key)
+
+    # -- invalidation ------------------------------------------------------------------
+
+    async def invalidate_key(self, key: bytes) -> int:
+        """Drop `key` (its variants become unreachable with its marker)."""
+        self._validate("invalidate", lambda: check_key(key, self._limits))
+        return await self._invalidate("key", [self._delete(i, key) for i in self._indexes()])
+
+    async def invalidate_prefix(self, prefix: bytes) -> int:
+        """Drop every key starting with `prefix` (variants included)."""
+        self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
+        return await self._invalidate(
+            "prefix", [self._delete_prefix(i, prefix) for i in self._indexes()]
+        )
+
+    async def invalidate_tag(self, tag: str) -> int:
+        """Drop every entry carrying `tag`."""
+        self._validate("invalidate", lambda: _check_tag(tag, self._limits))
+        return await self._invalidate("tag", [self._delete_tag(i, tag) for i in self._indexes()])
+
+    async def _invalidate(self, kind: str, ops: list[Awaitable[int]]) -> int:
+        dropped = 0
+        for op in ops:
+            dropped += await op
+        self.counters.invalidations += 1
+        self._observer.invalidated(kind, dropped)
+        return dropped
+
+    def _indexes(self) -> range:
+        return range(len(self._tiers))
+
+    async def _delete(self, i: int, key: bytes) -> int:
+        try:
+            return int(await self._tiers[i].delete(key))
+        except TierError:
+            self._observer.tier_error(self._tiers[i].name, "delete")
+            return 0
+
+    async def _delete_prefix(self, i: int, prefix: bytes) -> int:
+        try:
+            return await self._tiers[i].delete_prefix(prefix)
+        except TierError:
+            self._observer.tier_error(self._tiers[i].name, "delete_prefix")
+            return 0
+
+    async def _delete_tag(self, i: int, tag: str) -> int:
+        try:
+            return await self._tiers[i].delete_tag(tag)
+        except TierError:
+            self._observer.tier_error(self._tiers[i].name, "delete_tag")
+            return 0
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Drop expired entries from every tier and forget expired leases."""
+        self._leases.sweep()
+        dropped = 0
+        for tier in self._tiers:
+            try:
+                dropped += await tier.sweep()
+            except TierError:
+                self._observer.tier_error(tier.name, "sweep")
+        return dropped
+
+    def snapshot(self) -> list[TierSnapshot]:
+        return [t.snapshot() for t in self._tiers]
+
+    async def close(self) -> None:
+        for tier in self._tiers:
+            await tier.close()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _validate(self, operation: str, check: Callable[[], object]) -> None:
+        try:
+            check()
+        except InvalidRequestError as exc:
+            self.note_rejected(operation, exc.reason)
+            raise
+
+    def note_rejected(self, operation: str, reason: str) -> None:
+        """Count a refused request (also used by the transport for undecodable input)."""
+        self.counters.rejected_requests += 1
+        by = self.counters.rejected_by_reason
+        by[reason] = by.get(reason, 0) + 1
+        self._observer.rejected(operation, reason)
+
+    def _count_lookup(self, result: LookupResult) -> None:
+        if result.outcome is Outcome.HIT:
+            self.counters.hits += 1
+        elif result.outcome is Outcome.STALE:
+            self.counters.stale_hits += 1
+        else:
+            self.counters.misses += 1
+        self._observer.lookup(result.outcome.value, result.tier)
+
+
+def _with(result: LookupResult, fill_lease: bool = False, coalesced: bool = False) -> LookupResult:
+    return LookupResult(
+        result.outcome,
+        result.entry,
+        age_ms=result.age_ms,
+        tier=result.tier,
+        fill_lease=fill_lease,
+        coalesced=coalesced,
+        now_ms=result.now_ms,
+    )
+
+
+def _replace_stored_at(entry: CachedResponse, now_ms: int) -> CachedResponse:
+    return replace(entry, stored_at_ms=now_ms)

@@ -1,0 +1,1 @@
+"""Observers: metrics and logs. Anything may call them; they call nothing back."""

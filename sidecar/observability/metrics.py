@@ -1,0 +1,111 @@
+"""Prometheus metrics for the sidecar, all prefixed `strata_`, base units, `_total` on
+counters. Labels are closed sets (outcome, tier, cause, reason, operation), never keys.
+
+Occupancy (entries, bytes per tier) is read from the engine at scrape time by a collector,
+so the hot path only increments counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sidecar.model import TierSnapshot
+
+
+class PrometheusObserver:
+    """An `Observer` that counts into a registry of its own (one per sidecar)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._lookups = Counter(
+            "strata_lookups_total",
+            "Lookups by outcome (hit, stale, miss) and the tier that answered",
+            ["outcome", "tier"],
+            registry=registry,
+        )
+        self._stores = Counter(
+            "strata_stores_total", "Stores by result", ["result"], registry=registry
+        )
+        self._evictions = Counter(
+            "strata_evictions_total",
+            "Entries that left a tier, by cause (size, rejected, expired, explicit, replaced)",
+            ["tier", "cause"],
+            registry=registry,
+        )
+        self._rejected = Counter(
+            "strata_rejected_requests_total",
+            "Requests refused as invalid (INVALID_ARGUMENT), by operation and reason",
+            ["operation", "reason"],
+            registry=registry,
+        )
+        self._tier_errors = Counter(
+            "strata_tier_errors_total",
+            "Tier operations that failed and were skipped",
+            ["tier", "operation"],
+            registry=registry,
+        )
+        self._coalesced = Counter(
+            "strata_coalesced_lookups_total",
+            "Lookups that waited for another caller's fill, by result (filled, timeout)",
+            ["result"],
+            registry=registry,
+        )
+        self._invalidated = Counter(
+            "strata_invalidated_entries_total",
+            "Entries dropped by invalidations, by kind (key, prefix, tag)",
+            ["kind"],
+            registry=registry,
+        )
+        self._lookup_children: dict[tuple[str, str], Callable[[], None]] = {}
+
+    def lookup(self, outcome: str, tier: str) -> None:
+        inc = self._lookup_children.get((outcome, tier))
+        if inc is None:
+            inc = self._lookups.labels(outcome, tier).inc
+            self._lookup_children[(outcome, tier)] = inc
+        inc()
+
+    def store(self, status: str) -> None:
+        self._stores.labels(status).inc()
+
+    def evicted(self, tier: str, cause: str, count: int) -> None:
+        self._evictions.labels(tier, cause).inc(count)
+
+    def rejected(self, operation: str, reason: str) -> None:
+        self._rejected.labels(operation, reason).inc()
+
+    def tier_error(self, tier: str, operation: str) -> None:
+        self._tier_errors.labels(tier, operation).inc()
+
+    def coalesced(self, result: str) -> None:
+        self._coalesced.labels(result).inc()
+
+    def invalidated(self, kind: str, dropped: int) -> None:
+        self._invalidated.labels(kind).inc(dropped)
+
+
+class TierCollector(Collector):
+    """Per-tier occupancy gauges, read from `snapshot()` at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], list[TierSnapshot]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        entries = GaugeMetricFamily(
+            "strata_tier_entries", "Entries held by each tier", labels=["tier"]
+        )
+        used = GaugeMetricFamily("strata_tier_bytes", "Bytes held by each tier", labels=["tier"])
+        budget = GaugeMetricFamily(
+            "strata_tier_max_bytes", "Byte budget of each tier", labels=["tier"]
+        )
+        for t in self._snapshot():
+            entries.add_metric([t.name], t.entries)
+            used.add_metric([t.name], t.bytes)
+            budget.add_metric([t.name], t.max_bytes)
+        yield entries
+        yield used
+        yield budget

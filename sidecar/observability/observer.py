@@ -1,0 +1,86 @@
+"""The seam between the engine and its observers (metrics, logs).
+
+The engine and the tiers report events here; an observer must be cheap, must not raise and
+must not call back into the engine. Labels are small closed sets (outcome, tier, cause,
+reason) - never a cache key.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Observer(Protocol):
+    def lookup(self, outcome: str, tier: str) -> None:
+        """A lookup ended: outcome hit/stale/miss; tier that answered ('' on a miss)."""
+
+    def store(self, status: str) -> None:
+        """A store ended with StoreStatus value `status`."""
+
+    def evicted(self, tier: str, cause: str, count: int) -> None:
+        """`count` entries left `tier` for `cause` (size, rejected, expired, ...)."""
+
+    def rejected(self, operation: str, reason: str) -> None:
+        """A request was refused as invalid (INVALID_ARGUMENT)."""
+
+    def tier_error(self, tier: str, operation: str) -> None:
+        """A tier failed an operation; the engine carried on without it."""
+
+    def coalesced(self, result: str) -> None:
+        """A lookup waited on another caller's fill: result filled/timeout."""
+
+    def invalidated(self, kind: str, dropped: int) -> None:
+        """An invalidation by key/prefix/tag dropped `dropped` entries."""
+
+
+class NullObserver:
+    """Observes nothing (the default, and for tests)."""
+
+    def lookup(self, outcome: str, tier: str) -> None:
+        pass
+
+    def store(self, status: str) -> None:
+        pass
+
+    def evicted(self, tier: str, cause: str, count: int) -> None:
+        pass
+
+    def rejected(self, operation: str, reason: str) -> None:
+        pass
+
+    def tier_error(self, tier: str, operation: str) -> None:
+        pass
+
+    def coalesced(self, result: str) -> None:
+        pass
+
+    def invalidated(self, kind: str, dropped: int) -> None:
+        pass
+
+
+class RecordingObserver(NullObserver):
+    """Keeps every event as a tuple; for tests."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+    def lookup(self, outcome: str, tier: str) -> None:
+        self.events.append(("lookup", outcome, tier))
+
+    def store(self, status: str) -> None:
+        self.events.append(("store", status))
+
+    def evicted(self, tier: str, cause: str, count: int) -> None:
+        self.events.append(("evicted", tier, cause, count))
+
+    def rejected(self, operation: str, reason: str) -> None:
+        self.events.append(("rejected", operation, reason))
+
+    def tier_error(self, tier: str, operation: str) -> None:
+        self.events.append(("tier_error", tier, operation))
+
+    def coalesced(self, result: str) -> None:
+        self.events.append(("coalesced", result))
+
+    def invalidated(self, kind: str, dropped: int) -> None:
+        self.events.append(("invalidated", kind, dropped))

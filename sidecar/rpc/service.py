@@ -1,0 +1,251 @@
+"""`strata.v1.CacheService` handlers over the engine.
+
+One table maps error types to gRPC status codes. Requests that do not even decode are
+refused as INVALID_ARGUMENT too (the deserializer hands over an `Undecodable`), counted and
+logged like any other bad request; the server carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError
+from strata.v1 import cache_pb2 as _pb
+
+from sidecar import __version__
+from sidecar.engine import Engine
+from sidecar.errors import InvalidRequestError
+from sidecar.rpc.convert import entry_from_proto, headers_from_proto, lookup_to_proto
+
+log = logging.getLogger("strata.sidecar.rpc")
+_T = TypeVar("_T")
+
+_STORE_RESULT = {
+    "stored": _pb.STORE_RESULT_STORED,
+    "not_admitted": _pb.STORE_RESULT_NOT_ADMITTED,
+    "too_large": _pb.STORE_RESULT_TOO_LARGE,
+    "expired": _pb.STORE_RESULT_EXPIRED,
+}
+
+#: Error type -> gRPC status. Anything else is a bug: INTERNAL, logged with its traceback.
+STATUS_FOR_ERROR: dict[type[Exception], grpc.StatusCode] = {
+    InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A request whose bytes are not a valid message of the expected type."""
+
+    type_name: str
+    error: str
+
+
+def safe_deserializer(cls: Any) -> Callable[[bytes], Any]:
+    """`cls.FromString` that returns `Undecodable` instead of raising."""
+    name = cls.DESCRIPTOR.full_name
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except (DecodeError, ValueError, TypeError) as exc:
+            return Undecodable(name, str(exc) or exc.__class__.__name__)
+
+    return deserialize
+
+
+class CacheService:
+    """The handlers. `grpc` only appears here and in `sidecar.rpc.server`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._closing = False
+        # Exchange handlers in progress -> True while waiting for the client's next message.
+        self._streams: dict[asyncio.Task[Any], bool] = {}
+
+    def begin_shutdown(self) -> int:
+        """Stop taking new messages on open streams: idle streams end now, busy ones after
+        their current message. Returns the number of streams ended at once."""
+        self._closing = True
+        idle = [task for task, waiting in self._streams.items() if waiting]
+        for task in idle:
+            task.cancel()
+        return len(idle)
+
+    # -- unary -------------------------------------------------------------------------
+
+    async def Lookup(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.LookupResponse:  # noqa: N802
+        return await self._unary("lookup", request, context, self._lookup)
+
+    async def Store(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.StoreResponse:  # noqa: N802
+        return await self._unary("store", request, context, self._store)
+
+    async def Invalidate(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> _pb.InvalidateResponse:
+        return await self._unary("invalidate", request, context, self._invalidate)
+
+    async def Release(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.ReleaseResponse:  # noqa: N802
+        return await self._unary("release", request, context, self._release)
+
+    async def Stats(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.StatsResponse:  # noqa: N802
+        return self.stats()
+
+    async def _unary(
+        self,
+        operation: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        handler: Callable[[Any], Awaitable[_T]],
+    ) -> _T:
+        try:
+            if isinstance(request, Undecodable):
+                raise self._undecodable(operation, request)
+            return await handler(request)
+        except InvalidRequestError as exc:
+            log.info(
+                "request refused",
+                extra={
+                    "event.action": operation,
+                    "event.reason": exc.reason,
+                    "error.message": str(exc),
+                },
+            )
+            await context.abort(STATUS_FOR_ERROR[InvalidRequestError], str(exc))
+            raise  # unreachable: abort raises
+
+    def _undecodable(self, operation: str, request: Undecodable) -> InvalidRequestError:
+        self._engine.note_rejected(operation, "undecodable")
+        return InvalidRequestError(
+            "request", f"not a valid {request.type_name} message: {request.error}", "undecodable"
+        )
+
+    # -- stream ------------------------------------------------------------------------
+
+    async def Exchange(  # noqa: N802
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[_pb.ExchangeResponse]:
+        task = asyncio.current_task()
+        assert task is not None
+        self._streams[task] = True
+        try:
+            async for message in self._messages(requests, task):
+                yield await self._exchange(message)
+        finally:
+            del self._streams[task]
+
+    async def _messages(
+        self, requests: AsyncIterator[Any], task: asyncio.Task[Any]
+    ) -> AsyncIterator[Any]:
+        """The client's messages, marking the stream busy while one is handled."""
+        async for message in requests:
+            self._streams[task] = False
+            yield message
+            if self._closing:
+                return
+            self._streams[task] = True
+
+    async def _exchange(self, message: Any) -> _pb.ExchangeResponse:
+        response = _pb.ExchangeResponse()
+        if isinstance(message, Undecodable):
+            reply = response.replies.add(id=0)
+            exc = self._undecodable("exchange", message)
+            reply.error.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            reply.error.message = str(exc)
+        elif len(message.calls) == 1:
+            await self._call(message.calls[0], response.replies.add())
+        else:
+            replies = [response.replies.add() for _ in message.calls]
+            await asyncio.gather(
+                *(self._call(c, r) for c, r in zip(message.calls, replies, strict=True))
+            )
+        return response
+
+    async def _call(self, call: _pb.Call, reply: _pb.Reply) -> None:
+        reply.id = call.id
+        op = call.WhichOneof("op")
+        try:
+            if op == "lookup":
+                reply.lookup.CopyFrom(await self._lookup(call.lookup))
+            elif op == "store":
+                reply.store.CopyFrom(await self._store(call.store))
+            elif op == "invalidate":
+                reply.invalidate.CopyFrom(await self._invalidate(call.invalidate))
+            elif op == "release":
+                reply.release.CopyFrom(await self._release(call.release))
+            else:
+                self._engine.note_rejected("exchange", "no_operation")
+                raise InvalidRequestError("call.op", "no operation set", "no_operation")
+        except InvalidRequestError as exc:
+            reply.error.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            reply.error.message = str(exc)
+
+    # -- operations --------------------------------------------------------------------
+
+    async def _lookup(self, req: _pb.LookupRequest) -> _pb.LookupResponse:
+        result = await self._engine.lookup(
+            req.key,
+            headers_from_proto(req.request_headers) if req.request_headers else (),
+            req.coalesce_wait_ms,
+        )
+        out = _pb.LookupResponse()
+        lookup_to_proto(result, out)
+        return out
+
+    async def _store(self, req: _pb.StoreRequest) -> _pb.StoreResponse:
+        if not req.HasField("entry"):
+            self._engine.note_rejected("store", "missing_entry")
+            raise InvalidRequestError("entry", "is required", "missing_entry")
+        result = await self._engine.store(
+            req.key, entry_from_proto(req.entry), headers_from_proto(req.request_headers)
+        )
+        return _pb.StoreResponse(
+            result=_STORE_RESULT[result.status.value], waiters_released=result.waiters_released
+        )
+
+    async def _invalidate(self, req: _pb.InvalidateRequest) -> _pb.InvalidateResponse:
+        target = req.WhichOneof("target")
+        if target == "key":
+            dropped = await self._engine.invalidate_key(req.key)
+        elif target == "prefix":
+            dropped = await self._engine.invalidate_prefix(req.prefix)
+        elif target == "tag":
+            dropped = await self._engine.invalidate_tag(req.tag)
+        else:
+            self._engine.note_rejected("invalidate", "no_target")
+            raise InvalidRequestError("target", "set one of key, prefix or tag", "no_target")
+        return _pb.InvalidateResponse(dropped=dropped)
+
+    async def _release(self, req: _pb.ReleaseRequest) -> _pb.ReleaseResponse:
+        return _pb.ReleaseResponse(waiters_released=await self._engine.release(req.key))
+
+    def stats(self) -> _pb.StatsResponse:
+        c = self._engine.counters
+        out = _pb.StatsResponse(
+            lookups=c.lookups,
+            hits=c.hits,
+            stale_hits=c.stale_hits,
+            misses=c.misses,
+            stores=c.stores,
+            invalidations=c.invalidations,
+            coalesced=c.coalesced,
+            rejected_requests=c.rejected_requests,
+            version=__version__,
+        )
+        for t in self._engine.snapshot():
+            out.tiers.add(
+                name=t.name,
+                entries=t.entries,
+                bytes=t.bytes,
+                max_bytes=t.max_bytes,
+                hits=t.hits,
+                misses=t.misses,
+                evictions=t.evictions,
+                admission_rejections=t.admission_rejections,
+            )
+        return out

@@ -1,0 +1,65 @@
+"""The one protocol every storage tier implements.
+
+A tier stores `CachedResponse` values under byte-string keys. It knows nothing of the
+engine, of transport or of HTTP semantics: it does not judge freshness (beyond dropping
+entries past `expires_at_ms`), does not coalesce and does not know about variants.
+
+What a tier does NOT guarantee: that a stored entry is still there on the next read (any
+tier may evict), that invalidations are atomic across keys, or that counts returned by
+deletions are exact for remote tiers. A tier signals "cannot answer" by raising
+`TierError`; a miss is `None`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+from sidecar.model import CachedResponse, TierSnapshot
+
+
+class SetStatus(enum.Enum):
+    STORED = "stored"
+    NOT_ADMITTED = "not_admitted"
+    TOO_LARGE = "too_large"
+
+
+class Tier(Protocol):
+    """A place entries can be kept. All methods may raise `TierError`."""
+
+    @property
+    def name(self) -> str:
+        """Short stable name, used as a metric label ('memory', 'redis', ...)."""
+        ...
+
+    async def get(self, key: bytes) -> CachedResponse | None:
+        """The entry under `key`, or None. Expired entries are never returned."""
+        ...
+
+    async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:
+        """Store or replace; the tier may decline (admission, size) without raising."""
+        ...
+
+    async def delete(self, key: bytes) -> bool:
+        """Drop one key; True if something was dropped."""
+        ...
+
+    async def delete_prefix(self, prefix: bytes) -> int:
+        """Drop every key starting with `prefix`; the number dropped."""
+        ...
+
+    async def delete_tag(self, tag: str) -> int:
+        """Drop every entry carrying `tag`; the number dropped."""
+        ...
+
+    async def sweep(self) -> int:
+        """Drop expired entries now; the number dropped."""
+        ...
+
+    def snapshot(self) -> TierSnapshot:
+        """Occupancy and counters, without I/O (remote tiers report what they know)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the tier is not used afterwards."""
+        ...

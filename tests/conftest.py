@@ -1,0 +1,30 @@
+"""Shared fixtures: free ports, short unix socket paths, the services env."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp dir with a short path (unix socket paths are limited to 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="strata-", dir="/tmp") as d:
+        yield Path(d)
+
+
+@pytest.fixture
+def sidecar_env() -> dict[str, str]:
+    """The environment for a sidecar subprocess: ours minus any STRATA_ settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}

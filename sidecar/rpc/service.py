@@ -132,23 +132,17 @@ class CacheService:
     ) -> AsyncIterator[_pb.ExchangeResponse]:
         task = asyncio.current_task()
         assert task is not None
-        self._streams[task] = True
+        streams = self._streams
+        streams[task] = True  # idle: waiting for the client's next message
         try:
-            async for message in self._messages(requests, task):
+            async for message in requests:
+                streams[task] = False
                 yield await self._exchange(message)
+                if self._closing:
+                    return
+                streams[task] = True
         finally:
-            del self._streams[task]
-
-    async def _messages(
-        self, requests: AsyncIterator[Any], task: asyncio.Task[Any]
-    ) -> AsyncIterator[Any]:
-        """The client's messages, marking the stream busy while one is handled."""
-        async for message in requests:
-            self._streams[task] = False
-            yield message
-            if self._closing:
-                return
-            self._streams[task] = True
+            del streams[task]
 
     async def _exchange(self, message: Any) -> _pb.ExchangeResponse:
         response = _pb.ExchangeResponse()
@@ -171,7 +165,7 @@ class CacheService:
         op = call.WhichOneof("op")
         try:
             if op == "lookup":
-                reply.lookup.CopyFrom(await self._lookup(call.lookup))
+                await self._lookup_into(call.lookup, reply.lookup)
             elif op == "store":
                 reply.store.CopyFrom(await self._store(call.store))
             elif op == "invalidate":
@@ -188,14 +182,17 @@ class CacheService:
     # -- operations --------------------------------------------------------------------
 
     async def _lookup(self, req: _pb.LookupRequest) -> _pb.LookupResponse:
+        out = _pb.LookupResponse()
+        await self._lookup_into(req, out)
+        return out
+
+    async def _lookup_into(self, req: _pb.LookupRequest, out: _pb.LookupResponse) -> None:
         result = await self._engine.lookup(
             req.key,
             headers_from_proto(req.request_headers) if req.request_headers else (),
             req.coalesce_wait_ms,
         )
-        out = _pb.LookupResponse()
         lookup_to_proto(result, out)
-        return out
 
     async def _store(self, req: _pb.StoreRequest) -> _pb.StoreResponse:
         if not req.HasField("entry"):

@@ -1,0 +1,87 @@
+"""kongsim.keyauth: the bundled key-auth plugin, without any server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from multidict import CIMultiDict
+
+from kongsim import keyauth
+from kongsim.config import parse
+from kongsim.schema import validate
+from kongsim.state import RequestState
+
+DECL = parse(
+    {
+        "_format_version": "3.0",
+        "consumers": [
+            {"username": "alice", "keyauth_credentials": [{"key": "k-alice"}]},
+            {"username": "anon"},
+        ],
+    }
+)
+
+
+def conf(**overrides: Any) -> dict[str, Any]:
+    filled, errors = validate(keyauth.SCHEMA, overrides)
+    assert errors == [] and filled is not None
+    return filled
+
+
+def request(
+    uri: str = "/", body: bytes = b"", headers: dict[str, str] | None = None
+) -> RequestState:
+    return RequestState(
+        method="POST",
+        request_uri=uri,
+        headers=CIMultiDict(headers or {}),
+        body=body,
+        client_ip="127.0.0.1",
+        client_port=1,
+        server_port=8000,
+    )
+
+
+def test_realm_goes_into_www_authenticate() -> None:
+    st = request()
+    result = keyauth.access(st, conf(realm="kong"), DECL)
+    assert result is not None and result.status == 401
+    assert ("WWW-Authenticate", 'Key realm="kong"') in result.headers
+    assert json.loads(result.body)["message"] == "No API key found in request"
+
+
+def test_key_in_body_and_hidden_from_upstream() -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    st = request("/", b"apikey=k-alice&x=1", form)
+    assert keyauth.access(st, conf(key_in_body=True, hide_credentials=True), DECL) is None
+    assert st.consumer is not None and st.consumer["username"] == "alice"
+    assert st.upstream_body == b"x=1"
+
+
+def test_key_lookup_respects_header_and_query_switches() -> None:
+    st = request("/?apikey=k-alice")
+    result = keyauth.access(st, conf(key_in_query=False), DECL)
+    assert result is not None and result.status == 401
+    st = request("/", headers={"apikey": "k-alice"})
+    result = keyauth.access(st, conf(key_in_header=False), DECL)
+    assert result is not None and result.status == 401
+    st = request("/", headers={"X-Api-Key": "k-alice"})
+    assert keyauth.access(st, conf(key_names=["x_api_key"]), DECL) is None  # "_" matches "-"
+
+
+def test_anonymous_consumer_on_failure() -> None:
+    st = request("/", headers={"apikey": "wrong"})
+    assert keyauth.access(st, conf(anonymous="anon"), DECL) is None
+    assert st.consumer is not None and st.consumer["username"] == "anon"
+    assert st.credential is None
+    assert ("set", "X-Anonymous-Consumer", ["true"]) in st.upstream_header_ops
+    st = request("/", headers={"apikey": "wrong"})
+    result = keyauth.access(st, conf(anonymous="missing"), DECL)
+    assert result is not None and result.status == 500
+
+
+def test_preflight_can_skip_authentication() -> None:
+    st = request()
+    st.method = "OPTIONS"
+    assert keyauth.access(st, conf(run_on_preflight=False), DECL) is None

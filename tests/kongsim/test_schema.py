@@ -1,0 +1,324 @@
+"""kongsim.schema: Kong's schema language (defaults and validation), as a pure function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kongsim.luapattern import lua_match
+from kongsim.schema import check_schema, validate
+
+
+def errs(schema: list[Any], config: object) -> list[str]:
+    return [str(e) for e in validate(schema, config)[1]]
+
+
+def test_defaults_are_filled_recursively_for_required_records() -> None:
+    schema = [
+        {"ttl": {"type": "integer", "default": 30}},
+        {"name": {"type": "string"}},
+        {
+            "redis": {
+                "type": "record",
+                "required": True,
+                "fields": [
+                    {"host": {"type": "string", "default": "127.0.0.1"}},
+                    {"port": {"type": "integer", "default": 6379}},
+                    {
+                        "tls": {
+                            "type": "record",
+                            "required": True,
+                            "fields": [
+                                {"verify": {"type": "boolean", "default": True}},
+                            ],
+                        }
+                    },
+                ],
+            }
+        },
+        {"tags": {"type": "array", "elements": {"type": "string"}, "default": ["a"]}},
+    ]
+    filled, errors = validate(schema, {})
+    assert errors == []
+    assert filled == {
+        "ttl": 30,
+        "name": None,
+        "redis": {"host": "127.0.0.1", "port": 6379, "tls": {"verify": True}},
+        "tags": ["a"],
+    }
+
+
+def test_partial_record_gets_its_nested_defaults() -> None:
+    schema = [
+        {
+            "redis": {
+                "type": "record",
+                "fields": [
+                    {"host": {"type": "string", "default": "h"}},
+                    {"port": {"type": "integer", "default": 1}},
+                ],
+            }
+        }
+    ]
+    filled, errors = validate(schema, {"redis": {"port": 2}})
+    assert errors == []
+    assert filled == {"redis": {"host": "h", "port": 2}}
+
+
+def test_records_are_required_unless_they_say_otherwise_like_kong_entities() -> None:
+    nested = {"fields": [{"host": {"type": "string", "default": "h"}}]}
+    schema = [
+        {"implicit": {"type": "record", **nested}},
+        {"optional": {"type": "record", "required": False, **nested}},
+    ]
+    assert validate(schema, {})[0] == {"implicit": {"host": "h"}, "optional": None}
+    assert errs(schema, {"implicit": None}) == ["config.implicit: required field missing"]
+
+
+def test_record_default_is_copied_then_completed() -> None:
+    schema = [
+        {
+            "r": {
+                "type": "record",
+                "default": {"a": 1},
+                "fields": [{"a": {"type": "integer"}}, {"b": {"type": "integer", "default": 2}}],
+            }
+        }
+    ]
+    filled, errors = validate(schema, {})
+    assert errors == []
+    assert filled == {"r": {"a": 1, "b": 2}}
+
+
+def test_explicit_null_is_kept_and_required_null_fails() -> None:
+    schema = [{"a": {"type": "integer", "default": 5}}, {"b": {"type": "string", "required": True}}]
+    filled, errors = validate(schema, {"a": None, "b": None})
+    assert filled is not None and filled["a"] is None
+    assert [str(e) for e in errors] == ["config.b: required field missing"]
+
+
+def test_none_config_means_defaults() -> None:
+    assert validate([{"a": {"type": "integer", "default": 1}}], None) == ({"a": 1}, [])
+
+
+def test_not_a_record() -> None:
+    assert errs([], [1]) == ["config: expected a record"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ({"type": "string"}, 5, "expected a string"),
+        ({"type": "string"}, "", "length must be at least 1"),
+        ({"type": "integer"}, 1.5, "expected an integer"),
+        ({"type": "integer"}, True, "expected an integer"),
+        ({"type": "number"}, "1", "expected a number"),
+        ({"type": "boolean"}, "true", "expected a boolean"),
+        ({"type": "array", "elements": {"type": "string"}}, "x", "expected an array"),
+        ({"type": "set", "elements": {"type": "integer"}}, {}, "expected a set"),
+        (
+            {"type": "map", "keys": {"type": "string"}, "values": {"type": "integer"}},
+            [],
+            "expected a map",
+        ),
+        ({"type": "record", "fields": []}, "x", "expected a record"),
+        ({"type": "integer", "gt": 0}, 0, "value must be greater than 0"),
+        ({"type": "number", "gt": 0.5}, 0.5, "value must be greater than 0.5"),
+        ({"type": "integer", "between": [1, 10]}, 11, "value should be between 1 and 10"),
+        ({"type": "string", "one_of": ["a", "b"]}, "c", "expected one of: a, b"),
+        ({"type": "integer", "one_of": [1, 2]}, 3, "expected one of: 1, 2"),
+        ({"type": "string", "len_min": 3}, "ab", "length must be at least 3"),
+        ({"type": "string", "len_max": 2}, "abc", "length must be at most 2"),
+        ({"type": "string", "len_max": 2}, "é", None),
+        ({"type": "string", "len_max": 1}, "é", "length must be at most 1"),
+        ({"type": "string", "len_eq": 2}, "abc", "length must be 2"),
+        (
+            {"type": "array", "elements": {"type": "string"}, "len_min": 1},
+            [],
+            "length must be at least 1",
+        ),
+        ({"type": "string", "match": "^[%w-]+$"}, "a b", "invalid value: a b"),
+        ({"type": "string", "match": "^[%w-]+$"}, "ab-9", None),
+        ({"type": "string", "not_match": "%s"}, "a b", "invalid value: a b"),
+        ({"type": "string", "starts_with": "/"}, "x", "should start with: /"),
+        ({"type": "string", "uuid": True}, "nope", "expected a valid UUID"),
+        ({"type": "string", "is_regex": True}, "(", "not a valid regex: ("),
+        ({"type": "string", "eq": "x"}, "y", "value must be x"),
+        ({"type": "string", "ne": "x"}, "x", "value must not be x"),
+        (
+            {"type": "array", "elements": {"type": "string"}, "contains": "a"},
+            ["b"],
+            "expected to contain: a",
+        ),
+        ({"type": "string", "match_all": [{"pattern": "a", "err": "needs a"}]}, "b", "needs a"),
+        ({"type": "string", "match_none": [{"pattern": "a", "err": "no a"}]}, "a", "no a"),
+        ({"type": "string", "match_any": {"patterns": ["a", "b"], "err": "a or b"}}, "c", "a or b"),
+        ({"type": "integer", "timestamp": True}, 0, "expected a valid timestamp"),
+    ],
+)
+def test_every_attribute_kind(field: dict[str, object], value: object, message: str | None) -> None:
+    got = errs([{"f": field}], {"f": value})
+    assert got == ([] if message is None else [f"config.f: {message}"])
+
+
+def test_errors_name_the_nested_field_path() -> None:
+    schema = [
+        {
+            "redis": {
+                "type": "record",
+                "required": True,
+                "fields": [
+                    {
+                        "timeouts": {
+                            "type": "record",
+                            "required": True,
+                            "fields": [
+                                {"connect": {"type": "integer", "gt": 0, "default": 1}},
+                            ],
+                        }
+                    },
+                ],
+            }
+        }
+    ]
+    assert errs(schema, {"redis": {"timeouts": {"connect": 0}}}) == [
+        "config.redis.timeouts.connect: value must be greater than 0"
+    ]
+    assert errs(schema, {"redis": {"bogus": 1}}) == ["config.redis.bogus: unknown field"]
+
+
+def test_unknown_and_required_fields_are_all_reported() -> None:
+    schema = [{"a": {"type": "string", "required": True}}, {"b": {"type": "integer"}}]
+    assert errs(schema, {"zz": 1, "b": "x"}) == [
+        "config.a: required field missing",
+        "config.b: expected an integer",
+        "config.zz: unknown field",
+    ]
+
+
+def test_map_keys_and_values_are_validated() -> None:
+    schema = [
+        {
+            "m": {
+                "type": "map",
+                "keys": {"type": "string", "match": "^x"},
+                "values": {"type": "integer", "gt": 0},
+            }
+        }
+    ]
+    assert errs(schema, {"m": {"xa": 1}}) == []
+    assert errs(schema, {"m": {"ya": 1}}) == ["config.m: invalid value: ya"]
+    assert errs(schema, {"m": {"xa": 0}}) == ["config.m: value must be greater than 0"]
+
+
+def test_sets_are_deduplicated_and_integral_floats_become_ints() -> None:
+    schema = [
+        {"s": {"type": "set", "elements": {"type": "string"}}},
+        {"i": {"type": "integer"}},
+        {"n": {"type": "number"}},
+    ]
+    filled, errors = validate(schema, {"s": ["a", "b", "a"], "i": 5.0, "n": 2.0})
+    assert errors == []
+    assert filled == {"s": ["a", "b"], "i": 5, "n": 2}
+    assert isinstance(filled["i"], int)
+
+
+def test_array_elements_are_filled_and_every_bad_element_is_reported() -> None:
+    schema = [
+        {
+            "rules": {
+                "type": "array",
+                "elements": {
+                    "type": "record",
+                    "fields": [
+                        {"path": {"type": "string", "required": True}},
+                        {"ttl": {"type": "integer", "default": 5}},
+                    ],
+                },
+            }
+        }
+    ]
+    filled, errors = validate(schema, {"rules": [{"path": "/a"}]})
+    assert errors == [] and filled == {"rules": [{"path": "/a", "ttl": 5}]}
+    assert errs(schema, {"rules": [{"path": "/a"}, {"ttl": 1}, {"path": 3}]}) == [
+        "config.rules.2.path: required field missing",
+        "config.rules.3.path: expected a string",
+    ]
+    strings = [{"s": {"type": "array", "elements": {"type": "string"}}}]
+    assert errs(strings, {"s": ["a", 1, ""]}) == [
+        "config.s.2: expected a string",
+        "config.s.3: length must be at least 1",
+    ]
+
+
+def test_referenceable_and_encrypted_are_ignored() -> None:
+    schema = [
+        {"pw": {"type": "string", "referenceable": True, "encrypted": True, "description": "x"}}
+    ]
+    assert validate(schema, {"pw": "secret"}) == ({"pw": "secret"}, [])
+
+
+def test_input_is_not_modified() -> None:
+    config = {"r": {"a": 1}}
+    schema = [
+        {
+            "r": {
+                "type": "record",
+                "fields": [{"a": {"type": "integer"}}, {"b": {"type": "integer", "default": 2}}],
+            }
+        }
+    ]
+    validate(schema, config)
+    assert config == {"r": {"a": 1}}
+
+
+def test_check_schema_reports_what_kongs_metaschema_refuses() -> None:
+    assert check_schema([{"a": {"type": "string", "description": "ten chars!"}}]) == []
+    assert check_schema([{"a": {"type": "strin"}}]) == ["config.a: invalid type: strin"]
+    assert check_schema([{"a": {"type": "array"}}]) == [
+        "config.a: field of type 'array' must declare 'elements'"
+    ]
+    assert check_schema([{"a": {"type": "integer", "default": "x"}}]) == [
+        "config.a: default value does not validate: expected an integer"
+    ]
+    assert check_schema([{"a": {"type": "string", "desc": "typo"}}]) == [
+        "config.a.desc: unknown field"
+    ]
+    assert check_schema([{"a": {"type": "string", "between": [1, 2]}}]) == [
+        "config.a: field of type 'string' cannot have attribute 'between'"
+    ]
+    assert check_schema([{"a": {"type": "string", "description": "short"}}]) == [
+        "config.a.description: length must be between 10 and 500 (Kong's metaschema), got 5"
+    ]
+    assert check_schema({"a": 1}) == ["config: 'fields' must be an array"]
+
+
+def test_not_one_of() -> None:
+    field = {"type": "string", "not_one_of": ["a", "b"]}
+    assert errs([{"f": field}], {"f": "a"}) == ["config.f: must not be one of: a, b"]
+
+
+@pytest.mark.parametrize(
+    ("value", "pattern", "matches"),
+    [
+        ("abc", "^%a+$", True),
+        ("ab1", "^%a+$", False),
+        ("a.b", "a%.b", True),
+        ("axb", "a%.b", False),
+        ("x-y", "^[%w%-]+$", True),
+        ("hello world", "o w", True),
+        ("aaa", "^a-$", True),
+        ("/path/x", "^/[^/]+/", True),
+        ("aab", "^(a)%1b$", True),
+        ("A", "^%u$", True),
+        ("é", "^.$", True),
+    ],
+)
+def test_lua_patterns(value: str, pattern: str, matches: bool) -> None:
+    assert lua_match(value, pattern) is matches
+
+
+def test_unsupported_lua_pattern_items_raise() -> None:
+    with pytest.raises(ValueError, match="%b"):
+        lua_match("(x)", "%b()")

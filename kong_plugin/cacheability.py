@@ -1,0 +1,255 @@
+"""May this request use the cache, and may this response be stored? (RFC 9111 §3, §3.5,
+§5.2; Kong proxy-cache's ``request_method``/``response_code``/``content_type`` gates.)
+
+`request_decision` (access phase) -- in this order:
+
+============================  ===========  ==========  ==================================
+request                       lookup       store       reason
+============================  ===========  ==========  ==================================
+method not in request_method  no           no          ``method``
+``Range`` present             no           no          ``range`` (no range serving; never
+                                                       answer a range with a full 200)
+``If-Match`` / ``If-Unmod..`` no           no          ``precondition`` (origin decides)
+``no-cache`` [cc]             no           yes         ``request-no-cache`` (Refresh)
+``no-store`` [cc]             yes          no          ``request-no-store``
+HEAD                          yes (GET)    no          ``head`` (a HEAD has no body)
+``only-if-cached`` [cc]       yes          yes         miss -> 504 (§5.2.1.7)
+``Authorization``             yes          see below   flag only
+============================  ===========  ==========  ==================================
+
+[cc] = only with ``cache_control=true``; otherwise request directives are ignored (Kong).
+
+`response_decision` (response phase). Whatever ``cache_control`` says, Strata never stores:
+1xx, 206 or 304 responses; ``no-store`` (unless ``must-understand`` and a status it
+understands, §5.2.2.3); unqualified ``private`` (a qualified ``private="f"`` stores the
+response without field ``f``, §5.2.2.7); any ``Set-Cookie``; ``Vary: *``; a response to a
+request with ``Authorization`` unless the key is per consumer (``consumer_scope`` put the
+authenticated consumer in it) or the response says ``public``, ``s-maxage`` or
+``must-revalidate`` (§3.5); a body over ``max_body_bytes``; a Content-Type outside
+``content_type`` (Kong >= 3.2 matching; absent or repeated -> not stored).
+
+Freshness lifetime (TTL) and stale windows:
+
+===============  ===========================================  ============================
+cache_control    response                                     stored with
+===============  ===========================================  ============================
+false (default)  status in response_code                      ttl = cache_ttl (Kong); route
+                                                              stale windows; CC ignored
+                                                              except the privacy rules
+true             s-maxage / max-age / Expires (any status)    that lifetime (RFC wins)
+true             none of them, status in response_code and    10% of Date-Last-Modified,
+                 heuristically cacheable, Last-Modified       capped at 1 day
+true             none of them, ``public``, no Last-Modified   cache_ttl
+true             none of them otherwise                       not stored (as Kong)
+true             ``no-cache`` (any form), with a validator    stored, revalidated on every
+                                                              use (Kong: not stored)
+true             already stale on arrival, no stale window    only if it has a validator,
+                                                              for revalidation
+===============  ===========================================  ============================
+
+Storage TTL = ``storage_ttl`` if set, else lifetime + the larger stale window (entries kept
+only for revalidation: at least ``cache_ttl``). All counted from the back-dated
+``stored_at`` (see `freshness`).
+
+Not guaranteed: POST/PATCH/PUT responses are stored when configured (Kong compatibility)
+even though RFC 9111 §2 would only reuse them for later GETs; no range serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kong_plugin.cache_control import EMPTY, CacheControl, parse_cache_control
+from kong_plugin.config import PluginConfig
+from kong_plugin.freshness import (
+    EntryTiming,
+    Lifetime,
+    corrected_initial_age,
+    freshness_lifetime,
+    stale_windows,
+)
+from kong_plugin.headers import HeaderInput, Headers
+from kong_plugin.mime import content_type_matches
+from kong_plugin.vary import response_vary
+
+#: Final status codes whose caching rules Strata implements (RFC 9110 §15, minus 206/304).
+UNDERSTOOD_STATUSES = frozenset(
+    {200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308}
+    | {400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416}
+    | {417, 421, 422, 426, 500, 501, 502, 503, 504, 505}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDecision:
+    """How the cache may treat a request (see the table in the module docstring)."""
+
+    lookup: bool
+    store: bool
+    reason: str
+    method: str
+    cc: CacheControl = EMPTY
+    authorization: bool = False
+    only_if_cached: bool = False
+
+    @property
+    def bypass(self) -> bool:
+        """Neither look up nor store: the cache stays out of this request."""
+        return not self.lookup and not self.store
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDecision:
+    """Whether and how to store a response; `reason` is ``stored`` or why not."""
+
+    store: bool
+    reason: str
+    timing: EntryTiming | None = None
+    lifetime: Lifetime | None = None
+    vary: tuple[str, ...] = ()
+    strip_headers: frozenset[str] = frozenset()
+    revalidate: bool = False
+
+
+def request_decision(method: str, headers: HeaderInput, config: PluginConfig) -> RequestDecision:
+    """Classify a request in the access phase (pure; see the module docstring)."""
+    key_method = "GET" if method == "HEAD" else method
+    if method not in config.methods:
+        return RequestDecision(False, False, "method", key_method)
+    h = Headers.of(headers)
+    if "range" in h:
+        return RequestDecision(False, False, "range", key_method)
+    if "if-match" in h or "if-unmodified-since" in h:
+        return RequestDecision(False, False, "precondition", key_method)
+    cc = parse_cache_control(h.get_all("cache-control")) if config.cache_control else EMPTY
+    lookup = not cc.no_cache
+    store = not cc.no_store and method != "HEAD"
+    if not lookup:
+        reason = "request-no-cache"
+    elif cc.no_store:
+        reason = "request-no-store"
+    elif method == "HEAD":
+        reason = "head"
+    else:
+        reason = ""
+    return RequestDecision(
+        lookup, store, reason, key_method, cc, "authorization" in h, cc.only_if_cached
+    )
+
+
+def has_validator(headers: HeaderInput) -> bool:
+    """An ``ETag`` or ``Last-Modified`` lets the entry be revalidated (§4.3.1)."""
+    h = Headers.of(headers)
+    return "etag" in h or "last-modified" in h
+
+
+def content_length_exceeds(headers: HeaderInput, config: PluginConfig) -> bool:
+    """True if a declared ``Content-Length`` is over ``max_body_bytes`` (bail before buffering)."""
+    value = Headers.of(headers).get("content-length")
+    return value is not None and value.strip().isdigit() and int(value) > config.max_body_bytes
+
+
+def _privacy_block(
+    status: int, h: Headers, cc: CacheControl, authorization: bool, consumer_scoped: bool
+) -> str:
+    if cc.no_store and not (cc.must_understand and status in UNDERSTOOD_STATUSES):
+        return "no-store"
+    if cc.private and not cc.private_fields:
+        return "private"
+    if "set-cookie" in h or "set-cookie2" in h:
+        return "set-cookie"
+    if (
+        authorization
+        and not consumer_scoped
+        and not (cc.public or cc.s_maxage is not None or cc.must_revalidate)
+    ):
+        return "authorization"
+    return ""
+
+
+def response_decision(
+    method: str,
+    status: int,
+    headers: HeaderInput,
+    request_cc: CacheControl,
+    config: PluginConfig,
+    *,
+    request_time: float,
+    response_time: float,
+    body_size: int | None = None,
+    authorization: bool = False,
+    consumer_scoped: bool = False,
+) -> StoreDecision:
+    """Decide whether to store an upstream response, and its timing (module docstring).
+
+    `method` is the request's method; `request_cc` its directives (`RequestDecision.cc`);
+    `authorization` whether it carried ``Authorization``; `consumer_scoped` whether the
+    cache key holds a consumer id. Times are seconds since the epoch.
+    """
+    if method == "HEAD":
+        return StoreDecision(False, "head")
+    if method not in config.methods:
+        return StoreDecision(False, "method")
+    if config.cache_control and request_cc.no_store:
+        return StoreDecision(False, "request-no-store")
+    if status < 200 or status in (206, 304):
+        return StoreDecision(False, "status")
+    if not config.cache_control and status not in config.status_codes:
+        return StoreDecision(False, "status")
+    h = Headers.of(headers)
+    content_types = h.get_all("content-type")
+    if len(content_types) != 1 or not content_type_matches(
+        content_types[0], config.content_type_ranges
+    ):
+        return StoreDecision(False, "content-type")
+    cc = parse_cache_control(h.get_all("cache-control"))
+    blocked = _privacy_block(status, h, cc, authorization, consumer_scoped)
+    if blocked:
+        return StoreDecision(False, blocked)
+    vary = response_vary(h)
+    if vary.star:
+        return StoreDecision(False, "vary-star")
+    if (body_size is not None and body_size > config.max_body_bytes) or content_length_exceeds(
+        h, config
+    ):
+        return StoreDecision(False, "too-large")
+
+    initial_age = corrected_initial_age(h, request_time=request_time, response_time=response_time)
+    revalidate = False
+    if config.cache_control:
+        lifetime = freshness_lifetime(h, cc, config, status=status, received_at=response_time)
+        if not lifetime.explicit and status not in config.status_codes:
+            return StoreDecision(False, "status")
+        ttl = lifetime.seconds
+        swr, sie = stale_windows(cc, config)
+        if cc.no_cache:
+            revalidate = True
+        elif lifetime.source == "none":
+            return StoreDecision(False, "no-freshness")
+        else:
+            revalidate = ttl + max(swr, sie) <= initial_age
+    else:
+        lifetime = Lifetime(config.cache_ttl, "default")
+        ttl = initial_age + config.cache_ttl
+        swr, sie = config.stale_while_revalidate, config.stale_if_error
+
+    if revalidate:
+        if not has_validator(h):
+            return StoreDecision(False, "no-cache" if cc.no_cache else "stale-on-arrival")
+        ttl = 0 if cc.no_cache else ttl
+        swr = sie = 0
+        keep = max(ttl, initial_age + config.cache_ttl)
+    else:
+        keep = ttl + max(swr, sie)
+    if config.storage_ttl is not None:
+        keep = initial_age + config.storage_ttl
+    timing = EntryTiming(
+        stored_at=response_time - initial_age,
+        ttl=ttl,
+        stale_while_revalidate=swr,
+        stale_if_error=sie,
+        storage_ttl=keep,
+    )
+    return StoreDecision(
+        True, "stored", timing, lifetime, vary.names, cc.private_fields, revalidate
+    )

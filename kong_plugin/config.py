@@ -1,0 +1,295 @@
+"""The typed, frozen plugin configuration and the one function that builds it.
+
+`parse_config(raw)` takes the config map Kong hands a plugin instance (defaults already
+filled, unset fields null, plus Kong's own keys such as ``route_id`` and ``__seq__``),
+applies `kong_plugin.schema.SCHEMA` (defaults, types, ranges -- never restated here),
+runs the cross-field checks Kong's schema language cannot express for an external
+plugin, and precompiles what the request path needs (method/status sets, content-type
+matchers, lower-cased header names, one regex for all ``ignore_query_params`` globs).
+
+Cross-field rules (each failure is a `ConfigError` naming the field):
+
+* ``storage_ttl`` must be >= ``cache_ttl`` when set;
+* a ``vary_query_params`` name may not also match an ``ignore_query_params`` pattern;
+* ``sidecar.address`` is ``unix:/abs/path`` (or ``unix:///abs/path``) or ``host:port``
+  (host name, IPv4, or ``[IPv6]``; port 1-65535);
+* every ``content_type`` entry must parse as a media range; ``vary_headers`` and
+  ``tag_headers`` entries must be header field names; ``cache_status_name`` an sf-token;
+  static ``tags`` must be printable ASCII without spaces or commas (the sidecar's
+  tag alphabet).
+
+Decisions recorded as warnings (in `PluginConfig.warnings`, for the handler to log once):
+``request_method`` may hold POST/PATCH/PUT, as Kong allows -- they are cached under their
+own method with the body NOT in the key, and are not treated as writes for invalidation;
+HEAD without GET (HEAD is only ever answered from entries a GET stored); response codes
+that are never stored (1xx, 206, 304); a ``storage_ttl`` shorter than the stale windows.
+
+Not guaranteed: these checks run when the plugin server starts an instance, not when the
+Admin API accepts the config; the handler must fail open on a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kong_plugin.errors import ConfigError
+from kong_plugin.mime import MediaRange, parse_media_range
+from kong_plugin.schema import SCHEMA, apply_schema, field_names
+
+ConsumerScope = Literal["auto", "always", "never"]
+
+#: Keys Kong's plugin iterator adds to every config map (reference §7.1).
+KONG_CONFIG_KEYS = frozenset(
+    {
+        "route_id",
+        "service_id",
+        "consumer_id",
+        "plugin_instance_name",
+        "__plugin_id",
+        "__ws_id",
+        "__key__",
+        "__seq__",
+    }
+)
+_KNOWN = frozenset(field_names())
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SF_TOKEN_RE = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
+_TAG_RE = re.compile(r"[\x21-\x7e]+")
+_UNIX_RE = re.compile(r"unix:(?:/|///)[^/\x00][^\x00]*")
+_HOST_PORT_RE = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?):([0-9]{1,5})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarConfig:
+    """Where the sidecar listens and how long one call may take."""
+
+    address: str
+    timeout_ms: int
+
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout_ms / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeadersConfig:
+    """Which diagnostic headers to send (``Kong-Debug`` requests get them regardless)."""
+
+    age: bool
+    x_cache_status: bool
+    x_cache_key: bool
+    cache_status: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PluginConfig:
+    """One plugin instance's settings. Field names follow the schema (snake_case)."""
+
+    # proxy-cache fields
+    response_code: tuple[int, ...]
+    request_method: tuple[str, ...]
+    content_type: tuple[str, ...]
+    cache_ttl: int
+    strategy: str
+    cache_control: bool
+    ignore_uri_case: bool
+    storage_ttl: int | None
+    memory_dictionary_name: str
+    vary_query_params: tuple[str, ...] | None
+    vary_headers: tuple[str, ...] | None
+    response_headers: ResponseHeadersConfig
+    # Strata fields
+    sidecar: SidecarConfig
+    stale_while_revalidate: int
+    stale_if_error: int
+    tags: tuple[str, ...]
+    tag_headers: tuple[str, ...]
+    invalidate_on_write: bool
+    ignore_query_params: tuple[str, ...]
+    consumer_scope: ConsumerScope
+    max_body_bytes: int
+    coalesce_wait_ms: int
+    cache_status_name: str
+    # precompiled for the request path
+    methods: frozenset[str] = field(repr=False)
+    status_codes: frozenset[int] = field(repr=False)
+    content_type_ranges: tuple[MediaRange, ...] = field(repr=False)
+    vary_header_names: tuple[str, ...] = field(repr=False)
+    vary_query_names: frozenset[str] | None = field(repr=False)
+    ignore_query_re: re.Pattern[str] | None = field(repr=False, compare=False)
+    tag_header_names: tuple[str, ...] = field(repr=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def query_param_ignored(self, name: str) -> bool:
+        """True if `name` matches an ``ignore_query_params`` pattern."""
+        return self.ignore_query_re is not None and self.ignore_query_re.fullmatch(name) is not None
+
+
+def compile_globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One anchored regex for glob `patterns` (``*`` any run, ``?`` one character)."""
+    if not patterns:
+        return None
+    parts = []
+    for pattern in patterns:
+        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        parts.append(f"(?:{regex})")
+    return re.compile("|".join(parts), re.DOTALL)
+
+
+def _unique(values: list[Any]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _check_address(address: str) -> None:
+    if _UNIX_RE.fullmatch(address):
+        return
+    m = _HOST_PORT_RE.fullmatch(address)
+    if m is None:
+        raise ConfigError(
+            "sidecar.address", f"expected unix:/absolute/path or host:port, got {address!r}"
+        )
+    if not 1 <= int(m.group(1)) <= 65535:
+        raise ConfigError("sidecar.address", f"port must be 1-65535, got {m.group(1)}")
+
+
+def _check_tokens(name: str, values: tuple[str, ...]) -> None:
+    for i, value in enumerate(values):
+        if not _TOKEN_RE.fullmatch(value):
+            raise ConfigError(f"{name}[{i}]", f"{value!r} is not a valid header field name")
+
+
+def _unknown_keys(raw: Mapping[str, Any], strict: bool) -> list[str]:
+    notes = []
+    for key in raw:
+        if key in _KNOWN or key in KONG_CONFIG_KEYS or str(key).startswith("__"):
+            continue
+        if strict:
+            raise ConfigError(str(key), "unknown field")
+        notes.append(f"{key}: unknown field ignored")
+    return notes
+
+
+def _warnings(c: dict[str, Any], methods: tuple[str, ...]) -> list[str]:
+    notes = []
+    unsafe = [m for m in methods if m in ("POST", "PATCH", "PUT")]
+    if unsafe:
+        notes.append(
+            f"request_method: {', '.join(unsafe)} responses are cached as in Kong's proxy-cache; "
+            "the request body is not part of the cache key and these requests do not "
+            "invalidate anything"
+        )
+    if "HEAD" in methods and "GET" not in methods:
+        notes.append(
+            "request_method: HEAD without GET never hits (HEAD is served from GET entries)"
+        )
+    never = [s for s in c["response_code"] if s < 200 or s in (206, 304)]
+    if never:
+        notes.append(f"response_code: {never} are never stored (interim, partial or 304)")
+    storage = c["storage_ttl"]
+    windows = max(c["stale_while_revalidate"], c["stale_if_error"])
+    if storage is not None and windows and storage < c["cache_ttl"] + windows:
+        notes.append(
+            "storage_ttl: shorter than cache_ttl plus the stale windows; stale copies expire early"
+        )
+    return notes
+
+
+def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfig:
+    """Build a `PluginConfig` from Kong's config map; raise `ConfigError` if invalid.
+
+    With `strict`, keys that are neither schema fields nor Kong's own keys are errors
+    (use it to check a ``kong.yml`` offline); otherwise they become warnings.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError("config", f"expected a record, got {type(raw).__name__}")
+    notes = _unknown_keys(raw, strict)
+    c = apply_schema(SCHEMA, raw)
+
+    if c["storage_ttl"] is not None and c["storage_ttl"] < c["cache_ttl"]:
+        raise ConfigError(
+            "storage_ttl",
+            f"must be >= cache_ttl ({c['cache_ttl']}) when set, got {c['storage_ttl']}",
+        )
+    ranges = []
+    for i, value in enumerate(c["content_type"]):
+        parsed = parse_media_range(value)
+        if parsed is None:
+            raise ConfigError(f"content_type[{i}]", f"{value!r} is not a media type")
+        ranges.append(parsed)
+    vary_headers = None if c["vary_headers"] is None else _unique(c["vary_headers"])
+    _check_tokens("vary_headers", vary_headers or ())
+    tag_headers = _unique(c["tag_headers"])
+    _check_tokens("tag_headers", tag_headers)
+    for i, tag in enumerate(c["tags"]):
+        if not _TAG_RE.fullmatch(tag) or "," in tag:
+            raise ConfigError(
+                f"tags[{i}]", f"{tag!r} must be printable ASCII without spaces or commas"
+            )
+    if not _SF_TOKEN_RE.fullmatch(c["cache_status_name"]):
+        raise ConfigError(
+            "cache_status_name", f"{c['cache_status_name']!r} is not an RFC 8941 token"
+        )
+    _check_address(c["sidecar"]["address"])
+
+    ignore = _unique(c["ignore_query_params"])
+    ignore_re = compile_globs(ignore)
+    vary_query = None if c["vary_query_params"] is None else _unique(c["vary_query_params"])
+    if vary_query and ignore_re is not None:
+        for name in vary_query:
+            if ignore_re.fullmatch(name):
+                raise ConfigError(
+                    "vary_query_params",
+                    f"{name!r} is also matched by ignore_query_params; remove it from one of them",
+                )
+
+    methods = _unique(c["request_method"])
+    rh = c["response_headers"]
+    return PluginConfig(
+        response_code=_unique(c["response_code"]),
+        request_method=methods,
+        content_type=tuple(c["content_type"]),
+        cache_ttl=c["cache_ttl"],
+        strategy=c["strategy"],
+        cache_control=c["cache_control"],
+        ignore_uri_case=c["ignore_uri_case"],
+        storage_ttl=c["storage_ttl"],
+        memory_dictionary_name=c["memory"]["dictionary_name"],
+        vary_query_params=vary_query,
+        vary_headers=vary_headers,
+        response_headers=ResponseHeadersConfig(
+            age=rh["age"],
+            x_cache_status=rh["X-Cache-Status"],
+            x_cache_key=rh["X-Cache-Key"],
+            cache_status=rh["Cache-Status"],
+        ),
+        sidecar=SidecarConfig(**c["sidecar"]),
+        stale_while_revalidate=c["stale_while_revalidate"],
+        stale_if_error=c["stale_if_error"],
+        tags=_unique(c["tags"]),
+        tag_headers=tag_headers,
+        invalidate_on_write=c["invalidate_on_write"],
+        ignore_query_params=ignore,
+        consumer_scope=c["consumer_scope"],
+        max_body_bytes=c["max_body_bytes"],
+        coalesce_wait_ms=c["coalesce_wait_ms"],
+        cache_status_name=c["cache_status_name"],
+        methods=frozenset(methods),
+        status_codes=frozenset(c["response_code"]),
+        content_type_ranges=tuple(ranges),
+        vary_header_names=tuple(sorted({h.lower() for h in vary_headers or ()})),
+        vary_query_names=frozenset(vary_query) if vary_query else None,
+        ignore_query_re=ignore_re,
+        tag_header_names=tuple(dict.fromkeys(h.lower() for h in tag_headers)),
+        warnings=tuple(notes + _warnings(c, methods)),
+    )
+
+
+#: The configuration with every default (handy for tests and for the handler's fallback).
+def default_config() -> PluginConfig:
+    """`parse_config({})`: every field at its schema default."""
+    return parse_config({})

@@ -15,7 +15,7 @@ DEB_BINARIES := /usr/bin/redis-server /usr/bin/memcached /usr/bin/prometheus /us
 .PHONY: help install system-deps proto lint test test-only run bench services-up services-down services-status clean
 
 help:
-	@echo "make run            start the sidecar on its embedded default (in-process memory tier)"
+	@echo "make run            example upstream + sidecar (in-process tier) + kongsim with kong.yml, on loopback"
 	@echo "make test           install, start real servers, lint + type-check + full test suite, stop"
 	@echo "make install        system packages + virtualenv with the project and its dev tools"
 	@echo "make services-up    start Redis, Memcached, PostgreSQL, Prometheus, Tansu on loopback"
@@ -68,7 +68,7 @@ test-only:
 	$(PY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; exit $$rc
 
 run: install
-	$(VENV)/bin/strata-sidecar
+	@$(PY) -m tools.run
 
 bench: install
 	@$(MAKE) --no-print-directory services-up; rc=$$?; \

@@ -219,7 +219,7 @@ class _Watchdog:
 class SidecarClient:
     """Thread-safe client. Create one per process (channels do not survive fork).
 
-    `mode="stream"` gives each thread its own stream (lowest latency for one caller);
+    `mode="stream"` lends each call a pooled stream (lowest latency for one caller);
     `mode="mux"` shares one stream and batches concurrent calls (highest throughput).
     """
 
@@ -236,7 +236,7 @@ class SidecarClient:
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
         self._stub: pb_grpc.CacheServiceStub | None = None
-        self._local = threading.local()
+        self._pool: list[_Stream] = []
         self._watchdog: _Watchdog | None = None
         self._seq = itertools.count(1)
 
@@ -249,23 +249,21 @@ class SidecarClient:
                     self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
                     self._stub = pb_grpc.CacheServiceStub(self._channel)
                     self._watchdog = _Watchdog()
-                    self._local = threading.local()
+                    self._pool = []
                     self._mux = None
                     self._pid = os.getpid()
         return self._stub
 
     def _stream(self) -> _Stream:
+        """An idle pooled stream, or a new one (list.pop is atomic under the GIL)."""
         stub = self._ensure()
-        stream: _Stream | None = getattr(self._local, "stream", None)
-        if stream is None:
-            stream = _Stream(stub)
-            self._local.stream = stream
-        return stream
+        try:
+            return self._pool.pop()
+        except IndexError:
+            return _Stream(stub)
 
     def _discard(self, stream: _Stream) -> None:
         stream.close()
-        if getattr(self._local, "stream", None) is stream:
-            self._local.stream = None
 
     def close(self) -> None:
         """Close the channel; later calls reopen it."""
@@ -273,6 +271,8 @@ class SidecarClient:
             if self._mux is not None:
                 self._mux.close()
                 self._mux = None
+            while self._pool:
+                self._pool.pop().close()
             if self._channel is not None:
                 self._channel.close()
             self._channel = None
@@ -291,13 +291,19 @@ class SidecarClient:
             stream = self._stream()
             fresh = not stream.used
             try:
-                return self._roundtrip(stream, call, deadline)
+                reply = self._roundtrip(stream, call, deadline)
+            except SidecarRejectedError:
+                self._pool.append(stream)
+                raise
             except SidecarUnavailableError:
                 self._discard(stream)
                 # Retry only a stream that was already open (it may predate a restart)
                 # and only if time is left.
                 if attempts <= 0 or fresh or time.monotonic() >= deadline:
                     raise
+            else:
+                self._pool.append(stream)
+                return reply
 
     def _mux_stream(self) -> _MuxStream:
         stub = self._ensure()

@@ -76,7 +76,9 @@ class Engine:
         self._validate("lookup", lambda: self._check_lookup(key, request_headers))
         self.counters.lookups += 1
         result = await self._find(key, request_headers)
-        if result.outcome is not Outcome.HIT and coalesce_wait_ms > 0:
+        if result.outcome is Outcome.STALE or (
+            result.outcome is Outcome.MISS and coalesce_wait_ms > 0
+        ):
             result = await self._coalesce(key, request_headers, result, coalesce_wait_ms)
         self._count_lookup(result)
         return result
@@ -104,8 +106,9 @@ class Engine:
     async def _coalesce(
         self, key: bytes, request_headers: Headers, found: LookupResult, wait_ms: int
     ) -> LookupResult:
-        """First caller of a stale or missing key gets the fill lease; others of a missing
-        key wait for that fill (bounded), others of a stale key get the stale entry."""
+        """First caller of a stale key (always) or of a missing key (when it asks to
+        coalesce) gets the fill lease, so one request refreshes it; others of a missing key
+        wait for that fill (bounded), others of a stale key get the stale entry at once."""
         if self._leases.try_acquire(key):
             return _with(found, fill_lease=True)
         if found.outcome is Outcome.STALE:

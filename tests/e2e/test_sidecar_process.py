@@ -109,14 +109,17 @@ def test_sigterm_lets_in_flight_calls_finish(
     assert "Traceback" not in out
 
 
-def test_make_run_serves_health_checks_and_stops_on_ctrl_c(
+def test_make_run_serves_the_example_stack_and_stops_on_ctrl_c(
     short_tmp: Path, sidecar_env: dict[str, str]
 ) -> None:
     listen = f"unix:{short_tmp}/run.sock"
+    gateway = f"127.0.0.1:{free_port()}"
     env = {
         **sidecar_env,
         "STRATA_LISTEN": listen,
         "STRATA_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+        "STRATA_KONGSIM_LISTEN": gateway,
+        "STRATA_KONGSIM_UPSTREAM_LISTEN": f"127.0.0.1:{free_port()}",
     }
     proc = subprocess.Popen(
         ["make", "--no-print-directory", "run"],
@@ -128,9 +131,19 @@ def test_make_run_serves_health_checks_and_stops_on_ctrl_c(
     )
     try:
         wait_serving(listen, proc, timeout=120)
+        words: list[str] = []
+        deadline = time.monotonic() + 60
+        while len(words) < 2 and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{gateway}/products/1", timeout=5) as resp:
+                    words.append(resp.headers["X-Cache-Status"])
+            except OSError:
+                time.sleep(0.2)
+        assert words == ["Miss", "Hit"]
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        proc.wait(20)
+        proc.wait(30)
         out = proc.stdout.read().decode() if proc.stdout else ""
+        assert "make run: stopped" in out, out
         assert '"message":"sidecar stopped"' in out, out
         assert "Traceback" not in out, out
         assert not Path(listen[len("unix:") :]).exists()

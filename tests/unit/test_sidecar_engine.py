@@ -355,3 +355,16 @@ async def test_observer_sees_lookups_and_stores(clock: ManualClock) -> None:
         ("store", "stored"),
         ("lookup", "hit", "memory"),
     ]
+
+
+async def test_stale_lease_is_handed_out_without_coalescing(
+    engine: Engine, clock: ManualClock
+) -> None:
+    await engine.store(b"k", entry(clock, ttl_ms=1000, stale_while_revalidate_ms=60_000))
+    clock.advance(2000)
+    first = await engine.lookup(b"k")
+    second = await engine.lookup(b"k")
+    assert first.outcome is Outcome.STALE and first.fill_lease
+    assert second.outcome is Outcome.STALE and not second.fill_lease
+    # a miss without coalescing never takes a lease
+    assert not (await engine.lookup(b"other")).fill_lease

@@ -1,0 +1,519 @@
+"""The strata-cache phase handlers: thin glue between Kong's PDK, the pure caching rules
+and the sidecar client.
+
+Rules this file lives by (see the plugin-server protocol notes):
+
+* No exception ever leaves a phase method: an escaped exception hangs the event in the
+  kong-pdk plugin server (and before the first PDK call, the whole server).
+* The first thing a phase does is a PDK call; slow work (the sidecar) comes after it.
+* Nothing calls the PDK after `kong.response.exit`.
+* Few PDK round trips: a hit costs 4 (3 when `consumer_scope` is `never`) and a miss 9.
+* Any sidecar problem fails open within `sidecar.timeout_ms`: the request is proxied as
+  if there were no cache, with `X-Cache-Status: Bypass`.
+
+What this does not guarantee: that a stored response is there for the next request (the
+sidecar may evict or be down); that stores complete (they run after the response, on a
+bounded background queue, and are dropped when the sidecar falls behind).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote_plus
+
+from strata.v1 import cache_pb2 as pb
+
+from kong_plugin.background import Background
+from kong_plugin.cache_control import parse_cache_control
+from kong_plugin.cache_key import build_key
+from kong_plugin.cache_status import XCacheStatus, age_value, cache_status_value
+from kong_plugin.cacheability import request_decision, response_decision
+from kong_plugin.client import SidecarClient, SidecarError
+from kong_plugin.config import PluginConfig, parse_config
+from kong_plugin.errors import ConfigError
+from kong_plugin.freshness import ERROR_STATUSES, EntryTiming, evaluate_reuse
+from kong_plugin.headers import Headers, replay_headers, storable_headers
+from kong_plugin.inflight import InflightTable, RequestState
+from kong_plugin.invalidation import entry_tags, invalidation_targets, is_write
+from kong_plugin.validation import (
+    evaluate_conditional,
+    merge_304,
+    not_modified_response_headers,
+    revalidation_headers,
+)
+
+log = logging.getLogger("strata.plugin")
+
+CTX_KEY = "strata_cache"
+DEBUG_HEADER = "kong-debug"
+_CONDITIONAL = ("if-none-match", "if-modified-since")
+
+_clients: dict[tuple[str, float], SidecarClient] = {}
+_inflight = InflightTable()
+_background = Background()
+
+
+def client_for(address: str, timeout_s: float) -> SidecarClient:
+    """The process-wide client for one sidecar address (one channel per process)."""
+    key = (address, timeout_s)
+    client = _clients.get(key)
+    if client is None:
+        client = _clients.setdefault(key, SidecarClient(address, timeout_s, mode="stream"))
+    return client
+
+
+class PdkError(Exception):
+    """A PDK call returned an error (Lua style `nil, err`)."""
+
+
+def pdk(result: Any) -> Any:
+    """Unwrap a Lua-style `(value, err)` PDK result."""
+    if isinstance(result, tuple) and len(result) == 2:
+        value, err = result
+        if err:
+            raise PdkError(str(err))
+        return value
+    return result
+
+
+def parse_query(raw: str) -> dict[str, str | bool | list[str | bool]]:
+    """A raw query string as Kong decodes it: `a` -> True, `a=` -> "", repeats -> list."""
+    out: dict[str, str | bool | list[str | bool]] = {}
+    for part in raw.split("&"):
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        key = unquote_plus(name)
+        val: str | bool = unquote_plus(value) if eq else True
+        prev = out.get(key)
+        if prev is None:
+            out[key] = val
+        elif isinstance(prev, list):
+            prev.append(val)
+        else:
+            out[key] = [prev, val]
+    return out
+
+
+def header_lines(headers: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+    """Kong's header map (name -> str | list[str]) as ordered byte lines."""
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers.items():
+        n = name.encode("latin-1", "replace")
+        if isinstance(value, (list, tuple)):
+            out.extend((n, str(v).encode("utf-8", "surrogateescape")) for v in value)
+        else:
+            out.append((n, str(value).encode("utf-8", "surrogateescape")))
+    return out
+
+
+def entry_headers(entry: pb.Entry) -> Headers:
+    """A stored entry's header lines as a `Headers` map."""
+    fields: dict[str, list[str]] = {}
+    for h in entry.headers:
+        name = h.name.decode("latin-1").lower()
+        fields.setdefault(name, []).append(h.value.decode("utf-8", "surrogateescape"))
+    return Headers({k: tuple(v) for k, v in fields.items()})
+
+
+def _timing(entry: pb.Entry) -> EntryTiming:
+    return EntryTiming.from_ms(
+        entry.stored_at_ms,
+        entry.ttl_ms,
+        entry.stale_while_revalidate_ms,
+        entry.stale_if_error_ms,
+        entry.storage_ttl_ms,
+    )
+
+
+class Plugin:
+    """One instance per plugin configuration (per route, service or global)."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config: PluginConfig | None = None
+        self.config_error: str | None = None
+        self.route_id: str | None = None
+        try:
+            self.config = parse_config(config)
+            route = config.get("route_id") if isinstance(config, Mapping) else None
+            self.route_id = route if isinstance(route, str) and route else None
+            for warning in self.config.warnings:
+                log.warning("strata-cache config: %s", warning)
+        except ConfigError as exc:
+            self.config_error = str(exc)
+            log.error("strata-cache config rejected, plugin bypasses the cache: %s", exc)  # noqa: TRY400
+        except Exception as exc:
+            self.config_error = f"unexpected error reading config: {exc!r}"
+            log.exception("strata-cache config could not be read")
+
+    # -- access ------------------------------------------------------------------------
+
+    def access(self, kong: Any) -> None:
+        try:
+            self._access(kong)
+        except Exception:
+            log.exception("strata-cache access phase failed; request proxied uncached")
+
+    def _access(self, kong: Any) -> None:
+        method = pdk(kong.request.get_method())  # first PDK call: nothing slow before it
+        cfg = self.config
+        if cfg is None:
+            kong.response.set_header("X-Cache-Status", XCacheStatus.BYPASS.value)
+            return
+        if is_write(method, cfg):
+            if cfg.invalidate_on_write:
+                host, path, _ = self._target(kong, None)
+                self._remember(kong, RequestState("write", method, host, path))
+            else:
+                self._bypass_header(kong, cfg, False)
+            return
+        headers = pdk(kong.request.get_headers()) or {}
+        h = Headers.of(headers)
+        debug = DEBUG_HEADER in h
+        decision = request_decision(method, h, cfg)
+        if decision.bypass:
+            self._bypass_header(kong, cfg, debug)
+            return
+        host, path, query = self._target(kong, h)
+        consumer_id = None
+        if cfg.consumer_scope != "never":
+            consumer = pdk(kong.client.get_consumer())
+            if isinstance(consumer, Mapping):
+                consumer_id = consumer.get("id") or None
+        key = build_key(method, host, path, query, h, consumer_id, self.route_id, cfg)
+        lines = header_lines(headers)
+        state = RequestState(
+            "store",
+            method,
+            host,
+            path,
+            key=key.key,
+            request_headers=lines,
+            request_cc=decision.cc,
+            authorization=decision.authorization,
+            consumer_scoped=key.consumer_scoped,
+            request_time=time.time(),
+            debug=debug,
+        )
+        if not decision.lookup:  # request no-cache: go upstream, store the answer
+            state.status_word, state.fwd = XCacheStatus.REFRESH.value, "request"
+            self._remember(kong, state)
+            return
+        client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
+        try:
+            found = client.lookup(key.key.encode(), lines, cfg.coalesce_wait_ms)
+        except SidecarError as exc:
+            log.warning("sidecar lookup failed, bypassing the cache: %s", exc)
+            self._bypass_header(kong, cfg, debug)
+            return
+        state.fill_lease = found.fill_lease
+        if found.outcome in (pb.OUTCOME_HIT, pb.OUTCOME_STALE):
+            if self._serve_stored(kong, cfg, state, found, h, debug):
+                return
+        elif decision.only_if_cached:
+            self._release(client, state)
+            kong.response.exit(504, "", self._cache_headers(cfg, debug, "Miss", key.key))
+            return
+        if not decision.store and not state.stale:
+            self._release(client, state)
+            self._bypass_header(kong, cfg, debug)
+            return
+        self._remember(kong, state)
+
+    def _serve_stored(
+        self,
+        kong: Any,
+        cfg: PluginConfig,
+        state: RequestState,
+        found: pb.LookupResponse,
+        h: Headers,
+        debug: bool,
+    ) -> bool:
+        """Answer from the stored entry if the rules allow; else prepare revalidation.
+
+        Returns True when the request was ended with `kong.response.exit`.
+        """
+        entry = found.entry
+        stored = entry_headers(entry)
+        stored_cc = parse_cache_control(stored.get_all("cache-control"))
+        age_s = max(0, found.now_ms - entry.stored_at_ms) / 1000.0
+        reuse = evaluate_reuse(_timing(entry), age_s, stored_cc, state.request_cc, cfg)
+        if reuse.action == "stale" and reuse.background_revalidate and found.fill_lease:
+            reuse_action = "revalidate"  # this request refreshes the entry for everyone
+        else:
+            reuse_action = reuse.action
+        if reuse_action in ("fresh", "stale"):
+            word = XCacheStatus.HIT if reuse_action == "fresh" else XCacheStatus.STALE
+            member = cache_status_value(
+                cfg.cache_status_name,
+                hit=True,
+                ttl=reuse.ttl,
+                detail=None if reuse_action == "fresh" else reuse.detail,
+            )
+            self._exit_with_entry(kong, cfg, state, entry, stored, age_s, word, member, h, debug)
+            return True
+        # Revalidate upstream with the stored validators; keep the entry for 304 / errors.
+        state.stale = entry
+        state.stale_if_error = reuse.stale_if_error
+        state.status_word = XCacheStatus.REFRESH.value
+        state.fwd = "stale"
+        state.client_conditional = any(name in h for name in _CONDITIONAL)
+        conditional = revalidation_headers(stored)
+        if conditional:
+            kong.service.request.set_headers(conditional)
+        elif state.client_conditional:
+            for name in _CONDITIONAL:
+                kong.service.request.clear_header(name)
+        return False
+
+    def _exit_with_entry(
+        self,
+        kong: Any,
+        cfg: PluginConfig,
+        state: RequestState,
+        entry: pb.Entry,
+        stored: Headers,
+        age_s: float,
+        word: XCacheStatus,
+        member: str,
+        request_headers: Headers | None,
+        debug: bool,
+    ) -> None:
+        """End the request with the stored response (or a 304 for a matching conditional)."""
+        extra = self._cache_headers(cfg, debug, word.value, state.key, member, age_s)
+        if request_headers is not None and evaluate_conditional(
+            request_headers, entry.status, stored, method=state.method
+        ):
+            out = not_modified_response_headers(stored).to_kong()
+            out.update(extra)
+            kong.response.exit(304, "", out)
+            return
+        out = replay_headers(stored).to_kong()
+        out.pop("content-length", None)
+        out.update(extra)
+        kong.response.exit(entry.status, entry.body or "", out)
+
+    # -- response ----------------------------------------------------------------------
+
+    def response(self, kong: Any) -> None:
+        try:
+            self._response(kong)
+        except Exception:
+            log.exception("strata-cache response phase failed; response passed through")
+
+    def _response(self, kong: Any) -> None:
+        token = pdk(kong.ctx.shared.get(CTX_KEY))  # first PDK call
+        state = _inflight.pop(token)
+        cfg = self.config
+        if state is None or cfg is None:
+            return
+        status = pdk(kong.service.response.get_status())
+        headers = pdk(kong.service.response.get_headers()) or {}
+        client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
+        if state.mode == "write":
+            self._invalidate(client, cfg, state, status, headers)
+            self._bypass_header(kong, cfg, state.debug)
+            return
+        debug = state.debug
+        if state.stale is not None and status == 304:
+            self._refresh_from_304(kong, client, cfg, state, headers)
+            return
+        if state.stale is not None and state.stale_if_error and status in ERROR_STATUSES:
+            self._release(client, state)
+            entry = state.stale
+            stored = entry_headers(entry)
+            age_s = max(0.0, time.time() - entry.stored_at_ms / 1000.0)
+            member = cache_status_value(
+                cfg.cache_status_name, hit=True, fwd_status=status, detail="stale-if-error"
+            )
+            self._exit_with_entry(
+                kong, cfg, state, entry, stored, age_s, XCacheStatus.STALE, member, None, debug
+            )
+            return
+        body = pdk(kong.service.response.get_raw_body())
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogateescape")
+        body = body or b""
+        decision = response_decision(
+            state.method,
+            status,
+            headers,
+            state.request_cc or parse_cache_control(()),
+            cfg,
+            request_time=state.request_time,
+            response_time=time.time(),
+            body_size=len(body),
+            authorization=state.authorization,
+            consumer_scoped=state.consumer_scoped,
+        )
+        will_store = False
+        if decision.store and decision.timing is not None:
+            tags = entry_tags(state.host, state.path, headers, cfg)
+            if not tags.dropped:
+                entry = pb.Entry(
+                    format_version=1,
+                    status=status,
+                    headers=[
+                        pb.Header(name=n, value=v)
+                        for n, v in header_lines(
+                            storable_headers(headers, strip=decision.strip_headers).to_kong()
+                        )
+                    ],
+                    body=body,
+                    tags=list(tags.tags),
+                    vary=list(decision.vary),
+                    **decision.timing.to_ms(),
+                )
+                will_store = self._store_later(client, state, entry)
+        word = state.status_word
+        if not will_store:
+            self._release(client, state)
+            if word == XCacheStatus.MISS.value:
+                word = XCacheStatus.BYPASS.value  # as Kong's proxy-cache: not cacheable
+        member = cache_status_value(
+            cfg.cache_status_name,
+            fwd=state.fwd,  # type: ignore[arg-type]
+            fwd_status=status,
+            stored=will_store,
+            detail=None if will_store else decision.reason,
+        )
+        kong.response.set_headers(self._cache_headers(cfg, debug, word, state.key, member))
+
+    def _refresh_from_304(
+        self,
+        kong: Any,
+        client: SidecarClient,
+        cfg: PluginConfig,
+        state: RequestState,
+        not_modified: Mapping[str, Any],
+    ) -> None:
+        """The upstream confirmed the stored entry: update its headers and timing, store it
+        again, and answer the client with it (a 304 if the client's own validators match)."""
+        entry = state.stale
+        merged = merge_304(entry_headers(entry), not_modified)
+        now = time.time()
+        decision = response_decision(
+            state.method,
+            entry.status,
+            merged,
+            state.request_cc or parse_cache_control(()),
+            cfg,
+            request_time=state.request_time,
+            response_time=now,
+            authorization=state.authorization,
+            consumer_scoped=state.consumer_scoped,
+        )
+        refreshed = pb.Entry()
+        refreshed.CopyFrom(entry)
+        del refreshed.headers[:]
+        refreshed.headers.extend(
+            pb.Header(name=n, value=v) for n, v in header_lines(merged.to_kong())
+        )
+        if decision.store and decision.timing is not None:
+            for name, value in decision.timing.to_ms().items():
+                setattr(refreshed, name, value)
+            self._store_later(client, state, refreshed)
+        else:
+            self._release(client, state)
+        member = cache_status_value(
+            cfg.cache_status_name, hit=True, fwd="stale", fwd_status=304, detail="revalidated"
+        )
+        request_headers = (
+            Headers.of(
+                {
+                    n.decode("latin-1"): v.decode("utf-8", "surrogateescape")
+                    for n, v in state.request_headers
+                }
+            )
+            if state.client_conditional
+            else None
+        )
+        age_s = max(0.0, now - refreshed.stored_at_ms / 1000.0)
+        self._exit_with_entry(
+            kong,
+            cfg,
+            state,
+            refreshed,
+            merged,
+            age_s,
+            XCacheStatus.REFRESH,
+            member,
+            request_headers,
+            state.debug,
+        )
+
+    def _invalidate(
+        self,
+        client: SidecarClient,
+        cfg: PluginConfig,
+        state: RequestState,
+        status: int,
+        headers: Mapping[str, Any],
+    ) -> None:
+        """After a successful write, purge the URI, Location/Content-Location and tags
+        (synchronously, so the writer's next read is fresh)."""
+        targets = invalidation_targets(
+            state.method,
+            status,
+            host=state.host,
+            path=state.path,
+            response_headers=headers,
+            config=cfg,
+        )
+        for tag in targets.tags:
+            try:
+                client.invalidate(tag=tag)
+            except SidecarError as exc:
+                log.warning("sidecar invalidation of a tag failed: %s", exc)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _target(self, kong: Any, h: Headers | None) -> tuple[str, str, dict[str, Any]]:
+        """(host, path, query) of the request, in as few PDK calls as possible."""
+        raw = pdk(kong.request.get_path_with_query()) or "/"
+        path, _, query = raw.partition("?")
+        host = h.get("host") if h is not None else None
+        if not host:
+            host = pdk(kong.request.get_host()) or ""
+        return host, path or "/", parse_query(query)
+
+    def _remember(self, kong: Any, state: RequestState) -> None:
+        kong.ctx.shared.set(CTX_KEY, _inflight.put(state))
+
+    def _bypass_header(self, kong: Any, cfg: PluginConfig, debug: bool) -> None:
+        if cfg.response_headers.x_cache_status or debug:
+            kong.response.set_header("X-Cache-Status", XCacheStatus.BYPASS.value)
+
+    def _cache_headers(
+        self,
+        cfg: PluginConfig,
+        debug: bool,
+        word: str,
+        key: str,
+        member: str | None = None,
+        age_s: float | None = None,
+    ) -> dict[str, str]:
+        rh = cfg.response_headers
+        out: dict[str, str] = {}
+        if rh.x_cache_status or debug:
+            out["X-Cache-Status"] = word
+        if (rh.x_cache_key or debug) and key:
+            out["X-Cache-Key"] = key
+        if (rh.cache_status or debug) and member:
+            out["Cache-Status"] = member
+        if (rh.age or debug) and age_s is not None:
+            out["Age"] = age_value(age_s)
+        return out
+
+    def _store_later(self, client: SidecarClient, state: RequestState, entry: pb.Entry) -> bool:
+        key = state.key.encode()
+        lines = state.request_headers
+        return _background.submit(lambda: client.store(key, entry, lines))
+
+    def _release(self, client: SidecarClient, state: RequestState) -> None:
+        if state.fill_lease:
+            key = state.key.encode()
+            _background.submit(lambda: client.release(key))

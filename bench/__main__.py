@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import lookup
+from bench import gateway, lookup
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="scenario", required=True)
     lookup.add_arguments(sub.add_parser("lookup", help=lookup.__doc__.splitlines()[0]))
+    gateway.add_arguments(sub.add_parser("gateway", help=gateway.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     if args.scenario == "lookup":
         return lookup.run(args)
+    if args.scenario == "gateway":
+        return gateway.run(args)
     return 2
 
 

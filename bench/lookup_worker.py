@@ -70,7 +70,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=4.0)
     a = p.parse_args(argv)
 
-    import grpc  # noqa: PLC0415 - after the parent set this process's grpc environment
+    # `strata` first: it applies the transport defaults, which grpc reads only at import.
+    import strata  # noqa: PLC0415, F401
+
+    # isort: split
+    import grpc  # noqa: PLC0415
     import redis  # noqa: PLC0415
     from strata.v1 import cache_pb2 as pb  # noqa: PLC0415
     from strata.v1 import cache_pb2_grpc as pb_grpc  # noqa: PLC0415

@@ -7,7 +7,7 @@ Rules this file lives by (see the plugin-server protocol notes):
   kong-pdk plugin server (and before the first PDK call, the whole server).
 * The first thing a phase does is a PDK call; slow work (the sidecar) comes after it.
 * Nothing calls the PDK after `kong.response.exit`.
-* Few PDK round trips: a hit costs 4 (3 when `consumer_scope` is `never`) and a miss 9.
+* Few PDK round trips: a hit costs 3 (2 when `consumer_scope` is `never`), a miss 9.
 * Any sidecar problem fails open within `sidecar.timeout_ms`: the request is proxied as
   if there were no cache, with `X-Cache-Status: Bypass`.
 
@@ -98,6 +98,20 @@ def parse_query(raw: str) -> dict[str, str | bool | list[str | bool]]:
     return out
 
 
+def parse_request_line(line: str) -> tuple[str, str]:
+    """(method, path?query) of an HTTP request line (nginx's `$request`).
+
+    The absolute form (`GET http://host/p?q HTTP/1.1`) is reduced to its path and query.
+    """
+    method, _, rest = line.partition(" ")
+    target = rest.rpartition(" ")[0] if rest.count(" ") else rest
+    if target.startswith(("http://", "https://")):
+        after = target.split("://", 1)[1]
+        slash = after.find("/")
+        target = after[slash:] if slash >= 0 else "/"
+    return method, target or "/"
+
+
 def header_lines(headers: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
     """Kong's header map (name -> str | list[str]) as ordered byte lines."""
     out: list[tuple[bytes, bytes]] = []
@@ -158,26 +172,32 @@ class Plugin:
             log.exception("strata-cache access phase failed; request proxied uncached")
 
     def _access(self, kong: Any) -> None:
-        method = pdk(kong.request.get_method())  # first PDK call: nothing slow before it
+        # First PDK call, nothing slow before it: the request line gives method and target.
+        line = pdk(kong.nginx.get_var("request"))
+        if isinstance(line, str) and " " in line:
+            method, target = parse_request_line(line)
+        else:
+            method = pdk(kong.request.get_method())
+            target = pdk(kong.request.get_path_with_query()) or "/"
         cfg = self.config
         if cfg is None:
             kong.response.set_header("X-Cache-Status", XCacheStatus.BYPASS.value)
             return
+        headers = pdk(kong.request.get_headers()) or {}
         if is_write(method, cfg):
             if cfg.invalidate_on_write:
-                host, path, _ = self._target(kong, None)
+                host, path, _ = self._target(kong, target, Headers.of(headers))
                 self._remember(kong, RequestState("write", method, host, path))
             else:
                 self._bypass_header(kong, cfg, False)
             return
-        headers = pdk(kong.request.get_headers()) or {}
         h = Headers.of(headers)
         debug = DEBUG_HEADER in h
         decision = request_decision(method, h, cfg)
         if decision.bypass:
             self._bypass_header(kong, cfg, debug)
             return
-        host, path, query = self._target(kong, h)
+        host, path, query = self._target(kong, target, h)
         consumer_id = None
         if cfg.consumer_scope != "never":
             consumer = pdk(kong.client.get_consumer())
@@ -471,11 +491,10 @@ class Plugin:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _target(self, kong: Any, h: Headers | None) -> tuple[str, str, dict[str, Any]]:
-        """(host, path, query) of the request, in as few PDK calls as possible."""
-        raw = pdk(kong.request.get_path_with_query()) or "/"
-        path, _, query = raw.partition("?")
-        host = h.get("host") if h is not None else None
+    def _target(self, kong: Any, target: str, h: Headers) -> tuple[str, str, dict[str, Any]]:
+        """(host, path, query) of the request; the host from the headers when present."""
+        path, _, query = target.partition("?")
+        host = h.get("host")
         if not host:
             host = pdk(kong.request.get_host()) or ""
         return host, path or "/", parse_query(query)

@@ -9,6 +9,7 @@
 - `PUT|PATCH|DELETE /products/{id}`, `POST /products` - the write endpoint; changes the
   data (so a stale cache would be visible) and names the tags it touched.
 - `GET /slow` - takes `--slow-ms` (default 500 ms) to answer; cacheable for 30 s.
+- `GET /delay?ms=N` or `/delay/N` - a ~2 KB cacheable JSON answer after N ms (benchmarks).
 - `GET /me` - per-user data from Kong's `X-Consumer-Username` (key-auth); `Cache-Control:
   private` unless `?shared=1` (then `max-age=30`, to show consumer-scoped keys).
 - `GET /counter` - a counter bumped on every upstream hit (`X-Upstream-Hits` too), so a
@@ -147,6 +148,17 @@ def build_app(state: State) -> web.Application:
             headers={"Cache-Control": "public, max-age=30"},
         )
 
+    @routes.get("/delay")
+    @routes.get("/delay/{ms:\\d+}")
+    async def delay(request: web.Request) -> web.Response:
+        ms = min(int(request.match_info.get("ms") or request.query.get("ms", "0")), 10_000)
+        if ms:
+            await asyncio.sleep(ms / 1000)
+        return _json(
+            {"delay_ms": ms, "pad": "x" * 1800},
+            headers={"Cache-Control": request.query.get("cc", "public, max-age=300")},
+        )
+
     @routes.get("/me")
     async def me(request: web.Request) -> web.Response:
         user = request.headers.get("X-Consumer-Username", "anonymous")
@@ -202,9 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--listen", default="127.0.0.1:9000", help="HOST:PORT (default 127.0.0.1:9000)")
     p.add_argument("--slow-ms", type=int, default=500)
+    p.add_argument("--quiet", action="store_true", help="no access log (benchmarks)")
     a = p.parse_args(argv)
     host, _, port = a.listen.rpartition(":")
-    web.run_app(build_app(State(a.slow_ms)), host=host, port=int(port), print=None)
+    app = build_app(State(a.slow_ms))
+    if a.quiet:
+        web.run_app(app, host=host, port=int(port), print=None, access_log=None)
+    else:
+        web.run_app(app, host=host, port=int(port), print=None)
 
 
 if __name__ == "__main__":

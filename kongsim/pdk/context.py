@@ -62,6 +62,7 @@ def _nginx_get_var(c: CallContext, a: list[Any]) -> Any:
         return st.headers.get(name[5:].replace("_", "-"))
     values: dict[str, Any] = {
         "request_uri": st.request_uri,
+        "request": f"{st.method} {st.request_uri} HTTP/{st.http_version:.1f}",
         "scheme": st.scheme,
         "host": st.host,
         "uri": printable(normalize(st.raw_path, True)),

@@ -59,6 +59,11 @@ def safe_deserializer(cls: Any) -> Callable[[bytes], Any]:
     return deserialize
 
 
+def _may_wait(call: _pb.Call) -> bool:
+    """A call that can wait on something other than the CPU (a coalesced lookup)."""
+    return call.WhichOneof("op") == "lookup" and call.lookup.coalesce_wait_ms > 0
+
+
 class CacheService:
     """The handlers. `grpc` only appears here and in `sidecar.rpc.server`."""
 
@@ -151,8 +156,11 @@ class CacheService:
             exc = self._undecodable("exchange", message)
             reply.error.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
             reply.error.message = str(exc)
-        elif len(message.calls) == 1:
-            await self._call(message.calls[0], response.replies.add())
+        elif len(message.calls) == 1 or not any(_may_wait(c) for c in message.calls):
+            # One after the other: no call in the batch waits, so nothing is gained by
+            # running them concurrently, and a task per call costs more than the lookup.
+            for call in message.calls:
+                await self._call(call, response.replies.add())
         else:
             replies = [response.replies.add() for _ in message.calls]
             await asyncio.gather(

@@ -215,6 +215,9 @@ def test_empty_tables_pack_as_arrays_and_misc() -> None:
     call(st, "kong.ctx.shared.set", "empty", {})
     assert call(st, "kong.ctx.shared.get", "empty").value == []
     assert call(st, "kong.nginx.get_var", "request_uri").value == st.request_uri
+    assert call(st, "kong.nginx.get_var", "request").value == (
+        f"{st.method} {st.request_uri} HTTP/1.1"
+    )
     assert call(st, "kong.nginx.get_var", "nope").value is None
     assert call(st, "kong.node.get_id").value == "node-1"
     assert call(st, "kong.request.get_uri_captures").value == {"unnamed": [], "named": []}

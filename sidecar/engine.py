@@ -149,7 +149,7 @@ class Engine:
             return None
         if entry is not None and entry.format_version != FORMAT_VERSION:
             self._observer.evicted(tier.name, "unknown_format", 1)
-            await self._delete(i, key)
+            await self._guarded(i, "delete", lambda t: t.delete(key))
             return None
         return entry
 
@@ -217,50 +217,37 @@ class Engine:
     async def invalidate_key(self, key: bytes) -> int:
         """Drop `key` (its variants become unreachable with its marker)."""
         self._validate("invalidate", lambda: check_key(key, self._limits))
-        return await self._invalidate("key", [self._delete(i, key) for i in self._indexes()])
+        return await self._invalidate("key", "delete", lambda t: t.delete(key))
 
     async def invalidate_prefix(self, prefix: bytes) -> int:
         """Drop every key starting with `prefix` (variants included)."""
         self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
-        return await self._invalidate(
-            "prefix", [self._delete_prefix(i, prefix) for i in self._indexes()]
-        )
+        return await self._invalidate("prefix", "delete_prefix", lambda t: t.delete_prefix(prefix))
 
     async def invalidate_tag(self, tag: str) -> int:
         """Drop every entry carrying `tag`."""
         self._validate("invalidate", lambda: _check_tag(tag, self._limits))
-        return await self._invalidate("tag", [self._delete_tag(i, tag) for i in self._indexes()])
+        return await self._invalidate("tag", "delete_tag", lambda t: t.delete_tag(tag))
 
-    async def _invalidate(self, kind: str, ops: list[Awaitable[int]]) -> int:
+    async def _invalidate(
+        self, kind: str, operation: str, drop: Callable[[Tier], Awaitable[int | bool]]
+    ) -> int:
         dropped = 0
-        for op in ops:
-            dropped += await op
+        for i in range(len(self._tiers)):
+            dropped += await self._guarded(i, operation, drop)
         self.counters.invalidations += 1
         self._observer.invalidated(kind, dropped)
         return dropped
 
-    def _indexes(self) -> range:
-        return range(len(self._tiers))
-
-    async def _delete(self, i: int, key: bytes) -> int:
+    async def _guarded(
+        self, i: int, operation: str, call: Callable[[Tier], Awaitable[int | bool]]
+    ) -> int:
+        """Run a counting tier operation; a failing tier counts as 0 and is reported."""
+        tier = self._tiers[i]
         try:
-            return int(await self._tiers[i].delete(key))
+            return int(await call(tier))
         except TierError:
-            self._observer.tier_error(self._tiers[i].name, "delete")
-            return 0
-
-    async def _delete_prefix(self, i: int, prefix: bytes) -> int:
-        try:
-            return await self._tiers[i].delete_prefix(prefix)
-        except TierError:
-            self._observer.tier_error(self._tiers[i].name, "delete_prefix")
-            return 0
-
-    async def _delete_tag(self, i: int, tag: str) -> int:
-        try:
-            return await self._tiers[i].delete_tag(tag)
-        except TierError:
-            self._observer.tier_error(self._tiers[i].name, "delete_tag")
+            self._observer.tier_error(tier.name, operation)
             return 0
 
     # -- housekeeping ------------------------------------------------------------------

@@ -22,10 +22,12 @@ from sidecar import __version__
 from sidecar.clock import Clock, SystemClock
 from sidecar.config import SidecarConfig
 from sidecar.engine import Engine
+from sidecar.errors import TierError
 from sidecar.limits import Limits
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
 from sidecar.observability.observer import Observer
 from sidecar.rpc.server import create_server, set_serving
+from sidecar.tiers.base import Tier
 from sidecar.tiers.memory import MemoryTier
 
 log = logging.getLogger("strata.sidecar")
@@ -45,10 +47,59 @@ def limits_from(config: SidecarConfig) -> Limits:
     )
 
 
+def build_tiers(config: SidecarConfig, clock: Clock, observer: Observer) -> list[Tier]:
+    """The tiers `config` asks for, fastest first: memory, then Redis and PostgreSQL for
+    each one that is configured. Nothing connects here. (The Memcached tier exists in
+    `sidecar.tiers.memcached` but is not enabled until purges can reach it.)"""
+    tiers: list[Tier] = [MemoryTier(config.memory_max_bytes, clock, config.admission, observer)]
+    if config.redis_url:
+        from sidecar.tiers.redis import RedisTier  # noqa: PLC0415
+
+        tiers.append(
+            RedisTier(
+                config.redis_url,
+                clock,
+                namespace=config.namespace,
+                timeout_s=config.redis_timeout_ms / 1000,
+                observer=observer,
+            )
+        )
+    if config.postgres_dsn:
+        from sidecar.tiers.postgres import PostgresTier  # noqa: PLC0415
+
+        tiers.append(
+            PostgresTier(
+                config.postgres_dsn,
+                clock,
+                namespace=config.namespace,
+                timeout_s=config.postgres_timeout_ms / 1000,
+                observer=observer,
+            )
+        )
+    return tiers
+
+
 def build_engine(config: SidecarConfig, clock: Clock, observer: Observer) -> Engine:
-    """The engine and its tiers for `config` (today: the memory tier)."""
-    memory = MemoryTier(config.memory_max_bytes, clock, config.admission, observer)
-    return Engine([memory], clock, limits_from(config), config.lease_ttl_ms, observer)
+    """The engine over the tiers of `config` (the memory tier alone by default)."""
+    tiers = build_tiers(config, clock, observer)
+    return Engine(tiers, clock, limits_from(config), config.lease_ttl_ms, observer)
+
+
+async def open_tiers(engine: Engine) -> None:
+    """Connect every tier; one that cannot be reached is logged and skipped until it
+    answers (the engine treats its errors as misses), so start-up never waits on it."""
+    for tier in engine.tiers:
+        try:
+            await tier.open()
+        except TierError as exc:
+            log.warning(
+                "tier unreachable at start-up; serving without it until it answers",
+                extra={
+                    "event.action": "tier_open",
+                    "strata.tier": tier.name,
+                    "error.message": str(exc),
+                },
+            )
 
 
 def max_message_bytes(config: SidecarConfig) -> int:
@@ -83,6 +134,7 @@ async def serve(
     registry = CollectorRegistry()
     observer = PrometheusObserver(registry)
     engine = build_engine(config, clock or SystemClock(), observer)
+    await open_tiers(engine)
     registry.register(TierCollector(engine.snapshot))
     running = create_server(engine, config.listen, max_message_bytes(config))
     await running.server.start()

@@ -28,6 +28,8 @@ CONFIG_FILE_ENV = "STRATA_CONFIG"
 #: The node-local default shared with the plugin's `sidecar.address` default.
 DEFAULT_LISTEN = "unix:/tmp/strata-sidecar.sock"
 
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -107,12 +109,58 @@ def _non_negative(v: int | float) -> None:
         raise ValueError(f"must not be negative, got {v}")
 
 
+def _namespace(v: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v):
+        raise ValueError(f"must be 1-64 of A-Z a-z 0-9 _ . - (got {v!r})")
+
+
 def _one_of(*choices: str) -> Callable[[str], None]:
     def check(v: str) -> None:
         if v not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}; got {v!r}")
 
     return check
+
+
+def check_redis_url(value: str) -> None:
+    """Empty, or a redis://, rediss://, unix:// or redis+cluster:// URL."""
+    if not value:
+        return
+    scheme = urlsplit(value).scheme
+    if scheme not in REDIS_SCHEMES:
+        known = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+        raise ValueError(f"unsupported scheme {scheme!r}: use one of {known}")
+
+
+def check_servers(value: str) -> None:
+    """Empty, or a comma-separated HOST:PORT list ([v6]:PORT allowed)."""
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ValueError(f"{item!r} is not HOST:PORT")
+
+
+def check_postgres_dsn(value: str) -> None:
+    """Empty, or a libpq connection string or postgresql:// URL."""
+    if not value:
+        return
+    from psycopg import ProgrammingError  # noqa: PLC0415
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415
+
+    try:
+        conninfo_to_dict(value)
+    except ProgrammingError as exc:
+        raise ValueError(f"not a valid PostgreSQL connection string: {exc}") from None
+
+
+def _memcached_not_yet(value: str) -> None:
+    check_servers(value)
+    if value:
+        raise ValueError(
+            "the Memcached tier is built but not enabled yet: Memcached cannot enumerate "
+            "keys, so tag and prefix purges could not reach it until tag generation "
+            "counters land; unset it"
+        )
 
 
 def _not_yet(tier: str) -> Callable[[str], None]:
@@ -206,20 +254,35 @@ class SidecarConfig:
     )
     redis_url: str = _setting(
         "",
-        "Redis URL for the shared tier; empty = not used",
-        check=_not_yet("redis"),
+        "Redis URL for the shared tier (redis://, rediss://, unix://, redis[s]+cluster://h:p,h:p); "
+        "empty = not used",
+        check=check_redis_url,
         secret=True,
     )
     memcached_servers: str = _setting(
         "",
         "comma-separated HOST:PORT list for the Memcached tier; empty = not used",
-        check=_not_yet("memcached"),
+        check=_memcached_not_yet,
     )
     postgres_dsn: str = _setting(
         "",
         "PostgreSQL DSN for the durable fallback tier; empty = not used",
-        check=_not_yet("postgres"),
+        check=check_postgres_dsn,
         secret=True,
+    )
+    redis_timeout_ms: int = _setting(
+        50, "deadline of one Redis operation; a slower Redis is skipped", parse=int, check=_positive
+    )
+    memcached_timeout_ms: int = _setting(
+        50, "deadline of one Memcached operation", parse=int, check=_positive
+    )
+    postgres_timeout_ms: int = _setting(
+        200, "deadline of one PostgreSQL statement", parse=int, check=_positive
+    )
+    namespace: str = _setting(
+        "strata",
+        "prefix of every key in the shared tiers (separates clusters sharing a server)",
+        check=_namespace,
     )
     kafka_bootstrap: str = _setting(
         "",

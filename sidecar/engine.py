@@ -67,6 +67,10 @@ class Engine:
     def limits(self) -> Limits:
         return self._limits
 
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        return self._tiers
+
     # -- lookups -----------------------------------------------------------------------
 
     async def lookup(

@@ -24,12 +24,29 @@ class SetStatus(enum.Enum):
     TOO_LARGE = "too_large"
 
 
+#: Optional abilities a tier declares in `capabilities`.
+PREFIX_DELETE = "prefix_delete"
+TAG_DELETE = "tag_delete"
+
+
 class Tier(Protocol):
     """A place entries can be kept. All methods may raise `TierError`."""
 
     @property
     def name(self) -> str:
         """Short stable name, used as a metric label ('memory', 'redis', ...)."""
+        ...
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """Which optional operations really work here (`PREFIX_DELETE`, `TAG_DELETE`); a
+        tier without one answers 0 to that delete instead of dropping anything."""
+        ...
+
+    async def open(self) -> None:
+        """Connect (and for PostgreSQL create or migrate the schema). Idempotent. A server
+        that cannot be reached raises `TierError`; the tier may still be used and will
+        retry on later calls."""
         ...
 
     async def get(self, key: bytes) -> CachedResponse | None:

@@ -26,7 +26,7 @@ from sidecar.policy import (
     TinyLfuAdmitter,
     WindowTinyLfuPolicy,
 )
-from sidecar.tiers.base import SetStatus
+from sidecar.tiers.base import PREFIX_DELETE, TAG_DELETE, SetStatus
 
 #: The frequency sketch is sized for this many keys per MiB of budget: about 4x the
 #: resident entries at an average of ~4 KiB each (the simulator's hit ratio keeps rising
@@ -69,6 +69,13 @@ class MemoryTier:
     @property
     def name(self) -> str:
         return "memory"
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({PREFIX_DELETE, TAG_DELETE})
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
 
     async def get(self, key: bytes) -> CachedResponse | None:
         return self.get_now(key)

@@ -31,6 +31,13 @@ class DictTier:
     def name(self) -> str:
         return self._name
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"prefix_delete", "tag_delete"})
+
+    async def open(self) -> None:
+        pass
+
     def _check(self) -> None:
         if self.broken:
             raise TierError(f"{self._name} is down")

@@ -1,0 +1,382 @@
+"""L2 on Memcached: entries shared by every sidecar, spread over servers by rendezvous hash.
+
+Keys. Memcached keys are at most 250 bytes of printable non-space ASCII, Strata keys are
+arbitrary bytes of any length. A Strata key is therefore stored under
+``{namespace}:`` + base64url(sha256(key)) and the key itself travels inside the value:
+
+    value = key_len (4 bytes, big-endian) + key + codec.encode(entry)
+
+`get` compares the stored key with the requested one, so a SHA-256 collision (or a value
+some other program wrote under our name) is a miss, never another key's entry. A value
+that cannot be read (bad framing, other key, `CorruptEntryError`) is deleted, reported as
+``evicted("memcached", "corrupt", 1)`` and answered as a miss.
+
+Servers. Each key belongs to one server, chosen by `RendezvousHash` over "host:port" ids;
+each server has its own pymemcache `PooledClient` (``no_delay``, connect and I/O timeout
+``timeout_s``, at most ``pool_size`` connections, no retries inside pymemcache). pymemcache
+is blocking, so every call runs on a small thread pool owned by the tier (``pool_size``
+threads, so a server's connection pool can never be exhausted); encoding and decoding run
+there too, keeping the event loop free. A server that fails (refused, reset, timed out) is
+marked down for ``dead_retry_s`` (1 s): calls for its keys raise `TierError` at once instead
+of each paying a timeout, and the first call after that window probes it again. A pooled
+connection the server has closed (it restarted, or idle connections were dropped) fails
+instantly; it is discarded and the call moves on to the next connection - fresh ones
+included - so a restarted server is used again without recreating the tier.
+
+What this tier does NOT guarantee:
+
+* That an entry is still there: Memcached evicts by LRU whenever it likes, and expiry has
+  1 s granularity (entries are sent with ceil(seconds left), so Memcached may keep one up
+  to ~1 s longer - `get` drops those itself - or, by its coarse clock, drop it up to ~1 s
+  earlier). Lifetimes above 30 days are sent as absolute Unix times, so they rely on the
+  server's clock agreeing with ours.
+* Any enumeration: Memcached cannot list keys, so `capabilities` is empty and
+  `delete_prefix` / `delete_tag` drop nothing and answer 0. The engine purges those by other
+  means (tag generation counters), not through this tier.
+* Availability of a key while its server is down: keys are never moved to another server
+  (a moved key would miss invalidations sent while its owner was away, then serve stale
+  data when the owner returns); the engine treats the `TierError` as "no answer".
+* Exact counts: `delete` may answer False for a key it did delete when a closed connection
+  made it resend; purging a corrupt value may race with a concurrent good write and drop it.
+  `snapshot` reports only what this process saw (no entry or byte counts: those would need
+  I/O).
+* A hard deadline. Connecting and each socket read or write are bounded by ``timeout_s``,
+  so one call to a hung server costs about ``timeout_s`` (up to twice that if it must also
+  connect); calls beyond ``pool_size`` at once queue for a thread. Host names that need a
+  slow DNS lookup are not covered by ``timeout_s`` at all: give IP addresses.
+* That `set` answers TOO_LARGE while the key's server is marked down: it raises `TierError`
+  like every other call. A refused (too large) entry also deletes the value it would have
+  replaced, as the memory tier does, and that delete needs the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import struct
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pymemcache.client.base import PooledClient
+from pymemcache.exceptions import (
+    MemcacheError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+)
+
+from sidecar import codec
+from sidecar.clock import Clock
+from sidecar.codec import CorruptEntryError
+from sidecar.errors import TierError
+from sidecar.model import CachedResponse, TierSnapshot
+from sidecar.observability.observer import NullObserver, Observer
+from sidecar.tiers.base import SetStatus
+from sidecar.tiers.hashing import RendezvousHash
+
+T = TypeVar("T")
+
+#: Memcached reads an expiry above this many seconds as an absolute Unix time.
+MAX_RELATIVE_EXPIRY_S = 30 * 24 * 3600
+MAX_KEY_BYTES = 250
+_KEY_LEN = struct.Struct(">I")
+_DIGEST_KEY_CHARS = 43  # base64url of 32 bytes, unpadded
+#: A pooled connection the server already closed fails at once with one of these.
+_STALE_CONNECTION = (MemcacheUnexpectedCloseError, ConnectionResetError, BrokenPipeError)
+#: The server is unreachable or broken: mark it down for a while.
+_SERVER_DOWN = (OSError, MemcacheUnexpectedCloseError)
+
+
+def parse_servers(text: str) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` (IPv6 as ``[::1]:11211``) as ``(host, port)`` pairs.
+
+    Raises ValueError naming the offending item. Whitespace around items is ignored; an
+    empty item, a missing or out-of-range port, an unbracketed IPv6 address or a duplicate
+    server is refused. Host names are not resolved here.
+    """
+    servers: list[tuple[str, int]] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        host, sep, port_text = item.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            if not host or "[" in host or "]" in host:
+                raise ValueError(f"memcached server {item!r}: bad IPv6 address")
+        elif ":" in host:
+            raise ValueError(f"memcached server {item!r}: write IPv6 addresses as [addr]:port")
+        if not sep or not host or any(c.isspace() or c in "[]/" for c in host):
+            raise ValueError(f"memcached server {item!r}: expected host:port")
+        if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"memcached server {item!r}: port must be 1-65535")
+        server = (host, int(port_text))
+        if server in servers:
+            raise ValueError(f"memcached server {item!r}: listed twice")
+        servers.append(server)
+    return servers
+
+
+def server_id(server: tuple[str, int]) -> str:
+    """The stable id a server is hashed under: ``host:port`` or ``[v6]:port``."""
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def storage_key(namespace: str, key: bytes) -> bytes:
+    """The Memcached key of Strata key `key`: ``{namespace}:`` + base64url(sha256(key))."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(key).digest()).rstrip(b"=")
+    return namespace.encode("ascii") + b":" + digest
+
+
+def expiry_seconds(expires_at_ms: int, now_ms: int) -> int | None:
+    """The Memcached ``exptime`` for an entry, or None if it has already expired.
+
+    Seconds left, rounded up; beyond 30 days the absolute Unix time (rounded up), which
+    is how Memcached reads values that large.
+    """
+    left_ms = expires_at_ms - now_ms
+    if left_ms <= 0:
+        return None
+    seconds = -(-left_ms // 1000)
+    if seconds > MAX_RELATIVE_EXPIRY_S:
+        return -(-expires_at_ms // 1000)
+    return seconds
+
+
+def pack_value(key: bytes, entry: CachedResponse) -> bytes:
+    """The stored value: the Strata key (length-prefixed) followed by the encoded entry."""
+    return _KEY_LEN.pack(len(key)) + key + codec.encode(entry)
+
+
+def unpack_value(key: bytes, data: bytes) -> CachedResponse:
+    """The entry in `data` if it was stored for `key`; `CorruptEntryError` otherwise."""
+    if len(data) < _KEY_LEN.size:
+        raise CorruptEntryError("value shorter than its key header")
+    (key_len,) = _KEY_LEN.unpack_from(data)
+    start = _KEY_LEN.size
+    if key_len != len(key) or data[start : start + key_len] != key:
+        raise CorruptEntryError("value was stored for another key")
+    return codec.decode(data[start + key_len :])
+
+
+@dataclass(slots=True)
+class _Server:
+    id: str
+    client: PooledClient
+    dead_until: float = 0.0  # clock.monotonic(); 0 = believed alive. Event-loop thread only.
+
+
+class MemcachedTier:
+    """The shared Memcached tier. See the module docstring for what it does not guarantee."""
+
+    def __init__(
+        self,
+        servers: list[tuple[str, int]],
+        clock: Clock,
+        *,
+        namespace: str = "strata",
+        timeout_s: float = 0.05,
+        max_item_bytes: int = 1024 * 1024 - 512,
+        pool_size: int = 16,
+        observer: Observer | None = None,
+        dead_retry_s: float = 1.0,
+    ) -> None:
+        if not servers:
+            raise ValueError("memcached: no servers given")
+        if not namespace.isascii() or not namespace.isprintable() or " " in namespace:
+            raise ValueError(f"memcached namespace {namespace!r}: printable ASCII, no spaces")
+        if len(namespace) + 1 + _DIGEST_KEY_CHARS > MAX_KEY_BYTES:
+            raise ValueError(f"memcached namespace {namespace!r} is too long")
+        if timeout_s <= 0 or pool_size < 1 or max_item_bytes < 1 or dead_retry_s < 0:
+            raise ValueError("memcached: timeout_s, pool_size, max_item_bytes must be > 0, "
+                             "dead_retry_s >= 0")  # fmt: skip
+        self._clock = clock
+        self._namespace = namespace
+        self._max_item_bytes = max_item_bytes
+        self._dead_retry_s = dead_retry_s
+        self._observer = observer or NullObserver()
+        self._pool_size = pool_size
+        self._servers = [
+            _Server(
+                server_id(s),
+                PooledClient(
+                    s,
+                    connect_timeout=timeout_s,
+                    timeout=timeout_s,
+                    no_delay=True,
+                    max_pool_size=pool_size,
+                    default_noreply=False,
+                ),
+            )
+            for s in servers
+        ]
+        self._ring = RendezvousHash(s.id for s in self._servers)
+        # Threads start on first use; one per possible connection of a server's pool.
+        self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="strata-memcached")
+        self._closed = False
+        self._hits = 0
+        self._misses = 0
+        self._corrupt = 0
+        self._too_large = 0
+
+    @property
+    def name(self) -> str:
+        return "memcached"
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset()
+
+    def storage_key(self, key: bytes) -> bytes:
+        """The Memcached key `key` is stored under."""
+        return storage_key(self._namespace, key)
+
+    def server_for(self, key: bytes) -> str:
+        """The id of the server that holds `key`."""
+        return self._ring.node_for(self.storage_key(key))
+
+    async def open(self) -> None:
+        """Ask every server for its version (even one marked down). `TierError` only if
+        none answers; those that fail are marked down and probed again later."""
+        results = await asyncio.gather(
+            *(self._call(s, "open", lambda c: c.version(), probe=True) for s in self._servers),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, TierError):
+                raise failure
+        if len(failures) == len(self._servers):
+            raise TierError(f"no memcached server answered: {failures[0]}") from failures[0]
+
+    async def get(self, key: bytes) -> CachedResponse | None:
+        server, mkey = self._route(key)
+
+        def fetch(client: PooledClient) -> tuple[CachedResponse | None, bool]:
+            data = client.get(mkey)
+            if data is None:
+                return None, False
+            try:
+                return unpack_value(key, data), False
+            except CorruptEntryError:
+                client.delete(mkey)
+                return None, True
+
+        entry, corrupt = await self._call(server, "get", fetch)
+        if corrupt:
+            self._corrupt += 1
+            self._observer.evicted(self.name, "corrupt", 1)
+        if entry is None or entry.expires_at_ms <= self._clock.now_ms():
+            self._misses += 1
+            return None
+        self._hits += 1
+        return entry
+
+    async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:
+        expire = expiry_seconds(entry.expires_at_ms, self._clock.now_ms())
+        if expire is None:
+            return SetStatus.NOT_ADMITTED
+        server, mkey = self._route(key)
+
+        def store(client: PooledClient) -> SetStatus:
+            value = pack_value(key, entry)
+            if len(value) > self._max_item_bytes:
+                client.delete(mkey)  # a replaced entry must not outlive its refusal
+                return SetStatus.TOO_LARGE
+            try:
+                client.set(mkey, value, expire=expire)
+            except MemcacheServerError as exc:
+                if "too large" not in str(exc):
+                    raise
+                return SetStatus.TOO_LARGE  # the server's -I is below max_item_bytes
+            return SetStatus.STORED
+
+        status = await self._call(server, "set", store)
+        if status is SetStatus.TOO_LARGE:
+            self._too_large += 1
+            self._observer.evicted(self.name, "rejected", 1)
+        return status
+
+    async def delete(self, key: bytes) -> bool:
+        server, mkey = self._route(key)
+        return bool(await self._call(server, "delete", lambda c: c.delete(mkey)))
+
+    async def delete_prefix(self, prefix: bytes) -> int:
+        """Not possible on Memcached (no key listing): drops nothing, answers 0."""
+        return 0
+
+    async def delete_tag(self, tag: str) -> int:
+        """Not possible on Memcached (no key listing): drops nothing, answers 0."""
+        return 0
+
+    async def sweep(self) -> int:
+        """Memcached expires entries by itself: nothing to do, answers 0."""
+        return 0
+
+    def snapshot(self) -> TierSnapshot:
+        """Counters this process saw; entries/bytes/max_bytes are 0 (unknown without I/O).
+        `evictions` counts corrupt values purged, `admission_rejections` TOO_LARGE sets."""
+        return TierSnapshot(
+            name=self.name,
+            entries=0,
+            bytes=0,
+            max_bytes=0,
+            hits=self._hits,
+            misses=self._misses,
+            evictions=self._corrupt,
+            admission_rejections=self._too_large,
+        )
+
+    async def close(self) -> None:
+        """Wait for calls in flight (each bounded by the timeout), then drop connections."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        for server in self._servers:
+            server.client.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _route(self, key: bytes) -> tuple[_Server, bytes]:
+        mkey = self.storage_key(key)
+        return self._servers[self._ring.index_for(mkey)], mkey
+
+    async def _call(
+        self, server: _Server, op: str, fn: Callable[[PooledClient], T], *, probe: bool = False
+    ) -> T:
+        """Run `fn(client)` on the thread pool; every failure becomes `TierError`."""
+        if self._closed:
+            raise TierError("memcached tier is closed")
+        now = self._clock.monotonic()
+        if server.dead_until and not probe:
+            if now < server.dead_until:
+                raise TierError(
+                    f"memcached {server.id} is marked down for another "
+                    f"{server.dead_until - now:.2f} s after a failure"
+                )
+            server.dead_until = now + self._dead_retry_s  # this call probes; others fail fast
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._executor, self._attempts, server, fn)
+        except _SERVER_DOWN as exc:
+            server.dead_until = self._clock.monotonic() + self._dead_retry_s
+            raise TierError(f"memcached {server.id}: {op} failed: {exc!r}") from exc
+        except (MemcacheError, RuntimeError) as exc:  # RuntimeError: pool or executor closed
+            server.dead_until = 0.0  # it answered, if only with an error
+            raise TierError(f"memcached {server.id}: {op} failed: {exc!r}") from exc
+        server.dead_until = 0.0
+        return result
+
+    def _attempts(self, server: _Server, fn: Callable[[PooledClient], T]) -> T:
+        """In a worker thread: `fn`, moving past pooled connections the server closed.
+
+        Such a connection fails at once and is discarded by the pool, so this costs no
+        timeout; after ``pool_size`` of them the next attempt uses a new connection."""
+        for _ in range(self._pool_size):
+            try:
+                return fn(server.client)
+            except _STALE_CONNECTION:
+                continue
+        return fn(server.client)

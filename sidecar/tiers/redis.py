@@ -1,0 +1,293 @@
+"""L2: the shared Redis tier (standalone, TLS, unix socket or Redis Cluster).
+
+Keys (namespace ``ns``, cache key ``K`` as raw bytes, binary-safe):
+
+    ns:e:K    STRING  `codec.encode(entry)`, PX = entry.expires_at_ms - now
+    ns:k:K    SET     the entry's tags (only while it has some), same PX as ns:e:K
+    ns:t:TAG  SET     keys K that were stored with TAG; PTTL >= the longest member's
+
+URLs: ``redis://``, ``rediss://`` and ``unix://`` as redis-py reads them; a cluster is
+``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster://`` for
+TLS), the listed nodes being only where discovery starts. Every socket read, write and
+connect waits at most `timeout_s`, a checkout from the pool (`max_connections`, per node on
+a cluster) as long; nothing is retried, so a dead or slow server costs one timeout per
+round trip and the engine skips this tier. Every driver error becomes `TierError`.
+
+Cost of each operation (RTT = one network round trip):
+
+* get: 1 RTT, one GET. A corrupt value costs a second RTT (purge).
+* set: 1 RTT (MULTI/EXEC on a standalone server, a pipeline grouped by node on a cluster)
+  of 3 commands, plus 2 + 3 per tag for a tagged entry; a 2nd RTT only when a replaced
+  entry had tags the new one lacks (SREM from those tags' sets).
+* delete: 1 RTT (UNLINK of the entry and its tag record).
+* delete_tag: SSCAN of the tag's set, then 2 RTTs per 500 members (check, then UNLINK).
+* delete_prefix: SCAN MATCH over the whole keyspace of the database (every cluster
+  primary), i.e. O(keys in the database, not only in the namespace or the prefix), plus
+  1 RTT per 500 victims. Use it for rare purges, not on the request path.
+* sweep: nothing (Redis expires keys itself); snapshot: no I/O.
+
+On a cluster no hash tags are used: an entry, its tag record and each tag set live in
+slots of their own, so load spreads by key, and every command names a single key (no
+CROSSSLOT). A shared hash tag would put a namespace on one shard; a per-key one would not
+help tags, whose sets are shared by many keys. The price is atomicity (below). Cache keys
+containing ``{...}`` are hashed by that part, as Redis does for any key.
+
+What is NOT guaranteed:
+
+* Atomicity across keys. On a standalone server a set is one MULTI/EXEC (entry, tag record
+  and tag sets change together); on a cluster its commands reach several nodes and a
+  failure can leave a tag set without the entry or the reverse. Deletes by tag or prefix
+  are never atomic: an entry written meanwhile may survive, or one replaced meanwhile may be
+  dropped (over-invalidation, never a wrong answer).
+* Exact counts under concurrent writers, or when Redis evicts keys itself (maxmemory): a
+  count is the number of entry keys this call removed.
+* A tag index free of stale members: `delete` and expiry leave a key in its tag sets until
+  those expire; `delete_tag` checks each member's tag record and drops only entries that
+  still carry the tag. Two writers changing one key's tags at once may unlist it from a tag
+  it still has (it then survives `delete_tag` until it expires).
+* Occupancy: `snapshot` reports hits and misses seen by this process; entries and bytes
+  live in a server shared with other sidecars and are reported as 0 (unknown).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException, RedisError
+
+from sidecar import codec
+from sidecar.clock import Clock
+from sidecar.errors import TierError
+from sidecar.model import CachedResponse, TierSnapshot
+from sidecar.observability.observer import NullObserver, Observer
+from sidecar.tiers.base import PREFIX_DELETE, TAG_DELETE, SetStatus
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+#: Keys handled per pipeline by delete_tag / delete_prefix, and SCAN's COUNT hint.
+BATCH = 500
+SCAN_COUNT = 1000
+_GLOB_META = re.compile(rb"([*?\[\]\\])")
+_DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
+
+
+def escape_glob(data: bytes) -> bytes:
+    """`data` as a literal in a Redis glob pattern (``* ? [ ] \\`` escaped)."""
+    return _GLOB_META.sub(rb"\\\1", data)
+
+
+def parse_cluster_url(url: str) -> tuple[list[ClusterNode], dict[str, Any]]:
+    """``redis+cluster://[user:pw@]h:p[,h:p...]`` -> startup nodes and client options."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in CLUSTER_SCHEMES:
+        raise ValueError("a cluster URL starts with redis+cluster:// or rediss+cluster://")
+    netloc = urlsplit("//" + rest).netloc
+    userinfo, _, hosts = netloc.rpartition("@")
+    options: dict[str, Any] = {"ssl": scheme == "rediss+cluster"}
+    if userinfo:
+        user, has_pw, password = userinfo.partition(":")
+        options["username"] = unquote(user) or None
+        options["password"] = unquote(password) if has_pw else None
+    nodes = []
+    for item in filter(None, hosts.split(",")):
+        host, colon, port = item.rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ValueError(f"cluster node {item!r} is not HOST:PORT")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    if not nodes:
+        raise ValueError("a cluster URL names at least one HOST:PORT")
+    return nodes, options
+
+
+class _Wrap:
+    """Turns any driver error raised in its block into `TierError` (never logs the URL)."""
+
+    __slots__ = ("_op",)
+
+    def __init__(self, op: str) -> None:
+        self._op = op
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None and isinstance(exc, _DRIVER_ERRORS):
+            raise TierError(f"redis {self._op} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class RedisTier:
+    """The shared tier on Redis. See the module docstring for costs and non-guarantees."""
+
+    def __init__(
+        self,
+        url: str,
+        clock: Clock,
+        *,
+        namespace: str = "strata",
+        timeout_s: float = 0.05,
+        max_connections: int = 64,
+        observer: Observer | None = None,
+    ) -> None:
+        self._clock = clock
+        self._observer = observer or NullObserver()
+        ns = namespace.encode()
+        self._e, self._k, self._t = ns + b":e:", ns + b":k:", ns + b":t:"
+        self._hits = 0
+        self._misses = 0
+        common: dict[str, Any] = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self._client: Redis | RedisCluster
+        if urlsplit(url).scheme in CLUSTER_SCHEMES:
+            nodes, options = parse_cluster_url(url)
+            self._cluster = True
+            self._client = RedisCluster(
+                startup_nodes=nodes, max_connections=max_connections, **common, **options
+            )
+        else:
+            self._cluster = False
+            pool = BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=timeout_s, **common
+            )
+            self._client = Redis.from_pool(pool)
+
+    @property
+    def name(self) -> str:
+        return "redis"
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({PREFIX_DELETE, TAG_DELETE})
+
+    async def open(self) -> None:
+        """PING once; `TierError` if unreachable (later calls connect again)."""
+        with _Wrap("open"):
+            await self._client.ping()
+
+    async def get(self, key: bytes) -> CachedResponse | None:
+        with _Wrap("get"):
+            raw = await self._client.get(self._e + key)
+        if raw is None:
+            self._misses += 1
+            return None
+        try:
+            entry = codec.decode(cast(bytes, raw))  # decode_responses is off
+        except codec.CorruptEntryError:
+            with _Wrap("get"):
+                await self._unlink([key])
+            self._observer.evicted(self.name, "corrupt", 1)
+            self._misses += 1
+            return None
+        if entry.expires_at_ms <= self._clock.now_ms():
+            self._misses += 1
+            return None
+        self._hits += 1
+        return entry
+
+    async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:
+        """Store with PX = the entry's remaining lifetime; an already expired entry is
+        NOT_ADMITTED (and the previous value, if any, is left to its own expiry)."""
+        px = entry.expires_at_ms - self._clock.now_ms()
+        if px <= 0:
+            return SetStatus.NOT_ADMITTED
+        value = codec.encode(entry)
+        tags = sorted({t.encode() for t in entry.tags})
+        record = self._k + key
+        pipe = self._client.pipeline(transaction=not self._cluster)
+        pipe.set(self._e + key, value, px=px)
+        pipe.smembers(record)
+        pipe.execute_command("UNLINK", record)  # pipe.unlink is a coroutine on a cluster
+        if tags:
+            pipe.sadd(record, *tags)
+            pipe.pexpire(record, px)
+        for tag in tags:
+            index = self._t + tag
+            pipe.sadd(index, key)
+            pipe.pexpire(index, px, nx=True)  # a new set has no TTL, which GT never beats
+            pipe.pexpire(index, px, gt=True)
+        with _Wrap("set"):
+            results = await pipe.execute()
+            dropped = set(results[1]).difference(tags)
+            if dropped:
+                await self._pipelined(("SREM", self._t + tag, key) for tag in sorted(dropped))
+        return SetStatus.STORED
+
+    async def delete(self, key: bytes) -> bool:
+        with _Wrap("delete"):
+            return await self._unlink([key]) > 0
+
+    async def delete_prefix(self, prefix: bytes) -> int:
+        """SCAN MATCH ``ns:e:<prefix>*`` (prefix taken literally), UNLINK in batches.
+        O(keys in the database): see the module docstring."""
+        pattern = self._e + escape_glob(prefix) + b"*"
+        start = len(self._e)
+        dropped = 0
+        batch: list[bytes] = []
+        with _Wrap("delete_prefix"):
+            async for name in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
+                batch.append(bytes(name)[start:])
+                if len(batch) >= BATCH:
+                    dropped += await self._unlink(batch)
+                    batch = []
+            if batch:
+                dropped += await self._unlink(batch)
+        return dropped
+
+    async def delete_tag(self, tag: str) -> int:
+        """Drop the members of the tag's set whose tag record still lists `tag`, then
+        remove the members handled from the set (emptied, Redis deletes it)."""
+        index, tag_b = self._t + tag.encode(), tag.encode()
+        dropped = 0
+        with _Wrap("delete_tag"):
+            members = [bytes(m) async for m in self._client.sscan_iter(index, count=SCAN_COUNT)]
+            for i in range(0, len(members), BATCH):
+                batch = members[i : i + BATCH]
+                flags = await self._pipelined(("SISMEMBER", self._k + m, tag_b) for m in batch)
+                dropped += await self._unlink([m for m, f in zip(batch, flags, strict=True) if f])
+                await self._client.srem(index, *batch)
+        return dropped
+
+    async def sweep(self) -> int:
+        """Redis expires keys itself; stale tag-set members expire with their sets."""
+        return 0
+
+    def snapshot(self) -> TierSnapshot:
+        """Hits and misses seen by this process; entries/bytes/max_bytes are 0: unknown
+        (the server is shared and sampling it would be I/O)."""
+        return TierSnapshot(
+            name=self.name, entries=0, bytes=0, max_bytes=0, hits=self._hits, misses=self._misses
+        )
+
+    async def close(self) -> None:
+        with _Wrap("close"):
+            await self._client.aclose()
+
+    # -- helpers (callers wrap driver errors) -----------------------------------------
+
+    async def _pipelined(self, commands: Iterable[Sequence[Any]]) -> list[Any]:
+        """Run single-key commands in one non-transactional pipeline (grouped by node)."""
+        todo = list(commands)
+        if not todo:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for command in todo:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
+
+    async def _unlink(self, keys: Sequence[bytes]) -> int:
+        """UNLINK the entries and tag records of `keys`; the number of entries removed."""
+        results = await self._pipelined(
+            ("UNLINK", prefix + key) for key in keys for prefix in (self._e, self._k)
+        )
+        return sum(int(n) for n in results[::2])

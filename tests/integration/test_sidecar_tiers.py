@@ -1,0 +1,131 @@
+"""A sidecar process over the real Redis, Memcached and PostgreSQL of `make services-up`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from strata.v1 import cache_pb2 as pb
+
+from kong_plugin.client import SidecarClient
+from sidecar.cli import probe
+from tests.conftest import free_port
+from tools import services
+
+pytestmark = pytest.mark.integration
+
+
+def _services() -> dict[str, str]:
+    env = services.load_env()
+    if not env:
+        pytest.fail("no services env file: run `make services-up` first")
+    return env
+
+
+class SidecarProcess:
+    def __init__(self, listen: str, env: dict[str, str]) -> None:
+        self.listen = listen
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "--listen", self.listen, "--metrics-listen", "off"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while not probe(self.listen, 0.3):
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, "sidecar did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> str:
+        out = ""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(15)
+            out = self.output()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.proc = None
+        return out
+
+    def output(self) -> str:
+        if self.proc is None or self.proc.stdout is None:
+            return ""
+        if self.proc.poll() is None:
+            return ""
+        return self.proc.stdout.read().decode(errors="replace")
+
+
+@pytest.fixture
+def tiered_env(sidecar_env: dict[str, str]) -> dict[str, str]:
+    svc = _services()
+    return {
+        **sidecar_env,
+        "STRATA_REDIS_URL": svc["STRATA_TEST_REDIS_URL"],
+        "STRATA_POSTGRES_DSN": svc["STRATA_TEST_POSTGRES_DSN"],
+        "STRATA_NAMESPACE": "it" + uuid.uuid4().hex[:10],
+        "STRATA_POSTGRES_TIMEOUT_MS": "2000",
+    }
+
+
+@pytest.fixture
+def sidecar(short_tmp: Path, tiered_env: dict[str, str]) -> Iterator[SidecarProcess]:
+    proc = SidecarProcess(f"unix:{short_tmp}/s.sock", tiered_env)
+    yield proc
+    proc.stop()
+
+
+def entry(body: bytes) -> pb.Entry:
+    return pb.Entry(status=200, body=body, ttl_ms=600_000, tags=["shared"])
+
+
+def test_a_restarted_sidecar_is_served_from_the_shared_tiers(sidecar: SidecarProcess) -> None:
+    sidecar.start()
+    client = SidecarClient(sidecar.listen, timeout_s=3.0)
+    assert client.store(b"v1:r:shared", entry(b"one copy for every node")).result == (
+        pb.STORE_RESULT_STORED
+    )
+    assert client.lookup(b"v1:r:shared").tier == "memory"
+    client.close()
+    sidecar.stop()
+
+    sidecar.start()  # a new process: its memory tier is empty
+    client = SidecarClient(sidecar.listen, timeout_s=3.0)
+    first = client.lookup(b"v1:r:shared")
+    assert first.outcome == pb.OUTCOME_HIT
+    assert first.tier == "redis"
+    assert first.entry.body == b"one copy for every node"
+    assert client.lookup(b"v1:r:shared").tier == "memory"  # backfilled
+    # a tag purge reaches every tier
+    assert client.invalidate(tag="shared").dropped >= 2
+    assert client.lookup(b"v1:r:shared").outcome == pb.OUTCOME_MISS
+    client.close()
+
+
+def test_an_unreachable_tier_is_skipped(short_tmp: Path, tiered_env: dict[str, str]) -> None:
+    env = {**tiered_env, "STRATA_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    proc = SidecarProcess(f"unix:{short_tmp}/s2.sock", env)
+    proc.start()
+    try:
+        client = SidecarClient(proc.listen, timeout_s=3.0)
+        assert client.store(b"v1:r:pg", entry(b"durable")).result == pb.STORE_RESULT_STORED
+        client.close()
+        out = proc.stop()
+        assert "tier unreachable at start-up" in out
+        proc.start()
+        client = SidecarClient(proc.listen, timeout_s=3.0)
+        hit = client.lookup(b"v1:r:pg")
+        assert hit.outcome == pb.OUTCOME_HIT
+        assert hit.tier == "postgres"
+        client.close()
+    finally:
+        proc.stop()

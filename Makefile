@@ -72,7 +72,7 @@ run: install
 
 bench: install
 	@$(MAKE) --no-print-directory services-up; rc=$$?; \
-	if [ $$rc = 0 ]; then $(PY) -m bench lookup && $(PY) -m bench gateway; rc=$$?; fi; \
+	if [ $$rc = 0 ]; then $(PY) -m bench lookup && $(PY) -m bench gateway && $(PY) -m bench tiers; rc=$$?; fi; \
 	$(MAKE) --no-print-directory services-down; exit $$rc
 
 clean: services-down

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import gateway, lookup
+from bench import gateway, lookup, tiers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,11 +13,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="scenario", required=True)
     lookup.add_arguments(sub.add_parser("lookup", help=lookup.__doc__.splitlines()[0]))
     gateway.add_arguments(sub.add_parser("gateway", help=gateway.__doc__.splitlines()[0]))
+    tiers.add_arguments(sub.add_parser("tiers", help=tiers.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     if args.scenario == "lookup":
         return lookup.run(args)
     if args.scenario == "gateway":
         return gateway.run(args)
+    if args.scenario == "tiers":
+        return tiers.run(args)
     return 2
 
 

@@ -14,12 +14,13 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from sidecar import __version__
 from sidecar.clock import Clock, SystemClock
+from sidecar.coalesce import Leases
 from sidecar.config import SidecarConfig
 from sidecar.engine import Engine
 from sidecar.errors import TierError
@@ -28,7 +29,11 @@ from sidecar.observability.metrics import PrometheusObserver, TierCollector
 from sidecar.observability.observer import Observer
 from sidecar.rpc.server import create_server, set_serving
 from sidecar.tiers.base import Tier
+from sidecar.tiers.breaker import CircuitBreakerTier
 from sidecar.tiers.memory import MemoryTier
+
+if TYPE_CHECKING:
+    from sidecar.leases_redis import RedisLeases
 
 log = logging.getLogger("strata.sidecar")
 
@@ -52,37 +57,70 @@ def build_tiers(config: SidecarConfig, clock: Clock, observer: Observer) -> list
     each one that is configured. Nothing connects here. (The Memcached tier exists in
     `sidecar.tiers.memcached` but is not enabled until purges can reach it.)"""
     tiers: list[Tier] = [MemoryTier(config.memory_max_bytes, clock, config.admission, observer)]
+
+    def guarded(tier: Tier) -> Tier:
+        """A shared tier behind a circuit breaker: skipped fast while it keeps failing."""
+        return CircuitBreakerTier(
+            tier,
+            clock,
+            failure_threshold=config.tier_failure_threshold,
+            open_for_s=config.tier_open_seconds,
+            observer=observer,
+        )
+
     if config.redis_url:
         from sidecar.tiers.redis import RedisTier  # noqa: PLC0415
 
         tiers.append(
-            RedisTier(
-                config.redis_url,
-                clock,
-                namespace=config.namespace,
-                timeout_s=config.redis_timeout_ms / 1000,
-                observer=observer,
+            guarded(
+                RedisTier(
+                    config.redis_url,
+                    clock,
+                    namespace=config.namespace,
+                    timeout_s=config.redis_timeout_ms / 1000,
+                    observer=observer,
+                )
             )
         )
     if config.postgres_dsn:
         from sidecar.tiers.postgres import PostgresTier  # noqa: PLC0415
 
         tiers.append(
-            PostgresTier(
-                config.postgres_dsn,
-                clock,
-                namespace=config.namespace,
-                timeout_s=config.postgres_timeout_ms / 1000,
-                observer=observer,
+            guarded(
+                PostgresTier(
+                    config.postgres_dsn,
+                    clock,
+                    namespace=config.namespace,
+                    timeout_s=config.postgres_timeout_ms / 1000,
+                    observer=observer,
+                )
             )
         )
     return tiers
 
 
-def build_engine(config: SidecarConfig, clock: Clock, observer: Observer) -> Engine:
+def build_leases(config: SidecarConfig, clock: Clock, observer: Observer) -> RedisLeases | None:
+    """Cluster-wide fill leases in Redis when Redis is configured; else None (node-local)."""
+    if not config.redis_url:
+        return None
+    from sidecar.leases_redis import RedisLeases  # noqa: PLC0415
+
+    return RedisLeases(
+        config.redis_url,
+        clock,
+        namespace=config.namespace,
+        ttl_ms=config.lease_ttl_ms,
+        timeout_s=config.redis_timeout_ms / 1000,
+        observer=observer,
+    )
+
+
+def build_engine(
+    config: SidecarConfig, clock: Clock, observer: Observer, leases: Leases | None = None
+) -> Engine:
     """The engine over the tiers of `config` (the memory tier alone by default)."""
     tiers = build_tiers(config, clock, observer)
-    return Engine(tiers, clock, limits_from(config), config.lease_ttl_ms, observer)
+    return Engine(tiers, clock, limits_from(config), config.lease_ttl_ms, observer, leases=leases)
 
 
 async def open_tiers(engine: Engine) -> None:
@@ -133,7 +171,17 @@ async def serve(
     stop = stop or asyncio.Event()
     registry = CollectorRegistry()
     observer = PrometheusObserver(registry)
-    engine = build_engine(config, clock or SystemClock(), observer)
+    clock = clock or SystemClock()
+    leases = build_leases(config, clock, observer)
+    if leases is not None:
+        try:
+            await leases.open()
+        except TierError as exc:
+            log.warning(
+                "Redis unreachable for fill leases; coalescing per node until it answers",
+                extra={"event.action": "leases_open", "error.message": str(exc)},
+            )
+    engine = build_engine(config, clock, observer, leases)
     await open_tiers(engine)
     registry.register(TierCollector(engine.snapshot))
     running = create_server(engine, config.listen, max_message_bytes(config))
@@ -172,6 +220,8 @@ async def serve(
             metrics.shutdown()
             metrics.server_close()
         await engine.close()
+        if leases is not None:
+            await leases.close()
         if running.address.startswith("unix:"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(running.address[len("unix:") :])

@@ -1,12 +1,15 @@
-"""Request coalescing: single-flight reads and fill leases (node-local).
+"""Request coalescing: single-flight reads and fill leases.
 
 `SingleFlight` makes concurrent callers of one key share one in-flight call (groupcache's
-singleflight). `LeaseTable` hands one caller per missing key a *fill lease* - the right to
-fetch it from the origin - and lets the others wait a bounded time for that fill.
+singleflight). A `Leases` implementation hands one caller per missing key a *fill lease* -
+the right to fetch it from the origin - and lets the others wait a bounded time for that
+fill. `LocalLeases` (alias `LeaseTable`) does so within this process; the cluster-wide one
+in Redis is `sidecar.leases_redis.RedisLeases`.
 
-What this does not guarantee: coalescing across sidecars (a cluster-wide lease in Redis
-arrives with the shared tiers); that a lease holder ever fills (leases expire after their
-TTL, and waiters give up after their own wait); fairness among waiters.
+What this does not guarantee: coalescing across sidecars with `LocalLeases`; that a lease
+holder ever fills (leases expire after their TTL, and waiters give up after their own
+wait); that an expired lease wakes its waiters before `sweep` or the next `try_acquire` of
+its key; fairness among waiters.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sidecar.clock import Clock
 
@@ -50,6 +53,31 @@ class SingleFlight(Generic[K, V]):
         return len(self._calls)
 
 
+class Leases(Protocol):
+    """Fill leases per key: one holder at a time, others wait (bounded) for its fill.
+
+    Implementations never raise for their own failures (a lookup must not fail because
+    coalescing does); at worst they coalesce less.
+    """
+
+    async def try_acquire(self, key: bytes) -> bool:
+        """True if the caller now holds the lease for `key` (none was live)."""
+        ...
+
+    async def wait(self, key: bytes, timeout_s: float) -> bool:
+        """Wait for the live lease on `key` to end: True if it was released (filled or
+        given up) within `timeout_s`; False on timeout or if no lease was live."""
+        ...
+
+    async def release(self, key: bytes) -> int:
+        """End the lease on `key` (filled or given up); the waiters woken in this process."""
+        ...
+
+    async def sweep(self) -> int:
+        """Forget expired leases (waking their local waiters); the number forgotten."""
+        ...
+
+
 @dataclass(slots=True)
 class _Lease:
     expires_at: float
@@ -57,15 +85,18 @@ class _Lease:
     waiters: int = 0
 
 
-class LeaseTable:
-    """Fill leases per key, expiring after `ttl_ms` on the monotonic clock."""
+class LocalLeases:
+    """Fill leases per key in this process, expiring after `ttl_ms` on the monotonic clock.
+
+    The methods are coroutines only to satisfy `Leases`: none of them awaits anything but
+    the waiters' event, so `try_acquire`, `release` and `sweep` are atomic on the loop."""
 
     def __init__(self, clock: Clock, ttl_ms: int) -> None:
         self._clock = clock
         self._ttl = ttl_ms / 1000.0
         self._leases: dict[bytes, _Lease] = {}
 
-    def try_acquire(self, key: bytes) -> bool:
+    async def try_acquire(self, key: bytes) -> bool:
         """True if the caller now holds the lease for `key` (none was live)."""
         lease = self._leases.get(key)
         now = self._clock.monotonic()
@@ -94,7 +125,7 @@ class LeaseTable:
             lease.waiters -= 1
         return True
 
-    def release(self, key: bytes) -> int:
+    async def release(self, key: bytes) -> int:
         """End the lease on `key` (filled or given up); returns how many were waiting."""
         lease = self._leases.pop(key, None)
         if lease is None:
@@ -102,7 +133,7 @@ class LeaseTable:
         lease.released.set()
         return lease.waiters
 
-    def sweep(self) -> int:
+    async def sweep(self) -> int:
         """Forget expired leases (waking their waiters); the number removed."""
         now = self._clock.monotonic()
         dead = [k for k, lease in self._leases.items() if lease.expires_at <= now]
@@ -112,3 +143,7 @@ class LeaseTable:
 
     def __len__(self) -> int:
         return len(self._leases)
+
+
+#: The former name of `LocalLeases`.
+LeaseTable = LocalLeases

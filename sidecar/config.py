@@ -279,6 +279,18 @@ class SidecarConfig:
     postgres_timeout_ms: int = _setting(
         200, "deadline of one PostgreSQL statement", parse=int, check=_positive
     )
+    tier_failure_threshold: int = _setting(
+        5,
+        "consecutive failures after which a shared tier is skipped without being asked",
+        parse=int,
+        check=_positive,
+    )
+    tier_open_seconds: float = _setting(
+        2.0,
+        "how long a failing shared tier is skipped before one call probes it again",
+        parse=float,
+        check=_positive,
+    )
     namespace: str = _setting(
         "strata",
         "prefix of every key in the shared tiers (separates clusters sharing a server)",

@@ -7,7 +7,8 @@ tier. A miss is a `LookupResult` with outcome MISS.
 
 What the engine does not guarantee: that an entry stored is there on the next lookup
 (tiers evict), ordering between a Store and a concurrent Invalidate of the same key (the
-later one to reach a tier wins), or coalescing across sidecars.
+later one to reach a tier wins), or coalescing across sidecars: that needs cluster-wide
+`leases` (e.g. `sidecar.leases_redis.RedisLeases`), and is then only as good as they are.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from sidecar.clock import Clock
-from sidecar.coalesce import LeaseTable, SingleFlight
+from sidecar.coalesce import Leases, LocalLeases, SingleFlight
 from sidecar.errors import InvalidRequestError, TierError
 from sidecar.limits import Limits, check_coalesce_wait, check_entry, check_headers, check_key
 from sidecar.limits import check_tag as _check_tag
@@ -52,14 +53,19 @@ class Engine:
         limits: Limits | None = None,
         lease_ttl_ms: int = 10_000,
         observer: Observer | None = None,
+        *,
+        leases: Leases | None = None,
     ) -> None:
+        """`leases` decide who fills a missing key (default: `LocalLeases` of
+        `lease_ttl_ms`, i.e. per process; `lease_ttl_ms` is unused when they are given).
+        The engine does not open or close them: their owner does."""
         if not tiers:
             raise ValueError("an engine needs at least one tier")
         self._tiers = tuple(tiers)
         self._clock = clock
         self._limits = limits or Limits()
         self._observer = observer or NullObserver()
-        self._leases = LeaseTable(clock, lease_ttl_ms)
+        self._leases: Leases = leases if leases is not None else LocalLeases(clock, lease_ttl_ms)
         self._reads: SingleFlight[bytes, tuple[CachedResponse | None, int]] = SingleFlight()
         self.counters = EngineCounters()
 
@@ -113,7 +119,7 @@ class Engine:
         """First caller of a stale key (always) or of a missing key (when it asks to
         coalesce) gets the fill lease, so one request refreshes it; others of a missing key
         wait for that fill (bounded), others of a stale key get the stale entry at once."""
-        if self._leases.try_acquire(key):
+        if await self._leases.try_acquire(key):
             return _with(found, fill_lease=True)
         if found.outcome is Outcome.STALE:
             return found
@@ -176,7 +182,7 @@ class Engine:
             if entry.vary:
                 target = await self._file_variant(key, entry, request_headers)
             status = await self._write(target, entry)
-        waiters = self._leases.release(key)
+        waiters = await self._leases.release(key)
         self._observer.store(status.value)
         return StoreResult(status, waiters)
 
@@ -214,7 +220,7 @@ class Engine:
     async def release(self, key: bytes) -> int:
         """Give up the fill lease on `key`; returns how many lookups were waiting."""
         self._validate("release", lambda: check_key(key, self._limits))
-        return self._leases.release(key)
+        return await self._leases.release(key)
 
     # -- invalidation ------------------------------------------------------------------
 
@@ -258,7 +264,7 @@ class Engine:
 
     async def sweep(self) -> int:
         """Drop expired entries from every tier and forget expired leases."""
-        self._leases.sweep()
+        await self._leases.sweep()
         dropped = 0
         for tier in self._tiers:
             try:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sidecar.model import TierSnapshot
+
+#: Values of `strata_tier_circuit_state` for the states a circuit breaker reports.
+CIRCUIT_STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2}
 
 
 class PrometheusObserver:
@@ -60,6 +63,18 @@ class PrometheusObserver:
             ["kind"],
             registry=registry,
         )
+        self._circuit_state = Gauge(
+            "strata_tier_circuit_state",
+            "Circuit breaker state of each tier: 0 closed, 1 open, 2 half-open",
+            ["tier"],
+            registry=registry,
+        )
+        self._circuit_opened = Counter(
+            "strata_tier_circuit_opened_total",
+            "Times a tier's circuit breaker opened (tripped, or re-opened by a failed probe)",
+            ["tier"],
+            registry=registry,
+        )
         self._lookup_children: dict[tuple[str, str], Callable[[], None]] = {}
 
     def lookup(self, outcome: str, tier: str) -> None:
@@ -86,6 +101,17 @@ class PrometheusObserver:
 
     def invalidated(self, kind: str, dropped: int) -> None:
         self._invalidated.labels(kind).inc(dropped)
+
+    def circuit(self, tier: str, state: str) -> None:
+        """Set the state gauge; count each move into open. Any report creates both series
+        (a breaker reports 'closed' when built, so they exist from start-up)."""
+        value = CIRCUIT_STATE_VALUES.get(state)
+        if value is None:
+            return
+        self._circuit_state.labels(tier).set(value)
+        opened = self._circuit_opened.labels(tier)
+        if state == "open":
+            opened.inc()
 
 
 class TierCollector(Collector):

@@ -32,6 +32,9 @@ class Observer(Protocol):
     def invalidated(self, kind: str, dropped: int) -> None:
         """An invalidation by key/prefix/tag dropped `dropped` entries."""
 
+    def circuit(self, tier: str, state: str) -> None:
+        """`tier`'s circuit breaker is now in `state` (closed, open, half_open)."""
+
 
 class NullObserver:
     """Observes nothing (the default, and for tests)."""
@@ -55,6 +58,9 @@ class NullObserver:
         pass
 
     def invalidated(self, kind: str, dropped: int) -> None:
+        pass
+
+    def circuit(self, tier: str, state: str) -> None:
         pass
 
 
@@ -84,3 +90,6 @@ class RecordingObserver(NullObserver):
 
     def invalidated(self, kind: str, dropped: int) -> None:
         self.events.append(("invalidated", kind, dropped))
+
+    def circuit(self, tier: str, state: str) -> None:
+        self.events.append(("circuit", tier, state))

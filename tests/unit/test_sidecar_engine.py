@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from sidecar.clock import ManualClock
+from sidecar.coalesce import LocalLeases
 from sidecar.engine import Engine
 from sidecar.errors import InvalidRequestError, TierError
 from sidecar.limits import Limits
@@ -375,3 +376,77 @@ async def test_stale_lease_is_handed_out_without_coalescing(
     assert second.outcome is Outcome.STALE and not second.fill_lease
     # a miss without coalescing never takes a lease
     assert not (await engine.lookup(b"other")).fill_lease
+
+
+class FakeLeases:
+    """Injected `Leases`: records every call; the answers are set by the test."""
+
+    def __init__(self, acquire: bool = True, filled: bool = False) -> None:
+        self.acquire = acquire
+        self.filled = filled
+        self.calls: list[tuple[object, ...]] = []
+
+    async def try_acquire(self, key: bytes) -> bool:
+        self.calls.append(("try_acquire", key))
+        return self.acquire
+
+    async def wait(self, key: bytes, timeout_s: float) -> bool:
+        self.calls.append(("wait", key, timeout_s))
+        return self.filled
+
+    async def release(self, key: bytes) -> int:
+        self.calls.append(("release", key))
+        return 7
+
+    async def sweep(self) -> int:
+        self.calls.append(("sweep",))
+        return 0
+
+
+async def test_injected_leases_replace_the_local_ones(clock: ManualClock) -> None:
+    leases = FakeLeases(acquire=False)
+    eng = Engine([MemoryTier(1 << 20, clock)], clock, lease_ttl_ms=1, leases=leases)
+    r = await eng.lookup(b"k", coalesce_wait_ms=250)
+    assert r.outcome is Outcome.MISS and not r.fill_lease and not r.coalesced
+    assert (await eng.store(b"k", entry(clock))).waiters_released == 7
+    assert await eng.release(b"k") == 7
+    await eng.sweep()
+    assert (await eng.lookup(b"plain")).outcome is Outcome.MISS  # no coalescing: no lease
+    assert leases.calls == [
+        ("try_acquire", b"k"),
+        ("wait", b"k", 0.25),
+        ("release", b"k"),
+        ("release", b"k"),
+        ("sweep",),
+    ]
+
+
+async def test_injected_lease_filled_elsewhere_gives_a_coalesced_hit(clock: ManualClock) -> None:
+    shared = DictTier("shared", clock)
+    leases = FakeLeases(acquire=False, filled=True)
+    eng = Engine([MemoryTier(1 << 20, clock), shared], clock, leases=leases)
+
+    async def filled_by_another_sidecar(key: bytes, timeout_s: float) -> bool:
+        shared.data[key] = entry(clock)
+        return True
+
+    leases.wait = filled_by_another_sidecar  # type: ignore[method-assign]
+    r = await eng.lookup(b"k", coalesce_wait_ms=100)
+    assert r.outcome is Outcome.HIT and r.coalesced and r.tier == "shared"
+    assert eng.counters.coalesced == 1
+    # a stale entry with the lease held elsewhere is served stale at once, no wait
+    leases.calls.clear()
+    await eng.store(b"s", entry(clock, ttl_ms=1000, stale_while_revalidate_ms=60_000))
+    clock.advance(2000)
+    s = await eng.lookup(b"s", coalesce_wait_ms=100)
+    assert s.outcome is Outcome.STALE and not s.fill_lease
+    assert leases.calls == [("release", b"s"), ("try_acquire", b"s")]
+
+
+async def test_an_injected_empty_local_table_is_the_one_used(clock: ManualClock) -> None:
+    leases = LocalLeases(clock, ttl_ms=1000)  # empty, hence falsy: must still be used
+    eng = Engine([MemoryTier(1 << 20, clock)], clock, lease_ttl_ms=5, leases=leases)
+    assert (await eng.lookup(b"k", coalesce_wait_ms=10)).fill_lease
+    assert leases.is_held(b"k") and len(leases) == 1
+    clock.advance(500)  # inside the injected table's TTL, far past lease_ttl_ms
+    assert not (await eng.lookup(b"k", coalesce_wait_ms=10)).fill_lease

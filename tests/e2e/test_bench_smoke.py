@@ -1,0 +1,147 @@
+"""Smoke test of the benchmarks: each `python -m bench SCENARIO --quick` runs to the end and
+prints its JSON report. Shape only: no timing thresholds (this machine is shared and noisy).
+
+`bench tiers` needs Redis and PostgreSQL from `make services-up` (`make test` starts them).
+Each run is a process group of its own, so a run that hangs is stopped with everything it
+started. The three runs take ~20 s together on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools import services
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+#: Per run; below the suite's 120 s per-test timeout, leaving room to stop a hung run.
+RUN_TIMEOUT_S = 90.0
+SUMMARY_KEYS = ("p50_us", "p99_us", "ops_s", "n")
+
+
+def run_bench(*argv: str) -> dict[str, Any]:
+    """`python -m bench ARGV` from the repo root; its JSON report (exit 0 asserted)."""
+    cmd = [sys.executable, "-m", "bench", *argv]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        out, err = _stop_group(proc)
+        pytest.fail(
+            f"{' '.join(argv)} ran over {RUN_TIMEOUT_S:.0f} s:\n{out[-3000:]}\n{err[-3000:]}"
+        )
+    assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}:\n{out}\n{err}"
+    return report_of(out)
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM the run's process group (the bench and what it started), then SIGKILL."""
+    for sig, wait_s in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            return proc.communicate(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+    return "", ""
+
+
+def report_of(stdout: str) -> dict[str, Any]:
+    """The last top-level JSON object printed (`json.dumps(..., indent=2)`: a "{" line)."""
+    lines = stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if line == "{"]
+    assert starts, f"no JSON report in the output:\n{stdout}"
+    report: dict[str, Any] = json.loads("\n".join(lines[starts[-1] :]))
+    return report
+
+
+def assert_positive(where: str, data: Mapping[str, Any], keys: Iterable[str]) -> None:
+    for key in keys:
+        assert key in data, f"{where}: no {key!r} in {data}"
+        value = data[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), (
+            f"{where}.{key} is not a number: {value!r}"
+        )
+        assert math.isfinite(value) and value > 0, f"{where}.{key} = {value!r}, expected > 0"
+
+
+def assert_summary(where: str, summary: Mapping[str, Any]) -> None:
+    assert_positive(where, summary, SUMMARY_KEYS)
+
+
+def test_bench_tiers_quick() -> None:
+    env = services.load_env()
+    missing = [k for k in ("STRATA_TEST_REDIS_URL", "STRATA_TEST_POSTGRES_DSN") if not env.get(k)]
+    if missing:
+        pytest.fail(
+            f"`bench tiers` needs Redis and PostgreSQL: {', '.join(missing)} not in "
+            f"{services.resolve_run_dir() / 'services.env'}; run `make services-up` first "
+            "(`make test` does)"
+        )
+    report = run_bench("tiers", "--quick")
+    assert report["scenario"] == "tiers"
+    assert_positive("tiers", report, ("body_bytes", "n", "rounds"))
+    assert report["namespace"].startswith("bench-tiers-")
+    assert set(report["tiers"]) == {"memory", "redis", "postgres"}
+    for name, tier in report["tiers"].items():
+        assert_summary(f"{name}.sidecar", tier["sidecar"])
+        assert_summary(f"{name}.direct", tier["direct"])
+        assert_positive(name, tier, ("p50_ratio", "p99_ratio", "ops_ratio"))
+        assert isinstance(tier["direct_is"], str) and tier["direct_is"]
+        assert len(tier["rounds_p50_us"]["sidecar"]) == report["rounds"]
+    # The memory tier's baseline is the redis-py GET measured for the Redis tier.
+    assert report["tiers"]["memory"]["direct"] == report["tiers"]["redis"]["direct"]
+    for name in ("redis", "postgres"):
+        assert_positive(name, report["tiers"][name], ("stored_value_bytes",))
+
+
+def test_bench_gateway_quick() -> None:
+    report = run_bench("gateway", "--quick")
+    assert report["scenario"] == "gateway"
+    scenarios = {"no_plugin", "hit", "miss", "no_plugin_upstream_10ms"}
+    for section in ("sequential", f"clients_{report['clients']}"):
+        assert set(report[section]) == scenarios, section
+        for name, summary in report[section].items():
+            assert_summary(f"{section}.{name}", summary)
+    for kind in ("hit", "miss"):
+        assert_positive(f"pdk.{kind}", report["pdk"][kind], ("step_round_trips", "rpcs"))
+    assert_positive(
+        "gateway",
+        report,
+        ("sidecar_lookup_p50_us", "hit_plugin_event_p50_us", "hit_speedup_over_10ms_upstream"),
+    )
+    assert isinstance(report["hit_added_p50_us"], int | float)
+    assert isinstance(report["meets_added_latency_target"], bool)
+    assert isinstance(report["meets_speedup_target"], bool)
+
+
+def test_bench_lookup_quick_stream_unix() -> None:
+    report = run_bench("lookup", "--quick", "--variants", "stream-unix")
+    assert report["scenario"] == "lookup"
+    assert set(report["variants"]) == {"stream-unix"}
+    variant = report["variants"]["stream-unix"]
+    for section in ("sequential", f"threads_{report['threads']}"):
+        for side in ("sidecar", "redis"):
+            assert_summary(f"{section}.{side}", variant[section][side])
+    assert_positive("stream-unix", variant, ("p50_ratio", "p99_ratio", "throughput_ratio"))
+    assert isinstance(report["meets_p50_target"], bool)
+    assert isinstance(report["meets_throughput_target"], bool)

@@ -1,0 +1,112 @@
+"""The circuit breaker around a real `RedisTier`: a private `redis-server` is killed (the
+tier then fails fast) and restarted on the same port (one probe later, it serves again)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from sidecar.clock import SystemClock
+from sidecar.errors import TierError
+from sidecar.model import CachedResponse
+from sidecar.observability.observer import RecordingObserver
+from sidecar.tiers.base import SetStatus
+from sidecar.tiers.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreakerTier
+from sidecar.tiers.redis import RedisTier
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+HOST = "127.0.0.1"
+THRESHOLD = 3
+OPEN_FOR_S = 0.3
+
+
+def _start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    args = ["redis-server", "--port", str(port), "--bind", HOST, "--save", ""]
+    args += ["--appendonly", "no", "--dir", str(workdir)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            with redis.Redis(HOST, port, socket_timeout=0.5) as client:
+                client.ping()
+            return proc
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait(5)
+                raise
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def servers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Servers the test started; each is killed (by its own handle) at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(5)
+
+
+def entry() -> CachedResponse:
+    now = SystemClock().now_ms()
+    return CachedResponse(status=200, headers=(), body=b"v", stored_at_ms=now, ttl_ms=60_000)
+
+
+@pytest.mark.timeout(10)
+async def test_killed_server_fails_fast_and_restarted_server_is_used_after_one_probe(
+    short_tmp: Path, servers: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    servers.append(_start_redis(port, short_tmp))
+    obs = RecordingObserver()
+    clock = SystemClock()
+    redis_tier = RedisTier(f"redis://{HOST}:{port}/0", clock, timeout_s=0.2)
+    tier = CircuitBreakerTier(
+        redis_tier, clock, failure_threshold=THRESHOLD, open_for_s=OPEN_FOR_S, observer=obs
+    )
+    try:
+        await tier.open()
+        assert await tier.set(b"k", entry()) is SetStatus.STORED
+        assert await tier.get(b"k") is not None
+
+        servers[0].kill()  # SIGKILL
+        servers[0].wait(5)
+        for _ in range(THRESHOLD):
+            with pytest.raises(TierError, match="redis get failed"):
+                await tier.get(b"k")
+        assert tier.state == OPEN
+        for _ in range(20):
+            t0 = time.perf_counter()
+            with pytest.raises(TierError, match=r"^redis: circuit open$"):
+                await tier.get(b"k")
+            assert time.perf_counter() - t0 < 0.01
+
+        servers.append(_start_redis(port, short_tmp))  # same port, empty
+        seen = len(obs.events)
+        restarted = time.monotonic()
+        while True:
+            try:
+                assert await tier.get(b"k") is None
+                break
+            except TierError as exc:
+                assert str(exc) == "redis: circuit open"
+                assert time.monotonic() - restarted < 1.0
+                await asyncio.sleep(0.01)
+        assert time.monotonic() - restarted < 1.0
+        # one probe after the restart: it succeeded and closed the circuit
+        assert obs.events[seen:] == [("circuit", "redis", HALF_OPEN), ("circuit", "redis", CLOSED)]
+        assert await tier.set(b"k", entry()) is SetStatus.STORED
+        assert await tier.get(b"k") is not None
+    finally:
+        await tier.close()

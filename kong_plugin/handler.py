@@ -48,6 +48,8 @@ from kong_plugin.validation import (
 log = logging.getLogger("strata.plugin")
 
 CTX_KEY = "strata_cache"
+#: Deadline of a background Store (it runs after the response; bodies may be large).
+STORE_TIMEOUT_S = 2.0
 DEBUG_HEADER = "kong-debug"
 _CONDITIONAL = ("if-none-match", "if-modified-since")
 
@@ -530,7 +532,9 @@ class Plugin:
     def _store_later(self, client: SidecarClient, state: RequestState, entry: pb.Entry) -> bool:
         key = state.key.encode()
         lines = state.request_headers
-        return _background.submit(lambda: client.store(key, entry, lines))
+        # Off the request path, so a large body gets more than the lookup deadline.
+        timeout = max(client.timeout_s, STORE_TIMEOUT_S)
+        return _background.submit(lambda: client.store(key, entry, lines, timeout_s=timeout))
 
     def _release(self, client: SidecarClient, state: RequestState) -> None:
         if state.fill_lease:

@@ -8,9 +8,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_DIR ?= .run/services
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-# Debian packages of the real servers used by tests and benchmarks.
-DEB_PACKAGES := redis-server memcached postgresql prometheus nginx
-DEB_BINARIES := /usr/bin/redis-server /usr/bin/memcached /usr/bin/prometheus /usr/sbin/nginx
+# Debian packages of the real servers used by tests and benchmarks (docker-compose only
+# validates docker-compose.yml; no engine runs here).
+DEB_PACKAGES := redis-server memcached postgresql prometheus nginx docker-compose
+DEB_BINARIES := /usr/bin/redis-server /usr/bin/memcached /usr/bin/prometheus /usr/sbin/nginx /usr/bin/docker-compose
 
 .PHONY: help install system-deps proto lint test test-only run bench services-up services-down services-status clean
 
@@ -72,7 +73,7 @@ run: install
 
 bench: install
 	@$(MAKE) --no-print-directory services-up; rc=$$?; \
-	if [ $$rc = 0 ]; then $(PY) -m bench lookup && $(PY) -m bench gateway && $(PY) -m bench tiers; rc=$$?; fi; \
+	if [ $$rc = 0 ]; then $(PY) -m bench lookup && $(PY) -m bench gateway && $(PY) -m bench tiers && $(PY) -m bench memory; rc=$$?; fi; \
 	$(MAKE) --no-print-directory services-down; exit $$rc
 
 clean: services-down

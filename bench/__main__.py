@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import gateway, lookup, tiers
+from bench import gateway, lookup, memory, tiers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     lookup.add_arguments(sub.add_parser("lookup", help=lookup.__doc__.splitlines()[0]))
     gateway.add_arguments(sub.add_parser("gateway", help=gateway.__doc__.splitlines()[0]))
     tiers.add_arguments(sub.add_parser("tiers", help=tiers.__doc__.splitlines()[0]))
+    memory.add_arguments(sub.add_parser("memory", help=memory.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     if args.scenario == "lookup":
         return lookup.run(args)
@@ -21,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
         return gateway.run(args)
     if args.scenario == "tiers":
         return tiers.run(args)
+    if args.scenario == "memory":
+        return memory.run(args)
     return 2
 
 

@@ -5,10 +5,24 @@ Layout (all integers big-endian):
     magic    2 bytes  b"S1"
     version  1 byte   FORMAT_VERSION of the entry (1)
     flags    1 byte   bit 0: body is zstd-compressed
+                      bit 1: body is a reference: the 32-byte SHA-256 of the raw body
+                             follows the meta block instead of the body (never with bit 0)
     meta_len 4 bytes  length of the msgpack meta block
     meta     msgpack  [status, [[name, value], ...], stored_at_ms, ttl_ms, swr_ms, sie_ms,
                        [tags], [vary], storage_ttl_ms, body_len]
     body     rest     raw or zstd-compressed body
+
+A referenced body is stored apart (the Redis tier keeps it under ``ns:b:<sha256 hex>``) as
+a body blob, self-describing so that every entry sharing it can read it:
+
+    magic    2 bytes  b"SB"
+    flags    1 byte   bit 0: zstd-compressed
+    body_len 4 bytes  length of the raw body
+    body     rest     raw or zstd-compressed body
+
+`decode(value, blob)` checks that the blob's raw body has the entry's length and SHA-256.
+A build that predates bit 1 refuses such values (unknown flag), as it must: it cannot
+read the body. `decode(value)` without the blob refuses them too.
 
 Bodies above `COMPRESS_MIN_BYTES` are compressed with zstd when that makes them smaller.
 `decode` raises `CorruptEntryError` for anything it cannot read with certainty - wrong
@@ -21,6 +35,7 @@ zstd versions; confidentiality (values are not encrypted).
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 import msgpack  # type: ignore[import-untyped]
@@ -32,6 +47,10 @@ from sidecar.model import FORMAT_VERSION, CachedResponse
 MAGIC = b"S1"
 _HEADER = struct.Struct(">2sBBI")
 FLAG_ZSTD = 0x01
+FLAG_BODY_REF = 0x02
+DIGEST_BYTES = 32
+BODY_MAGIC = b"SB"
+_BODY_HEADER = struct.Struct(">2sBI")
 COMPRESS_MIN_BYTES = 256
 ZSTD_LEVEL = 3
 #: Refuse to decompress beyond this (a corrupt length must not exhaust memory).
@@ -45,14 +64,96 @@ class CorruptEntryError(StrataError):
     """A stored value is not an entry this build can read (treated as a miss, purged)."""
 
 
+def compress_body(body: bytes) -> tuple[bytes, bool]:
+    """`(stored, compressed)`: the zstd frame of `body` when it is at least
+    `COMPRESS_MIN_BYTES` long and the frame is smaller, else `body` itself."""
+    if len(body) >= COMPRESS_MIN_BYTES:
+        packed: bytes = _compressor.compress(body)
+        if len(packed) < len(body):
+            return packed, True
+    return body, False
+
+
+def decompress_body(stored: bytes, body_len: int) -> bytes:
+    """The raw body of a `compress_body` frame; `CorruptEntryError` if it does not
+    decompress to exactly `body_len` bytes."""
+    if not 0 <= body_len <= MAX_BODY_BYTES:
+        raise CorruptEntryError("implausible body length")
+    try:
+        raw: bytes = _decompressor.decompress(stored, max_output_size=body_len)
+    except zstandard.ZstdError as exc:
+        raise CorruptEntryError(f"unreadable body: {exc}") from exc
+    if len(raw) != body_len:
+        raise CorruptEntryError("body length does not match")
+    return raw
+
+
+def body_digest(body: bytes) -> bytes:
+    """The content address of a raw body (SHA-256, 32 bytes)."""
+    return hashlib.sha256(body).digest()
+
+
 def encode(entry: CachedResponse) -> bytes:
     """The stored form of `entry`."""
-    body = entry.body
-    flags = 0
-    if len(body) >= COMPRESS_MIN_BYTES:
-        packed = _compressor.compress(body)
-        if len(packed) < len(body):
-            body, flags = packed, FLAG_ZSTD
+    body, compressed = compress_body(entry.body)
+    return _encode(entry, FLAG_ZSTD if compressed else 0, body)
+
+
+def encode_body(body: bytes) -> bytes:
+    """The body blob of a raw body (compressed when that makes it smaller)."""
+    stored, compressed = compress_body(body)
+    return _BODY_HEADER.pack(BODY_MAGIC, FLAG_ZSTD if compressed else 0, len(body)) + stored
+
+
+def encode_ref(entry: CachedResponse, digest: bytes) -> bytes:
+    """The stored form of `entry` whose body is kept apart under `digest`
+    (`body_digest(entry.body)`)."""
+    if len(digest) != DIGEST_BYTES:
+        raise ValueError("a body digest is 32 bytes")
+    return _encode(entry, FLAG_BODY_REF, digest)
+
+
+def encode_split(
+    entry: CachedResponse, ref_min_bytes: int
+) -> tuple[bytes, tuple[bytes, bytes] | None]:
+    """`(value, None)` as `encode` when the body, compressed if that makes it smaller, is
+    under `ref_min_bytes`; else `(encode_ref value, (digest, body blob))` (compressing
+    once)."""
+    stored, compressed = compress_body(entry.body)
+    flags = FLAG_ZSTD if compressed else 0
+    if len(stored) < ref_min_bytes:
+        return _encode(entry, flags, stored), None
+    digest = body_digest(entry.body)
+    blob = _BODY_HEADER.pack(BODY_MAGIC, flags, len(entry.body)) + stored
+    return _encode(entry, FLAG_BODY_REF, digest), (digest, blob)
+
+
+def body_ref(data: bytes) -> bytes | None:
+    """The digest a stored value references, or None if it holds its own body (or is
+    not a readable value: `decode` will say so)."""
+    if len(data) < _HEADER.size + DIGEST_BYTES or data[:2] != MAGIC:
+        return None
+    if not data[3] & FLAG_BODY_REF:
+        return None
+    return data[-DIGEST_BYTES:]
+
+
+def _decode_blob(blob: bytes, digest: bytes, body_len: int) -> bytes:
+    if len(blob) < _BODY_HEADER.size:
+        raise CorruptEntryError("body blob shorter than its header")
+    magic, flags, blob_len = _BODY_HEADER.unpack_from(blob)
+    if magic != BODY_MAGIC or flags & ~FLAG_ZSTD:
+        raise CorruptEntryError("not a Strata body blob")
+    if blob_len != body_len:
+        raise CorruptEntryError("body blob length does not match the entry")
+    stored = blob[_BODY_HEADER.size :]
+    raw = decompress_body(stored, body_len) if flags & FLAG_ZSTD else stored
+    if len(raw) != body_len or body_digest(raw) != digest:
+        raise CorruptEntryError("body blob does not match its digest")
+    return bytes(raw)
+
+
+def _encode(entry: CachedResponse, flags: int, body: bytes) -> bytes:
     meta = msgpack.packb(
         [
             entry.status,
@@ -72,8 +173,9 @@ def encode(entry: CachedResponse) -> bytes:
     return header + bytes(meta) + body
 
 
-def decode(data: bytes) -> CachedResponse:
-    """Read a stored value; `CorruptEntryError` if it is not a readable entry."""
+def decode(data: bytes, blob: bytes | None = None) -> CachedResponse:
+    """Read a stored value; `CorruptEntryError` if it is not a readable entry. A value
+    referencing its body (`body_ref`) needs that body's `blob` (`encode_body`)."""
     if len(data) < _HEADER.size:
         raise CorruptEntryError("value shorter than the entry header")
     magic, version, flags, meta_len = _HEADER.unpack_from(data)
@@ -81,8 +183,10 @@ def decode(data: bytes) -> CachedResponse:
         raise CorruptEntryError("not a Strata entry (bad magic)")
     if version != FORMAT_VERSION:
         raise CorruptEntryError(f"entry format {version} is not {FORMAT_VERSION}")
-    if flags & ~FLAG_ZSTD:
+    if flags & ~(FLAG_ZSTD | FLAG_BODY_REF) or flags == FLAG_ZSTD | FLAG_BODY_REF:
         raise CorruptEntryError(f"unknown flags {flags:#x}")
+    if flags & FLAG_BODY_REF and blob is None:
+        raise CorruptEntryError("the entry references a body that was not supplied")
     end = _HEADER.size + meta_len
     if end > len(data):
         raise CorruptEntryError("truncated meta block")
@@ -90,7 +194,11 @@ def decode(data: bytes) -> CachedResponse:
         meta = msgpack.unpackb(data[_HEADER.size : end], raw=False, strict_map_key=False)
         (status, headers, stored_at, ttl, swr, sie, tags, vary, storage_ttl, body_len) = meta
         body = data[end:]
-        if flags & FLAG_ZSTD:
+        if flags & FLAG_BODY_REF:
+            if len(body) != DIGEST_BYTES or blob is None:
+                raise CorruptEntryError("malformed body reference")
+            body = _decode_blob(blob, body, int(body_len))
+        elif flags & FLAG_ZSTD:
             if not 0 <= body_len <= MAX_BODY_BYTES:
                 raise CorruptEntryError("implausible body length")
             body = _decompressor.decompress(body, max_output_size=body_len)

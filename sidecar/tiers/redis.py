@@ -2,7 +2,11 @@
 
 Keys (namespace ``ns``, cache key ``K`` as raw bytes, binary-safe):
 
-    ns:e:K    STRING  `codec.encode(entry)`, PX = entry.expires_at_ms - now
+    ns:e:K    STRING  `codec.encode(entry)`, PX = entry.expires_at_ms - now; when the
+                      body, compressed, is at least `BODY_REF_MIN_BYTES`, the value
+                      references it instead (`codec.encode_ref`: flag bit 1 + SHA-256)
+    ns:b:H    STRING  `codec.encode_body(body)` of the body whose SHA-256 is H (hex), shared
+                      by every entry with that body; PTTL >= the longest-lived entry's
     ns:k:K    SET     the entry's tags (only while it has some), same PX as ns:e:K
     ns:t:TAG  SET     keys K that were stored with TAG; PTTL >= the longest member's
 
@@ -15,16 +19,29 @@ round trip and the engine skips this tier. Every driver error becomes `TierError
 
 Cost of each operation (RTT = one network round trip):
 
-* get: 1 RTT, one GET. A corrupt value costs a second RTT (purge).
+* get: 1 RTT: a small Lua script GETs the entry and, if it references a body, the body
+  too. On a cluster the two keys live in different slots, which a script may not touch:
+  there a referencing entry costs 2 RTTs (GET entry, GET body). An entry whose body is gone
+  (expired, evicted) is a miss and costs a second RTT (its purge), as does a corrupt value.
 * set: 1 RTT (MULTI/EXEC on a standalone server, a pipeline grouped by node on a cluster)
-  of 3 commands, plus 2 + 3 per tag for a tagged entry; a 2nd RTT only when a replaced
-  entry had tags the new one lacks (SREM from those tags' sets).
+  of 3 commands, plus 3 for a referenced body (SET NX PX, PEXPIRE NX, PEXPIRE GT: the
+  body's TTL is raised to the entry's, never lowered; its bytes are sent on every set even
+  when the body is already stored), plus 2 + 3 per tag for a tagged entry; a 2nd RTT
+  only when a replaced entry had tags the new one lacks (SREM from those tags' sets).
 * delete: 1 RTT (UNLINK of the entry and its tag record).
 * delete_tag: SSCAN of the tag's set, then 2 RTTs per 500 members (check, then UNLINK).
 * delete_prefix: SCAN MATCH over the whole keyspace of the database (every cluster
   primary), i.e. O(keys in the database, not only in the namespace or the prefix), plus
   1 RTT per 500 victims. Use it for rare purges, not on the request path.
 * sweep: nothing (Redis expires keys itself); snapshot: no I/O.
+
+Shared bodies are not reference-counted (Redis cannot decrement a count when a key
+expires): no delete removes a body key, since other entries may share it (only a get that
+finds a body failing its digest unlinks it). The cost: after
+a delete, a purge by tag or prefix, or a replacement with another body, the old body stays
+in RAM until its own TTL ends - at most the longest remaining lifetime of any entry that
+ever referenced it. Bodies under `BODY_REF_MIN_BYTES` stay inline (a body key costs ~100
+bytes of key overhead and a second read).
 
 On a cluster no hash tags are used: an entry, its tag record and each tag set live in
 slots of their own, so load spreads by key, and every command names a single key (no
@@ -34,11 +51,14 @@ containing ``{...}`` are hashed by that part, as Redis does for any key.
 
 What is NOT guaranteed:
 
-* Atomicity across keys. On a standalone server a set is one MULTI/EXEC (entry, tag record
-  and tag sets change together); on a cluster its commands reach several nodes and a
-  failure can leave a tag set without the entry or the reverse. Deletes by tag or prefix
-  are never atomic: an entry written meanwhile may survive, or one replaced meanwhile may be
-  dropped (over-invalidation, never a wrong answer).
+* Atomicity across keys. On a standalone server a set is one MULTI/EXEC (entry, body, tag
+  record and tag sets change together) and a get one script; on a cluster a set may store
+  an entry without its body (read as a miss), a get may read an entry, see it replaced and
+  then find the old body gone (a miss that purges the new entry); also on a cluster its
+  commands reach several nodes and a failure can leave a tag set without the entry or the
+  reverse. Deletes by tag or prefix are never atomic: an entry written meanwhile may
+  survive, or one replaced meanwhile may be dropped (over-invalidation, never a wrong
+  answer).
 * Exact counts under concurrent writers, or when Redis evicts keys itself (maxmemory): a
   count is the number of entry keys this call removed.
 * A tag index free of stale members: `delete` and expiry leave a key in its tag sets until
@@ -76,6 +96,23 @@ BATCH = 500
 SCAN_COUNT = 1000
 _GLOB_META = re.compile(rb"([*?\[\]\\])")
 _DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
+#: Bodies at least this long after compression are stored once under ``ns:b:<sha256>``
+#: (default of the `body_ref_min_bytes` argument). Below it a body stays inline: a body key
+#: costs ~100 bytes of its own plus the digest in the entry, and a 2 KB JSON response
+#: (~700 bytes compressed) keeps its single-GET, single-key read.
+BODY_REF_MIN_BYTES = 1024
+#: KEYS[1] = the entry; ARGV[1] = the body key prefix. Returns nil, {entry} or
+#: {entry, body-or-nil}. Touches an undeclared key (the body): standalone servers only.
+_GET_LUA = """
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if string.len(v) >= 40 and string.sub(v, 1, 2) == 'S1' and string.byte(v, 4) % 4 >= 2 then
+  local hex = (string.gsub(string.sub(v, -32), '.', function(c)
+    return string.format('%02x', string.byte(c)) end))
+  return {v, redis.call('GET', ARGV[1] .. hex)}
+end
+return {v}
+"""
 
 
 def escape_glob(data: bytes) -> bytes:
@@ -136,11 +173,14 @@ class RedisTier:
         timeout_s: float = 0.05,
         max_connections: int = 64,
         observer: Observer | None = None,
+        body_ref_min_bytes: int = BODY_REF_MIN_BYTES,
     ) -> None:
         self._clock = clock
+        self._ref_min = body_ref_min_bytes
         self._observer = observer or NullObserver()
         ns = namespace.encode()
         self._e, self._k, self._t = ns + b":e:", ns + b":k:", ns + b":t:"
+        self._b = ns + b":b:"
         self._hits = 0
         self._misses = 0
         common: dict[str, Any] = {
@@ -161,6 +201,7 @@ class RedisTier:
                 url, max_connections=max_connections, timeout=timeout_s, **common
             )
             self._client = Redis.from_pool(pool)
+        self._get_script = self._client.register_script(_GET_LUA)
 
     @property
     def name(self) -> str:
@@ -176,16 +217,23 @@ class RedisTier:
             await self._client.ping()
 
     async def get(self, key: bytes) -> CachedResponse | None:
-        with _Wrap("get"):
-            raw = await self._client.get(self._e + key)
+        raw, blob = await self._read(key)
         if raw is None:
             self._misses += 1
             return None
+        digest = codec.body_ref(raw)
+        if digest is not None and blob is None:  # the body expired or was evicted
+            with _Wrap("get"):
+                await self._unlink([key])
+            self._misses += 1
+            return None
         try:
-            entry = codec.decode(cast(bytes, raw))  # decode_responses is off
+            entry = codec.decode(raw, blob)
         except codec.CorruptEntryError:
             with _Wrap("get"):
                 await self._unlink([key])
+                if digest is not None:  # a body that fails its digest is no one's
+                    await self._client.execute_command("UNLINK", self._body_key(digest))
             self._observer.evicted(self.name, "corrupt", 1)
             self._misses += 1
             return None
@@ -201,7 +249,7 @@ class RedisTier:
         px = entry.expires_at_ms - self._clock.now_ms()
         if px <= 0:
             return SetStatus.NOT_ADMITTED
-        value = codec.encode(entry)
+        value, body = codec.encode_split(entry, self._ref_min)
         tags = sorted({t.encode() for t in entry.tags})
         record = self._k + key
         pipe = self._client.pipeline(transaction=not self._cluster)
@@ -216,6 +264,11 @@ class RedisTier:
             pipe.sadd(index, key)
             pipe.pexpire(index, px, nx=True)  # a new set has no TTL, which GT never beats
             pipe.pexpire(index, px, gt=True)
+        if body is not None:
+            name = self._body_key(body[0])
+            pipe.set(name, body[1], px=px, nx=True)  # same digest, same content
+            pipe.pexpire(name, px, nx=True)
+            pipe.pexpire(name, px, gt=True)  # never shortens a longer-lived sharer's
         with _Wrap("set"):
             results = await pipe.execute()
             dropped = set(results[1]).difference(tags)
@@ -274,6 +327,28 @@ class RedisTier:
             await self._client.aclose()
 
     # -- helpers (callers wrap driver errors) -----------------------------------------
+
+    def _body_key(self, digest: bytes) -> bytes:
+        return self._b + digest.hex().encode()
+
+    async def _read(self, key: bytes) -> tuple[bytes | None, bytes | None]:
+        """The entry's value and, if it references a body, the body blob (None if gone):
+        one script call on a standalone server, two GETs on a cluster."""
+        name = self._e + key
+        with _Wrap("get"):
+            if not self._cluster:
+                reply = await self._get_script(keys=[name], args=[self._b])
+                if reply is None:
+                    return None, None
+                parts = cast(list[bytes | None], reply)  # decode_responses is off
+                return parts[0], (parts[1] if len(parts) > 1 else None)
+            raw = cast(bytes | None, await self._client.get(name))
+            if raw is None:
+                return None, None
+            digest = codec.body_ref(raw)
+            if digest is None:
+                return raw, None
+            return raw, cast(bytes | None, await self._client.get(self._body_key(digest)))
 
     async def _pipelined(self, commands: Iterable[Sequence[Any]]) -> list[Any]:
         """Run single-key commands in one non-transactional pipeline (grouped by node)."""

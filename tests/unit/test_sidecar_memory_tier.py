@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sidecar.clock import ManualClock
@@ -14,7 +16,9 @@ from sidecar.tiers.memory import MemoryTier
 def mk(
     clock: ManualClock, size: int = 1000, ttl_ms: int = 60_000, tags: tuple[str, ...] = ()
 ) -> CachedResponse:
-    return CachedResponse(200, (), b"x" * size, clock.now_ms(), ttl_ms, tags=tags)
+    # Random bytes: incompressible and distinct, so the body pool (compression, dedup)
+    # does not change what these tests measure.
+    return CachedResponse(200, (), os.urandom(size), clock.now_ms(), ttl_ms, tags=tags)
 
 
 @pytest.fixture

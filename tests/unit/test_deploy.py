@@ -1,0 +1,445 @@
+"""The deployment files (docker-compose.yml, deploy/) stay valid and in step with the code.
+
+Static checks only: no Docker engine is needed and nothing is started or reached over the
+network. The real tools check what they can: docker-compose 1.29 validates the compose file,
+`nginx -t` the load balancer config, `promtool` the Prometheus config and the dashboard's
+PromQL. The rest is checked against the code: sidecar settings (`sidecar.config`), metric
+names (`sidecar.observability.metrics`), the plugin's config parser and the repository's
+`kong.yml`.
+
+nginx: `deploy/nginx/nginx.conf` names its upstreams by compose service (`server
+kong-1:8000`), which only resolves on the compose network, and nginx resolves `server`
+names when it reads its config. So `nginx -t` runs on a copy in a temporary prefix where
+those names are replaced by 127.0.0.1; the rest of the file is checked as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from kong_plugin.config import parse_config
+from sidecar.config import (
+    CONFIG_FILE_ENV,
+    ENV_PREFIX,
+    FOREIGN_ENV_PREFIXES,
+    SETTING_NAMES,
+    load_config,
+)
+from sidecar.model import TierSnapshot
+from sidecar.observability.metrics import PrometheusObserver, TierCollector
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEPLOY = ROOT / "deploy"
+NGINX_CONF = DEPLOY / "nginx" / "nginx.conf"
+PROMETHEUS_CONF = DEPLOY / "prometheus" / "prometheus.yml"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "strata.json"
+DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+KONG_YML = ROOT / "kong.yml"
+DEPLOY_KONG_YML = DEPLOY / "kong" / "kong.yml"
+
+#: One Kong node per sidecar, paired by number.
+NODES = (("kong-1", "sidecar-1"), ("kong-2", "sidecar-2"))
+SOCKET_DIR = "/run/strata"
+SOCKET_ADDRESS = f"unix:{SOCKET_DIR}/sidecar.sock"
+UPSTREAM_URL = "http://upstream:9000"
+#: The panels the dashboard must have, by the metric they show.
+DASHBOARD_METRICS = {
+    "strata_lookups_total",
+    "strata_tier_bytes",
+    "strata_rejected_requests_total",
+    "strata_tier_circuit_state",
+}
+
+#: `$$`, `${NAME}`, `${NAME:-default}` or `${NAME-default}` in a compose value.
+_INTERPOLATION = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}"
+)
+_METRIC = re.compile(r"\bstrata_[a-z0-9_]+\b")
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _compose() -> dict[str, Any]:
+    data = _load_yaml(COMPOSE_FILE)
+    assert isinstance(data, dict)
+    return data
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    services = _compose()["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+def _defaults(value: str) -> str:
+    """`value` as Compose would interpolate it with none of the variables set."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        default = m.group("default")
+        assert default is not None, f"${{{m.group('name')}}} has no default: {value!r}"
+        return default
+
+    return _INTERPOLATION.sub(sub, value)
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def _volume_at(service: dict[str, Any], target: str) -> str:
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if rest.split(":")[0] == target:
+            return source
+    raise AssertionError(f"no volume mounted at {target}")
+
+
+def _run(argv: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+    return subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _tool(name: str, *fallbacks: str) -> str:
+    for candidate in (shutil.which(name), *fallbacks):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.skip(f"{name} is not installed (the Makefile's Debian packages provide it)")
+
+
+# --- docker-compose.yml ---------------------------------------------------------------------
+
+
+def test_compose_file_is_valid_for_docker_compose_1_29() -> None:
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        pytest.skip(
+            "the docker-compose binary (1.29, Debian package docker-compose) is not installed"
+        )
+    result = _run([exe, "-f", str(COMPOSE_FILE), "config", "-q"])
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_every_published_port_is_bound_to_loopback() -> None:
+    published = []
+    for name, service in _services().items():
+        assert service.get("network_mode") != "host", name
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                host_ip = port.get("host_ip")
+            else:
+                parts = str(port).split(":")
+                host_ip = parts[0] if len(parts) == 3 else None
+            assert host_ip == "127.0.0.1", f"{name} publishes {port!r} beyond 127.0.0.1"
+            published.append(name)
+    assert "nginx" in published
+    for kong, sidecar in NODES:  # reached through nginx / the compose network only
+        assert kong not in published and sidecar not in published
+
+
+def test_sidecar_environment_is_known_settings_and_loads() -> None:
+    services = _services()
+    for _, name in NODES:
+        env = _environment(services[name])
+        for key in env:
+            assert key.startswith(ENV_PREFIX), f"{name}: {key} is not a sidecar setting"
+            assert key != CONFIG_FILE_ENV and not key.startswith(FOREIGN_ENV_PREFIXES), key
+            setting = key[len(ENV_PREFIX) :].lower()
+            assert setting in SETTING_NAMES, f"{name}: {key} names no sidecar setting"
+        # With the documented defaults, the sidecar accepts the whole environment.
+        cfg = load_config({k: _defaults(v) for k, v in env.items()})
+        assert cfg.listen == SOCKET_ADDRESS
+        assert cfg.metrics_listen == "0.0.0.0:9464"
+        assert cfg.redis_url.startswith("redis://") and "@redis:6379" in cfg.redis_url
+        assert "@postgres:5432/strata" in cfg.postgres_dsn
+        assert cfg.log_format == "ecs"
+        assert cfg.memcached_servers == cfg.kafka_bootstrap == ""
+
+
+def test_no_secret_is_hard_coded_beyond_local_dev_defaults() -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    for variable in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+        assert f"${{{variable}:-" in text, f"{variable} is not taken from the environment"
+    for m in re.finditer(r"(?m)^\s*(\w*PASSWORD\w*):\s*(.+)$", text):
+        assert m.group(2).startswith("${"), f"{m.group(1)} is hard-coded"
+    for m in re.finditer(r"redis://[^@\s]*@|postgresql://[^@\s]*@", text):
+        assert "${" in m.group(0), f"credentials hard-coded in {m.group(0)}"
+
+
+def test_memcached_and_kafka_are_not_in_the_stack_yet() -> None:
+    for name, service in _services().items():
+        image = str(service.get("image", ""))
+        assert not re.search(r"memcached|kafka", f"{name} {image}", re.IGNORECASE), name
+        env = _environment(service)
+        assert "STRATA_MEMCACHED_SERVERS" not in env and "STRATA_KAFKA_BOOTSTRAP" not in env
+
+
+def test_each_kong_node_shares_a_socket_volume_with_its_own_sidecar() -> None:
+    services = _services()
+    volumes = _compose()["volumes"]
+    seen = set()
+    for kong, sidecar in NODES:
+        shared = _volume_at(services[sidecar], SOCKET_DIR)
+        assert _volume_at(services[kong], SOCKET_DIR) == shared
+        assert shared in volumes, f"{shared} is not a named volume"
+        seen.add(shared)
+        assert services[kong]["depends_on"][sidecar]["condition"] == "service_healthy"
+        assert services[kong]["depends_on"]["upstream"]["condition"] == "service_healthy"
+    assert len(seen) == len(NODES), "each node needs a socket volume of its own"
+    for kong, _ in NODES:
+        assert services["nginx"]["depends_on"][kong]["condition"] == "service_healthy"
+
+
+def _readme_kong_conf() -> dict[str, str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## The plugin: `strata-cache`", 1)[1].split("```", 2)[1]
+    return {
+        key.strip(): value.strip()
+        for key, sep, value in (line.partition("=") for line in block.strip().splitlines())
+        if sep
+    }
+
+
+def test_kong_settings_are_the_readme_kong_conf() -> None:
+    conf = _readme_kong_conf()
+    dockerfile = (DEPLOY / "kong" / "Dockerfile").read_text(encoding="utf-8")
+    for kong, _ in NODES:
+        env = _environment(_services()[kong])
+        assert env["KONG_DATABASE"] == "off"
+        assert env["KONG_DECLARATIVE_CONFIG"] == "/kong/kong.yml"
+        assert _volume_at(_services()[kong], "/kong/kong.yml") == "./deploy/kong/kong.yml"
+        assert env["KONG_ADMIN_LISTEN"].startswith("127.0.0.1:")
+        for key, value in conf.items():
+            got = env[f"KONG_{key.upper()}"]
+            if key.endswith(("_start_cmd", "_query_cmd")):
+                # Same command; the interpreter is the image's virtualenv (PEP 668).
+                python, _, args = got.partition(" ")
+                assert args == value.partition(" ")[2], key
+                venv = python.removesuffix("/bin/python3")
+                assert f"python3 -m venv {venv}" in dockerfile, python
+            else:
+                assert got == value, key
+
+
+def test_build_files_and_bind_mounts_exist() -> None:
+    for name, service in _services().items():
+        build = service.get("build")
+        if build:
+            dockerfile = ROOT / build.get("context", ".") / build["dockerfile"]
+            assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
+            target = build.get("target")
+            if target:
+                text = dockerfile.read_text(encoding="utf-8")
+                assert re.search(rf"(?im)^FROM\s+\S+\s+AS\s+{target}\s*$", text), name
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+@pytest.mark.parametrize("dockerfile", ["kong/Dockerfile", "sidecar/Dockerfile"])
+def test_dockerfiles_copy_what_exists_and_run_unprivileged(dockerfile: str) -> None:
+    text = (DEPLOY / dockerfile).read_text(encoding="utf-8")
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from=") for w in words):
+            for source in words[1:-1]:
+                assert (ROOT / source).exists(), f"{dockerfile}: COPY {source} is missing"
+    users = re.findall(r"(?m)^USER\s+(\S+)\s*$", text)
+    assert users and users[-1] not in {"root", "0"}, f"{dockerfile} runs as root"
+
+
+# --- deploy/kong/kong.yml -------------------------------------------------------------------
+
+
+def _strata_configs(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if node.get("name") == "strata-cache":
+            node.setdefault("config", {})
+            yield node["config"]
+        for value in node.values():
+            yield from _strata_configs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strata_configs(value)
+
+
+def _without_compose_fields(doc: Any) -> tuple[Any, list[str], list[str | None]]:
+    """`doc` minus service URLs and sidecar addresses, and the values taken out."""
+    doc = copy.deepcopy(doc)
+    urls = [service.pop("url") for service in doc.get("services", [])]
+    addresses = []
+    for config in _strata_configs(doc):
+        sidecar = config.get("sidecar", {})
+        addresses.append(sidecar.pop("address", None))
+        if not sidecar:
+            config.pop("sidecar", None)
+    return doc, urls, addresses
+
+
+def test_deploy_kong_yml_is_the_repository_kong_yml_on_the_compose_network() -> None:
+    repo, repo_urls, _ = _without_compose_fields(_load_yaml(KONG_YML))
+    deploy, urls, addresses = _without_compose_fields(_load_yaml(DEPLOY_KONG_YML))
+    assert deploy == repo, "deploy/kong/kong.yml differs from kong.yml in more than URLs/sockets"
+    assert urls == [UPSTREAM_URL] * len(repo_urls)
+    assert addresses and addresses == [SOCKET_ADDRESS] * len(addresses)
+
+
+def test_deploy_kong_yml_plugin_configs_are_accepted_by_the_plugin() -> None:
+    for config in _strata_configs(_load_yaml(DEPLOY_KONG_YML)):
+        assert parse_config(config, strict=True).sidecar.address == SOCKET_ADDRESS
+
+
+def test_upstream_service_serves_the_url_kong_uses() -> None:
+    upstream = _services()["upstream"]
+    command = upstream["command"]
+    assert command[:3] == ["python", "-m", "deploy.upstream.app"]
+    assert command[command.index("--listen") + 1] == "0.0.0.0:9000"
+    assert UPSTREAM_URL.endswith(":9000")
+
+
+# --- deploy/nginx/nginx.conf ----------------------------------------------------------------
+
+
+def test_nginx_conf_balances_both_kong_nodes(tmp_path: Path) -> None:
+    text = NGINX_CONF.read_text(encoding="utf-8")
+    servers = re.findall(r"(?m)^\s*server\s+([\w.-]+):(\d+)\b", text)
+    assert servers == [(kong, "8000") for kong, _ in NODES]
+    assert _environment(_services()["kong-1"])["KONG_PROXY_LISTEN"].endswith(":8000")
+    assert re.search(r"(?m)^\s*listen\s+8000;", text)
+
+    nginx = _tool("nginx", "/usr/sbin/nginx")
+    resolvable = re.sub(r"\bkong-\d+:8000\b", "127.0.0.1:8000", text)
+    (tmp_path / "nginx.conf").write_text(resolvable, encoding="utf-8")
+    result = _run(
+        [
+            nginx,
+            "-t",
+            "-p",
+            f"{tmp_path}/",
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-e",
+            str(tmp_path / "error.log"),
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# --- deploy/prometheus/prometheus.yml -------------------------------------------------------
+
+
+def test_prometheus_config_is_valid_and_scrapes_both_sidecars() -> None:
+    promtool = _tool("promtool")
+    result = _run([promtool, "check", "config", str(PROMETHEUS_CONF)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    config = _load_yaml(PROMETHEUS_CONF)
+    (job,) = (j for j in config["scrape_configs"] if j["job_name"] == "strata-sidecar")
+    targets = [t for group in job["static_configs"] for t in group["targets"]]
+    port = _environment(_services()["sidecar-1"])["STRATA_METRICS_LISTEN"].rpartition(":")[2]
+    assert targets == [f"{sidecar}:{port}" for _, sidecar in NODES]
+
+
+# --- deploy/grafana -------------------------------------------------------------------------
+
+
+def _exported_metrics() -> set[str]:
+    registry = CollectorRegistry()
+    PrometheusObserver(registry)
+    registry.register(TierCollector(lambda: [TierSnapshot("memory", 0, 0, 1)]))
+    return {m.name + "_total" if m.type == "counter" else m.name for m in registry.collect()}
+
+
+def _queries(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in {"expr", "definition"} and isinstance(value, str):
+                yield value
+            else:
+                yield from _queries(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _queries(value)
+
+
+def test_dashboard_queries_only_metrics_the_sidecar_exports(tmp_path: Path) -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    queries = list(_queries(dashboard))
+    used = {name for query in queries for name in _METRIC.findall(query)}
+    assert used >= DASHBOARD_METRICS
+    assert used <= _exported_metrics(), used - _exported_metrics()
+
+    (datasource,) = _load_yaml(DATASOURCES)["datasources"]
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+        assert panel["targets"], panel["title"]
+
+    # Every panel query is valid PromQL (Grafana's variables given plain values).
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    promtool = _tool("promtool")
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {
+                        "record": f"strata:dashboard_query_{i}",
+                        "expr": expr.replace("$__rate_interval", "1m").replace("$node", ".*"),
+                    }
+                    for i, expr in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
+    result = _run([promtool, "check", "rules", str(tmp_path / "rules.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grafana_provisioning_points_at_the_mounted_dashboards() -> None:
+    grafana = _services()["grafana"]
+    provider = _load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "strata.yml")
+    (entry,) = provider["providers"]
+    assert _volume_at(grafana, entry["options"]["path"]) == "./deploy/grafana/dashboards"
+    assert _volume_at(grafana, "/etc/grafana/provisioning") == "./deploy/grafana/provisioning"
+    (datasource,) = _load_yaml(DATASOURCES)["datasources"]
+    assert datasource["url"] == "http://prometheus:9090"
+
+
+# --- deploy/filebeat/filebeat.yml -----------------------------------------------------------
+
+
+def test_filebeat_decodes_json_lines_and_ships_to_elasticsearch() -> None:
+    config = _load_yaml(DEPLOY / "filebeat" / "filebeat.yml")
+    (container_input,) = config["filebeat.inputs"]
+    assert container_input["paths"] == ["/var/lib/docker/containers/*/*.log"]
+    decoders = [p["decode_json_fields"] for p in config["processors"] if "decode_json_fields" in p]
+    assert decoders and decoders[0]["fields"] == ["message"] and decoders[0]["target"] == ""
+    assert "elasticsearch" in config["output.elasticsearch"]["hosts"][0]
+    filebeat = _services()["filebeat"]
+    assert _volume_at(filebeat, "/usr/share/filebeat/filebeat.yml") == (
+        "./deploy/filebeat/filebeat.yml"
+    )

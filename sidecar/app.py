@@ -24,6 +24,7 @@ from sidecar.coalesce import Leases
 from sidecar.config import SidecarConfig
 from sidecar.engine import Engine
 from sidecar.errors import TierError
+from sidecar.generations import Generations, LocalGenerations
 from sidecar.limits import Limits
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
 from sidecar.observability.observer import Observer
@@ -53,9 +54,10 @@ def limits_from(config: SidecarConfig) -> Limits:
 
 
 def build_tiers(config: SidecarConfig, clock: Clock, observer: Observer) -> list[Tier]:
-    """The tiers `config` asks for, fastest first: memory, then Redis and PostgreSQL for
-    each one that is configured. Nothing connects here. (The Memcached tier exists in
-    `sidecar.tiers.memcached` but is not enabled until purges can reach it.)"""
+    """The tiers `config` asks for, fastest first: memory, then Redis, Memcached and
+    PostgreSQL for each one that is configured, every shared one behind a circuit breaker.
+    Nothing connects here. (Memcached cannot enumerate keys: tag and route purges reach it
+    through tag generations; an arbitrary prefix purge does not.)"""
     tiers: list[Tier] = [MemoryTier(config.memory_max_bytes, clock, config.admission, observer)]
 
     def guarded(tier: Tier) -> Tier:
@@ -78,6 +80,20 @@ def build_tiers(config: SidecarConfig, clock: Clock, observer: Observer) -> list
                     clock,
                     namespace=config.namespace,
                     timeout_s=config.redis_timeout_ms / 1000,
+                    observer=observer,
+                )
+            )
+        )
+    if config.memcached_servers:
+        from sidecar.tiers.memcached import MemcachedTier, parse_servers  # noqa: PLC0415
+
+        tiers.append(
+            guarded(
+                MemcachedTier(
+                    parse_servers(config.memcached_servers),
+                    clock,
+                    namespace=config.namespace,
+                    timeout_s=config.memcached_timeout_ms / 1000,
                     observer=observer,
                 )
             )
@@ -115,12 +131,41 @@ def build_leases(config: SidecarConfig, clock: Clock, observer: Observer) -> Red
     )
 
 
+def build_generations(config: SidecarConfig, clock: Clock, observer: Observer) -> Generations:
+    """Tag generation counters shared through Redis when Redis is configured; else local
+    (purges then reach this sidecar only)."""
+    if not config.redis_url:
+        return LocalGenerations()
+    from sidecar.generations import RedisGenerations  # noqa: PLC0415
+
+    return RedisGenerations(
+        config.redis_url,
+        clock,
+        namespace=config.namespace,
+        timeout_s=config.redis_timeout_ms / 1000,
+        cache_ms=config.generations_cache_ms,
+        observer=observer,
+    )
+
+
 def build_engine(
-    config: SidecarConfig, clock: Clock, observer: Observer, leases: Leases | None = None
+    config: SidecarConfig,
+    clock: Clock,
+    observer: Observer,
+    leases: Leases | None = None,
+    generations: Generations | None = None,
 ) -> Engine:
     """The engine over the tiers of `config` (the memory tier alone by default)."""
     tiers = build_tiers(config, clock, observer)
-    return Engine(tiers, clock, limits_from(config), config.lease_ttl_ms, observer, leases=leases)
+    return Engine(
+        tiers,
+        clock,
+        limits_from(config),
+        config.lease_ttl_ms,
+        observer,
+        leases=leases,
+        generations=generations,
+    )
 
 
 async def open_tiers(engine: Engine) -> None:
@@ -181,7 +226,15 @@ async def serve(
                 "Redis unreachable for fill leases; coalescing per node until it answers",
                 extra={"event.action": "leases_open", "error.message": str(exc)},
             )
-    engine = build_engine(config, clock, observer, leases)
+    generations = build_generations(config, clock, observer)
+    try:
+        await generations.open()
+    except TierError as exc:
+        log.warning(
+            "Redis unreachable for tag generations; purges are node-local until it answers",
+            extra={"event.action": "generations_open", "error.message": str(exc)},
+        )
+    engine = build_engine(config, clock, observer, leases, generations)
     await open_tiers(engine)
     registry.register(TierCollector(engine.snapshot))
     running = create_server(engine, config.listen, max_message_bytes(config))
@@ -222,6 +275,8 @@ async def serve(
         await engine.close()
         if leases is not None:
             await leases.close()
+        with contextlib.suppress(TierError):
+            await generations.close()
         if running.address.startswith("unix:"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(running.address[len("unix:") :])

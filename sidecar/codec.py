@@ -9,7 +9,11 @@ Layout (all integers big-endian):
                              follows the meta block instead of the body (never with bit 0)
     meta_len 4 bytes  length of the msgpack meta block
     meta     msgpack  [status, [[name, value], ...], stored_at_ms, ttl_ms, swr_ms, sie_ms,
-                       [tags], [vary], storage_ttl_ms, body_len]
+                       [tags], [vary], storage_ttl_ms, body_len
+                       (, [tag_generations])]
+             the trailing tag_generations element is optional: written only when the
+             entry has some, so values written before it (10 elements) still decode
+             (with no generations), and entries without tags are byte-identical to them
     body     rest     raw or zstd-compressed body
 
 A referenced body is stored apart (the Redis tier keeps it under ``ns:b:<sha256 hex>``) as
@@ -166,6 +170,7 @@ def _encode(entry: CachedResponse, flags: int, body: bytes) -> bytes:
             list(entry.vary),
             entry.storage_ttl_ms,
             len(entry.body),
+            *([list(entry.tag_generations)] if entry.tag_generations else []),
         ],
         use_bin_type=True,
     )
@@ -192,7 +197,10 @@ def decode(data: bytes, blob: bytes | None = None) -> CachedResponse:
         raise CorruptEntryError("truncated meta block")
     try:
         meta = msgpack.unpackb(data[_HEADER.size : end], raw=False, strict_map_key=False)
-        (status, headers, stored_at, ttl, swr, sie, tags, vary, storage_ttl, body_len) = meta
+        if not isinstance(meta, list) or len(meta) not in (10, 11):
+            raise CorruptEntryError("meta block has the wrong shape")
+        (status, headers, stored_at, ttl, swr, sie, tags, vary, storage_ttl, body_len) = meta[:10]
+        generations = tuple(int(g) for g in meta[10]) if len(meta) == 11 else ()
         body = data[end:]
         if flags & FLAG_BODY_REF:
             if len(body) != DIGEST_BYTES or blob is None:
@@ -216,6 +224,7 @@ def decode(data: bytes, blob: bytes | None = None) -> CachedResponse:
             vary=tuple(str(v) for v in vary),
             storage_ttl_ms=int(storage_ttl),
             format_version=version,
+            tag_generations=generations,
         )
     except CorruptEntryError:
         raise

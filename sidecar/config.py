@@ -153,16 +153,6 @@ def check_postgres_dsn(value: str) -> None:
         raise ValueError(f"not a valid PostgreSQL connection string: {exc}") from None
 
 
-def _memcached_not_yet(value: str) -> None:
-    check_servers(value)
-    if value:
-        raise ValueError(
-            "the Memcached tier is built but not enabled yet: Memcached cannot enumerate "
-            "keys, so tag and prefix purges could not reach it until tag generation "
-            "counters land; unset it"
-        )
-
-
 def _not_yet(tier: str) -> Callable[[str], None]:
     def check(v: str) -> None:
         if v:
@@ -234,6 +224,13 @@ class SidecarConfig:
         parse=int,
         check=_positive,
     )
+    generations_cache_ms: int = _setting(
+        1000,
+        "how long a sidecar reuses tag generation counters read from Redis (other sidecars "
+        "see a tag purge within this)",
+        parse=int,
+        check=_non_negative,
+    )
     sweep_interval_seconds: float = _setting(
         5.0, "how often expired entries are swept out", parse=float, check=_positive
     )
@@ -262,7 +259,7 @@ class SidecarConfig:
     memcached_servers: str = _setting(
         "",
         "comma-separated HOST:PORT list for the Memcached tier; empty = not used",
-        check=_memcached_not_yet,
+        check=check_servers,
     )
     postgres_dsn: str = _setting(
         "",

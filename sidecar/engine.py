@@ -9,6 +9,32 @@ What the engine does not guarantee: that an entry stored is there on the next lo
 (tiers evict), ordering between a Store and a concurrent Invalidate of the same key (the
 later one to reach a tier wins), or coalescing across sidecars: that needs cluster-wide
 `leases` (e.g. `sidecar.leases_redis.RedisLeases`), and is then only as good as they are.
+
+Purges by tag and by route prefix use generation counters (`sidecar.generations`), so they
+cost O(1) whatever the number of entries:
+
+* `store` stamps an entry with the current counters of its purge tags: its `tags`, plus the
+  implicit tag ``route:v1:<route>:`` when its key has the shape ``v1:<route>:<digest>``
+  (the text up to the second ``:``). An entry with no purge tag costs nothing.
+* A lookup that finds an entry with purge tags reads their counters (with
+  `RedisGenerations`: one MGET per `cache_ms` per hot tag set, cached in between); if any
+  has moved past the stamp, the entry was purged: the lookup is a MISS and the entry is
+  deleted from every tier (lazily; ``evicted(tier, "purged", 1)``). An entry stamped before
+  generations existed (no stamp) counts as stamped 0: served until one of its tags is
+  purged.
+* `invalidate_tag` bumps the tag's counter and also deletes eagerly, now, on the tiers that
+  declare `EAGER_PURGE` (the memory tier: node-local, its tag index makes that cheap and
+  frees RAM at once). Shared tiers (Redis, Memcached, PostgreSQL) are never walked; their
+  entries go when next read, or expire. `invalidate_prefix` does the same for a prefix that
+  is exactly ``v1:<route>:`` (bump of the implicit route tag + eager `delete_prefix` on
+  `EAGER_PURGE` tiers); any other prefix falls back to an eager `delete_prefix` on every
+  tier that can (Redis, PostgreSQL, memory), so it does NOT reach Memcached.
+* The count an invalidation returns (`dropped`) is the number of entries dropped now on
+  this node by those eager deletes (the bump itself drops nothing yet).
+
+With `RedisGenerations` another sidecar sees a purge within `cache_ms` (it may serve a
+purged entry until then), and an entry stored elsewhere within `cache_ms` after a purge
+may be dropped once more when that node learns the new counter (one extra miss).
 """
 
 from __future__ import annotations
@@ -19,6 +45,7 @@ from dataclasses import replace
 from sidecar.clock import Clock
 from sidecar.coalesce import Leases, LocalLeases, SingleFlight
 from sidecar.errors import InvalidRequestError, TierError
+from sidecar.generations import Generations, LocalGenerations
 from sidecar.limits import Limits, check_coalesce_wait, check_entry, check_headers, check_key
 from sidecar.limits import check_tag as _check_tag
 from sidecar.model import (
@@ -33,7 +60,7 @@ from sidecar.model import (
     TierSnapshot,
 )
 from sidecar.observability.observer import NullObserver, Observer
-from sidecar.tiers.base import SetStatus, Tier
+from sidecar.tiers.base import EAGER_PURGE, SetStatus, Tier
 from sidecar.variants import is_marker, new_marker, variant_key
 
 _SET_TO_STORE = {
@@ -55,10 +82,13 @@ class Engine:
         observer: Observer | None = None,
         *,
         leases: Leases | None = None,
+        generations: Generations | None = None,
     ) -> None:
         """`leases` decide who fills a missing key (default: `LocalLeases` of
         `lease_ttl_ms`, i.e. per process; `lease_ttl_ms` is unused when they are given).
-        The engine does not open or close them: their owner does."""
+        `generations` are the per-tag purge counters (default: `LocalGenerations`, i.e.
+        purges reach this process only). The engine opens and closes neither: their
+        owner does."""
         if not tiers:
             raise ValueError("an engine needs at least one tier")
         self._tiers = tuple(tiers)
@@ -66,6 +96,9 @@ class Engine:
         self._limits = limits or Limits()
         self._observer = observer or NullObserver()
         self._leases: Leases = leases if leases is not None else LocalLeases(clock, lease_ttl_ms)
+        self._generations: Generations = (
+            generations if generations is not None else LocalGenerations()
+        )
         self._reads: SingleFlight[bytes, tuple[CachedResponse | None, int]] = SingleFlight()
         self.counters = EngineCounters()
 
@@ -100,9 +133,16 @@ class Engine:
     async def _find(self, key: bytes, request_headers: Headers) -> LookupResult:
         now = self._clock.now_ms()
         entry, tier = await self._read(key)
+        found = key
         if entry is not None and is_marker(entry):
-            entry, tier = await self._read(variant_key(key, entry, request_headers))
+            found = variant_key(key, entry, request_headers)
+            entry, tier = await self._read(found)
         if entry is None or is_marker(entry):
+            return LookupResult(Outcome.MISS, now_ms=now)
+        if await self._purged(key, entry):
+            self._observer.evicted(self._tiers[tier].name, "purged", 1)
+            for i in range(len(self._tiers)):
+                await self._guarded(i, "delete", lambda t: t.delete(found))
             return LookupResult(Outcome.MISS, now_ms=now)
         age = max(0, now - entry.stored_at_ms)
         if age < entry.ttl_ms:
@@ -112,6 +152,18 @@ class Engine:
         else:
             return LookupResult(Outcome.MISS, now_ms=now)
         return LookupResult(outcome, entry, age_ms=age, tier=self._tiers[tier].name, now_ms=now)
+
+    async def _purged(self, key: bytes, entry: CachedResponse) -> bool:
+        """Whether a purge tag of `entry` (under `key`) was bumped since it was stamped."""
+        tags = _purge_tags(key, entry)
+        if not tags:
+            return False
+        stamp = entry.tag_generations
+        current = await self._generations.current(tags)
+        for i, generation in enumerate(current):
+            if generation > (stamp[i] if i < len(stamp) else 0):
+                return True
+        return False
 
     async def _coalesce(
         self, key: bytes, request_headers: Headers, found: LookupResult, wait_ms: int
@@ -174,6 +226,10 @@ class Engine:
         now = self._clock.now_ms()
         if entry.stored_at_ms == 0:
             entry = _replace_stored_at(entry, now)
+        tags = _purge_tags(key, entry)
+        if tags or entry.tag_generations:
+            stamp = await self._generations.current(tags) if tags else ()
+            entry = replace(entry, tag_generations=stamp)
         self.counters.stores += 1
         if entry.expires_at_ms <= now:
             status = StoreStatus.EXPIRED
@@ -230,20 +286,40 @@ class Engine:
         return await self._invalidate("key", "delete", lambda t: t.delete(key))
 
     async def invalidate_prefix(self, prefix: bytes) -> int:
-        """Drop every key starting with `prefix` (variants included)."""
+        """Drop every key starting with `prefix` (variants included). A route prefix
+        (exactly ``v1:<route>:``) is one bump of its implicit tag, plus an eager delete on
+        `EAGER_PURGE` tiers; any other prefix is deleted eagerly on every tier that can
+        (not Memcached). Returns the entries dropped now on this node."""
         self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
+        route = route_tag(prefix)
+        if route is not None and _route_prefix(prefix) == len(prefix):
+            await self._generations.bump(route)
+            return await self._invalidate(
+                "prefix", "delete_prefix", lambda t: t.delete_prefix(prefix), eager_only=True
+            )
         return await self._invalidate("prefix", "delete_prefix", lambda t: t.delete_prefix(prefix))
 
     async def invalidate_tag(self, tag: str) -> int:
-        """Drop every entry carrying `tag`."""
+        """Drop every entry carrying `tag`: one bump of its generation (O(1)), plus an
+        eager delete on `EAGER_PURGE` tiers. Returns the entries dropped now on this node."""
         self._validate("invalidate", lambda: _check_tag(tag, self._limits))
-        return await self._invalidate("tag", "delete_tag", lambda t: t.delete_tag(tag))
+        await self._generations.bump(tag)
+        return await self._invalidate(
+            "tag", "delete_tag", lambda t: t.delete_tag(tag), eager_only=True
+        )
 
     async def _invalidate(
-        self, kind: str, operation: str, drop: Callable[[Tier], Awaitable[int | bool]]
+        self,
+        kind: str,
+        operation: str,
+        drop: Callable[[Tier], Awaitable[int | bool]],
+        *,
+        eager_only: bool = False,
     ) -> int:
         dropped = 0
-        for i in range(len(self._tiers)):
+        for i, tier in enumerate(self._tiers):
+            if eager_only and EAGER_PURGE not in tier.capabilities:
+                continue
             dropped += await self._guarded(i, operation, drop)
         self.counters.invalidations += 1
         self._observer.invalidated(kind, dropped)
@@ -316,6 +392,32 @@ def _with(result: LookupResult, fill_lease: bool = False, coalesced: bool = Fals
         coalesced=coalesced,
         now_ms=result.now_ms,
     )
+
+
+#: Keys of this shape carry an implicit purge tag: ``v1:<route>:<digest>``.
+_ROUTE_SCHEME = b"v1:"
+ROUTE_TAG_PREFIX = "route:"
+
+
+def _route_prefix(key: bytes) -> int:
+    """The length of ``v1:<route>:`` at the start of `key` (route not empty), or 0."""
+    if not key.startswith(_ROUTE_SCHEME):
+        return 0
+    end = key.find(b":", len(_ROUTE_SCHEME))
+    return end + 1 if end > len(_ROUTE_SCHEME) else 0
+
+
+def route_tag(key: bytes) -> str | None:
+    """The implicit purge tag of a key ``v1:<route>:...``: ``route:v1:<route>:`` (the key
+    bytes read as latin-1, so every key maps to one tag); None for other keys."""
+    end = _route_prefix(key)
+    return ROUTE_TAG_PREFIX + key[:end].decode("latin-1") if end else None
+
+
+def _purge_tags(key: bytes, entry: CachedResponse) -> tuple[str, ...]:
+    """The tags whose generations an entry under `key` is stamped with, in stamp order."""
+    route = route_tag(key)
+    return entry.tags if route is None else (*entry.tags, route)
 
 
 def _replace_stored_at(entry: CachedResponse, now_ms: int) -> CachedResponse:

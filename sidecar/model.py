@@ -36,6 +36,10 @@ class CachedResponse:
     vary: tuple[str, ...] = ()
     storage_ttl_ms: int = 0
     format_version: int = FORMAT_VERSION
+    #: The purge generation of each of `tags` when the entry was stored (stamped by the
+    #: engine, `sidecar.generations`), followed by that of the key's implicit route tag
+    #: when the key has one; empty for an entry stored without generations.
+    tag_generations: tuple[int, ...] = ()
 
     @property
     def fresh_until_ms(self) -> int:

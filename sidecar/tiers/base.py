@@ -27,6 +27,10 @@ class SetStatus(enum.Enum):
 #: Optional abilities a tier declares in `capabilities`.
 PREFIX_DELETE = "prefix_delete"
 TAG_DELETE = "tag_delete"
+#: Prefix and tag deletes here are cheap and node-local (the memory tier): the engine runs
+#: them at purge time to free memory at once. Other tiers are purged lazily through tag
+#: generations (`sidecar.generations`), never walked by `invalidate_tag`.
+EAGER_PURGE = "eager_purge"
 
 
 class Tier(Protocol):
@@ -40,7 +44,8 @@ class Tier(Protocol):
     @property
     def capabilities(self) -> frozenset[str]:
         """Which optional operations really work here (`PREFIX_DELETE`, `TAG_DELETE`); a
-        tier without one answers 0 to that delete instead of dropping anything."""
+        tier without one answers 0 to that delete instead of dropping anything. A tier
+        declaring `EAGER_PURGE` is purged eagerly by the engine's tag and route purges."""
         ...
 
     async def open(self) -> None:

@@ -39,7 +39,7 @@ from sidecar.policy import (
     TinyLfuAdmitter,
     WindowTinyLfuPolicy,
 )
-from sidecar.tiers.base import PREFIX_DELETE, TAG_DELETE, SetStatus
+from sidecar.tiers.base import EAGER_PURGE, PREFIX_DELETE, TAG_DELETE, SetStatus
 
 #: The frequency sketch is sized for this many keys per MiB of budget: about 4x the
 #: resident entries at an average of ~4 KiB each (the simulator's hit ratio keeps rising
@@ -90,7 +90,7 @@ class MemoryTier:
 
     @property
     def capabilities(self) -> frozenset[str]:
-        return frozenset({PREFIX_DELETE, TAG_DELETE})
+        return frozenset({PREFIX_DELETE, TAG_DELETE, EAGER_PURGE})
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -123,6 +123,7 @@ class MemoryTier:
             entry.vary,
             entry.storage_ttl_ms,
             entry.format_version,
+            entry.tag_generations,
         )
 
     async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:

@@ -71,6 +71,7 @@ def tiered_env(sidecar_env: dict[str, str]) -> dict[str, str]:
     return {
         **sidecar_env,
         "STRATA_REDIS_URL": svc["STRATA_TEST_REDIS_URL"],
+        "STRATA_MEMCACHED_SERVERS": svc["STRATA_TEST_MEMCACHED_SERVERS"],
         "STRATA_POSTGRES_DSN": svc["STRATA_TEST_POSTGRES_DSN"],
         "STRATA_NAMESPACE": "it" + uuid.uuid4().hex[:10],
         "STRATA_POSTGRES_TIMEOUT_MS": "2000",
@@ -105,14 +106,50 @@ def test_a_restarted_sidecar_is_served_from_the_shared_tiers(sidecar: SidecarPro
     assert first.tier == "redis"
     assert first.entry.body == b"one copy for every node"
     assert client.lookup(b"v1:r:shared").tier == "memory"  # backfilled
-    # a tag purge reaches every tier
-    assert client.invalidate(tag="shared").dropped >= 2
+    # a tag purge: one generation bump in Redis, plus the memory copy dropped now
+    assert client.invalidate(tag="shared").dropped == 1
+    assert client.lookup(b"v1:r:shared").outcome == pb.OUTCOME_MISS
+    client.close()
+    sidecar.stop()
+
+    sidecar.start()  # and it misses on a fresh node too (Redis, Memcached, PostgreSQL)
+    client = SidecarClient(sidecar.listen, timeout_s=3.0)
     assert client.lookup(b"v1:r:shared").outcome == pb.OUTCOME_MISS
     client.close()
 
 
+def test_memcached_serves_and_route_purges_reach_it(
+    short_tmp: Path, tiered_env: dict[str, str]
+) -> None:
+    """A sidecar on memory + Memcached only (generations local to it): an entry another
+    sidecar stored is served from Memcached, and a route purge (a bump, no key walk)
+    makes it miss there."""
+    proc = SidecarProcess(f"unix:{short_tmp}/s3.sock", tiered_env)
+    proc.start()
+    try:
+        client = SidecarClient(proc.listen, timeout_s=3.0)
+        assert client.store(b"v1:m:1", entry(b"mc")).result == pb.STORE_RESULT_STORED
+        client.close()
+        proc.stop()
+        proc.env = {**tiered_env, "STRATA_REDIS_URL": "", "STRATA_POSTGRES_DSN": ""}
+        proc.start()
+        client = SidecarClient(proc.listen, timeout_s=3.0)
+        hit = client.lookup(b"v1:m:1")
+        assert hit.outcome == pb.OUTCOME_HIT
+        assert hit.tier == "memcached"
+        assert client.invalidate(prefix=b"v1:m:").dropped == 1  # the memory copy
+        assert client.lookup(b"v1:m:1").outcome == pb.OUTCOME_MISS
+        client.close()
+    finally:
+        proc.stop()
+
+
 def test_an_unreachable_tier_is_skipped(short_tmp: Path, tiered_env: dict[str, str]) -> None:
-    env = {**tiered_env, "STRATA_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env = {
+        **tiered_env,
+        "STRATA_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "STRATA_MEMCACHED_SERVERS": "",
+    }
     proc = SidecarProcess(f"unix:{short_tmp}/s2.sock", env)
     proc.start()
     try:

@@ -43,7 +43,6 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"STRATA_KAFKA_BOOTSTRAP": "127.0.0.1:9092"}, "kafka_bootstrap", "not available"),
         ({"STRATA_REDIS_URL": "http://127.0.0.1:6379"}, "redis_url", "unsupported scheme 'http'"),
         ({"STRATA_MEMCACHED_SERVERS": "127.0.0.1"}, "memcached_servers", "is not HOST:PORT"),
-        ({"STRATA_MEMCACHED_SERVERS": "127.0.0.1:11211"}, "memcached_servers", "not enabled yet"),
         ({"STRATA_POSTGRES_DSN": "host=x port"}, "postgres_dsn", "not a valid PostgreSQL"),
         ({"STRATA_NAMESPACE": "a b"}, "namespace", "must be 1-64"),
         ({"STRATA_REDIS_TIMEOUT_MS": "0"}, "redis_timeout_ms", "greater than 0"),

@@ -1,0 +1,165 @@
+"""Tag generations shared through Redis: two engines (two sidecars), each with its own
+memory tier plus one shared Memcached tier, sharing `RedisGenerations`; purges cost O(1)
+Redis commands; an unreachable Redis leaves generations node-local and lookups fast.
+
+Every test uses namespaces of its own on the services' Redis and Memcached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from sidecar.clock import SystemClock
+from sidecar.engine import Engine
+from sidecar.generations import OBSERVER_TIER, RedisGenerations
+from sidecar.model import CachedResponse, Outcome
+from sidecar.observability.observer import RecordingObserver
+from sidecar.tiers.memcached import MemcachedTier, parse_servers
+from sidecar.tiers.memory import MemoryTier
+from tests.conftest import free_port
+from tools import services
+
+pytestmark = pytest.mark.integration
+
+CLOCK = SystemClock()
+CACHE_MS = 100
+
+
+def _env(name: str) -> str:
+    env = services.load_env()
+    if name not in env:
+        pytest.fail(f"{name} missing: run `python -m tools.services up` first")
+    return env[name]
+
+
+def entry(tags: tuple[str, ...] = ()) -> CachedResponse:
+    return CachedResponse(200, (), b"body", stored_at_ms=CLOCK.now_ms(), ttl_ms=60_000, tags=tags)
+
+
+class CountingClient:
+    """Wraps a redis client, counting the commands sent through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.commands: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name in {"ping", "aclose"} or not callable(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.commands.append(name)
+            return await attr(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def namespace() -> str:
+    return "g" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def make_engine(namespace: str) -> AsyncIterator[Callable[..., Any]]:
+    opened: list[tuple[Engine, RedisGenerations]] = []
+
+    async def build(
+        url: str | None = None, cache_ms: int = CACHE_MS
+    ) -> tuple[Engine, RedisGenerations, RecordingObserver]:
+        observer = RecordingObserver()
+        gens = RedisGenerations(
+            url or _env("STRATA_TEST_REDIS_URL"),
+            CLOCK,
+            namespace=namespace,
+            timeout_s=0.2,
+            cache_ms=cache_ms,
+            observer=observer,
+        )
+        memcached = MemcachedTier(
+            parse_servers(_env("STRATA_TEST_MEMCACHED_SERVERS")),
+            CLOCK,
+            namespace=namespace,
+            timeout_s=1.0,
+        )
+        memory = MemoryTier(1 << 20, CLOCK, admission="always")
+        engine = Engine([memory, memcached], CLOCK, observer=observer, generations=gens)
+        opened.append((engine, gens))
+        return engine, gens, observer
+
+    try:
+        yield build
+    finally:
+        for engine, gens in opened:
+            await engine.close()
+            await gens.close()
+
+
+async def test_a_tag_purge_on_one_sidecar_misses_on_the_other_within_cache_ms(
+    make_engine: Callable[..., Any],
+) -> None:
+    a, gens_a, _ = await make_engine()
+    b, gens_b, _ = await make_engine()
+    await gens_a.open()
+    await gens_b.open()
+    await a.store(b"v1:r:1", entry(("users",)))
+    await a.store(b"v1:r:2", entry(("orders",)))
+    # B reads them from the shared Memcached tier, caching the generations
+    assert (await b.lookup(b"v1:r:1")).tier == "memcached"
+    assert (await b.lookup(b"v1:r:1")).tier == "memory"
+    assert await a.invalidate_tag("users") == 1  # A's memory copy
+    assert (await a.lookup(b"v1:r:1")).outcome is Outcome.MISS  # at once on A
+    deadline = time.monotonic() + CACHE_MS / 1000 + 0.5
+    while (await b.lookup(b"v1:r:1")).outcome is not Outcome.MISS:
+        assert time.monotonic() < deadline, "B still serves the purged entry"
+        await asyncio.sleep(0.01)
+    assert (await b.lookup(b"v1:r:2")).outcome is Outcome.HIT
+    # route purges travel the same way
+    await asyncio.sleep(CACHE_MS / 1000)
+    assert (await b.lookup(b"v1:r:2")).outcome is Outcome.HIT
+    await a.invalidate_prefix(b"v1:r:")
+    await asyncio.sleep(CACHE_MS / 1000 + 0.05)
+    assert (await b.lookup(b"v1:r:2")).outcome is Outcome.MISS
+
+
+async def test_a_purge_costs_o1_redis_commands_whatever_the_entries(
+    make_engine: Callable[..., Any],
+) -> None:
+    engine, gens, _ = await make_engine(cache_ms=60_000)
+    await gens.open()
+    counting = CountingClient(gens._client)
+    gens._client = counting
+    for n in (1, 200):
+        tag = f"t{n}"
+        for i in range(n):
+            await engine.store(f"k{tag}-{i}".encode(), entry((tag,)))
+        counting.commands.clear()
+        assert await engine.invalidate_tag(tag) == n  # eager in memory only
+        assert counting.commands == ["incr"], n
+    # reads of a hot tag: one MGET per cache_ms, not one per lookup
+    await engine.store(b"khot", entry(("hot",)))
+    counting.commands.clear()
+    for _ in range(50):
+        assert (await engine.lookup(b"khot")).outcome is Outcome.HIT
+    assert counting.commands == []  # the store already read (and cached) it
+
+
+async def test_redis_down_generations_fall_back_locally_and_lookups_stay_fast(
+    make_engine: Callable[..., Any],
+) -> None:
+    engine, _gens, observer = await make_engine(url=f"redis://127.0.0.1:{free_port()}/0")
+    await engine.store(b"v1:r:down", entry(("t",)))
+    assert (await engine.lookup(b"v1:r:down")).outcome is Outcome.HIT
+    started = time.monotonic()
+    for _ in range(100):
+        assert (await engine.lookup(b"v1:r:down")).outcome is Outcome.HIT
+    assert time.monotonic() - started < 0.5
+    assert any(e[:2] == ("tier_error", OBSERVER_TIER) for e in observer.events)
+    await engine.invalidate_tag("t")  # applies on this node
+    assert (await engine.lookup(b"v1:r:down")).outcome is Outcome.MISS

@@ -28,6 +28,7 @@ from sidecar.generations import Generations, LocalGenerations
 from sidecar.limits import Limits
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
 from sidecar.observability.observer import Observer
+from sidecar.placement import PlacementPolicy
 from sidecar.rpc.server import create_server, set_serving
 from sidecar.tiers.base import Tier
 from sidecar.tiers.breaker import CircuitBreakerTier
@@ -148,6 +149,15 @@ def build_generations(config: SidecarConfig, clock: Clock, observer: Observer) -
     )
 
 
+def placement_from(config: SidecarConfig) -> PlacementPolicy:
+    return PlacementPolicy(
+        shared_min_hits=config.shared_min_hits,
+        redis_max_entry_bytes=config.redis_max_entry_bytes,
+        memcached_max_entry_bytes=config.memcached_max_entry_bytes,
+        durable=config.durable_tier,
+    )
+
+
 def build_engine(
     config: SidecarConfig,
     clock: Clock,
@@ -155,7 +165,8 @@ def build_engine(
     leases: Leases | None = None,
     generations: Generations | None = None,
 ) -> Engine:
-    """The engine over the tiers of `config` (the memory tier alone by default)."""
+    """The engine over the tiers of `config` (the memory tier alone by default), placing
+    entries per `placement_from(config)`."""
     tiers = build_tiers(config, clock, observer)
     return Engine(
         tiers,
@@ -165,6 +176,7 @@ def build_engine(
         observer,
         leases=leases,
         generations=generations,
+        placement=placement_from(config),
     )
 
 

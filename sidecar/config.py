@@ -109,6 +109,11 @@ def _non_negative(v: int | float) -> None:
         raise ValueError(f"must not be negative, got {v}")
 
 
+def _shared_min_hits(v: int) -> None:
+    if not 0 <= v <= 15:
+        raise ValueError(f"must be from 0 to 15 (the frequency sketch saturates at 15), got {v}")
+
+
 def _namespace(v: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v):
         raise ValueError(f"must be 1-64 of A-Z a-z 0-9 _ . - (got {v!r})")
@@ -288,6 +293,33 @@ class SidecarConfig:
         parse=float,
         check=_positive,
     )
+    shared_min_hits: int = _setting(
+        2,
+        "lookups of a key on this node (0-15) before its entries go to shared RAM "
+        "(Redis/Memcached); colder entries go to memory and PostgreSQL only",
+        parse=int,
+        check=_shared_min_hits,
+    )
+    redis_max_entry_bytes: int = _setting(
+        65536,
+        "largest hot entry (raw body + headers) placed in Redis when Memcached is configured; "
+        "larger ones go to Memcached",
+        parse=parse_size,
+        check=_non_negative,
+    )
+    memcached_max_entry_bytes: int = _setting(
+        1048576 - 1024,
+        "largest entry (raw body + headers) placed in shared RAM (Memcached, or Redis alone); "
+        "larger ones go to memory and PostgreSQL only",
+        parse=parse_size,
+        check=_non_negative,
+    )
+    durable_tier: bool = _setting(
+        True,
+        "write every entry to PostgreSQL, the durable long tail (when configured); "
+        "false: nothing new is written there",
+        parse=parse_bool,
+    )
     namespace: str = _setting(
         "strata",
         "prefix of every key in the shared tiers (separates clusters sharing a server)",
@@ -324,6 +356,10 @@ def _convert(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
     try:
         if isinstance(raw, str):
             value = f.metadata["parse"](raw)
+        elif isinstance(f.default, bool):
+            if not isinstance(raw, bool):
+                raise ValueError(f"expected true or false, got {raw!r}")
+            value = raw
         elif isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise ValueError(f"expected a {type(f.default).__name__}, got {raw!r}")
         elif isinstance(f.default, str):

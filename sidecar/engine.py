@@ -35,6 +35,16 @@ cost O(1) whatever the number of entries:
 With `RedisGenerations` another sidecar sees a purge within `cache_ms` (it may serve a
 purged entry until then), and an entry stored elsewhere within `cache_ms` after a purge
 may be dropped once more when that node learns the new counter (one extra miss).
+
+Placement (`sidecar.placement`): with a `PlacementPolicy`, an engine-level
+`FrequencySketch` counts every lookup of a (primary) key on this node, and `store` writes
+an entry only to the tiers the policy picks for its size and that count (memory always;
+Redis/Memcached only for hot keys, by size; PostgreSQL for every entry when durable). A
+store also deletes the key from the tiers it does not write, so an older version there
+cannot shadow the new one. A hit found below memory is backfilled only into the faster
+tiers the policy allows for that entry (memory always): a cold key read from PostgreSQL
+goes back to memory only, a hot one to Redis too. Without a policy (the default) every
+tier is written and backfilled, as before.
 """
 
 from __future__ import annotations
@@ -60,6 +70,8 @@ from sidecar.model import (
     TierSnapshot,
 )
 from sidecar.observability.observer import NullObserver, Observer
+from sidecar.placement import PlacementPolicy, entry_size
+from sidecar.policy.sketch import FrequencySketch
 from sidecar.tiers.base import EAGER_PURGE, SetStatus, Tier
 from sidecar.variants import is_marker, new_marker, variant_key
 
@@ -83,12 +95,17 @@ class Engine:
         *,
         leases: Leases | None = None,
         generations: Generations | None = None,
+        placement: PlacementPolicy | None = None,
+        frequency_capacity: int = 100_000,
     ) -> None:
         """`leases` decide who fills a missing key (default: `LocalLeases` of
         `lease_ttl_ms`, i.e. per process; `lease_ttl_ms` is unused when they are given).
         `generations` are the per-tag purge counters (default: `LocalGenerations`, i.e.
         purges reach this process only). The engine opens and closes neither: their
-        owner does."""
+        owner does. `placement` picks the tiers each entry is written and backfilled to
+        (default None: every tier); its lookup frequencies come from a sketch sized for
+        about `frequency_capacity` distinct keys (4 bytes per counter column: 100 000 ->
+        512 KiB), made only when there is a policy."""
         if not tiers:
             raise ValueError("an engine needs at least one tier")
         self._tiers = tuple(tiers)
@@ -100,6 +117,9 @@ class Engine:
             generations if generations is not None else LocalGenerations()
         )
         self._reads: SingleFlight[bytes, tuple[CachedResponse | None, int]] = SingleFlight()
+        self._placement = placement
+        self._sketch = FrequencySketch(frequency_capacity) if placement is not None else None
+        self._names = tuple(t.name for t in self._tiers)
         self.counters = EngineCounters()
 
     @property
@@ -110,6 +130,21 @@ class Engine:
     def tiers(self) -> tuple[Tier, ...]:
         return self._tiers
 
+    @property
+    def placement(self) -> PlacementPolicy | None:
+        return self._placement
+
+    def frequency(self, key: bytes) -> int:
+        """Estimated lookups of `key` on this node (0 without a placement policy)."""
+        return self._sketch.frequency(key) if self._sketch is not None else 0
+
+    def _placed(self, entry: CachedResponse, frequency: int) -> frozenset[int] | None:
+        """Indexes of the tiers `entry` belongs in, or None for every tier (no policy)."""
+        if self._placement is None:
+            return None
+        names = self._placement.tiers_for(entry_size(entry), frequency, self._names)
+        return frozenset(i for i, name in enumerate(self._names) if name in names)
+
     # -- lookups -----------------------------------------------------------------------
 
     async def lookup(
@@ -118,6 +153,8 @@ class Engine:
         """Find `key` (and its variant for `request_headers`) in the fastest tier."""
         self._validate("lookup", lambda: self._check_lookup(key, request_headers))
         self.counters.lookups += 1
+        if self._sketch is not None:
+            self._sketch.increment(key)
         result = await self._find(key, request_headers)
         if result.outcome is Outcome.STALE or (
             result.outcome is Outcome.MISS and coalesce_wait_ms > 0
@@ -132,11 +169,12 @@ class Engine:
 
     async def _find(self, key: bytes, request_headers: Headers) -> LookupResult:
         now = self._clock.now_ms()
-        entry, tier = await self._read(key)
+        frequency = self.frequency(key)
+        entry, tier = await self._read(key, frequency)
         found = key
         if entry is not None and is_marker(entry):
             found = variant_key(key, entry, request_headers)
-            entry, tier = await self._read(found)
+            entry, tier = await self._read(found, frequency)
         if entry is None or is_marker(entry):
             return LookupResult(Outcome.MISS, now_ms=now)
         if await self._purged(key, entry):
@@ -186,19 +224,22 @@ class Engine:
         self.counters.coalesced += 1
         return _with(again, coalesced=True)
 
-    async def _read(self, key: bytes) -> tuple[CachedResponse | None, int]:
-        """The entry from the fastest tier that has it, backfilling faster tiers."""
+    async def _read(self, key: bytes, frequency: int) -> tuple[CachedResponse | None, int]:
+        """The entry from the fastest tier that has it, backfilling faster tiers (those
+        the placement policy allows for it at `frequency`, the primary key's count)."""
         first = await self._get(0, key)
         if first is not None or len(self._tiers) == 1:
             return first, 0
-        return await self._reads.do(key, lambda: self._read_below(key))
+        return await self._reads.do(key, lambda: self._read_below(key, frequency))
 
-    async def _read_below(self, key: bytes) -> tuple[CachedResponse | None, int]:
+    async def _read_below(self, key: bytes, frequency: int) -> tuple[CachedResponse | None, int]:
         for i in range(1, len(self._tiers)):
             entry = await self._get(i, key)
             if entry is not None:
+                placed = self._placed(entry, frequency)
                 for j in range(i):
-                    await self._set(j, key, entry)
+                    if j == 0 or placed is None or j in placed:
+                        await self._set(j, key, entry)
                 return entry, i
         return None, 0
 
@@ -220,8 +261,9 @@ class Engine:
     async def store(
         self, key: bytes, entry: CachedResponse, request_headers: Headers = ()
     ) -> StoreResult:
-        """File `entry` under `key` (or its variant) in every tier, then end the fill
-        lease on `key`, waking coalesced lookups."""
+        """File `entry` under `key` (or its variant) in every tier the placement policy
+        picks for it (every tier without one), then end the fill lease on `key`, waking
+        coalesced lookups."""
         self._validate("store", lambda: self._check_store(key, entry, request_headers))
         now = self._clock.now_ms()
         if entry.stored_at_ms == 0:
@@ -235,9 +277,10 @@ class Engine:
             status = StoreStatus.EXPIRED
         else:
             target = key
+            frequency = self.frequency(key)
             if entry.vary:
-                target = await self._file_variant(key, entry, request_headers)
-            status = await self._write(target, entry)
+                target = await self._file_variant(key, entry, request_headers, frequency)
+            status = await self._write(target, entry, frequency)
         waiters = await self._leases.release(key)
         self._observer.store(status.value)
         return StoreResult(status, waiters)
@@ -248,18 +291,26 @@ class Engine:
         check_headers(request_headers, self._limits, "request_headers")
 
     async def _file_variant(
-        self, key: bytes, entry: CachedResponse, request_headers: Headers
+        self, key: bytes, entry: CachedResponse, request_headers: Headers, frequency: int
     ) -> bytes:
-        current, _ = await self._read(key)
+        current, _ = await self._read(key, frequency)
         if current is not None and is_marker(current) and current.vary == entry.vary:
             marker = new_marker(entry, nonce=current.body)
         else:
             marker = new_marker(entry)
-        await self._write(key, marker)
+        await self._write(key, marker, frequency)
         return variant_key(key, marker, request_headers)
 
-    async def _write(self, key: bytes, entry: CachedResponse) -> StoreStatus:
-        statuses = [await self._set(i, key, entry) for i in range(len(self._tiers))]
+    async def _write(self, key: bytes, entry: CachedResponse, frequency: int) -> StoreStatus:
+        """Set `entry` on its tiers; delete `key` from the others (an older version there
+        must not shadow this one)."""
+        placed = self._placed(entry, frequency)
+        statuses: list[SetStatus | None] = []
+        for i in range(len(self._tiers)):
+            if placed is None or i in placed:
+                statuses.append(await self._set(i, key, entry))
+            else:
+                await self._guarded(i, "delete", lambda t: t.delete(key))
         if SetStatus.STORED in statuses:
             return StoreStatus.STORED
         known = [s for s in statuses if s is not None]

@@ -31,7 +31,7 @@ from sidecar.observability.observer import RecordingObserver
 from sidecar.tiers.memory import MemoryTier
 from sidecar.tiers.redis import RedisTier
 from tests.conftest import free_port
-from tests.integration.test_tier_redis import _start_redis
+from tests.integration.test_tier_redis import _start_redis, start_cluster_node
 from tools import services
 
 pytestmark = pytest.mark.integration
@@ -289,9 +289,7 @@ async def test_leases_come_back_to_redis_after_an_outage(
 
 async def test_leases_on_a_redis_cluster(short_tmp: Path) -> None:
     """A one-node cluster owning every slot: SET NX, EXISTS and the EVAL are routed by key."""
-    port = free_port()
-    conf = ["--cluster-enabled", "yes", "--cluster-config-file", str(short_tmp / "nodes.conf")]
-    proc = _start_redis(port, short_tmp, *conf, "--cluster-port", str(free_port()))
+    port, proc = start_cluster_node(short_tmp)
     url = f"redis+cluster://127.0.0.1:{port}"
     a = RedisLeases(url, CLOCK, namespace="c", timeout_s=0.5)
     b = RedisLeases(url, CLOCK, namespace="c", timeout_s=0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -9,11 +10,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+import redis
+from pymemcache.client.base import Client as MemcacheClient
 from strata.v1 import cache_pb2 as pb
 
 from kong_plugin.client import SidecarClient
 from sidecar.cli import probe
+from sidecar.tiers.memcached import parse_servers
+from sidecar.tiers.memcached import storage_key as memcached_key
 from tests.conftest import free_port
 from tools import services
 
@@ -92,6 +98,8 @@ def entry(body: bytes) -> pb.Entry:
 def test_a_restarted_sidecar_is_served_from_the_shared_tiers(sidecar: SidecarProcess) -> None:
     sidecar.start()
     client = SidecarClient(sidecar.listen, timeout_s=3.0)
+    for _ in range(2):  # hot: placement puts it in shared RAM (Redis) too
+        assert client.lookup(b"v1:r:shared").outcome == pb.OUTCOME_MISS
     assert client.store(b"v1:r:shared", entry(b"one copy for every node")).result == (
         pb.STORE_RESULT_STORED
     )
@@ -121,14 +129,17 @@ def test_a_restarted_sidecar_is_served_from_the_shared_tiers(sidecar: SidecarPro
 def test_memcached_serves_and_route_purges_reach_it(
     short_tmp: Path, tiered_env: dict[str, str]
 ) -> None:
-    """A sidecar on memory + Memcached only (generations local to it): an entry another
-    sidecar stored is served from Memcached, and a route purge (a bump, no key walk)
-    makes it miss there."""
+    """A sidecar on memory + Memcached only (generations local to it): a large hot entry
+    another sidecar stored (placed in Memcached, not Redis) is served from Memcached, and
+    a route purge (a bump, no key walk) makes it miss there."""
     proc = SidecarProcess(f"unix:{short_tmp}/s3.sock", tiered_env)
     proc.start()
     try:
         client = SidecarClient(proc.listen, timeout_s=3.0)
-        assert client.store(b"v1:m:1", entry(b"mc")).result == pb.STORE_RESULT_STORED
+        for _ in range(2):
+            client.lookup(b"v1:m:1")
+        big = os.urandom(100 * 1024)  # incompressible, above redis_max_entry_bytes
+        assert client.store(b"v1:m:1", entry(big)).result == pb.STORE_RESULT_STORED
         client.close()
         proc.stop()
         proc.env = {**tiered_env, "STRATA_REDIS_URL": "", "STRATA_POSTGRES_DSN": ""}
@@ -137,6 +148,7 @@ def test_memcached_serves_and_route_purges_reach_it(
         hit = client.lookup(b"v1:m:1")
         assert hit.outcome == pb.OUTCOME_HIT
         assert hit.tier == "memcached"
+        assert hit.entry.body == big
         assert client.invalidate(prefix=b"v1:m:").dropped == 1  # the memory copy
         assert client.lookup(b"v1:m:1").outcome == pb.OUTCOME_MISS
         client.close()
@@ -166,3 +178,39 @@ def test_an_unreachable_tier_is_skipped(short_tmp: Path, tiered_env: dict[str, s
         client.close()
     finally:
         proc.stop()
+
+
+def test_placement_cold_entries_go_to_postgres_hot_ones_to_redis_too(
+    sidecar: SidecarProcess, tiered_env: dict[str, str]
+) -> None:
+    """Checked in the services themselves: a key stored after one lookup is in
+    PostgreSQL but not in Redis nor Memcached; one stored after two lookups is in Redis
+    and PostgreSQL (small: not Memcached)."""
+    ns = tiered_env["STRATA_NAMESPACE"]
+    sidecar.start()
+    client = SidecarClient(sidecar.listen, timeout_s=3.0)
+    try:
+        client.lookup(b"v1:p:cold")
+        assert client.store(b"v1:p:cold", entry(b"cold")).result == pb.STORE_RESULT_STORED
+        for _ in range(2):
+            client.lookup(b"v1:p:hot")
+        assert client.store(b"v1:p:hot", entry(b"hot")).result == pb.STORE_RESULT_STORED
+    finally:
+        client.close()
+
+    r = redis.Redis.from_url(tiered_env["STRATA_REDIS_URL"])
+    (host, port), *_ = parse_servers(tiered_env["STRATA_MEMCACHED_SERVERS"])
+    mc = MemcacheClient((host, port))
+    try:
+        assert r.exists(f"{ns}:e:v1:p:cold".encode()) == 0
+        assert r.exists(f"{ns}:e:v1:p:hot".encode()) == 1
+        assert mc.get(memcached_key(ns, b"v1:p:cold")) is None
+        assert mc.get(memcached_key(ns, b"v1:p:hot")) is None
+    finally:
+        r.close()
+        mc.close()
+    with psycopg.connect(tiered_env["STRATA_POSTGRES_DSN"]) as conn:
+        rows = conn.execute(
+            "SELECT key FROM strata_entries WHERE namespace = %s ORDER BY key", (ns,)
+        ).fetchall()
+    assert [bytes(k) for (k,) in rows] == [b"v1:p:cold", b"v1:p:hot"]

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from sidecar.clock import SystemClock
 from sidecar.errors import TierError
@@ -20,30 +19,13 @@ from sidecar.tiers.base import SetStatus
 from sidecar.tiers.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreakerTier
 from sidecar.tiers.redis import RedisTier
 from tests.conftest import free_port
+from tests.integration.test_tier_redis import _start_redis
 
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
 THRESHOLD = 3
 OPEN_FOR_S = 0.3
-
-
-def _start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    args = ["redis-server", "--port", str(port), "--bind", HOST, "--save", ""]
-    args += ["--appendonly", "no", "--dir", str(workdir)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 3
-    while True:
-        try:
-            with redis.Redis(HOST, port, socket_timeout=0.5) as client:
-                client.ping()
-            return proc
-        except redis.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait(5)
-                raise
-            time.sleep(0.02)
 
 
 @pytest.fixture

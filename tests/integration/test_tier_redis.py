@@ -194,6 +194,25 @@ def _start_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[byte
             time.sleep(0.02)
 
 
+def start_cluster_node(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    """A one-node Redis Cluster on fresh, distinct ports (retried: a port picked free can
+    be taken again before the server binds it)."""
+    for attempt in range(3):
+        port = free_port()
+        bus = free_port()
+        while bus == port:
+            bus = free_port()
+        conf = ["--cluster-enabled", "yes"]
+        conf += ["--cluster-config-file", str(workdir / f"nodes-{attempt}.conf")]
+        conf += ["--cluster-port", str(bus)]  # the default, port + 10000, may not exist
+        try:
+            return port, _start_redis(port, workdir, *conf)
+        except redis.ConnectionError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Servers a test started; each is killed (by its own handle) at the end."""
@@ -252,10 +271,8 @@ async def test_server_that_disappears_and_comes_back(
 async def test_redis_cluster(short_tmp: Path, processes: list[subprocess.Popen[bytes]]) -> None:
     """A one-node cluster owning all 16384 slots: the server still refuses commands whose
     keys span slots (CROSSSLOT), so this checks the cluster code path and key layout."""
-    port = free_port()
-    conf = ["--cluster-enabled", "yes", "--cluster-config-file", str(short_tmp / "nodes.conf")]
-    conf += ["--cluster-port", str(free_port())]  # the default, port + 10000, may not exist
-    processes.append(_start_redis(port, short_tmp, *conf))
+    port, proc = start_cluster_node(short_tmp)
+    processes.append(proc)
     with redis.Redis(HOST, port) as admin:
         admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
         deadline = time.monotonic() + 5

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from sidecar import __version__
+from sidecar.budgets import Budgets
 from sidecar.clock import Clock, SystemClock
 from sidecar.coalesce import Leases
 from sidecar.config import SidecarConfig
@@ -158,6 +159,23 @@ def placement_from(config: SidecarConfig) -> PlacementPolicy:
     )
 
 
+def budgets_from(config: SidecarConfig, tiers: list[Tier], clock: Clock) -> Budgets | None:
+    """Byte budgets of the shared tiers per `*_max_bytes` (None when every one is 0): each
+    budgeted tier's usage is read through its `usage()` (behind its circuit breaker)."""
+    max_bytes = {
+        "redis": config.redis_max_bytes,
+        "memcached": config.memcached_max_bytes,
+        "postgres": config.postgres_max_bytes,
+    }
+    usage = {
+        t.name: read
+        for t in tiers
+        if max_bytes.get(t.name, 0) > 0 and (read := getattr(t, "usage", None)) is not None
+    }
+    budgets = Budgets(max_bytes, usage, clock)
+    return budgets if budgets else None
+
+
 def build_engine(
     config: SidecarConfig,
     clock: Clock,
@@ -166,7 +184,7 @@ def build_engine(
     generations: Generations | None = None,
 ) -> Engine:
     """The engine over the tiers of `config` (the memory tier alone by default), placing
-    entries per `placement_from(config)`."""
+    entries per `placement_from(config)` within the byte budgets of `budgets_from`."""
     tiers = build_tiers(config, clock, observer)
     return Engine(
         tiers,
@@ -177,6 +195,7 @@ def build_engine(
         leases=leases,
         generations=generations,
         placement=placement_from(config),
+        budgets=budgets_from(config, tiers, clock),
     )
 
 
@@ -208,6 +227,17 @@ async def _sweep_forever(engine: Engine, interval: float) -> None:
             await engine.sweep()
         except Exception:
             log.exception("sweep failed")
+
+
+async def _sample_budgets_forever(budgets: Budgets, interval: float) -> None:
+    """Sample the budgeted tiers' usage now and every `interval` seconds (a failing tier
+    keeps its previous sample; `Budgets` logs that at most once a minute)."""
+    while True:
+        try:
+            await budgets.sample()
+        except Exception:
+            log.exception("budget sample failed")
+        await asyncio.sleep(interval)
 
 
 def _start_metrics(config: SidecarConfig, registry: CollectorRegistry) -> Any:
@@ -254,6 +284,11 @@ async def serve(
     await set_serving(running, True)
     metrics = _start_metrics(config, registry)
     sweeper = asyncio.create_task(_sweep_forever(engine, config.sweep_interval_seconds))
+    sampler = (
+        asyncio.create_task(_sample_budgets_forever(engine.budgets, config.budget_sample_seconds))
+        if engine.budgets is not None
+        else None
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -281,6 +316,10 @@ async def serve(
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        if sampler is not None:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
         if metrics is not None:
             metrics.shutdown()
             metrics.server_close()

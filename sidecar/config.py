@@ -314,6 +314,33 @@ class SidecarConfig:
         parse=parse_size,
         check=_non_negative,
     )
+    redis_max_bytes: int = _setting(
+        0,
+        "Strata's byte budget of Redis: while INFO used_memory (the whole server's) is at or "
+        "above it, no new entries go to Redis; 0 = none (Redis's own maxmemory applies)",
+        parse=parse_size,
+        check=_non_negative,
+    )
+    memcached_max_bytes: int = _setting(
+        0,
+        "Strata's byte budget of Memcached: while stats bytes summed over the servers is at or "
+        "above it, no new entries go to Memcached; 0 = none (memcached -m applies)",
+        parse=parse_size,
+        check=_non_negative,
+    )
+    postgres_max_bytes: int = _setting(
+        0,
+        "Strata's byte budget of PostgreSQL: while pg_total_relation_size('strata_entries') "
+        "is at or above it, no new entries go to PostgreSQL; 0 = none (the disk is the limit)",
+        parse=parse_size,
+        check=_non_negative,
+    )
+    budget_sample_seconds: float = _setting(
+        5.0,
+        "how often the usage of the shared tiers with a byte budget is sampled",
+        parse=float,
+        check=_positive,
+    )
     durable_tier: bool = _setting(
         True,
         "write every entry to PostgreSQL, the durable long tail (when configured); "

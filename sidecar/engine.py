@@ -44,7 +44,8 @@ store also deletes the key from the tiers it does not write, so an older version
 cannot shadow the new one. A hit found below memory is backfilled only into the faster
 tiers the policy allows for that entry (memory always): a cold key read from PostgreSQL
 goes back to memory only, a hot one to Redis too. Without a policy (the default) every
-tier is written and backfilled, as before.
+tier is written and backfilled, as before. With `Budgets` too, shared tiers whose last
+sampled usage is at or above their byte budget are left out of both (`sidecar.budgets`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
+from sidecar.budgets import Budgets
 from sidecar.clock import Clock
 from sidecar.coalesce import Leases, LocalLeases, SingleFlight
 from sidecar.errors import InvalidRequestError, TierError
@@ -97,6 +99,7 @@ class Engine:
         generations: Generations | None = None,
         placement: PlacementPolicy | None = None,
         frequency_capacity: int = 100_000,
+        budgets: Budgets | None = None,
     ) -> None:
         """`leases` decide who fills a missing key (default: `LocalLeases` of
         `lease_ttl_ms`, i.e. per process; `lease_ttl_ms` is unused when they are given).
@@ -105,7 +108,10 @@ class Engine:
         owner does. `placement` picks the tiers each entry is written and backfilled to
         (default None: every tier); its lookup frequencies come from a sketch sized for
         about `frequency_capacity` distinct keys (4 bytes per counter column: 100 000 ->
-        512 KiB), made only when there is a policy."""
+        512 KiB), made only when there is a policy. `budgets` (with a policy): shared tiers
+        whose last sampled usage is at or above their byte budget are skipped by placement
+        (counted by `Observer.placement_skipped`) and their snapshots carry budget and
+        sample; the engine never samples, its owner calls `budgets.sample()`."""
         if not tiers:
             raise ValueError("an engine needs at least one tier")
         self._tiers = tuple(tiers)
@@ -120,6 +126,7 @@ class Engine:
         self._placement = placement
         self._sketch = FrequencySketch(frequency_capacity) if placement is not None else None
         self._names = tuple(t.name for t in self._tiers)
+        self._budgets = budgets
         self.counters = EngineCounters()
 
     @property
@@ -134,6 +141,10 @@ class Engine:
     def placement(self) -> PlacementPolicy | None:
         return self._placement
 
+    @property
+    def budgets(self) -> Budgets | None:
+        return self._budgets
+
     def frequency(self, key: bytes) -> int:
         """Estimated lookups of `key` on this node (0 without a placement policy)."""
         return self._sketch.frequency(key) if self._sketch is not None else 0
@@ -142,7 +153,13 @@ class Engine:
         """Indexes of the tiers `entry` belongs in, or None for every tier (no policy)."""
         if self._placement is None:
             return None
-        names = self._placement.tiers_for(entry_size(entry), frequency, self._names)
+        size = entry_size(entry)
+        over = self._budgets.over_budget() if self._budgets is not None else frozenset()
+        names = self._placement.tiers_for(size, frequency, self._names, over)
+        if over:
+            wanted = self._placement.tiers_for(size, frequency, self._names)
+            for name in sorted(wanted - names):
+                self._observer.placement_skipped(name, "budget")
         return frozenset(i for i, name in enumerate(self._names) if name in names)
 
     # -- lookups -----------------------------------------------------------------------
@@ -401,7 +418,10 @@ class Engine:
         return dropped
 
     def snapshot(self) -> list[TierSnapshot]:
-        return [t.snapshot() for t in self._tiers]
+        snapshots = [t.snapshot() for t in self._tiers]
+        if self._budgets is None:
+            return snapshots
+        return [self._budgets.annotate(s) for s in snapshots]
 
     async def close(self) -> None:
         for tier in self._tiers:

@@ -17,6 +17,11 @@ PostgreSQL. `PlacementPolicy.tiers_for(size, frequency, available)` picks, by ti
 
 * ``postgres`` every entry when ``durable`` (survives restarts and RAM-tier outages: the
   long tail lives there); with ``durable`` off, nothing goes there.
+* A shared tier (``redis``, ``memcached``, ``postgres``) named in ``over_budget`` (its
+  sampled usage is at or above its byte budget, see `sidecar.budgets`) is treated as not
+  configured: a hot entry for Redis then goes to Memcached when it fits there (and the
+  other way round, Redis alone taking entries up to the larger limit), else to memory and
+  PostgreSQL only; with PostgreSQL over budget, nothing new goes there.
 * A tier of any other name (a test double, a future tier) is not the policy's business:
   it is always picked (write-through, today's behaviour).
 
@@ -52,6 +57,8 @@ REDIS = "redis"
 MEMCACHED = "memcached"
 DURABLE = "postgres"
 _KNOWN = frozenset({MEMORY, REDIS, MEMCACHED, DURABLE})
+#: The tiers a byte budget (`over_budget`) can exclude: never memory (bounded on its own).
+_SHARED = frozenset({REDIS, MEMCACHED, DURABLE})
 #: The engine's frequency sketch saturates at 15: a higher threshold would never be met.
 MAX_SHARED_MIN_HITS = 15
 
@@ -80,11 +87,18 @@ class PlacementPolicy:
             raise ValueError("redis/memcached_max_entry_bytes must not be negative")
 
     def tiers_for(
-        self, entry_size: int, frequency: int, available: Sequence[str]
+        self,
+        entry_size: int,
+        frequency: int,
+        available: Sequence[str],
+        over_budget: frozenset[str] = frozenset(),
     ) -> frozenset[str]:
         """The names, among `available`, of the tiers an entry of `entry_size` bytes whose
-        key was looked up about `frequency` times is written to (see the module doc)."""
+        key was looked up about `frequency` times is written to (see the module doc).
+        Shared tiers named in `over_budget` are treated as not available."""
         names = set(available)
+        if over_budget:
+            names -= over_budget & _SHARED
         picked = {name for name in names if name not in _KNOWN}
         if MEMORY in names:
             picked.add(MEMORY)

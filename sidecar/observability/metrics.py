@@ -75,6 +75,13 @@ class PrometheusObserver:
             ["tier"],
             registry=registry,
         )
+        self._placement_skipped = Counter(
+            "strata_placement_skipped_total",
+            "Tiers placement left out of a store or backfill it would have picked, by reason "
+            "(budget: sampled usage at or above the tier's byte budget)",
+            ["tier", "reason"],
+            registry=registry,
+        )
         self._lookup_children: dict[tuple[str, str], Callable[[], None]] = {}
 
     def lookup(self, outcome: str, tier: str) -> None:
@@ -101,6 +108,9 @@ class PrometheusObserver:
 
     def invalidated(self, kind: str, dropped: int) -> None:
         self._invalidated.labels(kind).inc(dropped)
+
+    def placement_skipped(self, tier: str, reason: str) -> None:
+        self._placement_skipped.labels(tier, reason).inc()
 
     def circuit(self, tier: str, state: str) -> None:
         """Set the state gauge; count each move into open. Any report creates both series

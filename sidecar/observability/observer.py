@@ -35,6 +35,10 @@ class Observer(Protocol):
     def circuit(self, tier: str, state: str) -> None:
         """`tier`'s circuit breaker is now in `state` (closed, open, half_open)."""
 
+    def placement_skipped(self, tier: str, reason: str) -> None:
+        """Placement left out `tier`, which it would otherwise have picked, for `reason`
+        (budget: its sampled usage is at or above its byte budget)."""
+
 
 class NullObserver:
     """Observes nothing (the default, and for tests)."""
@@ -61,6 +65,9 @@ class NullObserver:
         pass
 
     def circuit(self, tier: str, state: str) -> None:
+        pass
+
+    def placement_skipped(self, tier: str, reason: str) -> None:
         pass
 
 
@@ -93,3 +100,6 @@ class RecordingObserver(NullObserver):
 
     def circuit(self, tier: str, state: str) -> None:
         self.events.append(("circuit", tier, state))
+
+    def placement_skipped(self, tier: str, reason: str) -> None:
+        self.events.append(("placement_skipped", tier, reason))

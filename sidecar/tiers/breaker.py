@@ -16,7 +16,8 @@ States, reported to the observer as 'closed', 'open' and 'half_open':
 
 `open()` always reaches the inner tier and its result counts like any call (a failure
 towards the threshold or as a failed probe, a success resets the count or closes the
-circuit); `close()` always reaches it and is not counted; `snapshot()` delegates, no I/O.
+circuit); `close()` always reaches it and is not counted; `snapshot()` delegates, no I/O;
+`usage()` (byte budgets) is a call like any other, or None when the inner tier has none.
 Logs: a WARNING when the circuit trips (closed -> open), an INFO when it closes, a DEBUG
 when a failed probe re-opens it; never one per call.
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from sidecar.clock import Clock
 from sidecar.errors import TierError
@@ -117,6 +118,13 @@ class CircuitBreakerTier:
 
     async def sweep(self) -> int:
         return await self._call(self._inner.sweep)
+
+    async def usage(self) -> int | None:
+        """The inner tier's `usage()` through the breaker (None if it has none)."""
+        read = getattr(self._inner, "usage", None)
+        if read is None:
+            return None
+        return cast(int | None, await self._call(read))
 
     def snapshot(self) -> TierSnapshot:
         return self._inner.snapshot()

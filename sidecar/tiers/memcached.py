@@ -314,6 +314,26 @@ class MemcachedTier:
         """Memcached expires entries by itself: nothing to do, answers 0."""
         return 0
 
+    async def usage(self) -> int:
+        """Bytes of items the servers hold now: ``stats`` ``bytes`` summed over every
+        server (1 RTT each, concurrently; the whole servers', not only this namespace's).
+        A server that fails is left out unless all fail (then `TierError`). For byte
+        budgets (`sidecar.budgets`)."""
+
+        def read(client: PooledClient) -> int:
+            stats = client.stats()
+            value = stats.get(b"bytes", stats.get("bytes", 0))
+            return int(value)
+
+        results = await asyncio.gather(
+            *(self._call(s, "stats", read) for s in self._servers), return_exceptions=True
+        )
+        counted = [r for r in results if isinstance(r, int)]
+        if not counted:
+            failure = next((r for r in results if isinstance(r, BaseException)), None)
+            raise TierError(f"memcached usage: no server answered: {failure!r}")
+        return sum(counted)
+
     def snapshot(self) -> TierSnapshot:
         """Counters this process saw; entries/bytes/max_bytes are 0 (unknown without I/O).
         `evictions` counts corrupt values purged, `admission_rejections` TOO_LARGE sets."""

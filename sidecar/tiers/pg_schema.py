@@ -72,6 +72,7 @@ ON CONFLICT (namespace, key) DO UPDATE SET
     size = EXCLUDED.size, updated_at = EXCLUDED.updated_at"""
 DELETE_SQL = "DELETE FROM strata_entries WHERE namespace = %s AND key = %b"
 PURGE_SQL = "DELETE FROM strata_entries WHERE namespace = %s AND key = %b AND value = %b"
+USAGE_SQL = "SELECT pg_total_relation_size('strata_entries')"
 STATS_SQL = "SELECT count(*), coalesce(sum(size), 0) FROM strata_entries WHERE namespace = %s"
 # Batched deletes: (namespace, *condition params, batch size). ctid = ANY(ARRAY(...)) plans
 # as a TID scan over the rows the inner (indexed) query found.

@@ -273,6 +273,18 @@ class PostgresTier:
             self._entries, self._bytes = await self._call("stats", stats)
         return dropped
 
+    async def usage(self) -> int:
+        """Bytes of the ``strata_entries`` table now: ``pg_total_relation_size`` (table,
+        indexes and TOAST, every namespace, dead rows until vacuumed) — O(1), unlike a
+        ``sum(size)`` over the namespace. For byte budgets (`sidecar.budgets`)."""
+
+        async def size(conn: Conn) -> int:
+            cur = await conn.execute(pg_schema.USAGE_SQL)
+            row = await cur.fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+
+        return await self._call("usage", size)
+
     def snapshot(self) -> TierSnapshot:
         """Counters of this process; entries and bytes as of the last sweep; max_bytes 0
         (no byte budget: the database's disk is the limit)."""

@@ -33,7 +33,8 @@ Cost of each operation (RTT = one network round trip):
 * delete_prefix: SCAN MATCH over the whole keyspace of the database (every cluster
   primary), i.e. O(keys in the database, not only in the namespace or the prefix), plus
   1 RTT per 500 victims. Use it for rare purges, not on the request path.
-* sweep: nothing (Redis expires keys itself); snapshot: no I/O.
+* sweep: nothing (Redis expires keys itself); snapshot: no I/O; usage: 1 RTT
+  (``INFO memory``, one per node on a cluster).
 
 Shared bodies are not reference-counted (Redis cannot decrement a count when a key
 expires): no delete removes a body key, since other entries may share it (only a get that
@@ -141,6 +142,17 @@ def parse_cluster_url(url: str) -> tuple[list[ClusterNode], dict[str, Any]]:
     if not nodes:
         raise ValueError("a cluster URL names at least one HOST:PORT")
     return nodes, options
+
+
+def _used_memory(info: Any) -> int:
+    """``used_memory`` from an INFO reply: a standalone server's dict, or a cluster's dict
+    of such dicts by node (summed)."""
+    if not isinstance(info, dict):
+        raise TierError(f"redis usage: unexpected INFO reply {type(info).__name__}")
+    if "used_memory" in info:
+        return int(info["used_memory"])
+    nodes = [v for v in info.values() if isinstance(v, dict) and "used_memory" in v]
+    return sum(int(v["used_memory"]) for v in nodes)
 
 
 class _Wrap:
@@ -314,6 +326,14 @@ class RedisTier:
     async def sweep(self) -> int:
         """Redis expires keys itself; stale tag-set members expire with their sets."""
         return 0
+
+    async def usage(self) -> int:
+        """Bytes the server holds now: ``INFO memory`` ``used_memory`` (1 RTT), the whole
+        server's memory, not only this namespace's keys; on a cluster, summed over the
+        nodes that answer. For byte budgets (`sidecar.budgets`)."""
+        with _Wrap("usage"):
+            info = await self._client.info("memory")
+        return _used_memory(info)
 
     def snapshot(self) -> TierSnapshot:
         """Hits and misses seen by this process; entries/bytes/max_bytes are 0: unknown

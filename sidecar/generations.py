@@ -41,6 +41,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from sidecar.clock import Clock
 from sidecar.errors import TierError
 from sidecar.observability.observer import NullObserver, Observer
+from sidecar.outage import Outage
 
 log = logging.getLogger("strata.sidecar.generations")
 
@@ -121,9 +122,17 @@ class RedisGenerations:
         self._cache_s = cache_ms / 1000.0
         self._cache: dict[str, tuple[int, float]] = {}  # tag -> (value, valid until)
         self._local = LocalGenerations()
-        self._down_until = float("-inf")
-        self._last_log = float("-inf")
-        self._unlogged = 0
+        self._outage = Outage(
+            self._clock,
+            self._observer,
+            label=OBSERVER_TIER,
+            what="redis generations",
+            consequence="purges are node-local until redis answers",
+            action="generations_redis_error",
+            logger=log,
+            retry_after_s=RETRY_AFTER_S,
+            log_every_s=LOG_EVERY_S,
+        )
         self._client = _client(url, timeout_s)
 
     async def open(self) -> None:
@@ -156,7 +165,7 @@ class RedisGenerations:
                 missing.append(tag)
         if not missing:
             return tuple(values)
-        if now < self._down_until:
+        if now < self._outage.down_until:
             return await self._local.current(tags)
         try:
             raw = await self._client.mget([self._prefix + t for t in missing])
@@ -178,7 +187,7 @@ class RedisGenerations:
         """INCR (1 command); local on error. The local cache takes the new value at once."""
         now = self._clock.monotonic()
         value: int | None = None
-        if now >= self._down_until:
+        if now >= self._outage.down_until:
             try:
                 value = int(await self._client.incr(self._prefix + tag))
             except _DRIVER_ERRORS as exc:
@@ -191,22 +200,5 @@ class RedisGenerations:
         return value
 
     def _failed(self, op: str, exc: BaseException) -> TierError:
-        """Record a Redis failure: back off, report, log at most once per LOG_EVERY_S."""
-        error = TierError(f"redis generations {op} failed: {type(exc).__name__}: {exc}")
-        now = self._clock.monotonic()
-        self._down_until = now + RETRY_AFTER_S
-        self._observer.tier_error(OBSERVER_TIER, op)
-        if now - self._last_log >= LOG_EVERY_S:
-            log.warning(
-                "redis tag generations failing; purges are node-local until redis answers",
-                extra={
-                    "event.action": "generations_redis_error",
-                    "error.message": str(error),
-                    "strata.suppressed": self._unlogged,
-                },
-            )
-            self._last_log = now
-            self._unlogged = 0
-        else:
-            self._unlogged += 1
-        return error
+        """Record a Redis failure (back off, report, log at most once per LOG_EVERY_S)."""
+        return self._outage.failed(op, exc)

@@ -64,6 +64,7 @@ from sidecar.clock import Clock
 from sidecar.coalesce import LocalLeases
 from sidecar.errors import TierError
 from sidecar.observability.observer import NullObserver, Observer
+from sidecar.outage import Outage
 from sidecar.tiers.redis import CLUSTER_SCHEMES, parse_cluster_url
 
 log = logging.getLogger("strata.sidecar.leases")
@@ -120,9 +121,17 @@ class RedisLeases:
         self._held: dict[bytes, tuple[bytes, float]] = {}  # key -> (token, local expiry)
         self._watches: dict[bytes, _Watch] = {}
         self._pollers: set[asyncio.Task[None]] = set()  # strong refs until they end
-        self._down_until = float("-inf")
-        self._last_log = float("-inf")
-        self._unlogged = 0
+        self._outage = Outage(
+            self._clock,
+            self._observer,
+            label=OBSERVER_TIER,
+            what="redis lease",
+            consequence="coalescing is node-local until redis answers",
+            action="lease_redis_error",
+            logger=log,
+            retry_after_s=RETRY_AFTER_S,
+            log_every_s=LOG_EVERY_S,
+        )
         self._client = _client(url, timeout_s)
 
     async def open(self) -> None:
@@ -152,7 +161,7 @@ class RedisLeases:
         held = self._held.get(key)
         if held is not None and held[1] > now:
             return False
-        if now < self._down_until:
+        if now < self._outage.down_until:
             return await self._local.try_acquire(key)
         token = secrets.token_hex(16).encode()
         try:
@@ -168,7 +177,7 @@ class RedisLeases:
         """Join (or start) this process's poll of the key's lease; see `Leases.wait`. A
         lease held locally (since a Redis error) is waited for locally, and while Redis is
         failing there is nothing to wait for unless one is."""
-        if self._local.is_held(key) or self._clock.monotonic() < self._down_until:
+        if self._local.is_held(key) or self._clock.monotonic() < self._outage.down_until:
             return await self._local.wait(key, timeout_s)
         watch = self._watches.get(key)
         if watch is None:
@@ -241,25 +250,8 @@ class RedisLeases:
             del self._watches[key]
 
     def _failed(self, op: str, exc: BaseException) -> TierError:
-        """Record a Redis failure: back off, report, log at most once per LOG_EVERY_S."""
-        error = TierError(f"redis lease {op} failed: {type(exc).__name__}: {exc}")
-        now = self._clock.monotonic()
-        self._down_until = now + RETRY_AFTER_S
-        self._observer.tier_error(OBSERVER_TIER, op)
-        if now - self._last_log >= LOG_EVERY_S:
-            log.warning(
-                "redis leases failing; coalescing is node-local until redis answers",
-                extra={
-                    "event.action": "lease_redis_error",
-                    "error.message": str(error),
-                    "strata.suppressed": self._unlogged,
-                },
-            )
-            self._last_log = now
-            self._unlogged = 0
-        else:
-            self._unlogged += 1
-        return error
+        """Record a Redis failure (back off, report, log at most once per LOG_EVERY_S)."""
+        return self._outage.failed(op, exc)
 
 
 def _client(url: str, timeout_s: float) -> Redis | RedisCluster:

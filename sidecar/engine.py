@@ -186,12 +186,11 @@ class Engine:
 
     async def _find(self, key: bytes, request_headers: Headers) -> LookupResult:
         now = self._clock.now_ms()
-        frequency = self.frequency(key)
-        entry, tier = await self._read(key, frequency)
+        entry, tier = await self._read(key, key)
         found = key
         if entry is not None and is_marker(entry):
             found = variant_key(key, entry, request_headers)
-            entry, tier = await self._read(found, frequency)
+            entry, tier = await self._read(found, key)
         if entry is None or is_marker(entry):
             return LookupResult(Outcome.MISS, now_ms=now)
         if await self._purged(key, entry):
@@ -241,13 +240,14 @@ class Engine:
         self.counters.coalesced += 1
         return _with(again, coalesced=True)
 
-    async def _read(self, key: bytes, frequency: int) -> tuple[CachedResponse | None, int]:
+    async def _read(self, key: bytes, primary: bytes) -> tuple[CachedResponse | None, int]:
         """The entry from the fastest tier that has it, backfilling faster tiers (those
-        the placement policy allows for it at `frequency`, the primary key's count)."""
+        the placement policy allows for it at the lookup count of `primary`, the key a
+        variant is filed under). A memory hit never reads the frequency sketch."""
         first = await self._get(0, key)
         if first is not None or len(self._tiers) == 1:
             return first, 0
-        return await self._reads.do(key, lambda: self._read_below(key, frequency))
+        return await self._reads.do(key, lambda: self._read_below(key, self.frequency(primary)))
 
     async def _read_below(self, key: bytes, frequency: int) -> tuple[CachedResponse | None, int]:
         for i in range(1, len(self._tiers)):
@@ -310,7 +310,7 @@ class Engine:
     async def _file_variant(
         self, key: bytes, entry: CachedResponse, request_headers: Headers, frequency: int
     ) -> bytes:
-        current, _ = await self._read(key, frequency)
+        current, _ = await self._read(key, key)
         if current is not None and is_marker(current) and current.vary == entry.vary:
             marker = new_marker(entry, nonce=current.body)
         else:

@@ -36,12 +36,11 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from redis.exceptions import RedisClusterException, RedisError
-
 from sidecar.clock import Clock
 from sidecar.errors import TierError
 from sidecar.observability.observer import NullObserver, Observer
 from sidecar.outage import Outage
+from sidecar.redis_conn import DRIVER_ERRORS, connect
 
 log = logging.getLogger("strata.sidecar.generations")
 
@@ -50,8 +49,7 @@ RETRY_AFTER_S = 1.0
 #: At most one log line per this many seconds about failing Redis generations.
 LOG_EVERY_S = 1.0
 OBSERVER_TIER = "redis_generations"
-
-_DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
+MAX_CONNECTIONS = 32
 
 
 class Generations(Protocol):
@@ -114,8 +112,6 @@ class RedisGenerations:
     ) -> None:
         if timeout_s <= 0 or cache_ms < 0:
             raise ValueError("timeout_s must be positive and cache_ms not negative")
-        from sidecar.leases_redis import _client  # noqa: PLC0415
-
         self._clock = clock
         self._observer = observer or NullObserver()
         self._prefix = namespace + ":g:"
@@ -133,19 +129,19 @@ class RedisGenerations:
             retry_after_s=RETRY_AFTER_S,
             log_every_s=LOG_EVERY_S,
         )
-        self._client = _client(url, timeout_s)
+        self._client = connect(url, timeout_s, MAX_CONNECTIONS)
 
     async def open(self) -> None:
         """PING once; `TierError` if unreachable (counters are local until Redis answers)."""
         try:
             await self._client.ping()
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise self._failed("open", exc) from exc
 
     async def close(self) -> None:
         try:
             await self._client.aclose()
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise self._failed("close", exc) from exc
 
     async def current(self, tags: Sequence[str]) -> tuple[int, ...]:
@@ -169,7 +165,7 @@ class RedisGenerations:
             return await self._local.current(tags)
         try:
             raw = await self._client.mget([self._prefix + t for t in missing])
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             self._failed("current", exc)
             return await self._local.current(tags)
         until = now + self._cache_s
@@ -190,7 +186,7 @@ class RedisGenerations:
         if now >= self._outage.down_until:
             try:
                 value = int(await self._client.incr(self._prefix + tag))
-            except _DRIVER_ERRORS as exc:
+            except DRIVER_ERRORS as exc:
                 self._failed("bump", exc)
         if value is None or value <= self._local.get(tag):
             # local >= every value seen here (a counter Redis lost must still move on)

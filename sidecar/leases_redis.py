@@ -51,21 +51,13 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
-
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
 
 from sidecar.clock import Clock
 from sidecar.coalesce import LocalLeases
 from sidecar.errors import TierError
 from sidecar.observability.observer import NullObserver, Observer
 from sidecar.outage import Outage
-from sidecar.tiers.redis import CLUSTER_SCHEMES, parse_cluster_url
+from sidecar.redis_conn import DRIVER_ERRORS, connect
 
 log = logging.getLogger("strata.sidecar.leases")
 
@@ -77,7 +69,6 @@ LOG_EVERY_S = 1.0
 MAX_CONNECTIONS = 32
 OBSERVER_TIER = "redis_lease"
 
-_DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 # KEYS[1] = lease key, ARGV[1] = the holder's token.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -132,13 +123,13 @@ class RedisLeases:
             retry_after_s=RETRY_AFTER_S,
             log_every_s=LOG_EVERY_S,
         )
-        self._client = _client(url, timeout_s)
+        self._client = connect(url, timeout_s, MAX_CONNECTIONS)
 
     async def open(self) -> None:
         """PING once; `TierError` if unreachable (leases are local until Redis answers)."""
         try:
             await self._client.ping()
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise self._failed("open", exc) from exc
 
     async def close(self) -> None:
@@ -149,7 +140,7 @@ class RedisLeases:
         await asyncio.gather(*self._pollers, return_exceptions=True)
         try:
             await self._client.aclose()
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise self._failed("close", exc) from exc
 
     async def try_acquire(self, key: bytes) -> bool:
@@ -166,7 +157,7 @@ class RedisLeases:
         token = secrets.token_hex(16).encode()
         try:
             won = await self._client.set(self._prefix + key, token, nx=True, px=self._ttl_ms)
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             self._failed("acquire", exc)
             return await self._local.try_acquire(key)
         if won:
@@ -205,7 +196,7 @@ class RedisLeases:
         if held is not None:
             try:
                 await self._client.eval(_RELEASE, 1, self._prefix + key, held[0])
-            except _DRIVER_ERRORS as exc:
+            except DRIVER_ERRORS as exc:
                 self._failed("release", exc)  # the lease expires after its TTL instead
         watch = self._watches.get(key)
         if watch is not None:
@@ -234,7 +225,7 @@ class RedisLeases:
                 seen = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(watch.done.wait(), self._interval)
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             if not watch.done.is_set():
                 self._failed("poll", exc)
             seen = False
@@ -252,21 +243,3 @@ class RedisLeases:
     def _failed(self, op: str, exc: BaseException) -> TierError:
         """Record a Redis failure (back off, report, log at most once per LOG_EVERY_S)."""
         return self._outage.failed(op, exc)
-
-
-def _client(url: str, timeout_s: float) -> Redis | RedisCluster:
-    """A client like `RedisTier`'s (same URL forms): every wait bounded, no retries."""
-    common: dict[str, Any] = {
-        "socket_timeout": timeout_s,
-        "socket_connect_timeout": timeout_s,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    if urlsplit(url).scheme in CLUSTER_SCHEMES:
-        nodes, options = parse_cluster_url(url)
-        return RedisCluster(
-            startup_nodes=nodes, max_connections=MAX_CONNECTIONS, **common, **options
-        )
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=timeout_s, **common
-    )
-    return Redis.from_pool(pool)

@@ -18,6 +18,8 @@ from sidecar.model import FORMAT_VERSION, CachedResponse
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _TAG = re.compile(r"^[\x21-\x7e]+$")
+#: C0 controls and DEL (UTF-8 never uses these bytes inside multi-byte sequences).
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ def check_key(key: bytes, limits: Limits, field: str = "key") -> str:
         raise InvalidRequestError(
             field, f"is not valid UTF-8 (bad byte at offset {exc.start})", "key_not_utf8"
         ) from exc
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if _CONTROL.search(key):
         raise InvalidRequestError(field, "contains control characters", "key_control_chars")
     return text
 

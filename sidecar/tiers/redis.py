@@ -76,27 +76,22 @@ import re
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from sidecar import codec
 from sidecar.clock import Clock
 from sidecar.errors import TierError
 from sidecar.model import CachedResponse, TierSnapshot
 from sidecar.observability.observer import NullObserver, Observer
+from sidecar.redis_conn import DRIVER_ERRORS, connect, is_cluster_url
 from sidecar.tiers.base import PREFIX_DELETE, TAG_DELETE, SetStatus
 
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 #: Keys handled per pipeline by delete_tag / delete_prefix, and SCAN's COUNT hint.
 BATCH = 500
 SCAN_COUNT = 1000
 _GLOB_META = re.compile(rb"([*?\[\]\\])")
-_DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 #: Bodies at least this long after compression are stored once under ``ns:b:<sha256>``
 #: (default of the `body_ref_min_bytes` argument). Below it a body stays inline: a body key
 #: costs ~100 bytes of its own plus the digest in the entry, and a 2 KB JSON response
@@ -119,29 +114,6 @@ return {v}
 def escape_glob(data: bytes) -> bytes:
     """`data` as a literal in a Redis glob pattern (``* ? [ ] \\`` escaped)."""
     return _GLOB_META.sub(rb"\\\1", data)
-
-
-def parse_cluster_url(url: str) -> tuple[list[ClusterNode], dict[str, Any]]:
-    """``redis+cluster://[user:pw@]h:p[,h:p...]`` -> startup nodes and client options."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in CLUSTER_SCHEMES:
-        raise ValueError("a cluster URL starts with redis+cluster:// or rediss+cluster://")
-    netloc = urlsplit("//" + rest).netloc
-    userinfo, _, hosts = netloc.rpartition("@")
-    options: dict[str, Any] = {"ssl": scheme == "rediss+cluster"}
-    if userinfo:
-        user, has_pw, password = userinfo.partition(":")
-        options["username"] = unquote(user) or None
-        options["password"] = unquote(password) if has_pw else None
-    nodes = []
-    for item in filter(None, hosts.split(",")):
-        host, colon, port = item.rpartition(":")
-        if not colon or not host or not port.isdigit():
-            raise ValueError(f"cluster node {item!r} is not HOST:PORT")
-        nodes.append(ClusterNode(host.strip("[]"), int(port)))
-    if not nodes:
-        raise ValueError("a cluster URL names at least one HOST:PORT")
-    return nodes, options
 
 
 def _used_memory(info: Any) -> int:
@@ -169,7 +141,7 @@ class _Wrap:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc is not None and isinstance(exc, _DRIVER_ERRORS):
+        if exc is not None and isinstance(exc, DRIVER_ERRORS):
             raise TierError(f"redis {self._op} failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -195,24 +167,8 @@ class RedisTier:
         self._b = ns + b":b:"
         self._hits = 0
         self._misses = 0
-        common: dict[str, Any] = {
-            "socket_timeout": timeout_s,
-            "socket_connect_timeout": timeout_s,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        self._client: Redis | RedisCluster
-        if urlsplit(url).scheme in CLUSTER_SCHEMES:
-            nodes, options = parse_cluster_url(url)
-            self._cluster = True
-            self._client = RedisCluster(
-                startup_nodes=nodes, max_connections=max_connections, **common, **options
-            )
-        else:
-            self._cluster = False
-            pool = BlockingConnectionPool.from_url(
-                url, max_connections=max_connections, timeout=timeout_s, **common
-            )
-            self._client = Redis.from_pool(pool)
+        self._cluster = is_cluster_url(url)
+        self._client: Redis | RedisCluster = connect(url, timeout_s, max_connections)
         self._get_script = self._client.register_script(_GET_LUA)
 
     @property

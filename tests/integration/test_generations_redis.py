@@ -23,19 +23,12 @@ from sidecar.observability.observer import RecordingObserver
 from sidecar.tiers.memcached import MemcachedTier, parse_servers
 from sidecar.tiers.memory import MemoryTier
 from tests.conftest import free_port
-from tools import services
+from tests.integration.servers import service
 
 pytestmark = pytest.mark.integration
 
 CLOCK = SystemClock()
 CACHE_MS = 100
-
-
-def _env(name: str) -> str:
-    env = services.load_env()
-    if name not in env:
-        pytest.fail(f"{name} missing: run `python -m tools.services up` first")
-    return env[name]
 
 
 def entry(tags: tuple[str, ...] = ()) -> CachedResponse:
@@ -75,7 +68,7 @@ async def make_engine(namespace: str) -> AsyncIterator[Callable[..., Any]]:
     ) -> tuple[Engine, RedisGenerations, RecordingObserver]:
         observer = RecordingObserver()
         gens = RedisGenerations(
-            url or _env("STRATA_TEST_REDIS_URL"),
+            url or service("STRATA_TEST_REDIS_URL"),
             CLOCK,
             namespace=namespace,
             timeout_s=0.2,
@@ -83,7 +76,7 @@ async def make_engine(namespace: str) -> AsyncIterator[Callable[..., Any]]:
             observer=observer,
         )
         memcached = MemcachedTier(
-            parse_servers(_env("STRATA_TEST_MEMCACHED_SERVERS")),
+            parse_servers(service("STRATA_TEST_MEMCACHED_SERVERS")),
             CLOCK,
             namespace=namespace,
             timeout_s=1.0,

@@ -31,19 +31,11 @@ from sidecar.observability.observer import RecordingObserver
 from sidecar.tiers.memory import MemoryTier
 from sidecar.tiers.redis import RedisTier
 from tests.conftest import free_port
-from tests.integration.test_tier_redis import _start_redis, start_cluster_node
-from tools import services
+from tests.integration.servers import service, start_cluster_node, start_redis
 
 pytestmark = pytest.mark.integration
 
 CLOCK = SystemClock()
-
-
-def _url() -> str:
-    env = services.load_env()
-    if "STRATA_TEST_REDIS_URL" not in env:
-        pytest.fail("STRATA_TEST_REDIS_URL missing: run `python -m tools.services up` first")
-    return env["STRATA_TEST_REDIS_URL"]
 
 
 def entry(ttl_ms: int = 60_000) -> CachedResponse:
@@ -63,15 +55,6 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def raw() -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(_url())
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def make_sidecar(namespace: str) -> AsyncIterator[Callable[..., Any]]:
     """Builds sidecars (memory tier + the shared Redis tier + Redis leases); closes them."""
     opened: list[Sidecar] = []
@@ -79,11 +62,19 @@ async def make_sidecar(namespace: str) -> AsyncIterator[Callable[..., Any]]:
     async def build(url: str | None = None, shared_tier: bool = True, **lease_kw: Any) -> Sidecar:
         observer = RecordingObserver()
         leases = RedisLeases(
-            url or _url(), CLOCK, namespace=namespace, observer=observer, **lease_kw
+            url or service("STRATA_TEST_REDIS_URL"),
+            CLOCK,
+            namespace=namespace,
+            observer=observer,
+            **lease_kw,
         )
         tiers: list[Any] = [MemoryTier(1 << 20, CLOCK, admission="always")]
         if shared_tier:
-            tiers.append(RedisTier(_url(), CLOCK, namespace=namespace, timeout_s=1.0))
+            tiers.append(
+                RedisTier(
+                    service("STRATA_TEST_REDIS_URL"), CLOCK, namespace=namespace, timeout_s=1.0
+                )
+            )
         engine = Engine(tiers, CLOCK, observer=observer, leases=leases)
         sidecar = Sidecar(engine, leases, observer)
         opened.append(sidecar)
@@ -275,7 +266,7 @@ async def test_leases_come_back_to_redis_after_an_outage(
     port = free_port()
     s: Sidecar = await make_sidecar(f"redis://127.0.0.1:{port}/0", shared_tier=False)
     assert await s.leases.try_acquire(b"early")  # refused: a local lease
-    proc = _start_redis(port, short_tmp)
+    proc = start_redis(port, short_tmp)
     try:
         await asyncio.sleep(0.1)
         assert not await s.leases.try_acquire(b"early")  # the local lease still counts

@@ -21,16 +21,9 @@ from sidecar.cli import probe
 from sidecar.tiers.memcached import parse_servers
 from sidecar.tiers.memcached import storage_key as memcached_key
 from tests.conftest import free_port
-from tools import services
+from tests.integration.servers import services_env
 
 pytestmark = pytest.mark.integration
-
-
-def _services() -> dict[str, str]:
-    env = services.load_env()
-    if not env:
-        pytest.fail("no services env file: run `make services-up` first")
-    return env
 
 
 class SidecarProcess:
@@ -73,7 +66,7 @@ class SidecarProcess:
 
 @pytest.fixture
 def tiered_env(sidecar_env: dict[str, str]) -> dict[str, str]:
-    svc = _services()
+    svc = services_env()
     return {
         **sidecar_env,
         "STRATA_REDIS_URL": svc["STRATA_TEST_REDIS_URL"],

@@ -19,7 +19,7 @@ from sidecar.tiers.base import SetStatus
 from sidecar.tiers.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreakerTier
 from sidecar.tiers.redis import RedisTier
 from tests.conftest import free_port
-from tests.integration.test_tier_redis import _start_redis
+from tests.integration.servers import start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ async def test_killed_server_fails_fast_and_restarted_server_is_used_after_one_p
     short_tmp: Path, servers: list[subprocess.Popen[bytes]]
 ) -> None:
     port = free_port()
-    servers.append(_start_redis(port, short_tmp))
+    servers.append(start_redis(port, short_tmp))
     obs = RecordingObserver()
     clock = SystemClock()
     redis_tier = RedisTier(f"redis://{HOST}:{port}/0", clock, timeout_s=0.2)
@@ -74,7 +74,7 @@ async def test_killed_server_fails_fast_and_restarted_server_is_used_after_one_p
                 await tier.get(b"k")
             assert time.perf_counter() - t0 < 0.01
 
-        servers.append(_start_redis(port, short_tmp))  # same port, empty
+        servers.append(start_redis(port, short_tmp))  # same port, empty
         seen = len(obs.events)
         restarted = time.monotonic()
         while True:

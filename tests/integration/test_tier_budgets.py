@@ -16,20 +16,13 @@ from sidecar.config import SidecarConfig
 from sidecar.engine import Engine
 from sidecar.model import CachedResponse
 from sidecar.observability.observer import RecordingObserver
-from tools import services
+from tests.integration.servers import services_env
 
 pytestmark = pytest.mark.integration
 
 
-def _services() -> dict[str, str]:
-    env = services.load_env()
-    if not env:
-        pytest.fail("no services env file: run `make services-up` first")
-    return env
-
-
 def _config(**budgets: int) -> SidecarConfig:
-    svc = _services()
+    svc = services_env()
     return SidecarConfig(
         redis_url=svc["STRATA_TEST_REDIS_URL"],
         memcached_servers=svc["STRATA_TEST_MEMCACHED_SERVERS"],

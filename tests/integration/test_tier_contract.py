@@ -20,18 +20,11 @@ from sidecar.clock import SystemClock
 from sidecar.errors import TierError
 from sidecar.model import CachedResponse
 from sidecar.tiers.base import SetStatus, Tier
-from tools import services
+from tests.integration.servers import service
 
 pytestmark = pytest.mark.integration
 
 TIERS = ["memory", "redis", "memcached", "postgres"]
-
-
-def _env(key: str) -> str:
-    env = services.load_env()
-    if key not in env:
-        pytest.fail(f"{key} missing from the services env: run `make services-up` first")
-    return env[key]
 
 
 async def make_tier(name: str, namespace: str) -> Tier:
@@ -43,16 +36,16 @@ async def make_tier(name: str, namespace: str) -> Tier:
     elif name == "redis":
         from sidecar.tiers.redis import RedisTier  # noqa: PLC0415
 
-        tier = RedisTier(_env("STRATA_TEST_REDIS_URL"), clock, namespace=namespace)
+        tier = RedisTier(service("STRATA_TEST_REDIS_URL"), clock, namespace=namespace)
     elif name == "memcached":
         from sidecar.tiers.memcached import MemcachedTier, parse_servers  # noqa: PLC0415
 
-        servers = parse_servers(_env("STRATA_TEST_MEMCACHED_SERVERS"))
+        servers = parse_servers(service("STRATA_TEST_MEMCACHED_SERVERS"))
         tier = MemcachedTier(servers, clock, namespace=namespace)
     elif name == "postgres":
         from sidecar.tiers.postgres import PostgresTier  # noqa: PLC0415
 
-        tier = PostgresTier(_env("STRATA_TEST_POSTGRES_DSN"), clock, namespace=namespace)
+        tier = PostgresTier(service("STRATA_TEST_POSTGRES_DSN"), clock, namespace=namespace)
     else:
         raise AssertionError(name)
     await tier.open()
@@ -167,7 +160,8 @@ async def test_snapshot_names_the_tier(tier: Tier) -> None:
     await tier.set(b"k", entry())
     snap = tier.snapshot()
     assert snap.name == tier.name
-    assert snap.entries >= 0 and snap.bytes >= 0
+    if tier.name == "memory":  # the shared tiers cannot count without asking their server
+        assert snap.entries == 1 and snap.bytes > 0
 
 
 @pytest.mark.parametrize("name", [t for t in TIERS if t != "memory"])

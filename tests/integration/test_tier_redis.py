@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,15 @@ from sidecar.clock import SystemClock
 from sidecar.errors import TierError
 from sidecar.model import CachedResponse
 from sidecar.observability.observer import RecordingObserver
+from sidecar.redis_conn import parse_cluster_url
 from sidecar.tiers.base import SetStatus, Tier
-from sidecar.tiers.redis import RedisTier, escape_glob, parse_cluster_url
+from sidecar.tiers.redis import RedisTier, escape_glob
 from tests.conftest import free_port
-from tools import services
+from tests.integration.servers import service, start_cluster_node, start_redis
 
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
-
-
-def _url() -> str:
-    env = services.load_env()
-    if "STRATA_TEST_REDIS_URL" not in env:
-        pytest.fail("STRATA_TEST_REDIS_URL missing: run `python -m tools.services up` first")
-    return env["STRATA_TEST_REDIS_URL"]
 
 
 def entry(ttl_ms: int = 60_000, body: bytes = b"x", **kw: Any) -> CachedResponse:
@@ -52,22 +46,15 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def raw() -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(_url())
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def observer() -> RecordingObserver:
     return RecordingObserver()
 
 
 @pytest.fixture
 async def tier(namespace: str, observer: RecordingObserver) -> AsyncIterator[RedisTier]:
-    t = RedisTier(_url(), SystemClock(), namespace=namespace, observer=observer)
+    t = RedisTier(
+        service("STRATA_TEST_REDIS_URL"), SystemClock(), namespace=namespace, observer=observer
+    )
     await t.open()
     try:
         yield t
@@ -177,54 +164,6 @@ def test_cluster_urls_are_parsed() -> None:
 # -- private servers --------------------------------------------------------------------
 
 
-def _start_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    args += ["--appendonly", "no", "--dir", str(workdir), *extra]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            with redis.Redis(HOST, port, socket_timeout=0.5) as client:
-                client.ping()
-            return proc
-        except redis.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.02)
-
-
-def start_cluster_node(workdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
-    """A one-node Redis Cluster on fresh, distinct ports (retried: a port picked free can
-    be taken again before the server binds it)."""
-    for attempt in range(3):
-        port = free_port()
-        bus = free_port()
-        while bus == port:
-            bus = free_port()
-        conf = ["--cluster-enabled", "yes"]
-        conf += ["--cluster-config-file", str(workdir / f"nodes-{attempt}.conf")]
-        conf += ["--cluster-port", str(bus)]  # the default, port + 10000, may not exist
-        try:
-            return port, _start_redis(port, workdir, *conf)
-        except redis.ConnectionError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Servers a test started; each is killed (by its own handle) at the end."""
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(5)
-
-
 async def _raises_tier_error_quickly(op: Any, limit_s: float) -> None:
     t0 = time.monotonic()
     with pytest.raises(TierError):
@@ -239,7 +178,7 @@ async def test_server_that_disappears_and_comes_back(
     tier = RedisTier(f"redis://127.0.0.1:{port}/0", SystemClock(), timeout_s=0.2)
     try:
         await _raises_tier_error_quickly(tier.open(), 1.0)  # not started yet
-        processes.append(_start_redis(port, short_tmp))
+        processes.append(start_redis(port, short_tmp))
         await tier.open()
         # several pooled connections, so that idle ones go stale when the server dies
         await asyncio.gather(*(tier.set(b"k%d" % i, entry(tags=("t",))) for i in range(8)))
@@ -258,7 +197,7 @@ async def test_server_that_disappears_and_comes_back(
         await _raises_tier_error_quickly(tier.delete_tag("t"), 1.0)
         await _raises_tier_error_quickly(tier.delete_prefix(b"k"), 1.0)
 
-        processes.append(_start_redis(port, short_tmp))  # same port, empty
+        processes.append(start_redis(port, short_tmp))  # same port, empty
         assert await tier.get(b"k1") is None
         for i in range(8):
             assert await tier.set(b"k%d" % i, entry(tags=("t",))) is SetStatus.STORED

@@ -9,7 +9,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,7 @@ from sidecar.clock import SystemClock
 from sidecar.model import CachedResponse
 from sidecar.tiers.redis import BODY_REF_MIN_BYTES, RedisTier
 from tests.conftest import free_port
-from tests.integration.test_tier_redis import _start_redis
-from tools import services
+from tests.integration.servers import service, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +29,6 @@ BODY = json.dumps(
     [{"id": i, "sku": f"{i * 7919:08x}", "price": i * 3.25} for i in range(400)]
 ).encode()
 DIGEST = hashlib.sha256(BODY).hexdigest()
-
-
-def _url() -> str:
-    env = services.load_env()
-    if "STRATA_TEST_REDIS_URL" not in env:
-        pytest.fail("STRATA_TEST_REDIS_URL missing: run `python -m tools.services up` first")
-    return env["STRATA_TEST_REDIS_URL"]
 
 
 def entry(body: bytes = BODY, ttl_ms: int = 60_000, **kw: Any) -> CachedResponse:
@@ -51,7 +43,7 @@ def namespace() -> str:
 
 @pytest.fixture
 async def raw(namespace: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(_url())
+    client = redis.asyncio.Redis.from_url(service("STRATA_TEST_REDIS_URL"))
     try:
         yield client
     finally:
@@ -63,7 +55,7 @@ async def raw(namespace: str) -> AsyncIterator[redis.asyncio.Redis]:
 
 @pytest.fixture
 async def tier(namespace: str) -> AsyncIterator[RedisTier]:
-    t = RedisTier(_url(), SystemClock(), namespace=namespace)
+    t = RedisTier(service("STRATA_TEST_REDIS_URL"), SystemClock(), namespace=namespace)
     await t.open()
     try:
         yield t
@@ -151,24 +143,13 @@ async def test_deletes_keep_bodies_for_other_entries(
     assert await body_keys(raw, namespace) == {f"{namespace}:b:{DIGEST}".encode()}
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 async def test_redis_cluster_reads_referenced_bodies_in_two_round_trips(
     short_tmp: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     port = free_port()
     conf = ["--cluster-enabled", "yes", "--cluster-config-file", str(short_tmp / "nodes.conf")]
     conf += ["--cluster-port", str(free_port())]
-    processes.append(_start_redis(port, short_tmp, *conf))
+    processes.append(start_redis(port, short_tmp, *conf))
     with redis.Redis("127.0.0.1", port) as admin:
         admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
         deadline = time.monotonic() + 5

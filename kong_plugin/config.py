@@ -2,21 +2,34 @@
 
 `parse_config(raw)` takes the config map Kong hands a plugin instance (defaults already
 filled, unset fields null, plus Kong's own keys such as ``route_id`` and ``__seq__``),
-applies `kong_plugin.schema.SCHEMA` (defaults, types, ranges -- never restated here),
-runs the cross-field checks Kong's schema language cannot express for an external
-plugin, and precompiles what the request path needs (method/status sets, content-type
-matchers, lower-cased header names, one regex for all ``ignore_query_params`` globs).
+applies `kong_plugin.schema.SCHEMA` (defaults, types, ranges, lengths -- never restated
+here), re-checks the schema's format rules in Python, runs the cross-field checks Kong's
+schema language cannot express for an external plugin, and precompiles what the request
+path needs (method/status sets, content-type matchers, lower-cased header names, one
+regex for all ``ignore_query_params`` globs).
 
-Cross-field rules (each failure is a `ConfigError` naming the field):
+Format rules -- Kong 3.9 already enforces these at config load through the schema's Lua
+patterns (``match_all``/``match_none``/``match_any``, see `kong_plugin.schema`); they are
+repeated here as the plugin's own guard (for direct callers, and for configs a database
+stored before these rules existed), with the same messages, and are never more lenient
+than the patterns:
+
+* ``sidecar.address`` is ``unix:/abs/path`` or ``unix:///abs/path`` (no spaces or
+  control characters in the path) or ``host:port`` (host name, IPv4, or ``[IPv6]``;
+  port 1-65535 in at most 5 digits);
+* ``vary_headers`` and ``tag_headers`` entries are header field names (RFC 9110 tokens);
+  ``cache_status_name`` is an RFC 8941 sf-token; static ``tags`` are printable ASCII
+  without spaces or commas (the sidecar's tag alphabet); ``vary_query_params`` and
+  ``ignore_query_params`` names hold no control characters;
+* every ``content_type`` entry starts like a media range (what the schema checks) and
+  parses as one, parameters included (stricter than the schema: ``;`` parameters are a
+  repeated group that a Lua pattern cannot express).
+
+Plugin-side only -- cross-field rules that would need a Lua entity check, which cannot
+cross the plugin server's JSON dump (each failure is a `ConfigError` naming the field):
 
 * ``storage_ttl`` must be >= ``cache_ttl`` when set;
-* a ``vary_query_params`` name may not also match an ``ignore_query_params`` pattern;
-* ``sidecar.address`` is ``unix:/abs/path`` (or ``unix:///abs/path``) or ``host:port``
-  (host name, IPv4, or ``[IPv6]``; port 1-65535);
-* every ``content_type`` entry must parse as a media range; ``vary_headers`` and
-  ``tag_headers`` entries must be header field names; ``cache_status_name`` an sf-token;
-  static ``tags`` must be printable ASCII without spaces or commas (the sidecar's
-  tag alphabet).
+* a ``vary_query_params`` name may not also match an ``ignore_query_params`` pattern.
 
 Decisions recorded as warnings (in `PluginConfig.warnings`, for the handler to log once):
 ``request_method`` may hold POST/PATCH/PUT, as Kong allows -- they are cached under their
@@ -24,8 +37,10 @@ own method with the body NOT in the key, and are not treated as writes for inval
 HEAD without GET (HEAD is only ever answered from entries a GET stored); response codes
 that are never stored (1xx, 206, 304); a ``storage_ttl`` shorter than the stale windows.
 
-Not guaranteed: these checks run when the plugin server starts an instance, not when the
-Admin API accepts the config; the handler must fail open on a `ConfigError`.
+Not guaranteed: these checks run when the plugin server starts an instance (on real Kong,
+at the first request that uses it), not when the Admin API accepts the config; only the
+plugin-side rules above and the ``content_type`` parameters can still fail there for a
+config Kong accepted, and the handler must fail open on a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -37,7 +52,19 @@ from typing import Any, Literal
 
 from kong_plugin.errors import ConfigError
 from kong_plugin.mime import MediaRange, parse_media_range
-from kong_plugin.schema import SCHEMA, apply_schema, field_names
+from kong_plugin.schema import (
+    ERR_ADDRESS,
+    ERR_CONTROL,
+    ERR_HEADER_NAME,
+    ERR_MEDIA_RANGE,
+    ERR_PORT,
+    ERR_SF_TOKEN,
+    ERR_TAG,
+    ERR_TAG_COMMA,
+    SCHEMA,
+    apply_schema,
+    field_names,
+)
 
 ConsumerScope = Literal["auto", "always", "never"]
 
@@ -55,10 +82,14 @@ KONG_CONFIG_KEYS = frozenset(
     }
 )
 _KNOWN = frozenset(field_names())
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Python twins of the schema's Lua patterns (kong_plugin.schema), used with fullmatch/match.
+_TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_TOKEN_RE = re.compile(rf"{_TCHAR}+")
 _SF_TOKEN_RE = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
 _TAG_RE = re.compile(r"[\x21-\x7e]+")
-_UNIX_RE = re.compile(r"unix:(?:/|///)[^/\x00][^\x00]*")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_MEDIA_HEAD_RE = re.compile(rf"[ \t]*(?:\*[ \t]*\Z|{_TCHAR}+/{_TCHAR}+[ \t]*(?:;|\Z))")
+_UNIX_RE = re.compile(r"unix:(?:/|///)[^/\x00-\x1f\x7f ][^\x00-\x1f\x7f ]*")
 _HOST_PORT_RE = re.compile(
     r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?):([0-9]{1,5})"
 )
@@ -150,17 +181,28 @@ def _check_address(address: str) -> None:
         return
     m = _HOST_PORT_RE.fullmatch(address)
     if m is None:
-        raise ConfigError(
-            "sidecar.address", f"expected unix:/absolute/path or host:port, got {address!r}"
-        )
+        raise ConfigError("sidecar.address", f"{address!r} {ERR_ADDRESS}")
     if not 1 <= int(m.group(1)) <= 65535:
-        raise ConfigError("sidecar.address", f"port must be 1-65535, got {m.group(1)}")
+        raise ConfigError("sidecar.address", f"{ERR_PORT}, got {m.group(1)}")
 
 
-def _check_tokens(name: str, values: tuple[str, ...]) -> None:
+def _check_tokens(name: str, values: list[str]) -> None:
     for i, value in enumerate(values):
         if not _TOKEN_RE.fullmatch(value):
-            raise ConfigError(f"{name}[{i}]", f"{value!r} is not a valid header field name")
+            raise ConfigError(f"{name}[{i}]", f"{value!r} {ERR_HEADER_NAME}")
+
+
+def _check_no_controls(name: str, values: list[str]) -> None:
+    for i, value in enumerate(values):
+        if _CONTROL_RE.search(value):
+            raise ConfigError(f"{name}[{i}]", f"{value!r} {ERR_CONTROL}")
+
+
+def _check_tag(index: int, tag: str) -> None:
+    if "," in tag:  # the schema's match_none runs before its match_all, so this first
+        raise ConfigError(f"tags[{index}]", f"{tag!r} {ERR_TAG_COMMA}")
+    if not _TAG_RE.fullmatch(tag):
+        raise ConfigError(f"tags[{index}]", f"{tag!r} {ERR_TAG}")
 
 
 def _unknown_keys(raw: Mapping[str, Any], strict: bool) -> list[str]:
@@ -217,25 +259,24 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
         )
     ranges = []
     for i, value in enumerate(c["content_type"]):
+        if not _MEDIA_HEAD_RE.match(value):
+            raise ConfigError(f"content_type[{i}]", f"{value!r} {ERR_MEDIA_RANGE}")
         parsed = parse_media_range(value)
         if parsed is None:
             raise ConfigError(f"content_type[{i}]", f"{value!r} is not a media type")
         ranges.append(parsed)
+    _check_tokens("vary_headers", c["vary_headers"] or [])
+    _check_tokens("tag_headers", c["tag_headers"])
     vary_headers = None if c["vary_headers"] is None else _unique(c["vary_headers"])
-    _check_tokens("vary_headers", vary_headers or ())
     tag_headers = _unique(c["tag_headers"])
-    _check_tokens("tag_headers", tag_headers)
     for i, tag in enumerate(c["tags"]):
-        if not _TAG_RE.fullmatch(tag) or "," in tag:
-            raise ConfigError(
-                f"tags[{i}]", f"{tag!r} must be printable ASCII without spaces or commas"
-            )
+        _check_tag(i, tag)
     if not _SF_TOKEN_RE.fullmatch(c["cache_status_name"]):
-        raise ConfigError(
-            "cache_status_name", f"{c['cache_status_name']!r} is not an RFC 8941 token"
-        )
+        raise ConfigError("cache_status_name", f"{c['cache_status_name']!r} {ERR_SF_TOKEN}")
     _check_address(c["sidecar"]["address"])
 
+    _check_no_controls("ignore_query_params", c["ignore_query_params"])
+    _check_no_controls("vary_query_params", c["vary_query_params"] or [])
     ignore = _unique(c["ignore_query_params"])
     ignore_re = compile_globs(ignore)
     vary_query = None if c["vary_query_params"] is None else _unique(c["vary_query_params"])

@@ -1,12 +1,56 @@
 """The ``strata-cache`` configuration schema, in Kong's schema language -- the one place
-where every field, default and range is written down.
+where every field, default, range and format rule is written down.
 
 `SCHEMA` is what the plugin module exports as kong-pdk's ``Schema``: a list of one-key
-dicts in Kong's Lua schema syntax. The plugin server wraps it as the ``config`` record of
-the plugin entity (``{"name": ..., "fields": [{"config": {"type": "record", "fields":
-SCHEMA}}]}``) and Kong validates it with its metaschema, so only attributes that metaschema
-accepts are used: ``type default required one_of between gt len_min len_max elements
-fields description`` (every description is 10-500 characters, as the metaschema demands).
+dicts in Kong's Lua schema syntax. The plugin server prints it in its ``--dump`` as the
+``config`` record of the plugin entity (``{"name": ..., "fields": [{"config": {"type":
+"record", "fields": SCHEMA}}]}``); Kong reads that JSON (``query_external_plugin_info`` in
+``kong/runloop/plugin_servers/process.lua``), checks it with its metaschema
+(``MetaSchema.MetaSubSchema`` via ``plugin_loader.load_subschema``) and validates every
+``strata-cache`` plugin entity against it when it loads ``kong.yml`` or accepts an Admin API
+write. Only data crosses that JSON boundary -- no ``custom_validator`` or entity check (Lua
+functions) -- so the attributes used are: ``type default required one_of between gt len_min
+len_max match_all match_none match_any elements fields description`` (every description
+is 10-500 bytes, as the metaschema demands; ``match_*`` and ``len_*`` are also allowed on
+array elements).
+
+What Kong 3.9 therefore refuses at config load (field -> attribute):
+
+* ``response_code``: 1-64 entries (``len_min``/``len_max``), each 100-900 (``between``);
+* ``request_method``: at most 64 entries, each one of HEAD GET POST PATCH PUT (``one_of``);
+* ``content_type``: at most 64 entries of 1-256 bytes; each must start like a media range
+  -- ``*``, or ``type/subtype`` (RFC 9110 tokens, ``*`` allowed) followed by the end or a
+  ``;`` (``match_any``, `ERR_MEDIA_RANGE`); the parameters after ``;`` are checked by the
+  plugin only;
+* ``cache_ttl``, ``storage_ttl``: > 0 (``gt``, proxy-cache's message) and <= 2^31-1
+  (``between``);
+* ``strategy``, ``consumer_scope``: ``one_of``; ``sidecar.timeout_ms``,
+  ``stale_while_revalidate``, ``stale_if_error``, ``max_body_bytes``, ``coalesce_wait_ms``:
+  ``between``;
+* ``memory.dictionary_name``: 1-256 bytes;
+* ``vary_query_params``, ``ignore_query_params``: at most 64 names of 1-256 bytes without
+  control characters (``match_none``, `ERR_CONTROL`);
+* ``vary_headers``, ``tag_headers``: at most 64 names of 1-256 bytes, each an RFC 9110
+  header field name, i.e. a token (``match_all``, `ERR_HEADER_NAME`);
+* ``tags``: at most 64 tags of 1-256 bytes, printable ASCII without spaces (``match_all``,
+  `ERR_TAG`) or commas (``match_none``, `ERR_TAG_COMMA`) -- the sidecar's tag alphabet;
+* ``cache_status_name``: 1-64 bytes, an RFC 8941 sf-token (``match_all``, `ERR_SF_TOKEN`);
+* ``sidecar.address``: 1-260 bytes (a 253-byte DNS name plus ``:65535``), either
+  ``unix:/abs/path`` or ``unix:///abs/path`` (the path without spaces or control
+  characters) or ``host:port`` with a host name, an IPv4 address or an ``[IPv6]`` address
+  and a port of 1-5 digits (``match_any``, `ERR_ADDRESS`); a port of 0 or above 65535 is
+  refused too (``match_none``, `ERR_PORT`: Lua patterns have no alternation, but a list of
+  rules can spell out the five-digit numbers above 65535).
+
+Lua patterns are matched on bytes with LuaJIT's ASCII character classes, so every rule
+here is an ASCII rule and a byte >= 0x80 is simply "not in the class".
+
+Left to the plugin (`kong_plugin.config.parse_config`, i.e. when the plugin server starts
+an instance -- on real Kong at the first request that uses it): the cross-field rules
+(``storage_ttl >= cache_ttl``; no ``vary_query_params`` name matched by an
+``ignore_query_params`` glob), which would need an entity check, a Lua function that
+cannot cross the plugin server's JSON dump; and the full media-range grammar of
+``content_type`` parameters (a repeated group, which a Lua pattern cannot express).
 
 It is a superset of Kong's ``proxy-cache`` config (same names, same defaults), so a route
 can switch plugins by renaming ``proxy-cache`` to ``strata-cache``:
@@ -14,16 +58,20 @@ can switch plugins by renaming ``proxy-cache`` to ``strata-cache``:
 * ``strategy`` is optional here (one of ``memory``/``strata``, default ``strata``) and
   ignored: Strata always uses its sidecar;
 * ``memory.dictionary_name`` is accepted and ignored for the same reason;
-* ``storage_ttl`` must be > 0 (Kong accepts 0, which in its shared dict means "forever").
+* ``storage_ttl`` must be > 0 (Kong accepts 0, which in its shared dict means "forever");
+* the format rules and length limits above are Strata's own (proxy-cache has none): a
+  proxy-cache config breaking a format rule (say, a header name with a space) never did
+  what it meant, and the limits are far above any sane configuration.
 
-`apply_schema` interprets the same list in Python (defaults, types, ranges), so that
-`kong_plugin.config.parse_config` never restates a default. Cross-field rules that Kong's
-schema language cannot express for an external plugin (no Lua validators cross the
-plugin-server boundary) live in `kong_plugin.config`.
+`apply_schema` interprets the same list in Python (defaults, types, ranges, lengths in
+UTF-8 bytes, non-empty strings) so that `kong_plugin.config.parse_config` never restates a
+default. It does NOT evaluate the Lua patterns (``match_all``/``match_none``/``match_any``):
+`parse_config` enforces the same rules with Python regexes, never accepting a value a
+pattern refuses (``tests/unit/plugin/test_schema_patterns.py`` checks the two agree).
 
 Not guaranteed: `apply_schema` implements only the attributes used here, and treats a
 JSON ``{}`` where an array is expected as an empty array (Lua's cjson cannot tell them
-apart).
+apart, and Kong does the same).
 """
 
 from __future__ import annotations
@@ -41,6 +89,72 @@ SchemaField = dict[str, dict[str, Any]]
 
 _INT_MAX = 2147483647  # a Lua/JSON-safe upper bound for second and millisecond counts
 
+#: Entries in any list setting.
+MAX_LIST = 64
+#: Bytes in a header name, query parameter name, tag, content type or dictionary name.
+MAX_NAME = 256
+#: Bytes in ``sidecar.address``: the longest DNS name (253) plus ``:65535``, rounded up.
+MAX_ADDRESS = 260
+
+# Lua patterns (see the module docstring). Inside a set, every punctuation character is
+# escaped with ``%`` -- always a literal in Lua -- so no ``-`` or ``^`` is read as syntax.
+_TCHAR = "%w!#%$%%&'%*%+%-%.%^_`|~"  # RFC 9110 tchar
+_TOKEN = f"[{_TCHAR}]+"
+_OWS = "[ \t]*"
+_DIGITS = "%d%d?%d?%d?%d?"
+_NO_SLASH = "^[^/]*:"  # "host:" -- a unix: address always holds a '/'
+_PATH = "[^/%c ][^%c ]*$"
+
+ERR_HEADER_NAME = (
+    "must be an HTTP header field name: letters, digits and !#$%&'*+-.^_`|~ (RFC 9110 token)"
+)
+ERR_SF_TOKEN = (
+    "must be an RFC 8941 token: a letter or '*', then letters, digits and !#$%&'*+-.^_`|~:/"
+)
+ERR_TAG = "must be printable ASCII without spaces"
+ERR_TAG_COMMA = "must not contain a comma"
+ERR_CONTROL = "must not contain control characters"
+ERR_MEDIA_RANGE = "must be a media range: '*' or type/subtype ('*' allowed), then ';' parameters"
+ERR_ADDRESS = (
+    "must be unix:/absolute/path, unix:///absolute/path (no spaces) or host:port "
+    "(a host name, an IPv4 address or an [IPv6] address)"
+)
+ERR_PORT = "port must be between 1 and 65535"
+
+HEADER_NAME_RULES = [{"pattern": f"^{_TOKEN}$", "err": ERR_HEADER_NAME}]
+SF_TOKEN_RULES = [{"pattern": f"^[%a%*][{_TCHAR}:/]*$", "err": ERR_SF_TOKEN}]
+TAG_RULES = [{"pattern": "^[!-~]+$", "err": ERR_TAG}]
+TAG_FORBIDDEN = [{"pattern": ",", "err": ERR_TAG_COMMA}]
+CONTROL_FORBIDDEN = [{"pattern": "%c", "err": ERR_CONTROL}]
+MEDIA_RANGE_ANY = {
+    "patterns": [
+        f"^{_OWS}%*{_OWS}$",
+        f"^{_OWS}{_TOKEN}/{_TOKEN}{_OWS}$",
+        f"^{_OWS}{_TOKEN}/{_TOKEN}{_OWS};",
+    ],
+    "err": ERR_MEDIA_RANGE,
+}
+ADDRESS_ANY = {
+    "patterns": [
+        f"^unix:/{_PATH}",
+        f"^unix:///{_PATH}",
+        f"^%w:{_DIGITS}$",
+        f"^%w[%w%.%-]*%w:{_DIGITS}$",
+        f"^%[[%x:%.]+%]:{_DIGITS}$",
+    ],
+    "err": ERR_ADDRESS,
+}
+PORT_FORBIDDEN = [
+    {"pattern": f"{_NO_SLASH}{port}$", "err": ERR_PORT}
+    for port in ("0+", "6553[6-9]", "655[4-9]%d", "65[6-9]%d%d", "6[6-9]%d%d%d", "[7-9]%d%d%d%d")
+]
+
+
+def _names(**extra: Any) -> dict[str, Any]:
+    """An element spec for a list of names: 1-256 bytes plus `extra` rules."""
+    return {"type": "string", "len_min": 1, "len_max": MAX_NAME, **extra}
+
+
 SCHEMA: list[SchemaField] = [
     # --- Kong proxy-cache fields: same names, same defaults ---------------------------
     {
@@ -48,6 +162,7 @@ SCHEMA: list[SchemaField] = [
             "type": "array",
             "required": True,
             "len_min": 1,
+            "len_max": MAX_LIST,
             "default": [200, 301, 404],
             "elements": {"type": "integer", "between": [100, 900]},
             "description": "Upstream response status codes considered cacheable (as in Kong's "
@@ -60,6 +175,7 @@ SCHEMA: list[SchemaField] = [
             "type": "array",
             "required": True,
             "default": ["GET", "HEAD"],
+            "len_max": MAX_LIST,
             "elements": {"type": "string", "one_of": ["HEAD", "GET", "POST", "PATCH", "PUT"]},
             "description": "Downstream request methods considered cacheable. A HEAD request is "
             "answered from an entry stored by a GET. POST/PATCH/PUT are allowed as in Kong "
@@ -71,7 +187,8 @@ SCHEMA: list[SchemaField] = [
             "type": "array",
             "required": True,
             "default": ["text/plain", "application/json"],
-            "elements": {"type": "string", "len_min": 1},
+            "len_max": MAX_LIST,
+            "elements": _names(match_any=MEDIA_RANGE_ANY),
             "description": "Upstream Content-Type values considered cacheable. '*' wildcards are "
             "allowed in type and subtype; parameters must match exactly and in the same number "
             "(Kong >= 3.2 semantics).",
@@ -82,6 +199,7 @@ SCHEMA: list[SchemaField] = [
             "type": "integer",
             "default": 300,
             "gt": 0,
+            "between": [1, _INT_MAX],
             "description": "Freshness lifetime, in seconds, of a stored response when "
             "cache_control=false (and the heuristic lifetime of a 'public' response without "
             "Last-Modified when cache_control=true).",
@@ -117,6 +235,7 @@ SCHEMA: list[SchemaField] = [
         "storage_ttl": {
             "type": "integer",
             "gt": 0,
+            "between": [1, _INT_MAX],
             "description": "Seconds to keep an entry in storage, independent of its freshness, "
             "so that stale copies stay available for max-stale and revalidation. Unset: "
             "freshness lifetime plus the larger stale window.",
@@ -132,6 +251,7 @@ SCHEMA: list[SchemaField] = [
                         "type": "string",
                         "required": True,
                         "default": "kong_db_cache",
+                        "len_max": MAX_NAME,
                         "description": "Accepted for compatibility with proxy-cache and ignored.",
                     }
                 },
@@ -141,7 +261,8 @@ SCHEMA: list[SchemaField] = [
     {
         "vary_query_params": {
             "type": "array",
-            "elements": {"type": "string", "len_min": 1},
+            "len_max": MAX_LIST,
+            "elements": _names(match_none=CONTROL_FORBIDDEN),
             "description": "Query parameters that make up the cache key. Unset or empty: all "
             "parameters (minus ignore_query_params).",
         }
@@ -149,7 +270,8 @@ SCHEMA: list[SchemaField] = [
     {
         "vary_headers": {
             "type": "array",
-            "elements": {"type": "string", "len_min": 1},
+            "len_max": MAX_LIST,
+            "elements": _names(match_all=HEADER_NAME_RULES),
             "description": "Request headers whose values make up the cache key. Unset: none.",
         }
     },
@@ -200,6 +322,9 @@ SCHEMA: list[SchemaField] = [
                         "type": "string",
                         "required": True,
                         "len_min": 1,
+                        "len_max": MAX_ADDRESS,
+                        "match_none": PORT_FORBIDDEN,
+                        "match_any": ADDRESS_ANY,
                         "default": "unix:/tmp/strata-sidecar.sock",
                         "description": "gRPC address of the node-local sidecar: "
                         "unix:/absolute/path or host:port. The default equals the sidecar's "
@@ -245,7 +370,8 @@ SCHEMA: list[SchemaField] = [
             "type": "array",
             "required": True,
             "default": [],
-            "elements": {"type": "string", "len_min": 1, "len_max": 256},
+            "len_max": MAX_LIST,
+            "elements": _names(match_none=TAG_FORBIDDEN, match_all=TAG_RULES),
             "description": "Static tags attached to every entry stored through this plugin "
             "instance, for purge by tag. A successful write through it purges them too.",
         }
@@ -255,7 +381,8 @@ SCHEMA: list[SchemaField] = [
             "type": "array",
             "required": True,
             "default": ["Surrogate-Key", "Cache-Tag"],
-            "elements": {"type": "string", "len_min": 1},
+            "len_max": MAX_LIST,
+            "elements": _names(match_all=HEADER_NAME_RULES),
             "description": "Upstream response headers that carry tags: Surrogate-Key is "
             "space-separated, every other header comma-separated.",
         }
@@ -274,7 +401,8 @@ SCHEMA: list[SchemaField] = [
             "type": "array",
             "required": True,
             "default": [],
-            "elements": {"type": "string", "len_min": 1},
+            "len_max": MAX_LIST,
+            "elements": _names(match_none=CONTROL_FORBIDDEN),
             "description": "Query parameter names left out of the cache key; '*' and '?' are "
             "glob wildcards, e.g. 'utm_*'.",
         }
@@ -316,6 +444,7 @@ SCHEMA: list[SchemaField] = [
             "default": "strata",
             "len_min": 1,
             "len_max": 64,
+            "match_all": SF_TOKEN_RULES,
             "description": "The cache's name in the RFC 9211 Cache-Status header (an sf-token).",
         }
     },
@@ -363,9 +492,12 @@ def _check_value(spec: Mapping[str, Any], value: Any, path: str) -> Any:
         choices = ", ".join(map(str, spec["one_of"]))
         raise ConfigError(path, f"expected one of: {choices}; got {value!r}")
     if isinstance(value, (str, list)):
-        if "len_min" in spec and len(value) < spec["len_min"]:
-            raise ConfigError(path, f"length must be at least {spec['len_min']}")
-        if "len_max" in spec and len(value) > spec["len_max"]:
+        # Kong counts a string's bytes (Lua's #) and refuses an empty one by default.
+        size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else len(value)
+        len_min = spec.get("len_min", 1 if kind == "string" else None)
+        if len_min is not None and size < len_min:
+            raise ConfigError(path, f"length must be at least {len_min}")
+        if "len_max" in spec and size > spec["len_max"]:
             raise ConfigError(path, f"length must be at most {spec['len_max']}")
     return value
 
@@ -378,6 +510,10 @@ def apply_schema(
     A missing or null field takes its default (deep-copied); a record without a default
     is built from its own fields' defaults; a required field without one is an error.
     Keys of `raw` that are not schema fields are ignored here (see `parse_config`).
+    Checked: types, ``one_of``, ``between``, ``gt``, ``len_min``/``len_max`` (UTF-8 bytes
+    for strings; a string without ``len_min`` must be non-empty, as in Kong). Lua patterns
+    (``match_all``/``match_none``/``match_any``) are NOT evaluated here: `parse_config`
+    enforces the same rules in Python.
     """
     out: dict[str, Any] = {}
     for entry in fields:

@@ -1,144 +1,235 @@
-"""Lua patterns (as used by Kong schema validators ``match`` & co.) translated to Python regexes.
+"""Lua patterns, as Kong's schema validators run them, compiled to Python ``bytes`` regexes.
 
-Kong validates ``match``/``not_match``/``match_all``/``match_none``/``match_any`` with Lua's
-``string.match``, which is a *search* (not a full match) unless the pattern is anchored with a
-leading ``^``. Supported: character classes ``%a %c %d %g %l %p %s %u %w %x`` and their upper-case
-complements, ``%`` escapes, ``.``, sets ``[...]``/``[^...]`` with ranges and classes, the
-quantifiers ``* + - ?`` (``-`` is the lazy ``*``), captures ``(...)``, back-references ``%1``-``%9``
-and the anchors ``^`` (first char) and ``$`` (last char).
+Kong 3.9.3 checks ``match``, ``not_match``, ``match_all``, ``match_none`` and ``match_any`` with
+``value:match(pattern)`` (``Schema.validators`` in ``kong/db/schema/init.lua``), i.e. LuaJIT's
+``string.match`` (``str_find_aux``/``match`` in LuaJIT's ``src/lib_string.c``). The facts
+reproduced here:
 
-NOT supported (raises ``ValueError``): ``%b``, ``%f``, position captures ``()``, upper-case
-classes other than ``%S``/``%D`` inside a set. Lua works on bytes; this works on ``str``.
+* it is a *search*: a pattern matches anywhere unless it starts with ``^``; ``^`` is an anchor
+  only as the pattern's first character and ``$`` only as its last, elsewhere both are literals;
+* it works on **bytes**, not characters: ``.`` is one byte (``"é"`` does not match ``"^.$"``),
+  a quantifier after a multi-byte character repeats its last byte only, and the character
+  classes are LuaJIT's locale-independent ASCII tables (``lj_char.c``; a byte >= 0x80 is in
+  no class but the complements): ``%a`` letters, ``%c`` controls (0-31, 127), ``%d`` digits,
+  ``%g`` printable except space (33-126), ``%l`` lower case, ``%p`` punctuation, ``%s`` space
+  and 9-13, ``%u`` upper case, ``%w`` letters and digits, ``%x`` hex digits, ``%z`` NUL; an
+  upper-case letter is the complement (``match_class``); ``%`` before any other character
+  is that character;
+* a set ``[...]`` ends at the first ``]`` that is not its first character (``[]]``, ``[^]]``)
+  and not escaped with ``%`` (``classend``); inside it ``x-y`` is a byte range unless the
+  ``-`` is followed by the closing ``]``, and a range never starts at an escape (``[%a-z]`` is
+  letters, ``-`` and ``z``) (``matchbracketclass``);
+* a quantifier (``*``, ``+``, ``?`` greedy, ``-`` lazy) applies to the single item before it;
+  after ``)``, ``%1`` or an anchor it is a literal;
+* captures ``(...)``, position captures ``()`` (an empty capture; a back-reference to one
+  never matches), back-references ``%1``-``%9`` to a closed capture, at most 32 captures;
+* the frontier ``%f[set]``: the previous byte (NUL at the start) is not in the set and the
+  current one (NUL at the end) is.
+
+Malformed patterns raise ``ValueError`` with LuaJIT's message (``malformed pattern (missing
+']')``, ``invalid capture index``, ...). Difference, on purpose: LuaJIT raises only when the
+matcher reaches the bad item for some value; kongsim refuses the pattern up front.
+
+NOT supported (``ValueError``): the balance item ``%b``, and NUL bytes inside a pattern.
 """
 
 from __future__ import annotations
 
 import re
-import string
 from functools import lru_cache
 
-_PUNCT = re.escape(string.punctuation)
+_ALL = frozenset(range(256))
 
-_CLASS_SET = {
-    "a": "A-Za-z",
-    "c": r"\x00-\x1f\x7f",
-    "d": "0-9",
-    "g": r"\x21-\x7e",
-    "l": "a-z",
-    "p": _PUNCT,
-    "s": r" \t\n\r\f\v",
-    "u": "A-Z",
-    "w": "A-Za-z0-9",
-    "x": "0-9A-Fa-f",
+
+def _span(low: int, high: int) -> frozenset[int]:
+    return frozenset(range(low, high + 1))
+
+
+_UPPER = _span(0x41, 0x5A)
+_LOWER = _span(0x61, 0x7A)
+_DIGIT = _span(0x30, 0x39)
+_CLASSES: dict[str, frozenset[int]] = {
+    "a": _UPPER | _LOWER,
+    "c": _span(0x00, 0x1F) | {0x7F},
+    "d": _DIGIT,
+    "g": _span(0x21, 0x7E),
+    "l": _LOWER,
+    "p": _span(0x21, 0x2F) | _span(0x3A, 0x40) | _span(0x5B, 0x60) | _span(0x7B, 0x7E),
+    "s": _span(0x09, 0x0D) | {0x20},
+    "u": _UPPER,
+    "w": _UPPER | _LOWER | _DIGIT,
+    "x": _DIGIT | _span(0x41, 0x46) | _span(0x61, 0x66),
+    "z": frozenset({0x00}),
 }
 
-_QUANTIFIERS = {"*": "*", "+": "+", "-": "*?", "?": "?"}
+_QUANTIFIERS = {ord("*"): "*", ord("+"): "+", ord("-"): "*?", ord("?"): "?"}
+_MAX_CAPTURES = 32  # LUA_MAXCAPTURES
+_ESC = ord("%")
 
 
-def _class_regex(letter: str) -> str:
-    lower = letter.lower()
-    if lower not in _CLASS_SET:
-        return re.escape(letter)
-    body = _CLASS_SET[lower]
-    return f"[^{body}]" if letter.isupper() else f"[{body}]"
+def class_bytes(letter: int) -> frozenset[int]:
+    """The bytes matched by ``%`` followed by byte ``letter`` (``match_class``)."""
+    char = chr(letter)
+    if char.isascii() and char.lower() in _CLASSES:
+        members = _CLASSES[char.lower()]
+        return _ALL - members if char.isupper() else members
+    return frozenset({letter})
 
 
-def _translate_set(pattern: str, i: int) -> tuple[str, int]:
-    """Translate the set starting at ``pattern[i] == '['``; return (regex, index after ']')."""
-    i += 1
-    negate = False
-    if i < len(pattern) and pattern[i] == "^":
-        negate = True
-        i += 1
-    parts: list[str] = []
-    first = True
-    while True:
-        if i >= len(pattern):
-            raise ValueError("malformed pattern (missing ']')")
-        ch = pattern[i]
-        if ch == "]" and not first:
-            i += 1
-            break
-        first = False
-        if ch == "%":
-            if i + 1 >= len(pattern):
-                raise ValueError("malformed pattern (ends with '%')")
-            nxt = pattern[i + 1]
-            if nxt.lower() in _CLASS_SET:
-                if nxt.isupper():
-                    if nxt == "S":
-                        parts.append(r"\S")
-                    elif nxt == "D":
-                        parts.append(r"\D")
-                    else:
-                        raise ValueError(f"unsupported class %{nxt} inside a set")
-                else:
-                    parts.append(_CLASS_SET[nxt])
-            else:
-                parts.append(re.escape(nxt))
-            i += 2
+def _render(members: frozenset[int]) -> str:
+    """A regex matching exactly one byte of ``members``."""
+    if not members:
+        return "(?!)"
+    ranges: list[str] = []
+    ordered = sorted(members)
+    start = prev = ordered[0]
+    for byte in [*ordered[1:], -1]:
+        if byte == prev + 1:
+            prev = byte
             continue
-        if i + 2 < len(pattern) and pattern[i + 1] == "-" and pattern[i + 2] != "]":
-            parts.append(f"{re.escape(ch)}-{re.escape(pattern[i + 2])}")
-            i += 3
-            continue
-        parts.append("\\" + ch if ch in "\\]^-[" else re.escape(ch))
-        i += 1
-    return ("[^" if negate else "[") + "".join(parts) + "]", i
+        ranges.append(f"\\x{start:02x}" if start == prev else f"\\x{start:02x}-\\x{prev:02x}")
+        start = prev = byte
+    return "[" + "".join(ranges) + "]"
 
 
-@lru_cache(maxsize=256)
-def to_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a Lua pattern into an equivalent Python regex (use with ``search``)."""
-    out: list[str] = []
-    i = 0
+def _set_end(pattern: bytes, i: int) -> int:
+    """Index of the ``]`` closing the set that opens at ``pattern[i]`` (``classend``)."""
     n = len(pattern)
-    if pattern.startswith("^"):
+    j = i + 1
+    if j < n and pattern[j] == ord("^"):
+        j += 1
+    while True:
+        if j >= n:
+            raise ValueError("malformed pattern (missing ']')")
+        byte = pattern[j]
+        j += 1
+        if byte == _ESC and j < n:
+            j += 1
+        if j < n and pattern[j] == ord("]"):
+            return j
+
+
+def _set_bytes(pattern: bytes, i: int, end: int) -> frozenset[int]:
+    """The bytes matched by the set ``pattern[i:end + 1]`` (``matchbracketclass``)."""
+    k = i + 1
+    negate = k < end and pattern[k] == ord("^")
+    if negate:
+        k += 1
+    members: set[int] = set()
+    while k < end:
+        byte = pattern[k]
+        if byte == _ESC:
+            members |= class_bytes(pattern[k + 1])
+            k += 2
+        elif pattern[k + 1] == ord("-") and k + 2 < end:
+            members |= set(range(byte, pattern[k + 2] + 1))
+            k += 3
+        else:
+            members.add(byte)
+            k += 1
+    return _ALL - members if negate else frozenset(members)
+
+
+def _frontier(members: frozenset[int]) -> str:
+    """``%f[set]``: previous byte (NUL at the start) outside the set, current one inside."""
+    if 0 in members:
+        before = f"(?<={_render(_ALL - members)})"
+        after = f"(?=(?:{_render(members)}|\\Z))"
+    else:
+        before = f"(?<!{_render(members)})"
+        after = f"(?={_render(members)})"
+    return before + after
+
+
+@lru_cache(maxsize=512)
+def to_regex(pattern: str | bytes) -> re.Pattern[bytes]:
+    """Compile a Lua pattern into an equivalent ``bytes`` regex (use it with ``search``)."""
+    raw = pattern.encode("utf-8", "surrogatepass") if isinstance(pattern, str) else pattern
+    if b"\x00" in raw:
+        raise ValueError("NUL bytes in a pattern are not supported by kongsim")
+    out: list[str] = []
+    n = len(raw)
+    i = 0
+    if raw[:1] == b"^":
         out.append(r"\A")
         i = 1
+    opened: list[int] = []  # capture numbers still open
+    closed: set[int] = set()
+    positions: set[int] = set()
+    count = 0
     while i < n:
-        ch = pattern[i]
-        if ch == "$" and i == n - 1:
-            out.append(r"\Z")
-            i += 1
+        byte = raw[i]
+        item: str
+        if byte == ord("("):
+            count += 1
+            if count > _MAX_CAPTURES:
+                raise ValueError("too many captures")
+            if i + 1 < n and raw[i + 1] == ord(")"):
+                out.append("()")
+                positions.add(count)
+                closed.add(count)
+                i += 2
+            else:
+                out.append("(")
+                opened.append(count)
+                i += 1
             continue
-        if ch == "(":
-            if i + 1 < n and pattern[i + 1] == ")":
-                raise ValueError("position captures '()' are not supported")
-            out.append("(")
-            i += 1
-            continue
-        if ch == ")":
+        if byte == ord(")"):
+            if not opened:
+                raise ValueError("invalid pattern capture")
+            closed.add(opened.pop())
             out.append(")")
             i += 1
             continue
-        if ch == "%":
+        if byte == ord("$") and i == n - 1:
+            out.append(r"\Z")
+            i += 1
+            continue
+        if byte == _ESC:
             if i + 1 >= n:
                 raise ValueError("malformed pattern (ends with '%')")
-            nxt = pattern[i + 1]
-            if nxt in "bf":
-                raise ValueError(f"%{nxt} is not supported")
-            if nxt.isdigit():
-                out.append("\\" + nxt)
+            nxt = raw[i + 1]
+            if nxt == ord("b"):
+                raise ValueError("'%b' (balanced match) is not supported by kongsim")
+            if nxt == ord("f"):
+                if i + 2 >= n or raw[i + 2] != ord("["):
+                    raise ValueError("missing '[' after '%f' in pattern")
+                end = _set_end(raw, i + 2)
+                out.append(_frontier(_set_bytes(raw, i + 2, end)))
+                i = end + 1
+                continue
+            if ord("0") <= nxt <= ord("9"):
+                index = nxt - ord("0")
+                if index == 0 or index not in closed:
+                    raise ValueError("invalid capture index")
+                out.append("(?!)" if index in positions else f"(?:\\{index})")
                 i += 2
                 continue
-            item = _class_regex(nxt)
+            item = _render(class_bytes(nxt))
             i += 2
-        elif ch == "[":
-            item, i = _translate_set(pattern, i)
-        elif ch == ".":
-            item = r"[\s\S]"
+        elif byte == ord("["):
+            end = _set_end(raw, i)
+            item = _render(_set_bytes(raw, i, end))
+            i = end + 1
+        elif byte == ord("."):
+            item = _render(_ALL)
             i += 1
         else:
-            item = re.escape(ch)
+            item = f"\\x{byte:02x}"
             i += 1
-        if i < n and pattern[i] in _QUANTIFIERS:
-            item += _QUANTIFIERS[pattern[i]]
+        if i < n and raw[i] in _QUANTIFIERS:
+            item += _QUANTIFIERS[raw[i]]
             i += 1
         out.append(item)
-    return re.compile("".join(out))
+    if opened:
+        raise ValueError("unfinished capture")
+    try:
+        return re.compile("".join(out).encode("ascii"))
+    except re.error as exc:  # pragma: no cover - the translation above is always valid
+        raise ValueError(f"kongsim could not translate the pattern: {exc}") from exc
 
 
-def lua_match(value: str, pattern: str) -> bool:
-    """``value:match(pattern) ~= nil`` in Lua."""
-    return to_regex(pattern).search(value) is not None
+def lua_match(value: str | bytes, pattern: str | bytes) -> bool:
+    """``value:match(pattern) ~= nil`` in LuaJIT (``value`` is matched as its UTF-8 bytes)."""
+    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+    return to_regex(pattern).search(data) is not None

@@ -6,10 +6,10 @@ The entry point is :func:`validate`, a pure function::
 
 ``schema_fields`` is the plugin's field list in Kong's Lua schema syntax, i.e. the Python
 plugin's module-level ``Schema`` (a list of one-key dicts, ``[{"ttl": {"type": "integer"}}]``), or
-``dump["Schema"]["fields"][0]["config"]["fields"]``. It follows Kong 3.9's
+``dump["Schema"]["fields"][0]["config"]["fields"]``. It follows Kong 3.9.3's
 ``kong/db/schema/init.lua``: first ``process_auto_fields(config, "insert")`` (defaults), then
-``validate`` on the result. Messages are Kong's own (``"value must be greater than 0"``,
-``"unknown field"``, ``"required field missing"``, ...).
+``validate`` on the result. Messages are Kong's own (``validation_errors`` in that file:
+``"value must be greater than 0"``, ``"unknown field"``, ``"required field missing"``, ...).
 
 Kong behaviours reproduced on purpose (they surprise people):
 
@@ -21,21 +21,35 @@ Kong behaviours reproduced on purpose (they surprise people):
   that is not ``required`` becomes ``null``; an explicit ``null`` is kept even if there is a
   default; an optional (``required = false``) record without default becomes ``null``;
 * defaults are filled inside records that are elements of arrays/sets or values of maps too;
+* an empty JSON/YAML object ``{}`` given for an array or set is an empty array (Lua cannot
+  tell them apart: ``is_sequence``/``make_array`` in ``init.lua``);
 * strings must be non-empty unless ``len_min`` says otherwise; lengths count UTF-8 bytes;
 * sets are de-duplicated; an integral float given for an ``integer``/``number`` becomes an int
   (Lua has one number type and cjson prints ``5.0`` as ``5``);
 * every bad element of an array/set is reported, as ``path.N`` (1-based, like Kong's flattened
-  errors); a map reports its first bad key or value on the map field itself.
+  errors); a map reports its first bad key or value on the map field itself;
+* validators run in Kong's ``Schema.validators_order`` and stop at the first failure; they run
+  whenever the attribute is present, whatever its value (``field[k] ~= nil``); a field's own
+  ``err`` attribute replaces the message of any failing validator (``Schema:validate_field``
+  returns ``field.err or err``), but not type errors or "required field missing";
+* ``match_all``/``match_none`` rules and ``match_any`` report their ``err``, or
+  ``"invalid value: <value>"`` without one; patterns are Lua patterns matched on bytes
+  (:mod:`kongsim.luapattern`).
 
 Attributes supported: ``type`` (string, integer, number, boolean, array, set, map, record),
-``required``, ``default``, ``fields``, ``elements``, ``keys``, ``values``, ``eq``, ``ne``,
-``one_of``, ``not_one_of``, ``gt``, ``between``, ``len_eq``, ``len_min``, ``len_max``,
-``starts_with``, ``match``, ``not_match``, ``match_all``, ``match_none``, ``match_any`` (Lua
-patterns, see :mod:`kongsim.luapattern`), ``contains``, ``uuid``, ``is_regex`` (checked with
-Python's ``re``), ``timestamp``, and ``custom_validator`` (a Python callable; only kongsim's
-built-in schemas use it). Ignored: ``referenceable``, ``encrypted``, ``description`` and the
-other attributes Kong's metaschema allows. NOT emulated: ``entity_checks``, subschemas,
-``foreign`` and ``json`` fields, shorthand fields, vault references, deprecation warnings.
+``required``, ``default``, ``fields``, ``elements``, ``keys``, ``values``, ``err``, ``eq``,
+``ne``, ``one_of``, ``not_one_of``, ``gt``, ``between``, ``len_eq``, ``len_min``, ``len_max``,
+``starts_with``, ``match``, ``not_match``, ``match_all``, ``match_none``, ``match_any``,
+``contains``, ``uuid``, ``is_regex`` (checked with Python's ``re``, Kong uses PCRE),
+``timestamp``, ``mutually_exclusive_subsets``, and ``custom_validator`` (a Python callable; only
+kongsim's built-in schemas use it: a Lua function cannot cross the plugin server's JSON dump).
+Ignored: ``referenceable``, ``encrypted``, ``description`` and the other attributes Kong's
+metaschema allows. NOT emulated: ``entity_checks``, subschemas, ``foreign``, ``function`` and
+``json`` fields, shorthand fields, vault references, deprecation warnings.
+
+:func:`check_schema` is Kong's metaschema (``MetaSchema.MetaSubSchema`` in
+``kong/db/schema/metaschema.lua``), which ``plugin_loader.load_subschema`` applies to an
+external plugin's schema; see its docstring for what it checks.
 """
 
 from __future__ import annotations
@@ -148,7 +162,11 @@ def _adjust(field: Field, value: Any) -> Any:
                 value = _handle_missing(field)
             if isinstance(value, Mapping):
                 return _fill_record(field_items(field.get("fields", [])), value)
-    elif ftype in ("array", "set") and isinstance(value, list):
+    elif ftype in ("array", "set") and isinstance(value, list | Mapping):
+        if isinstance(value, Mapping):
+            if value:
+                return value  # not a sequence: left for validation to refuse
+            value = []  # Kong's make_array: an empty table is an empty array
         items = _dedupe(value) if ftype == "set" else value
         elements = field.get("elements")
         value = [_adjust(elements, v) for v in items] if isinstance(elements, Mapping) else items
@@ -218,17 +236,23 @@ def _with_required(definition: Any) -> Field:
 
 
 def _validate_field(field: Field, value: Any, path: str) -> list[FieldError]:
+    """Kong's ``Schema:validate_field`` (``kong/db/schema/init.lua``)."""
+    own_err = field.get("err")
     if value is None:
         if "ne" in field and field["ne"] is None:
-            return [FieldError(path, "value must not be null")]
+            return [FieldError(path, own_err or "value must not be null")]
         if field.get("eq") is not None:
             return [FieldError(path, f"value must be {_lua_tostring(field['eq'])}")]
         if field.get("required") is True:
             return [FieldError(path, REQUIRED)]
         return []
+    if "eq" in field and field["eq"] is None:
+        return [FieldError(path, own_err or "value must be null")]
 
     ftype = field.get("type")
     if ftype in ("array", "set"):
+        if isinstance(value, Mapping) and not value:
+            value = []  # is_sequence({}) is true in Kong
         if not isinstance(value, list):
             return [FieldError(path, f"expected {'an array' if ftype == 'array' else 'a set'}")]
         elements = _with_required(field.get("elements"))
@@ -268,14 +292,19 @@ def _validate_field(field: Field, value: Any, path: str) -> list[FieldError]:
     elif ftype == "boolean":
         if not isinstance(value, bool):
             return [FieldError(path, "expected a boolean")]
-    else:
+    elif ftype == "function":
+        if not callable(value):
+            return [FieldError(path, "expected a function")]
+    elif ftype != "any":  # "any": Kong's internal marker (metaschema), validators only
         return [FieldError(path, f"invalid type: {ftype}")]
 
     for name in _VALIDATORS_ORDER:
-        if name in field and field[name] is not None and field[name] is not False:
+        # Kong runs a validator whenever ``field[k] ~= nil``; a JSON null is ngx.null, which
+        # is not nil either, but only ``eq``/``ne`` give it a meaning (handled above).
+        if name in field and field[name] is not None:
             message = _VALIDATORS[name](value, field[name], field)
             if message is not None:
-                return [FieldError(path, message)]
+                return [FieldError(path, own_err or message)]
     return []
 
 
@@ -400,6 +429,24 @@ def _v_contains(value: Any, wanted: Any, _f: Field) -> str | None:
     return None if wanted in value else f"expected to contain: {_lua_tostring(wanted)}"
 
 
+def _v_mutually_exclusive_subsets(value: Any, subsets: Any, _f: Field) -> str | None:
+    owner: dict[Any, int] = {}
+    for index, subset in enumerate(subsets):
+        for element in subset:
+            owner[element] = index  # a later subset wins, as in Kong's table
+    member_of: list[int] = []
+    for item in value:
+        found = owner.get(item) if isinstance(item, str | int | float) else None
+        if found is not None and found not in member_of:
+            member_of.append(found)
+    if len(member_of) <= 1:
+        return None
+    listed = ", ".join(
+        "(" + ", ".join(f"'{_lua_tostring(w)}'" for w in subsets[i]) + ")" for i in member_of
+    )
+    return f"these sets are mutually exclusive: {listed}"
+
+
 def _v_custom(value: Any, fn: Any, _f: Field) -> str | None:
     ok, err = fn(value)
     if ok:
@@ -428,6 +475,7 @@ _VALIDATORS: dict[str, Validator] = {
     "match_any": _v_match_any,
     "contains": _v_contains,
     "custom_validator": _v_custom,
+    "mutually_exclusive_subsets": _v_mutually_exclusive_subsets,
 }
 
 # Kong's Schema.validators_order.
@@ -452,25 +500,111 @@ _VALIDATORS_ORDER = (
     "match_any",
     "contains",
     "custom_validator",
+    "mutually_exclusive_subsets",
 )
 
 
 # --- checking a schema itself (what Kong's MetaSubSchema does for a plugin's dump) -----------
 
-_META_ATTRIBUTES = frozenset(
-    {
-        "type", "required", "reference", "description", "examples", "auto", "unique",
-        "unique_across_ws", "on_delete", "default", "abstract", "generate_admin_api",
-        "immutable", "err", "encrypted", "referenceable", "json_schema", "transient",
-        "deprecation", "elements", "keys", "values", "fields", "entity_checks",
-        "shorthand_fields", "between", "eq", "ne", "gt", "len_eq", "len_min", "len_max",
-        "match", "not_match", "match_all", "match_none", "match_any", "starts_with", "one_of",
-        "not_one_of", "contains", "is_regex", "timestamp", "uuid", "custom_validator",
-        "mutually_exclusive_subsets",
-    }
-)  # fmt: skip
+_BOOL: Field = {"type": "boolean"}
+_STR: Field = {"type": "string"}
+_INT: Field = {"type": "integer"}
+_ANY: Field = {"type": "any"}
+_MATCH_LIST: Field = {
+    "type": "array",
+    "elements": {
+        "type": "record",
+        "fields": [{"pattern": {"type": "string", "required": True}}, {"err": _STR}],
+    },
+}
+_MATCH_ANY_LIST: Field = {
+    "type": "record",
+    "fields": [
+        {"patterns": {"type": "array", "elements": _STR, "required": True}},
+        {"err": _STR},
+    ],
+}
 
-# Kong's metaschema ``attribute_types``: attributes allowed only on some field types.
+# The value each field attribute must have: ``field_schema`` and ``validators`` in Kong's
+# metaschema.lua (all optional -- ``nilable`` -- except ``type``). Their strings are Kong
+# strings, hence non-empty. ``json_schema``, ``entity_checks`` and ``shorthand_fields`` are
+# accepted as anything: kongsim emulates neither json fields nor entity checks.
+_META_VALUES: dict[str, Field] = {
+    "required": _BOOL,
+    "reference": _STR,
+    "description": {"type": "string", "len_min": 10, "len_max": 500},
+    "examples": {"type": "array", "elements": _ANY},
+    "auto": _BOOL,
+    "unique": _BOOL,
+    "unique_across_ws": _BOOL,
+    "on_delete": {"type": "string", "one_of": ["restrict", "cascade", "null"]},
+    "abstract": _BOOL,
+    "generate_admin_api": _BOOL,
+    "immutable": _BOOL,
+    "err": _STR,
+    "encrypted": _BOOL,
+    "referenceable": _BOOL,
+    "json_schema": _ANY,
+    "transient": _BOOL,
+    "deprecation": {
+        "type": "record",
+        "fields": [
+            {"message": {"type": "string", "required": True}},
+            {"removal_in_version": {"type": "string", "required": True}},
+            {"old_default": _ANY},
+            {
+                "replaced_with": {
+                    "type": "array",
+                    "elements": {
+                        "type": "record",
+                        "fields": [
+                            {
+                                "path": {
+                                    "type": "array",
+                                    "len_min": 1,
+                                    "required": True,
+                                    "elements": _STR,
+                                }
+                            },
+                            {"reverse_mapping_function": {"type": "function"}},
+                        ],
+                    },
+                }
+            },
+        ],
+    },
+    "between": {"type": "array", "elements": {"type": "number"}, "len_eq": 2},
+    "eq": _ANY,
+    "ne": _ANY,
+    "gt": {"type": "number"},
+    "len_eq": _INT,
+    "len_min": _INT,
+    "len_max": _INT,
+    "match": _STR,
+    "not_match": _STR,
+    "match_all": _MATCH_LIST,
+    "match_none": _MATCH_LIST,
+    "match_any": _MATCH_ANY_LIST,
+    "starts_with": _STR,
+    "one_of": {"type": "array", "elements": _ANY},
+    "not_one_of": {"type": "array", "elements": _ANY},
+    "contains": _ANY,
+    "is_regex": _BOOL,
+    "timestamp": _BOOL,
+    "uuid": _BOOL,
+    "custom_validator": {"type": "function"},
+    "mutually_exclusive_subsets": {
+        "type": "array",
+        "elements": {"type": "array", "elements": _STR},
+    },
+    "entity_checks": _ANY,
+    "shorthand_fields": _ANY,
+}
+_STRUCTURAL = frozenset({"type", "default", "elements", "keys", "values", "fields"})
+_META_ATTRIBUTES = frozenset(_META_VALUES) | _STRUCTURAL
+
+# Kong's metaschema ``attribute_types``: attributes allowed only on some field types (the
+# ``foreign`` and ``json`` types, which kongsim does not emulate, are left out).
 _ATTRIBUTE_TYPES = {
     "between": {"integer", "number"},
     "len_eq": {"array", "set", "string", "map"},
@@ -481,17 +615,39 @@ _ATTRIBUTE_TYPES = {
     "timestamp": {"number", "integer"},
     "uuid": {"string"},
     "unique": {"string", "number", "integer"},
+    "unique_across_ws": {"string", "number", "integer"},
+    "abstract": {"string", "number", "integer", "record", "array", "set", "map"},
     "transient": {"string", "number", "integer", "array", "set", "boolean"},
+}
+
+# Kong's ``required_attributes``.
+_REQUIRED_ATTRIBUTES = {
+    "array": ("elements",),
+    "set": ("elements",),
+    "map": ("keys", "values"),
+    "record": ("fields",),
 }
 
 
 def check_schema(schema_fields: Any, path: str = "config") -> list[str]:
     """Check a field list as Kong's metaschema would; return problems (empty = fine).
 
-    Checked: the field list shape, known types and the attributes each type must declare
-    (``elements``, ``keys``/``values``, ``fields``), unknown attributes, attributes not allowed
-    on the type (``between`` on a string...), ``description`` length (10 to 500), Lua patterns,
-    and that each ``default`` validates against its own field.
+    Follows ``MetaSchema.MetaSubSchema`` and ``check_field`` in Kong 3.9.3's
+    ``kong/db/schema/metaschema.lua``: the field list shape; a known ``type`` (``"missing type
+    declaration"`` without one); the attributes each type must declare (``elements``,
+    ``keys``/``values``, ``fields``); unknown attributes (``"unknown field"``); the value of
+    every attribute (``len_max`` an integer, ``between`` two numbers, ``match_none`` a list of
+    ``{pattern, err}`` records, ``description`` 10-500 bytes, non-empty strings...); attributes
+    not allowed on the type (``attribute_types``: ``match`` only on strings, ``between`` only on
+    numbers...); ``unique_across_ws`` without ``unique``; and that each ``default`` validates
+    against its own field (``default = { type = "self" }``). Everything recurses into
+    ``elements``, ``keys``, ``values`` and record ``fields``; an array's ``elements`` may carry
+    any attribute its type allows (``len_max``, ``match_all``...).
+
+    One check Kong does not make: every Lua pattern (``match``, ``not_match``, the
+    ``match_all``/``match_none`` rules, ``match_any.patterns``) must compile. Kong's metaschema
+    only requires a string, and a malformed pattern makes ``string.match`` raise a Lua error
+    when some value reaches the bad item; kongsim refuses it up front.
     """
     if not isinstance(schema_fields, list | tuple):
         return [f"{path}: 'fields' must be an array"]
@@ -507,45 +663,73 @@ def check_schema(schema_fields: Any, path: str = "config") -> list[str]:
 
 def _check_field(field: Field, path: str) -> list[str]:
     ftype = field.get("type")
+    if ftype is None:
+        return [f"{path}: missing type declaration"]
     if ftype not in VALID_TYPES:
         return [f"{path}: invalid type: {ftype}"]
-    problems = [f"{path}.{attr}: unknown field" for attr in field if attr not in _META_ATTRIBUTES]
+    problems: list[str] = []
+    for attr, value in field.items():
+        if attr not in _META_ATTRIBUTES:
+            problems.append(f"{path}.{attr}: unknown field")
+        elif attr in _META_VALUES:
+            errs = _validate_field(_META_VALUES[attr], value, f"{path}.{attr}")
+            problems.extend(str(e) for e in errs)
     for attr, types in _ATTRIBUTE_TYPES.items():
         if attr in field and ftype not in types:
             problems.append(f"{path}: field of type '{ftype}' cannot have attribute '{attr}'")
-    description = field.get("description")
-    if description is not None:
-        if not isinstance(description, str):
-            problems.append(f"{path}.description: expected a string")
-        elif not 10 <= len(description.encode("utf-8")) <= 500:
-            problems.append(
-                f"{path}.description: length must be between 10 and 500 (Kong's "
-                f"metaschema), got {len(description)}"
-            )
+    if field.get("unique_across_ws") is True and field.get("unique") is not True:
+        problems.append(
+            f"{path}.unique: failed conditional validation given value of field 'unique_across_ws'"
+        )
+    problems.extend(_check_patterns(field, path))
+    for required in _REQUIRED_ATTRIBUTES.get(str(ftype), ()):
+        if not isinstance(field.get(required), Mapping | list | tuple):
+            return [*problems, f"{path}: field of type '{ftype}' must declare '{required}'"]
     if ftype == "record":
-        if not isinstance(field.get("fields"), list | tuple):
-            return [*problems, f"{path}: field of type 'record' must declare 'fields'"]
         problems.extend(check_schema(field.get("fields"), path))
-    elif ftype in ("array", "set"):
-        elements = field.get("elements")
-        if not isinstance(elements, Mapping):
-            return [*problems, f"{path}: field of type '{ftype}' must declare 'elements'"]
-        problems.extend(_check_field(elements, path + ".elements"))
-    elif ftype == "map":
-        for attr in ("keys", "values"):
-            sub = field.get(attr)
-            if not isinstance(sub, Mapping):
-                problems.append(f"{path}: field of type 'map' must declare '{attr}'")
-            else:
-                problems.extend(_check_field(sub, f"{path}.{attr}"))
-    for attr in ("match", "not_match"):
-        if isinstance(field.get(attr), str):
-            try:
-                lua_match("", field[attr])
-            except ValueError as exc:
-                problems.append(f"{path}: bad Lua pattern in '{attr}': {exc}")
+    for attr in ("elements", "keys", "values"):
+        sub = field.get(attr)
+        if sub is None:
+            continue
+        if not isinstance(sub, Mapping):
+            problems.append(f"{path}: '{attr}' must be a table")
+        else:
+            problems.extend(_check_field(sub, f"{path}.{attr}"))
     default = field.get("default")
     if default is not None and not problems:
         errs = _validate_field({k: v for k, v in field.items() if k != "required"}, default, path)
         problems.extend(f"{e.path}: default value does not validate: {e.message}" for e in errs)
+    return problems
+
+
+def _check_patterns(field: Field, path: str) -> list[str]:
+    """kongsim's extra check: every Lua pattern of ``field`` compiles."""
+    patterns: list[tuple[str, Any]] = []
+    for attr in ("match", "not_match"):
+        if attr in field:
+            patterns.append((attr, field[attr]))
+    for attr in ("match_all", "match_none"):
+        rules = field.get(attr)
+        if isinstance(rules, list):
+            patterns.extend(
+                (f"{attr}.{i}.pattern", rule.get("pattern"))
+                for i, rule in enumerate(rules, start=1)
+                if isinstance(rule, Mapping)
+            )
+    match_any = field.get("match_any")
+    if isinstance(match_any, Mapping) and isinstance(match_any.get("patterns"), list):
+        patterns.extend(
+            (f"match_any.patterns.{i}", p) for i, p in enumerate(match_any["patterns"], start=1)
+        )
+    problems = []
+    for where, pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            continue  # reported by the attribute's own validation
+        try:
+            lua_match("", pattern)
+        except ValueError as exc:
+            problems.append(
+                f"{path}.{where}: bad Lua pattern {pattern!r}: {exc} (Kong would raise it "
+                "when validating a value)"
+            )
     return problems

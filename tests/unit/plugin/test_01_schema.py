@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kong_plugin.errors import ConfigError
 from kong_plugin.schema import (
+    MAX_ADDRESS,
+    MAX_LIST,
     PLUGIN_NAME,
     SCHEMA,
     apply_schema,
@@ -18,6 +23,7 @@ from kong_plugin.schema import (
     find_field,
     plugin_schema,
 )
+from kongsim.schema import check_schema
 
 # Attributes Kong's metaschema accepts that this schema may use, and the types each may
 # appear on (kong/db/schema/metaschema.lua).
@@ -30,7 +36,9 @@ ALLOWED = {
     "gt",
     "len_min",
     "len_max",
-    "match",
+    "match_all",
+    "match_none",
+    "match_any",
     "elements",
     "fields",
     "description",
@@ -45,6 +53,10 @@ ONLY_ON = {
     "len_max": {"string", "array", "set", "map"},
     "elements": {"array", "set"},
     "fields": {"record"},
+    # Kong's metaschema allows match_* on any type, but Lua's value:match needs a string.
+    "match_all": {"string"},
+    "match_none": {"string"},
+    "match_any": {"string"},
 }
 
 # Kong proxy-cache config fields and their defaults (anchors.md §1.1, schema.lua).
@@ -219,3 +231,54 @@ def test_defaults_are_not_shared_between_configs():
     first = apply_schema(SCHEMA, {})
     first["tag_headers"].append("X")
     assert apply_schema(SCHEMA, {})["tag_headers"] == ["Surrogate-Key", "Cache-Tag"]
+
+
+def test_kongs_metaschema_accepts_the_schema():
+    """kongsim's emulation of MetaSchema.MetaSubSchema (kong/db/schema/metaschema.lua)."""
+    assert check_schema(SCHEMA) == []
+    assert check_schema(plugin_schema()["fields"]) == []
+
+
+def test_dump_prints_the_schema_as_json_for_kong():
+    """Kong reads ``python -m kong_plugin --dump`` with cjson (plugin_servers/process.lua)."""
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-m", "kong_plugin", "--dump"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    (info,) = json.loads(out)
+    assert info["Name"] == PLUGIN_NAME
+    assert info["Schema"] == json.loads(json.dumps(plugin_schema()))
+    assert check_schema(info["Schema"]["fields"][0]["config"]["fields"]) == []
+
+
+@pytest.mark.parametrize(("path", "spec"), ALL_FIELDS, ids=[p for p, _ in ALL_FIELDS])
+def test_no_string_or_list_is_unbounded(path, spec):
+    """Every list has a len_max; every string a len_max or a closed one_of."""
+
+    def check(s: dict[str, Any], where: str) -> None:
+        if s["type"] == "array":
+            assert s.get("len_max") == MAX_LIST, where
+            check(s["elements"], f"{where}[]")
+        if s["type"] == "string":
+            assert "one_of" in s or s.get("len_max", MAX_ADDRESS + 1) <= MAX_ADDRESS, where
+
+    check(spec, path)
+
+
+def test_strings_are_non_empty_and_measured_in_bytes_like_kong():
+    """Kong's validate_field: len_min 1 by default; Lua's # counts bytes."""
+    with pytest.raises(ConfigError, match=r"^memory.dictionary_name: length must be at least 1"):
+        apply_schema(SCHEMA, {"memory": {"dictionary_name": ""}})
+    assert apply_schema(SCHEMA, {"tags": ["t" * 256]})["tags"] == ["t" * 256]
+    with pytest.raises(ConfigError, match=r"^tags\[0\]: length must be at most 256"):
+        apply_schema(SCHEMA, {"tags": ["\u00e9" * 129]})  # 258 bytes, 129 characters
+
+
+def test_apply_schema_leaves_lua_patterns_to_parse_config():
+    """apply_schema does not evaluate match_* (documented); parse_config does."""
+    assert apply_schema(SCHEMA, {"vary_headers": ["X Bad"]})["vary_headers"] == ["X Bad"]

@@ -108,6 +108,8 @@ def test_vary_and_ignore_query_params_may_not_overlap():
         "sidecar.internal:9000",
         "[::1]:50051",
         "localhost:1",
+        "localhost:65535",
+        "unix:/srv/caf\u00e9.sock",
     ],
 )
 def test_sidecar_address_accepted(address):
@@ -126,6 +128,12 @@ def test_sidecar_address_accepted(address):
         ":80",
         "host:port",
         "unix:/",
+        "unix:/tmp/my sock",
+        "unix:/tmp/x\x01",
+        " localhost:80",
+        "my host:80",
+        "host:123456",
+        "[::1]:0",
     ],
 )
 def test_sidecar_address_rejected(address):
@@ -145,6 +153,10 @@ def test_sidecar_address_rejected(address):
         ({"tags": ["caf\u00e9"]}, "tags[0]"),
         ({"cache_status_name": "1cache"}, "cache_status_name"),
         ({"cache_status_name": "my cache"}, "cache_status_name"),
+        ({"content_type": ["\n*"]}, "content_type[0]"),
+        ({"vary_headers": ["Accept", "Accept", "X Bad"]}, "vary_headers[2]"),
+        ({"vary_query_params": ["a\nb"]}, "vary_query_params[0]"),
+        ({"ignore_query_params": ["utm_*", "x\ty"]}, "ignore_query_params[1]"),
     ],
 )
 def test_cross_field_and_format_errors_name_the_field(raw, field):
@@ -216,3 +228,18 @@ def test_equal_configs_compare_equal():
         {"ignore_query_params": ["a*"]}
     )
     assert isinstance(parse_config({}), PluginConfig)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"sidecar": {"address": "host:99999"}}, "port must be between 1 and 65535, got 99999"),
+        ({"tags": ["a,b c"]}, "'a,b c' must not contain a comma"),
+        ({"tags": ["a b"]}, "'a b' must be printable ASCII without spaces"),
+    ],
+)
+def test_messages_are_the_schemas_in_the_schemas_order(raw, message):
+    """A comma is reported before a space, as Kong runs match_none before match_all."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert err.value.message == message

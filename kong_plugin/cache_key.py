@@ -23,7 +23,9 @@ Components of the pre-image, in order (see `KEY.md` for the README version):
    joined with ``", "``; an absent header is distinct from an empty one;
 6. the consumer scope: ``always`` -> the consumer id, or "anonymous" (a marker no consumer
    id can equal); ``never`` -> nothing; ``auto`` -> the consumer id when one is
-   authenticated (Kong's behaviour), else nothing;
+   authenticated (Kong's behaviour), "anonymous" when authentication fell back to an
+   anonymous consumer (all such requests share one scope, see `kong_plugin.identity`),
+   else nothing;
 7. the route id (or its absence).
 
 Encoding: each string is written as ``<length>:<text>,`` (a netstring over code points),
@@ -159,13 +161,15 @@ def _header_parts(headers: Headers, config: PluginConfig) -> tuple[tuple[str, st
     return tuple(out)
 
 
-def _consumer_part(consumer_id: str | None, config: PluginConfig) -> tuple[str, ...]:
+def _consumer_part(
+    consumer_id: str | None, anonymous: bool, config: PluginConfig
+) -> tuple[str, ...]:
     scope = config.consumer_scope
     if scope == "never":
         return ()
     if consumer_id:
         return ("consumer", consumer_id)
-    return ("anonymous",) if scope == "always" else ()
+    return ("anonymous",) if scope == "always" or anonymous else ()
 
 
 def _ns(text: str) -> str:
@@ -207,14 +211,20 @@ def build_key(
     consumer_id: str | None,
     route_id: str | None,
     config: PluginConfig,
+    *,
+    anonymous: bool = False,
 ) -> CacheKey:
-    """Build the cache key of a request (see the module docstring for the format)."""
+    """Build the cache key of a request (see the module docstring for the format).
+
+    `consumer_id` is an authenticated consumer's id; `anonymous` says authentication fell
+    back to an anonymous consumer (then `consumer_id` is ``None``).
+    """
     key_method = "GET" if method == "HEAD" else method
     key_host = host.lower()
     key_path = normalize_path(path, ignore_case=config.ignore_uri_case)
     query_parts = _query_parts(query, config) if query else ()
     header_parts = _header_parts(Headers.of(headers), config) if config.vary_header_names else ()
-    consumer = _consumer_part(consumer_id, config)
+    consumer = _consumer_part(consumer_id, anonymous, config)
     preimage = encode_preimage(
         key_method,
         key_host,

@@ -7,9 +7,16 @@ Rules this file lives by (see the plugin-server protocol notes):
   kong-pdk plugin server (and before the first PDK call, the whole server).
 * The first thing a phase does is a PDK call; slow work (the sidecar) comes after it.
 * Nothing calls the PDK after `kong.response.exit`.
-* Few PDK round trips: a hit costs 3 (2 when `consumer_scope` is `never`), a miss 9.
+* Few PDK round trips: a hit costs 4 (3 when `consumer_scope` is `never`; one more when
+  the plugin is not attached to a route, to learn the matched route), a miss 9.
 * Any sidecar problem fails open within `sidecar.timeout_ms`: the request is proxied as
   if there were no cache, with `X-Cache-Status: Bypass`.
+* What Kong 3.9 hands an external plugin is what counts, not what a kinder stand-in would:
+  in the ``response`` phase the upstream's status and headers are read from
+  ``kong.response`` (``kong.service.response.get_headers()`` is an empty map there), and
+  the body is pulled across the socket only for a response that may be stored.
+* Operator-facing problems go to Kong's error log through ``kong.log``
+  (`kong_plugin.report`): Kong hides the plugin server's own output at its default level.
 
 What this does not guarantee: that a stored response is there for the next request (the
 sidecar may evict or be down); that stores complete (they run after the response, on a
@@ -19,8 +26,10 @@ bounded background queue, and are dropped when the sidecar falls behind).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -30,14 +39,17 @@ from kong_plugin.background import Background
 from kong_plugin.cache_control import parse_cache_control
 from kong_plugin.cache_key import build_key
 from kong_plugin.cache_status import XCacheStatus, age_value, cache_status_value
-from kong_plugin.cacheability import request_decision, response_decision
+from kong_plugin.cacheability import StoreDecision, request_decision, response_decision
 from kong_plugin.client import SidecarClient, SidecarError
 from kong_plugin.config import PluginConfig, parse_config
 from kong_plugin.errors import ConfigError
+from kong_plugin.exits import KongHeaders, framing, header_names, response_phase_exit
 from kong_plugin.freshness import ERROR_STATUSES, EntryTiming, evaluate_reuse
 from kong_plugin.headers import Headers, replay_headers, storable_headers
+from kong_plugin.identity import classify
 from kong_plugin.inflight import InflightTable, RequestState
 from kong_plugin.invalidation import entry_tags, invalidation_targets, is_write
+from kong_plugin.report import Reporter
 from kong_plugin.validation import (
     evaluate_conditional,
     merge_304,
@@ -56,6 +68,20 @@ _CONDITIONAL = ("if-none-match", "if-modified-since")
 _clients: dict[tuple[str, float], SidecarClient] = {}
 _inflight = InflightTable()
 _background = Background()
+_reporter = Reporter()
+#: Per event: kong-pdk (thread mode) runs every event in a thread of its own.
+_event = threading.local()
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A stored entry about to be served, and what to tell the client about it."""
+
+    entry: pb.Entry
+    stored: Headers
+    age_s: float
+    word: XCacheStatus
+    member: str
 
 
 def client_for(address: str, timeout_s: float) -> SidecarClient:
@@ -168,10 +194,15 @@ class Plugin:
     # -- access ------------------------------------------------------------------------
 
     def access(self, kong: Any) -> None:
+        _event.exited = False
         try:
             self._access(kong)
-        except Exception:
+        except Exception as exc:
             log.exception("strata-cache access phase failed; request proxied uncached")
+            if not _event.exited:
+                _reporter.report(
+                    kong, "err", "access", f"access phase failed, request proxied: {exc!r}"
+                )
 
     def _access(self, kong: Any) -> None:
         # First PDK call, nothing slow before it: the request line gives method and target.
@@ -183,6 +214,8 @@ class Plugin:
             target = pdk(kong.request.get_path_with_query()) or "/"
         cfg = self.config
         if cfg is None:
+            message = f"configuration rejected, cache bypassed: {self.config_error}"
+            _reporter.report(kong, "err", "config", message)
             kong.response.set_header("X-Cache-Status", XCacheStatus.BYPASS.value)
             return
         headers = pdk(kong.request.get_headers()) or {}
@@ -200,12 +233,23 @@ class Plugin:
             self._bypass_header(kong, cfg, debug)
             return
         host, path, query = self._target(kong, target, h)
-        consumer_id = None
+        route_id = self.route_id or self._matched_route(kong)
         if cfg.consumer_scope != "never":
             consumer = pdk(kong.client.get_consumer())
-            if isinstance(consumer, Mapping):
-                consumer_id = consumer.get("id") or None
-        key = build_key(method, host, path, query, h, consumer_id, self.route_id, cfg)
+            who = classify(h, consumer, lambda: pdk(kong.client.get_credential()))
+        else:
+            who = classify(h, None, lambda: None)
+        key = build_key(
+            method,
+            host,
+            path,
+            query,
+            h,
+            who.consumer_id,
+            route_id,
+            cfg,
+            anonymous=who.anonymous,
+        )
         lines = header_lines(headers)
         state = RequestState(
             "store",
@@ -215,7 +259,7 @@ class Plugin:
             key=key.key,
             request_headers=lines,
             request_cc=decision.cc,
-            authorization=decision.authorization,
+            authorization=who.authenticated,
             consumer_scoped=key.consumer_scoped,
             request_time=time.time(),
             debug=debug,
@@ -228,7 +272,9 @@ class Plugin:
         try:
             found = client.lookup(key.key.encode(), lines, cfg.coalesce_wait_ms)
         except SidecarError as exc:
-            log.warning("sidecar lookup failed, bypassing the cache: %s", exc)
+            _reporter.report(
+                kong, "warn", "sidecar", f"sidecar lookup failed, cache bypassed: {exc}"
+            )
             self._bypass_header(kong, cfg, debug)
             return
         state.fill_lease = found.fill_lease
@@ -237,6 +283,7 @@ class Plugin:
                 return
         elif decision.only_if_cached:
             self._release(client, state)
+            _event.exited = True
             kong.response.exit(504, "", self._cache_headers(cfg, debug, "Miss", key.key))
             return
         if not decision.store and not state.stale:
@@ -275,7 +322,7 @@ class Plugin:
                 ttl=reuse.ttl,
                 detail=None if reuse_action == "fresh" else reuse.detail,
             )
-            self._exit_with_entry(kong, cfg, state, entry, stored, age_s, word, member, h, debug)
+            self._exit_with_entry(kong, cfg, state, Served(entry, stored, age_s, word, member), h)
             return True
         # Revalidate upstream with the stored validators; keep the entry for 304 / errors.
         state.stale = entry
@@ -296,35 +343,48 @@ class Plugin:
         kong: Any,
         cfg: PluginConfig,
         state: RequestState,
-        entry: pb.Entry,
-        stored: Headers,
-        age_s: float,
-        word: XCacheStatus,
-        member: str,
+        served: Served,
         request_headers: Headers | None,
-        debug: bool,
+        current: list[str] | None = None,
     ) -> None:
-        """End the request with the stored response (or a 304 for a matching conditional)."""
-        extra = self._cache_headers(cfg, debug, word.value, state.key, member, age_s)
+        """End the request with the stored response (or a 304 for a matching conditional).
+
+        `current` are the response's header names in the ``response`` phase (the upstream's,
+        which Kong already copied): they are cleared unless the stored response sets them.
+        """
+        extra = self._cache_headers(
+            cfg, state.debug, served.word.value, state.key, served.member, served.age_s
+        )
+        entry = served.entry
+        out: KongHeaders
         if request_headers is not None and evaluate_conditional(
-            request_headers, entry.status, stored, method=state.method
+            request_headers, entry.status, served.stored, method=state.method
         ):
-            out = not_modified_response_headers(stored).to_kong()
-            out.update(extra)
-            kong.response.exit(304, "", out)
-            return
-        out = replay_headers(stored).to_kong()
-        out.pop("content-length", None)
+            status, body = 304, b""
+            out = dict(not_modified_response_headers(served.stored).to_kong())
+        else:
+            status, body = entry.status, entry.body
+            out = dict(replay_headers(served.stored).to_kong())
         out.update(extra)
-        kong.response.exit(entry.status, entry.body or "", out)
+        body, length = framing(state.method, status, body)
+        out.update(length)
+        if current is not None:
+            out = response_phase_exit(out, current)
+        _event.exited = True
+        kong.response.exit(status, body, out)
 
     # -- response ----------------------------------------------------------------------
 
     def response(self, kong: Any) -> None:
+        _event.exited = False
         try:
             self._response(kong)
-        except Exception:
+        except Exception as exc:
             log.exception("strata-cache response phase failed; response passed through")
+            if not _event.exited:
+                _reporter.report(
+                    kong, "err", "response", f"response phase failed, not stored: {exc!r}"
+                )
 
     def _response(self, kong: Any) -> None:
         token = pdk(kong.ctx.shared.get(CTX_KEY))  # first PDK call
@@ -332,8 +392,11 @@ class Plugin:
         cfg = self.config
         if state is None or cfg is None:
             return
-        status = pdk(kong.service.response.get_status())
-        headers = pdk(kong.service.response.get_headers()) or {}
+        # Kong.response has copied the upstream's status and headers to kong.response; the
+        # service response's own header map is empty for an external plugin (Kong 3.9)
+        status = pdk(kong.response.get_status())
+        headers = pdk(kong.response.get_headers()) or {}
+        current = header_names(headers)
         client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
         if state.mode == "write":
             self._invalidate(client, cfg, state, status, headers)
@@ -341,7 +404,7 @@ class Plugin:
             return
         debug = state.debug
         if state.stale is not None and status == 304:
-            self._refresh_from_304(kong, client, cfg, state, headers)
+            self._refresh_from_304(kong, client, cfg, state, headers, current)
             return
         if state.stale is not None and state.stale_if_error and status in ERROR_STATUSES:
             self._release(client, state)
@@ -351,14 +414,9 @@ class Plugin:
             member = cache_status_value(
                 cfg.cache_status_name, hit=True, fwd_status=status, detail="stale-if-error"
             )
-            self._exit_with_entry(
-                kong, cfg, state, entry, stored, age_s, XCacheStatus.STALE, member, None, debug
-            )
+            served = Served(entry, stored, age_s, XCacheStatus.STALE, member)
+            self._exit_with_entry(kong, cfg, state, served, None, current)
             return
-        body = pdk(kong.service.response.get_raw_body())
-        if isinstance(body, str):
-            body = body.encode("utf-8", "surrogateescape")
-        body = body or b""
         decision = response_decision(
             state.method,
             status,
@@ -367,10 +425,16 @@ class Plugin:
             cfg,
             request_time=state.request_time,
             response_time=time.time(),
-            body_size=len(body),
             authorization=state.authorization,
             consumer_scoped=state.consumer_scoped,
         )
+        body = b""
+        if decision.store:
+            # only now pull the body across the socket: status, headers and a declared
+            # Content-Length already said the response may be stored
+            body = self._service_body(kong)
+            if len(body) > cfg.max_body_bytes:
+                decision = StoreDecision(False, "too-large")
         will_store = False
         if decision.store and decision.timing is not None:
             tags = entry_tags(state.host, state.path, headers, cfg)
@@ -411,6 +475,7 @@ class Plugin:
         cfg: PluginConfig,
         state: RequestState,
         not_modified: Mapping[str, Any],
+        current: list[str],
     ) -> None:
         """The upstream confirmed the stored entry: update its headers and timing, store it
         again, and answer the client with it (a 304 if the client's own validators match)."""
@@ -454,18 +519,8 @@ class Plugin:
             else None
         )
         age_s = max(0.0, now - refreshed.stored_at_ms / 1000.0)
-        self._exit_with_entry(
-            kong,
-            cfg,
-            state,
-            refreshed,
-            merged,
-            age_s,
-            XCacheStatus.REFRESH,
-            member,
-            request_headers,
-            state.debug,
-        )
+        served = Served(refreshed, merged, age_s, XCacheStatus.REFRESH, member)
+        self._exit_with_entry(kong, cfg, state, served, request_headers, current)
 
     def _invalidate(
         self,
@@ -500,6 +555,19 @@ class Plugin:
         if not host:
             host = pdk(kong.request.get_host()) or ""
         return host, path or "/", parse_query(query)
+
+    def _matched_route(self, kong: Any) -> str | None:
+        """The id of the route Kong matched. A plugin attached to a route knows it from its
+        config; one on a service or global one must ask (its config has no ``route_id``)."""
+        route = pdk(kong.router.get_route())
+        route_id = route.get("id") if isinstance(route, Mapping) else None
+        return route_id if isinstance(route_id, str) and route_id else None
+
+    def _service_body(self, kong: Any) -> bytes:
+        body = pdk(kong.service.response.get_raw_body())
+        if isinstance(body, str):
+            return body.encode("utf-8", "surrogateescape")
+        return body or b""
 
     def _remember(self, kong: Any, state: RequestState) -> None:
         kong.ctx.shared.set(CTX_KEY, _inflight.put(state))

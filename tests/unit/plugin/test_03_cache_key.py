@@ -328,3 +328,17 @@ def test_keys_equal_exactly_when_normalised_inputs_equal(a, b):
     """Different inputs get different keys unless normalisation makes them the same."""
     k1, k2 = (build_key(r[0], r[1], r[2], r[3], r[4], r[5], ROUTE, VARY) for r in (a, b))
     assert (k1.key == k2.key) == (components_of(k1) == components_of(k2))
+
+
+def test_anonymous_fallback_shares_one_unscoped_scope_under_auto():
+    """A request that fell back to an anonymous consumer (key-auth `anonymous`) is keyed in
+    the shared anonymous scope, apart from unauthenticated traffic and from consumers, and
+    is not consumer-scoped (RFC 9111 §3.5 still applies to it)."""
+    anon = build_key("GET", "h", "/p", {}, {}, None, ROUTE, DEFAULT, anonymous=True)
+    again = build_key("GET", "h", "/p", {}, {}, None, ROUTE, DEFAULT, anonymous=True)
+    assert anon.key == again.key and anon.consumer == ("anonymous",)
+    assert not anon.consumer_scoped
+    assert anon.key != key(path="/p", host="h").key  # not the no-auth-plugin scope
+    never = parse_config({"consumer_scope": "never"})
+    shared = build_key("GET", "h", "/p", {}, {}, None, ROUTE, never, anonymous=True)
+    assert shared.consumer == ()

@@ -1,0 +1,51 @@
+"""The kong-pdk plugin server, with instance ids that never repeat across restarts.
+
+kong-pdk numbers plugin instances 0, 1, 2, ... in every new process, while Kong keeps the
+ids it was given in each worker's ``running_instances`` table and learns of a restart only
+when the server answers ``no plugin instance #N``
+(``kong/runloop/plugin_servers/plugin.lua`` ``get_instance_id``,
+``kong/runloop/plugin_servers/rpc/mp_rpc.lua`` ``handle_event``). After a restart, a stale id
+held for route A can therefore name the instance a new process just started for route B, and
+a request on A would run under B's configuration (its cache key prefix, TTLs, scoping).
+
+`RestartSafePluginServer` starts its counter at a random offset instead of 0, so the ids of
+one process are, with overwhelming probability, unknown to the next: a stale id gets ``no
+plugin instance`` and Kong starts a fresh instance with the right configuration (Kong retries
+that error at once, the request is not lost). Ids stay below 2**40 so that Lua numbers
+(doubles) and lua-MessagePack carry them exactly.
+
+Not guaranteed: uniqueness is probabilistic (two processes collide on an id with probability
+about ``n / 2**39`` for ``n`` instances); nothing here detects a configuration that Kong
+changed without restarting the instance (Kong does that itself with ``__seq__``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from kong_pdk.server import PluginServer
+
+#: Largest first id; ids are ``offset, offset + 1, ...`` and stay far below 2**53.
+ID_SPACE = 2**39
+
+
+def first_instance_id() -> int:
+    """A random starting id in ``[2**20, 2**20 + ID_SPACE)`` (never a small number, so a
+    restarted kong-pdk server without this class cannot hit it either)."""
+    return 2**20 + secrets.randbelow(ID_SPACE)
+
+
+class RestartSafePluginServer(PluginServer):  # type: ignore[misc]
+    """kong-pdk's `PluginServer` whose instance ids start at `first_instance_id`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance_id = first_instance_id()
+
+
+def install() -> None:
+    """Make kong-pdk's dedicated-server entry point build a `RestartSafePluginServer`."""
+    from kong_pdk import cli  # noqa: PLC0415  (kong_pdk warns on import; load it late)
+
+    cli.PluginServer = RestartSafePluginServer

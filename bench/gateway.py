@@ -211,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
                     "--prefix",
                     str(work / "kong"),
                     "--log-level",
-                    "WARNING",
+                    "warn",
+                    "--wait",
                 ]
             )
             _wait(f"http://{gateway}/_kongsim/status")

@@ -7,8 +7,9 @@
 4. a terminal callback (``kong.response.exit``/``error``) ends the event: nothing more is sent.
 
 Errors, as Kong treats them: an RPC error containing "no plugin instance" forgets the plugin's
-instances in every worker and retries the event (kongsim retries once; Kong retries without a
-limit); any other RPC error, a timeout or a closed connection is logged and the request goes on
+instances in every worker and retries the whole event, without a limit (``Rpc:handle_event``
+calls itself; kongsim gives up after the RPC timeout and reports the hang Kong would have);
+any other RPC error, a timeout or a closed connection is logged and the request goes on
 as if the plugin had succeeded (fail-open); an unknown PDK method is logged and answered with
 ``nil``; a hard Lua error (bad PDK call, failed ``StartInstance``, a malformed message) is raised
 as :class:`~kongsim.errors.LuaError` for the caller to turn into Kong's 500. Every one of these is
@@ -106,7 +107,10 @@ class Bridge:
     async def _run(self, ev: _Event) -> Terminal | None:
         name, phase = ev.plugin.name, ev.st.phase
         failure: tuple[str, str] | None = None
-        for attempt in (1, 2):
+        server = ev.plugin.info.server
+        assert server is not None
+        deadline = time.monotonic() + ev.worker.rpc[server].timeout
+        while True:
             try:
                 instance_id = await ev.worker.instances.get_instance_id(
                     ev.plugin, lambda method, *params: self._call(ev, method, *params)
@@ -115,7 +119,15 @@ class Bridge:
                 return await self._loop(ev, instance_id)
             except RpcError as exc:
                 text = str(exc)
-                if "no plugin instance" in text.lower() and attempt == 1:
+                if "no plugin instance" in text.lower():
+                    if time.monotonic() > deadline:
+                        failure = (
+                            "rpc_timeout",
+                            f"{text}: still failing after restarting the instance for "
+                            f"{ev.worker.rpc[server].timeout:g} s; Kong retries this without a "
+                            "limit, so the request would hang",
+                        )
+                        break
                     log.warning("%s: %s; restarting its instances", name, text)
                     self.recorder.warn(ev.record, f"{name}/{phase}: {text} (instance restarted)")
                     for w in self.workers:
@@ -182,5 +194,14 @@ class Bridge:
             if answer.value is not None:
                 params["Data"] = answer.value
             reply = await self._call(ev, answer.step_method, params)
+            if reply is None:
+                # neither error nor result: bridge_loop returns nil, nil and the event ends
+                # without a word (mp_rpc.lua); nothing is logged
+                self.recorder.warn(
+                    ev.record,
+                    f"{plugin.name}/{st.phase}: {answer.step_method} answered neither an error "
+                    "nor a result; Kong ends the event silently",
+                )
+                return None
             if not isinstance(reply, dict):
                 raise RpcProtocolError(f"{answer.step_method}: unexpected answer {reply!r:.200}")

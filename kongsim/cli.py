@@ -21,13 +21,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
 from kongsim.errors import ConfigError, PluginServerError
 from kongsim.gateway import Gateway, Options
-from kongsim.process import PluginServerSpec
+from kongsim.loglevels import kong_log_level
+from kongsim.process import PluginServerSpec, parse_env_names
 
 log = logging.getLogger("kongsim")
 
@@ -83,7 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep-alive pool (Kong) or a new connection per RPC",
     )
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    parser.add_argument(
+        "--log-level",
+        default="notice",
+        help="Kong's levels: debug, info, notice (default, as Kong), warn, error, crit; "
+        "plugin servers' output is logged at info",
+    )
+    parser.add_argument(
+        "--nginx-main-env",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="pass this environment variable to plugin servers (Kong's nginx_main_env; "
+        "default: the names in KONG_NGINX_MAIN_ENV). Everything else is cleared, as by nginx.",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the plugin servers' sockets before listening (Kong does not)",
+    )
     return parser
 
 
@@ -101,6 +121,12 @@ def options_from_args(args: argparse.Namespace) -> Options:
         rpc_timeout=args.rpc_timeout,
         rpc_pooled=args.rpc_mode == "pooled",
         prefix=args.prefix,
+        passthrough_env=tuple(
+            args.nginx_main_env
+            if args.nginx_main_env is not None
+            else parse_env_names(os.environ.get("KONG_NGINX_MAIN_ENV", ""))
+        ),
+        wait_for_plugin_servers=args.wait,
     )
 
 
@@ -130,8 +156,12 @@ async def _serve(options: Options) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    level = kong_log_level(args.log_level)
+    if level is None:
+        print(f"kongsim: unknown --log-level {args.log_level!r}", file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

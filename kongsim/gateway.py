@@ -2,7 +2,10 @@
 
 Start-up order, as Kong: query every plugin server (``--dump``) → load and validate kong.yml
 against the plugins' schemas (a :class:`~kongsim.errors.ConfigError` stops everything) → start
-the plugin servers (kongsim also waits for their sockets) → listen for HTTP.
+the plugin servers → listen for HTTP. Like Kong, the gateway does not wait for the plugin
+servers' sockets: a request that arrives first fails to start its plugin instance (500). A test
+harness can ask to wait (``Options.wait_for_plugin_servers``, :class:`kongsim.testing.KongSim`
+does) -- that is a convenience of kongsim's, not Kong's behaviour.
 
 :meth:`Gateway.reload` re-reads kong.yml: a config that does not validate is refused and the old
 one stays; a valid one replaces it for new requests and, like Kong rebuilding its plugins
@@ -23,7 +26,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from kongsim.bridge import Bridge, Worker
 from kongsim.config import load_file
 from kongsim.entities import DeclarativeConfig
 from kongsim.errors import PluginServerError
+from kongsim.loglevels import NOTICE
 from kongsim.pdk import CLIENT_BODY_BUFFER_SIZE, PdkEnv
 from kongsim.plugins import PluginInfo, PluginSet, build_plugin_set
 from kongsim.process import PluginServerProcess, PluginServerSpec, default_spec
@@ -67,6 +71,11 @@ class Options:
     prefix: str | None = None
     """Directory for sockets and logs; a temporary one when ``None``."""
     client_body_buffer_size: int = CLIENT_BODY_BUFFER_SIZE
+    passthrough_env: Sequence[str] = ()
+    """Environment variables plugin servers receive (Kong: ``nginx_main_env``); by default
+    none but ``TZ``, as nginx workers clear their environment."""
+    wait_for_plugin_servers: bool = False
+    """Wait for every plugin server's socket before listening (not Kong; for harnesses)."""
 
     @property
     def effective_rpc_timeout(self) -> float:
@@ -138,7 +147,11 @@ class Gateway:
             raise PluginServerError(f"duplicate plugin server names: {names}")
         for spec in specs:
             self.servers[spec.name] = PluginServerProcess(
-                spec, prefix, os.path.join(prefix, "logs"), on_exit=self._server_exited
+                spec,
+                prefix,
+                os.path.join(prefix, "logs"),
+                on_exit=self._server_exited,
+                passthrough_env=self.options.passthrough_env,
             )
         infos = await asyncio.gather(*(s.query() for s in self.servers.values()))
         self.catalog = {keyauth.INFO.name: keyauth.INFO}
@@ -158,8 +171,10 @@ class Gateway:
                         server.socket_path,
                         timeout=self.options.effective_rpc_timeout,
                         pooled=self.options.rpc_pooled,
+                        on_server_pid_change=self._pid_changed(worker, server),
                     )
-            await asyncio.gather(*(s.start() for s in self.servers.values()))
+            wait = self.options.wait_for_plugin_servers
+            await asyncio.gather(*(s.start(wait=wait) for s in self.servers.values()))
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ssl=False),
                 auto_decompress=False,
@@ -169,7 +184,7 @@ class Gateway:
         except BaseException:
             await self.stop()
             raise
-        log.info("kongsim listening on %s (strict=%s)", self.base_url, self.strict)
+        log.log(NOTICE, "kongsim listening on %s (strict=%s)", self.base_url, self.strict)
 
     async def _listen(self) -> None:
         proxy = Proxy(self)
@@ -217,7 +232,7 @@ class Gateway:
         self._runtime = self._load(path or self.options.config_path)
         if path:
             self.options.config_path = path
-        log.info("configuration reloaded from %s", self.options.config_path)
+        log.log(NOTICE, "configuration reloaded from %s", self.options.config_path)
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait (bounded) until every scheduled ``log`` phase has finished."""
@@ -247,6 +262,18 @@ class Gateway:
             client_body_buffer_size=self.options.client_body_buffer_size,
         )
         return Runtime(decl=decl, router=Router(decl), plugins=plugins, env=env)
+
+    def _pid_changed(
+        self, worker: Worker, server: PluginServerProcess
+    ) -> Callable[[float, float | None], None]:
+        """plugin.lua ``rpc_notifications:serverPid``: a new pid drops the instances this
+        worker holds for the server's plugin (the Python server never sends it)."""
+
+        def changed(_old: float, _new: float | None) -> None:
+            if server.info is not None:
+                worker.instances.reset_plugin(server.info.name)
+
+        return changed
 
     def _server_exited(self, server: PluginServerProcess, rc: int) -> None:
         log.warning("plugin server %r (pid %s) exited with %s", server.name, server.pid, rc)

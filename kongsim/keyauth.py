@@ -29,7 +29,7 @@ from kongsim.pdk.codec import encode_query, lua_json, parse_body, parse_query
 from kongsim.pdk.responses import KONG_VERSION, error_response
 from kongsim.pdk.service import clear_query_arg
 from kongsim.plugins import PluginInfo
-from kongsim.state import RequestState, Terminal
+from kongsim.state import RequestState, Terminal, apply_header_op
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -121,7 +121,7 @@ def _authenticate(
             key = value
             if conf.get("hide_credentials"):
                 clear_query_arg(st, name)
-                st.upstream_header_ops.append(("clear", name, []))
+                apply_header_op(st.headers, "clear", name, [])
                 if conf.get("key_in_body") and body:
                     _hide_in_body(st, body, name)
             break
@@ -160,10 +160,10 @@ def _set_consumer(
     )
     for header, value in zip(_CONSUMER_HEADERS, values, strict=True):
         if value:
-            st.upstream_header_ops.append(("set", header, [str(value)]))
+            apply_header_op(st.headers, "set", header, [str(value)])
         else:
-            st.upstream_header_ops.append(("clear", header, []))
+            apply_header_op(st.headers, "clear", header, [])
     if credential:
-        st.upstream_header_ops.append(("clear", "X-Anonymous-Consumer", []))
+        apply_header_op(st.headers, "clear", "X-Anonymous-Consumer", [])
     else:
-        st.upstream_header_ops.append(("set", "X-Anonymous-Consumer", ["true"]))
+        apply_header_op(st.headers, "set", "X-Anonymous-Consumer", ["true"])

@@ -30,7 +30,26 @@ from kongsim.errors import ConfigError, PluginServerError
 from kongsim.schema import check_schema, validate
 
 PHASES = ("certificate", "rewrite", "log", "access", "preread", "response")
-_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+")
+_VERSION_RUN = re.compile(r"\d[\d.]*")
+
+
+def kong_version(value: Any) -> str | None:
+    """Kong 3.9's ``valid_version`` (``kong/db/dao/plugins.lua``) with the ``version`` rock
+    1.0.1 it uses: the first run of digits and dots is taken (``"v1.2.3-rc1"`` -> ``1.2.3``),
+    split on dots (a trailing dot adds nothing), every element must be a number, and at most
+    three elements are allowed. Returns the cleaned version Kong stores, or ``None``."""
+    if not isinstance(value, str):
+        return None
+    run = _VERSION_RUN.search(value)
+    if run is None:
+        return None
+    text = run.group(0)
+    parts = text.split(".")
+    if parts and parts[-1] == "":
+        parts.pop()
+    if not parts or len(parts) > 3 or not all(p.isdigit() for p in parts):
+        return None
+    return ".".join(str(int(p)) for p in parts)
 
 
 @dataclass(frozen=True)
@@ -74,11 +93,11 @@ def parse_dump(server: str, output: str) -> PluginInfo:
     name = info.get("Name")
     if not isinstance(name, str) or not name:
         problems.append("Name must be a non-empty string")
-    version = info.get("Version")
-    if not isinstance(version, str) or not _VERSION_RE.match(version):
+    version = kong_version(info.get("Version"))
+    if version is None:
         problems.append(
-            f"Version must look like x.y.z, got {version!r} "
-            '(define version = "x.y.z" in the plugin)'
+            f'its VERSION field does not follow the "x.y.z" format, got: '
+            f'{info.get("Version")!r} (define version = "x.y.z" in the plugin)'
         )
     priority = info.get("Priority")
     if (

@@ -7,18 +7,29 @@ In the commands, ``{python}`` is kongsim's interpreter, ``{prefix}`` the prefix 
 ``str.format`` templates: a literal brace is written ``{{``/``}}``, and they cannot contain ``;``
 (the field separator).
 
-As Kong 3.9 (``kong/runloop/plugin_servers/process.lua``): the query command runs first and its
-stdout must be JSON (see :func:`kongsim.plugins.parse_dump`); the start command runs through the
-shell as ``exec <cmd>`` with stderr merged into stdout, each output line is logged with a
-``[name:pid]`` prefix; a server that exits is respawned at most once per second, except after
-exit code 127 (command not found); shutdown sends SIGTERM.
+As Kong 3.9 (``kong/runloop/plugin_servers/process.lua``):
+
+* the query command runs first (``io.popen``); only its stdout counts, and it must be JSON (see
+  :func:`kongsim.plugins.parse_dump`): Kong ignores the command's exit status
+  (``query_external_plugin_info`` reads the output and closes the pipe without looking at it);
+* the start command runs through the shell as ``exec <cmd>`` with stderr merged into stdout
+  (``ngx.pipe.spawn``, ``merge_stderr = true``); each output line is logged **at INFO** with a
+  ``[name:pid]`` prefix (``grab_logs``: ``raw_log(ngx.INFO, ...)``), so at Kong's default
+  ``log_level`` (``notice``) nothing the plugin server prints is visible;
+* the server runs with nginx's cleared environment: nginx workers keep only ``TZ`` and the
+  names listed in ``env`` directives (Kong's ``nginx_main_env`` / ``KONG_NGINX_MAIN_ENV``), and
+  the spawned process inherits that (``passthrough_env`` here); nothing else, not ``PATH``;
+* a server that exits is respawned at most once per second, except after exit code 127
+  (command not found); shutdown sends SIGTERM;
+* Kong does not wait for the socket: requests that arrive before the server listens fail to
+  start their instance (Kong answers 500).
 
 Added by kongsim (Kong does not do these): the child gets its own session (SIGTERM goes to its
-process group), ``PYTHONUNBUFFERED=1`` so logs arrive line by line, output is also appended to
-``<log_dir>/<name>.log``, kongsim waits until the socket accepts connections before serving,
-removes a stale socket file before each start and after stop, and sends SIGKILL to a server still
-alive 5 s after SIGTERM. Pooled RPC connections to a dead server are dropped (nginx's keep-alive
-pool notices closed idle connections too).
+process group), output is also appended to ``<log_dir>/<name>.log``, :meth:`PluginServerProcess.
+wait_ready` lets a test harness wait for the socket, a stale socket file is removed before each
+start and after stop, and a server still alive 5 s after SIGTERM gets SIGKILL. Pooled RPC
+connections to a dead server are dropped (nginx's keep-alive pool notices closed idle
+connections too).
 """
 
 from __future__ import annotations
@@ -30,11 +41,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kongsim.errors import PluginServerError
+from kongsim.loglevels import NOTICE
 from kongsim.plugins import PluginInfo, parse_dump
 
 log = logging.getLogger("kongsim.pluginserver")
@@ -99,8 +111,10 @@ class PluginServerProcess:
         prefix: str,
         log_dir: str,
         on_exit: Callable[[PluginServerProcess, int], None] | None = None,
+        passthrough_env: Sequence[str] = (),
     ) -> None:
         self.spec = spec
+        self.env = child_env(passthrough_env)
         self.prefix = prefix
         self.log_path = os.path.join(log_dir, f"{spec.name}.log")
         self.socket_path = spec.socket_path(prefix)
@@ -131,7 +145,7 @@ class PluginServerProcess:
             cmd,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=_child_env(),
+            env=self.env,
             start_new_session=True,
         )
         try:
@@ -144,21 +158,30 @@ class PluginServerProcess:
                 f"plugin server '{self.name}': query command timed out: {cmd}"
             ) from exc
         if proc.returncode != 0:
-            tail = err.decode(errors="replace").strip().splitlines()[-5:]
-            raise PluginServerError(
-                f"plugin server '{self.name}': query command failed (exit {proc.returncode}): "
-                f"{cmd}\n" + "\n".join(tail)
+            # Kong does not look at the exit status, only at what was printed
+            log.warning(
+                "[pluginserver] query command of %r exited with %s (ignored, as Kong does)",
+                self.name,
+                proc.returncode,
             )
-        self.info = parse_dump(self.name, out.decode(errors="replace"))
+        try:
+            self.info = parse_dump(self.name, out.decode(errors="replace"))
+        except PluginServerError as exc:
+            tail = err.decode(errors="replace").strip().splitlines()[-5:]
+            detail = "\n".join(tail) if tail else "(nothing on stderr)"
+            raise PluginServerError(f"{exc}\nquery command: {cmd}\nits stderr:\n{detail}") from exc
         return self.info
 
-    async def start(self) -> None:
-        """Start supervising the server and wait until its socket accepts connections."""
+    async def start(self, *, wait: bool = True) -> None:
+        """Start supervising the server; with `wait` (a harness affordance, Kong does not),
+        wait until its socket accepts connections, and fail if it dies first."""
         Path(self.prefix).mkdir(parents=True, exist_ok=True)
         Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
         self._stopping = False
         self._died_unready.clear()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"pluginserver:{self.name}")
+        if not wait:
+            return
         ready = asyncio.create_task(self._ready.wait())
         died = asyncio.create_task(self._died_unready.wait())
         try:
@@ -253,18 +276,20 @@ class PluginServerProcess:
                     self.name,
                 )
                 break
-            log.warning("[pluginserver] %r terminated with %s; respawning", self.name, rc)
+            # Kong: kong.log.notice("external pluginserver '...' terminated: ...")
+            log.log(NOTICE, "[pluginserver] %r terminated with %s; respawning", self.name, rc)
 
     async def _run_once(self) -> int:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         cmd = "exec " + self.spec.expand(self.prefix, self.spec.start_cmd)
-        log.info("[pluginserver] starting %r: %s", self.name, cmd)
+        log.log(NOTICE, "[pluginserver] starting pluginserver process for %r: %s", self.name, cmd)
         proc = await asyncio.create_subprocess_shell(
             cmd,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env=_child_env(),
+            env=self.env,
+            cwd="/",
             start_new_session=True,
         )
         self._proc = proc
@@ -286,7 +311,7 @@ class PluginServerProcess:
     async def _probe_ready(self, proc: asyncio.subprocess.Process) -> None:
         while proc.returncode is None:
             if os.path.exists(self.socket_path) and await _can_connect(self.socket_path):
-                log.info("[pluginserver] %r ready (pid %s)", self.name, proc.pid)
+                log.log(NOTICE, "[pluginserver] %r ready (pid %s)", self.name, proc.pid)
                 self._ready.set()
                 return
             await asyncio.sleep(0.02)
@@ -304,6 +329,7 @@ class PluginServerProcess:
                 sink.write(text + "\n")
                 sink.flush()
                 if text:
+                    # grab_logs: raw_log(ngx.INFO, prefix .. line) -- hidden at notice
                     log.info("%s%s", prefix, text)
 
 
@@ -326,7 +352,20 @@ def _signal_group(pid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+def child_env(passthrough: Sequence[str] = ()) -> dict[str, str]:
+    """The environment an nginx worker hands a spawned process: ``TZ`` and the names listed in
+    ``env`` directives (Kong: ``nginx_main_env``), when set; nothing else."""
+    names = ["TZ", *passthrough]
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def parse_env_names(value: str) -> list[str]:
+    """Names from a ``KONG_NGINX_MAIN_ENV``-style value: ``"A; env B"`` or ``"A,B"``."""
+    names = []
+    for part in value.replace(",", ";").split(";"):
+        word = part.strip()
+        if word.startswith("env "):
+            word = word[4:].strip()
+        if word:
+            names.append(word.split("=", 1)[0])
+    return names

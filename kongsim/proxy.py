@@ -65,13 +65,31 @@ UNEXPECTED = "An unexpected error occurred"
 
 
 class KongResponse(web.StreamResponse):
-    """A StreamResponse that, like nginx with ``default_type ''``, invents no Content-Type."""
+    """A StreamResponse that, like nginx with ``default_type ''``, invents no Content-Type, and
+    sends a ``Content-Length`` on a 304 when one was set (nginx's header filter keeps it; aiohttp
+    would drop it)."""
 
     async def _prepare_headers(self) -> None:
         had_type = hdrs.CONTENT_TYPE in self.headers
+        length = self.headers.get(hdrs.CONTENT_LENGTH) if self.status == 304 else None
         await super()._prepare_headers()
         if not had_type:
             self.headers.popall(hdrs.CONTENT_TYPE, None)
+        if length is not None:
+            self.headers[hdrs.CONTENT_LENGTH] = length
+
+
+def nginx_header_filter(status: int, headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """What nginx's ``ngx_http_header_filter`` does to headers set through ``ngx.header``
+    (exits, and buffered responses Kong copied with ``kong.response.set_headers``): a 204 loses
+    ``Content-Type``, ``Last-Modified`` and ``Content-Length``; a ``Last-Modified`` on any status
+    but 200, 206 and 304 is dropped."""
+    if status == 204:
+        for name in ("content-type", "last-modified", "content-length"):
+            headers.popall(name, None)
+    elif status not in (200, 206, 304):
+        headers.popall("last-modified", None)
+    return headers
 
 
 @dataclass
@@ -229,10 +247,11 @@ class Proxy:
         if terminal.source == "exit":
             st.exited = True
         headers = CIMultiDict(st.response_headers)
-        for name in {k.lower() for k, _ in terminal.headers}:
+        for name in {k.lower() for k, _ in terminal.headers} | terminal.cleared:
             headers.popall(name, None)
         headers.extend(terminal.headers)
-        headers.popall("content-length", None)
+        if "content-length" not in headers and "content-length" not in terminal.cleared:
+            headers["Content-Length"] = str(len(terminal.body))
         if st.proxied:
             # Kong's header_filter looks at KONG_PROXIED, set before the upstream call
             headers = self._proxied_headers(ctx, headers)
@@ -246,14 +265,33 @@ class Proxy:
     async def _send(
         self, ctx: _Ctx, status: int, headers: CIMultiDict[str], body: bytes
     ) -> web.StreamResponse:
+        """Send a response whose headers were set through ``ngx.header``. ``Content-Length`` is
+        sent as set (an exit's is Kong's choice, see :class:`Terminal`); without one, the body
+        goes out chunked, as nginx does."""
         st = ctx.st
+        headers = nginx_header_filter(status, headers)
         st.response_status = status
         st.response_headers = headers
+        without_body = ctx.request.method == "HEAD" or status in (204, 304) or status < 200
+        declared = headers.get("content-length")
+        if declared is not None and not without_body and declared.strip() != str(len(body)):
+            # nginx would send this header with the real body: a broken response on the wire
+            self.gw.recorder.issue(
+                ctx.record,
+                Issue(
+                    "framing",
+                    f"Content-Length {declared!r} but the body has {len(body)} bytes "
+                    f"(status {status})",
+                ),
+            )
+            headers.popall("content-length", None)
+            declared = None
         resp = KongResponse(status=status)
         resp.headers.extend(headers)
-        resp.content_length = len(body)
+        if declared is None and without_body:
+            resp.headers.popall("content-length", None)
         await resp.prepare(ctx.request)
-        if body and ctx.request.method != "HEAD":
+        if body and not without_body:
             await resp.write(body)
         await resp.write_eof()
         st.response_sent_at = time.time() * 1000
@@ -269,7 +307,7 @@ class Proxy:
         st.proxied = True
         st.forwarded_prefix = match.prefix if match.prefix != "/" else None
         path = st.upstream_path or match.upstream_path
-        query = st.upstream_query if st.upstream_query is not None else st.raw_query
+        query = st.raw_query
         host = f"[{service.host}]" if ":" in service.host else service.host
         target = f"{service.protocol}://{host}:{service.port}{path}"
         if query or "?" in st.request_uri:
@@ -295,7 +333,7 @@ class Proxy:
             ) as resp:
                 st.upstream_headers_at = time.time() * 1000
                 st.service_status = resp.status
-                st.service_headers = CIMultiDict(resp.headers)
+                st.service_headers = upstream.upstream_visible(resp.headers)
                 if st.buffering:
                     st.service_body = await resp.read()
                     return await self._buffered(ctx, resp)

@@ -42,13 +42,17 @@ class RouteMatch:
     route: Route
     service: Service | None
     prefix: str
-    """The part of the path the route matched (Kong's ``match_t.prefix``); ``/`` if no paths."""
+    """Kong's ``match_t.prefix``: the part of the path the route matched when the route has
+    ``strip_path`` (``kong/router/atc.lua``), else ``/``; ``/`` if the route has no paths. It
+    becomes ``X-Forwarded-Prefix`` and ``kong.request.get_forwarded_prefix()`` unless ``/``."""
     upstream_path: str
     """The path to send upstream (v0 path handling, escaped), without query string."""
     upstream_host: str | None
     """The Host header to send upstream when ``preserve_host`` is on, else ``None``."""
     captures: Mapping[str, Any] = field(default_factory=dict)
-    """``kong.request.get_uri_captures()``: ``{"unnamed": {0: full, 1: ...}, "named": {...}}``."""
+    """``ctx.router_matches.uri_captures`` as ``kong.request.get_uri_captures()`` shapes it:
+    ``{"unnamed": {0: full, 1: ...}, "named": {...}}`` (groups that did not take part are
+    absent); ``{}`` when no group other than the whole match took part (Kong: nil)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,8 @@ class Router:
             return RouteMatch(
                 route=route,
                 service=service,
-                prefix=prefix,
+                # atc.lua: match_t.prefix is the matched path only with strip_path
+                prefix=prefix if route.strip_path else "/",
                 upstream_path=escape(upstream),
                 upstream_host=host_header if route.preserve_host else None,
                 captures=captures,
@@ -195,10 +200,12 @@ def _match_paths(cand: _Candidate, path: str) -> tuple[str, dict[str, Any]] | No
             continue
         m = pattern.match(path)
         if m is not None:
-            unnamed: dict[int, str | None] = {0: m.group(0)}
-            for i, g in enumerate(m.groups(), start=1):
-                unnamed[i] = g
-            return m.group(0), {"unnamed": unnamed, "named": m.groupdict()}
+            # atc.lua: uri_captures is nil unless a group other than [0] matched
+            unnamed = {i: g for i, g in enumerate(m.groups(), start=1) if g is not None}
+            named = {k: v for k, v in m.groupdict().items() if v is not None}
+            if not unnamed and not named:
+                return m.group(0), {}
+            return m.group(0), {"unnamed": {0: m.group(0), **unnamed}, "named": named}
     return None
 
 

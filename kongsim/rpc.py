@@ -14,13 +14,19 @@ raises :class:`RpcProtocolError` (Kong asserts). A connection that failed in any
 never returned to the pool. Idle pooled connections the server closed are dropped on reuse, as
 nginx's keep-alive pool does.
 
-NOT emulated: ``[2, label, args]`` notifications (the Python server never sends any).
+Notifications ``[2, label, args]`` read while waiting for an answer are handled and the wait
+goes on, as ``Rpc:call`` does: each is recorded in :attr:`RpcClient.notifications` and passed to
+``on_notification(label, args)``; a ``serverPid`` notification updates
+:attr:`RpcClient.server_pid` and, when the pid changed, calls ``on_server_pid_change`` (Kong's
+``rpc_notifications:serverPid`` then forgets the plugin's instances). The Python server never
+sends any.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
@@ -28,6 +34,20 @@ import msgpack  # type: ignore[import-untyped]
 from kongsim.errors import RpcError, RpcProtocolError, RpcTimeoutError, RpcTransportError
 
 DEFAULT_POOL_SIZE = 256
+
+
+def _tonumber(value: Any) -> float | None:
+    """Lua's ``tonumber``: a number, a numeric string, else nil (a table is nil)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str | bytes):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 class _Connection:
@@ -66,8 +86,14 @@ class RpcClient:
         timeout: float,
         pooled: bool = True,
         pool_size: int = DEFAULT_POOL_SIZE,
+        on_notification: Callable[[Any, Any], None] | None = None,
+        on_server_pid_change: Callable[[float, float | None], None] | None = None,
     ) -> None:
         self.socket_path = socket_path
+        self.on_notification = on_notification
+        self.on_server_pid_change = on_server_pid_change
+        self.notifications: list[tuple[Any, Any]] = []
+        self.server_pid: float | None = None
         self.timeout = timeout
         self.pooled = pooled
         self.pool_size = pool_size
@@ -90,6 +116,9 @@ class RpcClient:
                 )
                 await conn.writer.drain()
                 reply = await conn.read_message()
+                while isinstance(reply, list) and len(reply) == 3 and reply[0] == 2:
+                    self._notification(reply[1], reply[2])
+                    reply = await conn.read_message()
         except TimeoutError as exc:
             conn.close()
             raise RpcTimeoutError(
@@ -113,6 +142,17 @@ class RpcClient:
         if reply[2] is not None:
             raise RpcError(str(reply[2]))
         return reply[3]
+
+    def _notification(self, label: Any, args: Any) -> None:
+        """``Rpc:notification``: ``[2, label, args]``; only ``serverPid`` means something."""
+        self.notifications.append((label, args))
+        if self.on_notification is not None:
+            self.on_notification(label, args)
+        if label == "serverPid":
+            pid = _tonumber(args)
+            old, self.server_pid = self.server_pid, pid
+            if old is not None and pid != old and self.on_server_pid_change is not None:
+                self.on_server_pid_change(old, pid)
 
     async def _acquire(self) -> _Connection:
         while self.pooled and self._idle:

@@ -3,6 +3,11 @@
 The PDK answers (:mod:`kongsim.pdk`), key-auth (:mod:`kongsim.keyauth`) and the proxy
 (:mod:`kongsim.proxy`) all read and write one :class:`RequestState`.
 
+Request changes made by plugins (``kong.service.request.*``) change the request itself, as
+Kong's ``ngx.req.set_header``/``ngx.req.set_uri_args`` do: :attr:`RequestState.headers` and
+:attr:`RequestState.raw_query` are the request as later plugins and the upstream see it;
+``$request`` and ``$request_uri`` keep the original request line.
+
 Response headers follow a simplified model of nginx's ``ngx.header``: changes made by plugins
 before the upstream answered (``rewrite``/``access``) are recorded as operations and replayed on
 top of the upstream headers when streaming (plugin wins); with buffered proxying Kong copies the
@@ -29,12 +34,21 @@ HeaderOp = tuple[str, str, list[str]]
 
 @dataclass
 class Terminal:
-    """A response produced by Kong instead of the upstream (``kong.response.exit``/``error``)."""
+    """A response produced by Kong instead of the upstream (``kong.response.exit``/``error``).
+
+    ``headers`` replace the response's current values of those names (Kong's ``send`` sets
+    ``ngx.header[name]`` for each name it is given; other names keep their current values,
+    in the ``response`` phase the upstream's); ``cleared`` names are removed (a header value
+    given as an empty array: ``ngx.header[name] = {}``). ``Content-Length`` is among
+    ``headers`` exactly as Kong's ``send`` sets it (``#body`` unless the caller gave one), or
+    in ``cleared``.
+    """
 
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     source: str = "exit"
+    cleared: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -46,6 +60,10 @@ class RequestState:
     request_uri: str
     """Path and query exactly as received (nginx ``$request_uri``)."""
     headers: CIMultiDict[str]
+    """The request headers *now*: ``kong.service.request.set_header``/``clear_header`` and
+    the auth plugins change them in place (``ngx.req.set_header``), so later plugins see the
+    change in ``kong.request.get_headers()`` and the upstream receives it
+    (``kong/pdk/service/request.lua``)."""
     body: bytes
     client_ip: str
     client_port: int
@@ -66,7 +84,6 @@ class RequestState:
     """True while the ``log`` phase runs (Kong runs external plugins' log in a timer)."""
     ctx_shared: dict[str, Any] = field(default_factory=dict)
     nginx_ctx: dict[str, Any] = field(default_factory=dict)
-    serialize_values: dict[str, Any] = field(default_factory=dict)
     exited: bool = False
     unexpected: bool = False
     proxied: bool = False
@@ -75,10 +92,10 @@ class RequestState:
     # --- the upstream request (kong.service.request.*) -------------------------------------------
     upstream_method: str | None = None
     upstream_path: str | None = None
-    upstream_query: str | None = None
-    """Raw query to send upstream (``None``: the client's)."""
-    upstream_header_ops: list[HeaderOp] = field(default_factory=list)
-    """``kong.service.request.*`` header changes, replayed on the client's headers."""
+    args: str | None = None
+    """nginx ``$args`` once a plugin changed it (``kong.service.request.set_raw_query``,
+    ``set_query``, ``clear_query_arg``: ``ngx.req.set_uri_args`` / ``ngx.var.args``);
+    ``None``: the client's query. Read through :attr:`raw_query`."""
     upstream_host: str | None = None
     upstream_body: bytes | None = None
     buffering: bool = False
@@ -118,6 +135,10 @@ class RequestState:
 
     @property
     def raw_query(self) -> str:
+        """nginx ``$args`` now: the client's query unless a plugin changed it (Kong's
+        ``kong.request.get_raw_query`` and the upstream request both read it)."""
+        if self.args is not None:
+            return self.args
         return self.request_uri.split("?", 1)[1] if "?" in self.request_uri else ""
 
     @property

@@ -47,6 +47,7 @@ class KongSim:
         rpc_pooled: bool = True,
         prefix: str | None = None,
         port: int = 0,
+        passthrough_env: Sequence[str] = (),
     ) -> None:
         specs = None
         if plugin_servers is not None:
@@ -64,6 +65,9 @@ class KongSim:
             rpc_timeout=rpc_timeout,
             rpc_pooled=rpc_pooled,
             prefix=prefix,
+            passthrough_env=tuple(passthrough_env),
+            # a test needs a ready plugin server; Kong itself does not wait (see gateway)
+            wait_for_plugin_servers=True,
         )
         self.gateway = Gateway(self.options)
 

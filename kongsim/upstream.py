@@ -74,8 +74,6 @@ def request_headers(st: RequestState, match: RouteMatch) -> CIMultiDict[str]:
     headers = strip_hop_by_hop(st.headers)
     headers.popall("host", None)
     headers.popall("content-length", None)
-    for op, name, values in st.upstream_header_ops:
-        apply_header_op(headers, op, name, values)
     client_xff = st.headers.get("x-forwarded-for")
     via = st.headers.get("via")
     kong_via = f"{st.http_version:g} {SERVER_HEADER}"
@@ -98,11 +96,27 @@ def request_headers(st: RequestState, match: RouteMatch) -> CIMultiDict[str]:
     return headers
 
 
+#: Upstream response headers nginx's proxy module hides by default (``proxy_hide_header``:
+#: ``X-Pad``, ``X-Accel-*``; Kong passes ``Server`` and ``Date`` with ``proxy_pass_header``).
+def _proxy_hidden(name: str) -> bool:
+    low = name.lower()
+    return low == "x-pad" or low.startswith("x-accel-")
+
+
+def upstream_visible(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    """The upstream's response headers as nginx passes them on (hop-by-hop and hidden ones
+    removed)."""
+    clean = strip_hop_by_hop(headers)
+    for name in {k for k in clean if _proxy_hidden(k)}:
+        clean.popall(name, None)
+    return clean
+
+
 def response_headers(
     upstream: CIMultiDictProxy[str] | CIMultiDict[str], ops: Iterable[tuple[str, str, list[str]]]
 ) -> CIMultiDict[str]:
     """Downstream headers of a streamed response: upstream's, then plugins' early changes."""
-    headers = strip_hop_by_hop(upstream)
+    headers = upstream_visible(upstream)
     for op, name, values in ops:
         apply_header_op(headers, op, name, values)
     return headers
@@ -111,10 +125,13 @@ def response_headers(
 def buffered_response_headers(
     upstream: CIMultiDictProxy[str] | CIMultiDict[str], early: CIMultiDict[str]
 ) -> CIMultiDict[str]:
-    """Downstream headers before the ``response`` phase: ``set_headers(upstream)`` over early."""
+    """Downstream headers before the ``response`` phase: ``set_headers(upstream)`` over early.
+
+    Kong copies the subrequest's ``res.header`` (``kong/init.lua`` ``Kong.response``), which
+    holds the upstream's ``Content-Length`` when it sent one (lua-nginx-module adds it from
+    ``content_length_n``); a chunked upstream response has none, and goes out chunked."""
     headers = CIMultiDict(early)
-    clean = strip_hop_by_hop(upstream)
-    clean.popall("content-length", None)
+    clean = upstream_visible(upstream)
     for name in {k.lower() for k in clean}:
         headers.popall(name, None)
     headers.extend(clean)

@@ -4,7 +4,8 @@
 encoded bytes are decoded unless they are RFC 3986 *reserved* characters (those are kept encoded,
 in upper case), dot segments are removed and, with ``merge_slashes``, runs of ``/`` collapse.
 ``escape`` is applied to the upstream path before proxying: it percent-encodes anything outside
-the reserved and unreserved sets.
+the reserved and unreserved sets. ``ngx_normalize`` is nginx's own ``$uri`` (every escape
+decoded), for ``kong.nginx.get_var("uri")``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ def normalize(uri: str, merge_slashes: bool = True) -> str:
     data = uri.encode("utf-8", "surrogateescape")
     if b"%" in data:
         data = _PCT.sub(_decode_triplet, data)
+    return _remove_dot_segments(data, merge_slashes).decode("utf-8", "surrogateescape")
+
+
+def _remove_dot_segments(data: bytes, merge_slashes: bool) -> bytes:
     if b"." not in data and (not merge_slashes or b"//" not in data):
-        return data.decode("utf-8", "surrogateescape")
+        return data
     out: list[bytes] = []
     rest = data
     while rest:
@@ -61,15 +66,21 @@ def normalize(uri: str, merge_slashes: bool = True) -> str:
             else:
                 out.append(rest[:i])
                 rest = rest[i:]
-    return b"".join(out).decode("utf-8", "surrogateescape")
+    return b"".join(out)
+
+
+def ngx_normalize(uri: str) -> str:
+    """nginx's ``$uri``: every ``%XX`` decoded (reserved characters too), then dot segments
+    resolved and runs of ``/`` merged (``merge_slashes on``). Undecodable bytes stay as lone
+    surrogates."""
+    data = uri.encode("utf-8", "surrogateescape")
+    if data in (b"", b"/"):
+        return uri
+    decoded = _PCT.sub(lambda m: bytes([int(m.group(1), 16)]), data)
+    return _remove_dot_segments(decoded, True).decode("utf-8", "surrogateescape")
 
 
 def escape(uri: str) -> str:
     """Kong's ``escape``: percent-encode bytes that are neither reserved nor unreserved."""
     data = uri.encode("utf-8", "surrogateescape")
     return _ESCAPE.sub(lambda m: b"%%%02X" % m.group(0)[0], data).decode("ascii")
-
-
-def printable(value: str) -> str:
-    """``value`` with lone surrogates (undecodable bytes) replaced, safe to send as msgpack str."""
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

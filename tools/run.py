@@ -129,6 +129,9 @@ def main() -> int:
                     gateway,
                     "--prefix",
                     str(workdir / "kong"),
+                    # Kong does not wait for its plugin servers; the demo does, so that the
+                    # first curl is not a 500 while the plugin server starts
+                    "--wait",
                 ],
             )
             _wait_http(f"http://{gateway}/_kongsim/status", gw, "kongsim")

@@ -15,7 +15,7 @@ Hard errors (Kong's ``error(...)``: a function called in a phase where Kong forb
 arguments, ...) raise :class:`~kongsim.errors.LuaError` with Kong's message. External plugins'
 ``log`` phase runs in an nginx timer with a snapshot of the request (Kong's ``save_for_later``):
 functions Kong answers from the snapshot or from ``ngx.ctx`` work there; functions that read
-``ngx.var``/``ngx.req`` fail with "API disabled in the context of ngx.timer" (this list is
+``ngx.var``/``ngx.req`` fail with "API disabled in the current context" (this list is
 inferred from reading Kong 3.9's source, not observed on a running Kong).
 
 Arguments: a Python ``None`` in the middle of ``Args`` truncates the argument list there (Lua's

@@ -1,4 +1,9 @@
-"""Value conversions between Kong's Lua world and the wire: cjson, query strings, multi-maps."""
+"""Value conversions between Kong's Lua world and the wire.
+
+cjson as Kong configures it (:func:`lua_json`), lua-MessagePack's packing of Lua values
+(:func:`lua_pack_shape`), nginx's query-string decoding (:func:`parse_query`) and Kong's
+``make_ordered_args`` (:func:`encode_query`), the multimap fix-up (:func:`multimap_query`).
+"""
 
 from __future__ import annotations
 
@@ -6,50 +11,178 @@ import json
 import math
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote, unquote_to_bytes
 
 from multidict import CIMultiDict
 
-from kongsim.errors import WireEncodingError
+from kongsim.errors import LuaError, WireEncodingError
 
 DEFAULT_MAX_ARGS = 100
 """nginx's default cap on the arguments/headers ``get_query``/``get_headers`` return."""
 
 
+LUA_MAX_INTEGER = 9007199254740991
+"""lua-MessagePack packs a Lua number as an integer when it is integral and below 2^53."""
+CJSON_PRECISION = 16
+"""``cjson.encode_number_precision``: Kong's ``globalpatches.lua`` sets ``CJSON_MAX_PRECISION``."""
+
+
+class _CjsonNull:
+    """``cjson.null``: a JSON ``null`` decoded by cjson is a value (a lightuserdata), not Lua
+    ``nil``: it keeps its place in a table and is packed as msgpack nil."""
+
+    _instance: _CjsonNull | None = None
+
+    def __new__(cls) -> _CjsonNull:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "cjson.null"
+
+
+CJSON_NULL = _CjsonNull()
+
+
+def cjson_decode(data: bytes | str) -> Any:
+    """``cjson.decode``: ``None`` if the text is not JSON; ``null`` becomes :data:`CJSON_NULL`."""
+    try:
+        decoded = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return _mark_nulls(decoded)
+
+
+def _mark_nulls(value: Any) -> Any:
+    if value is None:
+        return CJSON_NULL
+    if isinstance(value, dict):
+        return {k: _mark_nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mark_nulls(v) for v in value]
+    return value
+
+
+def lua_key(key: Any) -> Any:
+    """A Python map key as the Lua table key it becomes (``1.0`` and ``1`` are one key)."""
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "surrogateescape")
+    if isinstance(key, float) and math.isfinite(key) and key.is_integer():
+        return int(key)
+    return key
+
+
+def lua_table(value: dict[Any, Any] | list[Any]) -> dict[Any, Any]:
+    """The Lua table a msgpack map or array becomes: ``nil`` values are absent.
+
+    An array ``[a, None, c]`` is the table ``{[1]=a, [3]=c}``; ``{"k": None}`` is ``{}``.
+    """
+    items = enumerate(value, start=1) if isinstance(value, list) else value.items()
+    return {lua_key(k): v for k, v in items if v is not None}
+
+
+def _positive_int(key: Any) -> bool:
+    return isinstance(key, int) and not isinstance(key, bool) and key > 0
+
+
+def _is_sequence(table: dict[Any, Any]) -> bool:
+    """lua-MessagePack's ``without_hole`` rule: keys 1..n, nothing else, no hole."""
+    return all(_positive_int(k) for k in table) and max(table, default=0) == len(table)
+
+
 def lua_json(value: Any) -> str:
-    """``cjson.encode``: compact, ``/`` escaped, empty tables as ``{}``, integral floats as ints."""
+    """``cjson.encode`` as Kong configures it (``cjson.safe``, ``kong/globalpatches.lua``).
 
-    def fix(v: Any) -> Any:
-        if isinstance(v, bytes):
-            return v.decode("utf-8", "replace")
-        if isinstance(v, float) and math.isfinite(v) and v.is_integer():
-            return int(v)
-        if isinstance(v, list):
-            return [fix(x) for x in v] if v else {}
-        if isinstance(v, dict):
-            return {str(k): fix(x) for k, x in v.items()}
-        return v
+    Numbers with ``%.16g``; ``/`` escaped; an empty table as ``{}``; a table whose keys are
+    all positive integers as an array (holes become ``null``); ``nil`` fields left out.
+    NaN or infinity raises :class:`~kongsim.errors.LuaError` with cjson's message.
+    """
+    out: list[str] = []
+    _json_append(value, out)
+    return "".join(out)
 
-    return json.dumps(fix(value), separators=(",", ":"), ensure_ascii=False).replace("/", "\\/")
+
+def _json_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False).replace("/", "\\/").replace("\x7f", "\\u007f")
+
+
+def _json_append(value: Any, out: list[str]) -> None:
+    if value is None or value is CJSON_NULL:
+        out.append("null")
+    elif isinstance(value, bool):
+        out.append("true" if value else "false")
+    elif isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise LuaError("Cannot serialise number: must not be NaN or Infinity")
+        out.append(format(value, f".{CJSON_PRECISION}g"))
+    elif isinstance(value, str | bytes):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        out.append(_json_string(text))
+    elif isinstance(value, dict | list):
+        table = lua_table(value)
+        if table and all(_positive_int(k) for k in table):
+            out.append("[")
+            for i in range(1, max(table) + 1):
+                if i > 1:
+                    out.append(",")
+                _json_append(table.get(i), out)
+            out.append("]")
+            return
+        out.append("{")
+        for i, (k, v) in enumerate(table.items()):
+            if isinstance(k, bool) or not isinstance(k, str | int | float):
+                raise LuaError("Cannot serialise table: table key must be a number or string")
+            out.append("," if i else "")
+            out.append(_json_string(k if isinstance(k, str) else format(k, f".{CJSON_PRECISION}g")))
+            out.append(":")
+            _json_append(v, out)
+        out.append("}")
+    else:
+        raise LuaError(f"Cannot serialise {type(value).__name__}: type not supported")
 
 
 def lua_tostring(value: Any) -> str:
+    """Lua's ``tostring``: numbers with ``%.14g`` (LuaJIT), booleans as ``true``/``false``."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, int | float):
+        return format(value, ".14g")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
     return str(value)
 
 
 def lua_number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
+    """A Lua number as lua-MessagePack packs it: integral values within 2^53 as integers."""
+    if isinstance(value, int):
+        return value if abs(value) <= LUA_MAX_INTEGER else float(value)
+    if math.isfinite(value) and value.is_integer() and abs(value) <= LUA_MAX_INTEGER:
+        return int(value)
+    return value
+
+
+def wire_str(text: str) -> str:
+    """A Lua string going out as msgpack ``str``: undecodable bytes (kept as lone surrogates)
+    make the plugin server's unpacker fail, so raise :class:`WireEncodingError` for them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise WireEncodingError(
+            "a Lua string that is not valid UTF-8 goes out as a msgpack str: the plugin "
+            "server's connection handler crashes on it"
+        ) from exc
+    return text
 
 
 def lua_pack_shape(value: Any) -> Any:
-    """How lua-MessagePack packs a Lua value for the plugin server.
+    """How a Lua value round-trips through lua-MessagePack to the plugin server.
 
-    An empty table becomes an empty array; a string becomes a msgpack ``str``, so bytes must be
-    valid UTF-8 (raises :class:`~kongsim.errors.WireEncodingError` otherwise).
+    Lua strings become msgpack ``str``, so bytes must be valid UTF-8 (raises
+    :class:`~kongsim.errors.WireEncodingError` otherwise); numbers are doubles, packed as
+    integers when integral (``2.0`` → ``2``, ints beyond 2^53 become floats); a table is an
+    array when its keys are exactly 1..n, else a map (``nil`` fields absent: ``[1, None, 3]``
+    becomes ``{1: 1, 3: 3}``); an empty table is an empty array.
     """
     if isinstance(value, bytes):
         try:
@@ -59,12 +192,19 @@ def lua_pack_shape(value: Any) -> Any:
                 "a Lua string that is not valid UTF-8 goes out as a msgpack str: the plugin "
                 "server's connection handler crashes on it (store binary data base64-encoded)"
             ) from exc
-    if isinstance(value, dict):
-        if not value:
-            return []
-        return {k: lua_pack_shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [lua_pack_shape(v) for v in value]
+    if isinstance(value, str):
+        return wire_str(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return lua_number(value)
+    if value is CJSON_NULL:
+        return None
+    if isinstance(value, dict | list):
+        table = lua_table(value)
+        if _is_sequence(table):
+            return [lua_pack_shape(table[i]) for i in range(1, len(table) + 1)]
+        return {lua_pack_shape(k): lua_pack_shape(v) for k, v in table.items()}
     return value
 
 
@@ -88,39 +228,55 @@ def multimap_headers(
 
 
 def multimap_query(query: Mapping[str, Any]) -> dict[str, Any]:
-    """Kong's ``fix_mmap`` on a query table: ``"v"`` → ``["v"]``, ``true`` → ``[]``."""
+    """Kong's ``fix_mmap`` on a query table: ``"v"`` → ``["v"]``, ``true`` → ``[]``, a list
+    stays a list (it may hold ``true`` for a flag). Empty: ``{}``, sent as a map.
+
+    Keys and values are Lua strings sent as msgpack ``str``: one that is not valid UTF-8 (e.g.
+    ``?a=%FF``) raises :class:`~kongsim.errors.WireEncodingError`, as the plugin server's
+    unpacker fails on it.
+    """
     out: dict[str, Any] = {}
     for k, v in query.items():
         if v is True:
-            out[k] = []
+            value: Any = []
         elif isinstance(v, str):
-            out[k] = [v]
+            value = [wire_str(v)]
         else:
-            out[k] = v
+            value = [wire_str(x) if isinstance(x, str) else x for x in v]
+        out[wire_str(k)] = value
     return out
 
 
-def parse_query(raw: str, limit: int = DEFAULT_MAX_ARGS) -> dict[str, Any]:
-    """``ngx.req.get_uri_args``: ``a=1&b&c=`` → ``{"a": "1", "b": True, "c": ""}``.
+def ngx_unescape(text: str) -> str:
+    """nginx's ``ngx_http_lua_unescape_uri`` (``NGX_UNESCAPE_URI_COMPONENT``): ``+`` is a
+    space, ``%XX`` a byte (an invalid escape stays as is). Bytes that are not UTF-8 are kept as
+    lone surrogates (see :func:`wire_str`)."""
+    raw = unquote_to_bytes(text.replace("+", " ").encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "surrogateescape")
 
-    A repeated argument becomes a list of its values.
+
+def parse_query(raw: str, limit: int = DEFAULT_MAX_ARGS) -> dict[str, Any]:
+    """``ngx.req.get_uri_args(limit)`` / ``ngx.decode_args``: ``a=1&b&c=`` →
+    ``{"a": "1", "b": True, "c": ""}``; a repeated argument becomes a list of its values.
+
+    As ``ngx_http_lua_ffi_req_get_uri_args`` does: pairs with an empty name (``=v``, ``&&``)
+    are skipped and do not count; parsing stops after ``limit`` arguments (nginx's default is
+    100, the rest is silently dropped).
     """
     out: dict[str, Any] = {}
     count = 0
     for part in raw.split("&"):
-        if not part:
-            continue
         if count >= limit:
             break
-        count += 1
         if "=" in part:
             k, v = part.split("=", 1)
-            value: Any = unquote_plus(v)
+            value: Any = ngx_unescape(v)
         else:
             k, value = part, True
-        key = unquote_plus(k)
+        key = ngx_unescape(k)
         if key == "":
             continue
+        count += 1
         if key in out:
             prev = out[key]
             out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
@@ -129,34 +285,67 @@ def parse_query(raw: str, limit: int = DEFAULT_MAX_ARGS) -> dict[str, Any]:
     return out
 
 
-def encode_query(args: Mapping[str, Any]) -> str:
-    """``kong.service.request.set_query``: keys sorted; ``true`` → flag; lists → repeated keys."""
+_ARG_SAFE = "!'()*-._~"
+"""``ngx.encode_args`` (``NGX_ESCAPE_URI_COMPONENT``) leaves letters, digits and these alone."""
+
+
+def _escape_arg(value: Any) -> str:
+    text = value if isinstance(value, bytes) else lua_tostring(value)
+    return quote(
+        text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape"), safe=_ARG_SAFE
+    )
+
+
+def encode_args(key: str, value: Any) -> str:
+    """``ngx.encode_args({[key] = value})``: ``true`` → ``key``, ``false`` → ``""``; a table
+    value repeats the key per element (``false`` elements skipped); a string or number is
+    ``key=value``; anything else raises "attempt to use <type> as query arg value"."""
+    k = _escape_arg(key)
+    values = list(lua_table(value).values()) if isinstance(value, dict | list) else [value]
     parts: list[str] = []
-    for key in sorted(args, key=str):
-        value = args[key]
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            k = quote(str(key), safe="")
-            if v is True:
-                parts.append(k)
-            elif v is False or v is None:
-                continue
-            else:
-                parts.append(f"{k}={quote(lua_tostring(v), safe='')}")
+    for v in values:
+        if v is True:
+            parts.append(k)
+        elif v is False:
+            continue
+        elif isinstance(v, str | bytes | int | float):
+            parts.append(f"{k}={_escape_arg(v)}")
+        else:
+            kind = "table" if isinstance(v, dict | list) else "nil" if v is None else "userdata"
+            raise LuaError(f"attempt to use {kind} as query arg value")
     return "&".join(parts)
 
 
+def encode_query(args: Mapping[Any, Any]) -> str:
+    """Kong's ``make_ordered_args`` (``kong/pdk/service/request.lua``): each argument encoded
+    on its own with ``ngx.encode_args``, the pieces sorted as strings, joined with ``&``.
+
+    Used by ``kong.service.request.set_query`` and ``set_body`` (form). A key that is not a
+    string raises "arg keys must be strings"; a ``false`` value leaves an empty piece.
+    """
+    pieces: list[str] = []
+    for key, value in lua_table(dict(args)).items():
+        if not isinstance(key, str):
+            raise LuaError("arg keys must be strings")
+        pieces.append(encode_args(key, value))
+    return "&".join(sorted(pieces))
+
+
 def parse_body(body: bytes, content_type: str | None, limit: int = DEFAULT_MAX_ARGS) -> Any:
-    """``kong.request.get_body()`` / ``kong.service.response.get_body()`` (first value only)."""
+    """A body decoded as ``kong.request.get_body()`` / ``kong.service.response.get_body()``
+    do once the body is at hand: form (``ngx.decode_args``, at most ``limit`` arguments) or
+    JSON (``cjson.decode``; only an object or array counts). Other types: ``None``.
+
+    The type is the lower-cased ``content_type`` up to ``;`` (not stripped), and must *start
+    with* ``application/x-www-form-urlencoded`` or ``application/json``, as Kong tests it.
+    ``multipart/form-data`` is NOT emulated (``None``; Kong parses it).
+    """
     if not content_type:
         return None
-    ctype = content_type.split(";", 1)[0].strip().lower()
+    ctype = content_type.lower().split(";", 1)[0]
     if ctype.startswith("application/x-www-form-urlencoded"):
-        return parse_query(body.decode("utf-8", "replace"), limit)
+        return parse_query(body.decode("utf-8", "surrogateescape"), limit)
     if ctype.startswith("application/json"):
-        try:
-            decoded = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return None
+        decoded = cjson_decode(body)
         return decoded if isinstance(decoded, dict | list) else None
     return None

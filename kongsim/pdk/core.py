@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from kongsim.pdk.codec import DEFAULT_MAX_ARGS, header_key, lua_pack_shape
 from kongsim.plugins import ConfiguredPlugin
 from kongsim.state import RequestState, Terminal
 
-TIMER_ERROR = "API disabled in the context of ngx.timer"
+TIMER_ERROR = "API disabled in the current context"
+"""lua-resty-core's error for ``ngx.var``/``ngx.req``/``ngx.resp`` FFI calls made where the
+request is not available (the ``log`` timer of an external plugin)."""
 CLIENT_BODY_BUFFER_SIZE = 8192
 """Kong's ``nginx_http_client_body_buffer_size`` default (8k): larger bodies go to a file."""
 
@@ -128,6 +131,9 @@ class Pdk:
         """Run one PDK callback; raise :class:`LuaError` or :class:`UnknownPdkMethod`."""
         spec = REGISTRY.get(method)
         if spec is None:
+            if _is_namespace(method):
+                # rpc/util.lua index_table walks the name to a table; calling it is a Lua error
+                raise LuaError(f"attempt to call a table value ({method})")
             raise UnknownPdkMethod(method)
         arglist = self._args(method, args)
         phase = self.ctx.st.phase
@@ -147,7 +153,9 @@ class Pdk:
             return PdkAnswer(bytes(value), spec.step)
         if spec.fix == "mmap":
             return PdkAnswer(value if value is not None else None, spec.step)
-        return PdkAnswer(lua_pack_shape(value), spec.step)
+        # mp_rpc.lua get_step_method: a result table's _method field names the Step method
+        step = value.get("_method") if isinstance(value, dict) else None
+        return PdkAnswer(lua_pack_shape(value), step if isinstance(step, str) else spec.step)
 
     def _args(self, method: str, args: Any) -> list[Any]:
         if args is None:
@@ -163,6 +171,15 @@ class Pdk:
                 )
             return args[:cut]
         return args
+
+
+def _is_namespace(method: str) -> bool:
+    """True if ``method`` walks to a table of Kong's PDK (``kong``, ``kong.request``, ...)."""
+    segments = re.findall(r"\w+", method)
+    if not segments or segments[0] != "kong":
+        return False
+    prefix = ".".join(segments) + "."
+    return len(segments) == 1 or any(name.startswith(prefix) for name in REGISTRY)
 
 
 def arg(args: list[Any], i: int) -> Any:

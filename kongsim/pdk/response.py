@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from multidict import CIMultiDict
+
 from kongsim.errors import LuaError
 from kongsim.pdk.codec import lua_json, multimap_headers
 from kongsim.pdk.core import (
@@ -34,7 +36,8 @@ def _resp_status(c: CallContext, _a: list[Any]) -> Any:
 
 @register("kong.response.get_header", HEADER_BODY_LOG, timer_ok=True)
 def _resp_header(c: CallContext, a: list[Any]) -> Any:
-    return first_header(c.st.response_headers, name_arg(a))
+    # kong/pdk/response.lua get_header: the first value of get_headers()[name]
+    return first_header(_with_connection(c), name_arg(a))
 
 
 @register(
@@ -45,7 +48,20 @@ def _resp_header(c: CallContext, a: list[Any]) -> Any:
     fix="mmap",
 )
 def _resp_headers(c: CallContext, a: list[Any]) -> Any:
-    return multimap_headers(c.st.response_headers, max_arg(a, "max_headers"))
+    if c.st.in_timer:
+        # plugin.lua exposed_api: the saved headers, `max` neither checked nor applied
+        return multimap_headers(_with_connection(c), 1000)
+    return multimap_headers(_with_connection(c), max_arg(a, "max_headers"))
+
+
+def _with_connection(c: CallContext) -> CIMultiDict[str]:
+    """``ngx.resp.get_headers()`` adds ``connection`` (lua-nginx-module's
+    ``ngx_http_lua_ngx_resp_get_headers``: ``keep-alive`` or ``close``) to the headers set."""
+    headers = CIMultiDict(c.st.response_headers)
+    if "connection" not in headers:
+        wants_close = "close" in (c.st.headers.get("connection") or "").lower()
+        headers["connection"] = "close" if wants_close else "keep-alive"
+    return headers
 
 
 @register("kong.response.get_source", HEADER_BODY_LOG, timer_ok=True)
@@ -76,7 +92,8 @@ def _resp_header_op(c: CallContext, a: list[Any], op: str) -> None:
     if op != "clear" and name.lower() in ("transfer-encoding", "transfer_encoding"):
         log.warning("manually setting Transfer-Encoding. Ignored.")
         return
-    c.st.response_header_op(op, name.replace("_", "-") if op == "clear" else name, values)
+    # ngx.header[name]: "_" becomes "-" (lua_transform_underscores_in_response_headers on)
+    c.st.response_header_op(op, name.replace("_", "-"), values)
 
 
 @register("kong.response.set_header", REWRITE_ACCESS_HEADER, timer_ok=False)

@@ -118,14 +118,28 @@ def error_response(
     The format follows ``accept`` (default: the request's ``Accept`` header); JSON by default.
     """
     hdrs = normalize_header_table(headers or {})
-    content_type = next((v[0] for k, v in hdrs if k.lower() == "content-type"), None)
+    content_type = next((v[0] for k, v in hdrs if k.lower() == "content-type" and v), None)
     if content_type is None:
         content_type = response_type(accept if accept is not None else st.headers.get("accept"))
         hdrs.append(("Content-Type", [content_type]))
     template = _ERROR_TEMPLATES.get(content_type, _ERROR_TEMPLATES[CONTENT_TYPE_JSON])
     text = message if message is not None else http_error_message(status)
     body = (template % (text, st.request_id)).encode("utf-8")
-    return Terminal(status, body, [(k, v) for k, vs in hdrs for v in vs], source)
+    return _terminal(status, body, hdrs, source)
+
+
+def _terminal(status: int, body: bytes, hdrs: list[tuple[str, list[str]]], source: str) -> Terminal:
+    """Kong's ``send`` (kong/pdk/response.lua): each given name replaces the current value,
+    an empty array clears it (``ngx.header[name] = {}``); ``Content-Length`` is ``#body``
+    unless the caller gave one (for a nil body too: ``0``)."""
+    # ngx.header[name] turns "_" into "-" (lua_transform_underscores_in_response_headers on)
+    hdrs = [(k.replace("_", "-"), vs) for k, vs in hdrs]
+    names = {k.lower() for k, _ in hdrs}
+    cleared = frozenset(k.lower() for k, vs in hdrs if not vs)
+    out = [(k, v) for k, vs in hdrs for v in vs]
+    if "content-length" not in names:
+        out.append(("Content-Length", str(len(body))))
+    return Terminal(status, body, out, source, cleared)
 
 
 def http_error_message(status: int) -> str:
@@ -152,7 +166,7 @@ def exit_response(status: Any, body: Any, headers: Any, *, source: str = "exit")
         payload = b""
     else:
         payload = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-    return Terminal(status, payload, [(k, v) for k, vs in hdrs for v in vs], source)
+    return _terminal(status, payload, hdrs, source)
 
 
 def lua_type(value: Any) -> str:

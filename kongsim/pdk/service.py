@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 from kongsim.errors import LuaError
-from kongsim.pdk.codec import encode_query, lua_json, multimap_headers, parse_body
+from kongsim.pdk.codec import DEFAULT_MAX_ARGS, encode_query, lua_json, parse_body
 from kongsim.pdk.core import (
     ACCESS_AND_REWRITE,
     ACCESS_REWRITE_BALANCER,
@@ -20,8 +20,9 @@ from kongsim.pdk.core import (
     name_arg,
     register,
 )
-from kongsim.pdk.responses import header_values
-from kongsim.state import RequestState
+from kongsim.pdk.responses import check_header_name, header_values
+from kongsim.state import RequestState, apply_header_op
+from kongsim.uri import escape
 
 KNOWN_METHODS = frozenset(
     {
@@ -46,22 +47,20 @@ KNOWN_METHODS = frozenset(
 
 def _svc_header_op(c: CallContext, a: list[Any], op: str) -> None:
     name = arg(a, 0)
-    if not isinstance(name, str):
-        raise LuaError("header name must be a string")
     if op == "clear":
+        # kong/pdk/service/request.lua clear_header
+        if not isinstance(name, str):
+            raise LuaError("header must be a string")
         values: list[str] = []
     else:
-        value = arg(a, 1)
-        if isinstance(value, list | dict) or value is None:
-            kind = "nil" if value is None else "table"
-            raise LuaError(
-                f'invalid header value for "{name}": got {kind}, expected string, number or boolean'
-            )
-        values = header_values(name, value)
-    if name.lower() == "host":
-        c.st.upstream_host = None if op == "clear" else values[-1]
-        return
-    c.st.upstream_header_ops.append((op, name, values))
+        # checks.lua validate_header: a string, number, boolean or array of strings
+        name = check_header_name(name)
+        values = header_values(name, arg(a, 1))
+    if name.lower() == "host" and op != "clear":
+        # kong/pdk/service/request.lua set_header/add_header: ngx.var.upstream_host = value,
+        # and the request's own Host header changes too (ngx.req.set_header)
+        c.st.upstream_host = values[-1]
+    apply_header_op(c.st.headers, op, name, values)
 
 
 @register("kong.service.request.set_header", ACCESS_REWRITE_BALANCER, timer_ok=False)
@@ -108,7 +107,7 @@ def _svc_set_path(c: CallContext, a: list[Any]) -> Any:
         raise LuaError("path must be a string")
     if not path.startswith("/"):
         raise LuaError("path must start with /")
-    c.st.upstream_path = path
+    c.st.upstream_path = escape(path)  # ngx_var.upstream_uri = escape(path)
 
 
 @register("kong.service.request.set_raw_query", ACCESS_AND_REWRITE, timer_ok=False)
@@ -116,7 +115,7 @@ def _svc_set_raw_query(c: CallContext, a: list[Any]) -> Any:
     query = arg(a, 0)
     if not isinstance(query, str):
         raise LuaError("query must be a string")
-    c.st.upstream_query = query
+    c.st.args = query
 
 
 @register("kong.service.request.set_query", ACCESS_AND_REWRITE, timer_ok=False)
@@ -124,7 +123,7 @@ def _svc_set_query(c: CallContext, a: list[Any]) -> Any:
     args = arg(a, 0)
     if not isinstance(args, dict):
         raise LuaError("args must be a table")
-    c.st.upstream_query = encode_query(args)
+    c.st.args = encode_query(args)
 
 
 @register("kong.service.request.clear_query_arg", ACCESS_AND_REWRITE, timer_ok=False)
@@ -134,9 +133,25 @@ def _svc_clear_query_arg(c: CallContext, a: list[Any]) -> Any:
 
 
 def clear_query_arg(st: RequestState, name: str) -> None:
-    raw = st.upstream_query if st.upstream_query is not None else st.raw_query
-    kept = [p for p in raw.split("&") if p and unquote_plus(p.split("=", 1)[0]) != name]
-    st.upstream_query = "&".join(kept)
+    """``ngx_var.args = resty.ada.search.remove(args, name)`` when there are args: the query is
+    parsed and serialized again as WHATWG ``application/x-www-form-urlencoded`` (every pair,
+    not only the removed one: ``+`` for spaces, ``%XX`` outside ``A-Za-z0-9*-._``, a bare
+    ``flag`` becomes ``flag=``)."""
+    raw = st.raw_query
+    if not raw:
+        return
+    pairs = [_form_decode_pair(p) for p in raw.split("&") if p]
+    st.args = "&".join(f"{_form_encode(k)}={_form_encode(v)}" for k, v in pairs if k != name)
+
+
+def _form_decode_pair(part: str) -> tuple[str, str]:
+    key, _, value = part.partition("=")
+    return unquote_plus(key, errors="replace"), unquote_plus(value, errors="replace")
+
+
+def _form_encode(text: str) -> str:
+    # the urlencoded percent-encode set: all but ASCII alphanumerics and *-._ ; space is +
+    return quote_plus(text, safe="*").replace("~", "%7E")
 
 
 @register("kong.service.request.set_raw_body", ACCESS_REWRITE_BALANCER, timer_ok=False)
@@ -146,19 +161,26 @@ def _svc_set_raw_body(c: CallContext, a: list[Any]) -> Any:
 
 @register("kong.service.request.set_body", ACCESS_AND_REWRITE, timer_ok=False)
 def _svc_set_body(c: CallContext, a: list[Any]) -> Any:
+    """kong/pdk/service/request.lua ``set_body``: the handler is chosen by the mime (or the
+    request's Content-Type) up to ``;``, exactly; ``multipart/form-data`` is not emulated."""
     args, mime = arg(a, 0), arg(a, 1)
     if not isinstance(args, dict):
         raise LuaError("args must be a table")
-    ctype = mime if isinstance(mime, str) else c.st.headers.get("content-type") or ""
-    ctype = ctype.split(";", 1)[0].strip().lower()
-    if ctype == "application/json":
+    if mime is not None and not isinstance(mime, str):
+        raise LuaError("mime must be a string")
+    if mime is None:
+        mime = c.st.headers.get("content-type")
+        if mime is None:
+            return None  # nil, "content type was neither explicitly given ... nor received"
+    handler = mime.split(";", 1)[0]
+    if handler == "application/json":
         c.st.upstream_body = lua_json(args).encode("utf-8")
-    elif ctype in ("application/x-www-form-urlencoded", ""):
+    elif handler == "application/x-www-form-urlencoded":
         c.st.upstream_body = encode_query(args).encode("utf-8")
-        ctype = ctype or "application/x-www-form-urlencoded"
     else:
-        raise LuaError(f"unsupported content type '{ctype}'")
-    c.st.upstream_header_ops.append(("set", "Content-Type", [ctype]))
+        raise LuaError(f"unsupported content type {mime}")
+    apply_header_op(c.st.headers, "set", "Content-Type", [mime])
+    return True
 
 
 @register("kong.service.request.enable_buffering", ACCESS_REWRITE_BALANCER, timer_ok=False)
@@ -184,19 +206,27 @@ def _svc_resp_status(c: CallContext, _a: list[Any]) -> Any:
     fix="mmap",
 )
 def _svc_resp_headers(c: CallContext, a: list[Any]) -> Any:
+    """An external plugin always gets ``{}`` here.
+
+    ``kong/pdk/service/response.lua`` ``get_headers``: under buffered proxying (which an external
+    plugin's ``response`` handler forces, and the ``log`` timer sees through the saved
+    ``ngx.ctx``) the answer is a proxy table that answers lookups by name but has nothing to
+    iterate; ``fix_mmap`` in ``kong/runloop/plugin_servers/rpc/mp_rpc.lua`` walks it with
+    ``pairs`` and sends an empty map. The upstream's headers are in ``kong.response``'s by then
+    (``Kong.response`` copies them). Without buffering, the log timer cannot read them.
+    """
     if c.st.in_timer and not c.st.buffering:
         raise LuaError(TIMER_ERROR)
-    limit = max_arg(a, "max_headers")
-    return (
-        multimap_headers(c.st.service_headers, limit) if c.st.service_headers is not None else None
-    )
+    max_arg(a, "max_headers")
+    return {}
 
 
 @register("kong.service.response.get_header", SERVICE_RESPONSE, timer_ok=True)
 def _svc_resp_header(c: CallContext, a: list[Any]) -> Any:
+    """A lookup by name in the same proxy table: works (first value of a repeated header)."""
     if c.st.in_timer and not c.st.buffering:
         raise LuaError(TIMER_ERROR)
-    return first_header(c.st.service_headers, name_arg(a))
+    return first_header(c.st.service_headers, name_arg(a, "name"))
 
 
 _NOT_BUFFERED = (
@@ -216,11 +246,22 @@ def _svc_resp_raw_body(c: CallContext, _a: list[Any]) -> Any:
 def _svc_resp_body(c: CallContext, a: list[Any]) -> Any:
     if not c.st.buffering:
         raise LuaError(_NOT_BUFFERED)
-    mimetype = arg(a, 0)
+    mimetype, max_args = arg(a, 0), arg(a, 1)
     headers = c.st.service_headers
     ctype = (
         mimetype
         if isinstance(mimetype, str)
         else (headers.get("content-type") if headers else None)
     )
-    return parse_body(c.st.service_body or b"", ctype)
+    if ctype is None:
+        return None  # nil, "missing content type"
+    limit = DEFAULT_MAX_ARGS
+    if ctype.lower().startswith("application/x-www-form-urlencoded") and max_args is not None:
+        if not isinstance(max_args, int | float) or isinstance(max_args, bool):
+            raise LuaError("max_args must be a number")
+        if max_args < 1:
+            raise LuaError("max_args must be >= 1")
+        if max_args > 1000:
+            raise LuaError("max_args must be <= 1000")
+        limit = int(max_args)
+    return parse_body(c.st.service_body or b"", ctype, limit)

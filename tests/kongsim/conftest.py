@@ -14,7 +14,12 @@ import pytest_asyncio
 from aiohttp import web
 
 PLUGINS = Path(__file__).parent / "plugins"
-FILES = {"ks-exit": "ks_exit.py", "ks-response": "ks_response.py", "ks-boom": "ks_boom.py"}
+FILES = {
+    "ks-exit": "ks_exit.py",
+    "ks-response": "ks_response.py",
+    "ks-boom": "ks_boom.py",
+    "ks-env": "ks_env.py",
+}
 
 
 def plugin_spec(name: str) -> str:
@@ -26,7 +31,7 @@ def plugin_spec(name: str) -> str:
     )
 
 
-ALL_PLUGINS = [plugin_spec(n) for n in FILES]
+ALL_PLUGINS = [plugin_spec(n) for n in ("ks-exit", "ks-response", "ks-boom")]
 
 
 def write_config(directory: Path, text: str, name: str = "kong.yml") -> Path:

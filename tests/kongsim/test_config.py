@@ -13,7 +13,7 @@ from kongsim import keyauth
 from kongsim.config import load_file, parse
 from kongsim.entities import stable_id
 from kongsim.errors import ConfigError, PluginServerError
-from kongsim.plugins import PluginInfo, build_plugin_set, parse_dump, sort_key
+from kongsim.plugins import PluginInfo, build_plugin_set, kong_version, parse_dump, sort_key
 
 from .conftest import write_config
 
@@ -315,9 +315,44 @@ def test_parse_dump_uses_first_element_and_checks_version_priority_schema() -> N
     bad = dict(good[0], Version=None, Priority=1.5)
     with pytest.raises(PluginServerError) as err:
         parse_dump("srv", json.dumps([bad]))
-    assert "Version must look like x.y.z" in str(err.value)
+    assert 'VERSION field does not follow the "x.y.z" format' in str(err.value)
     assert "Priority must be an integer" in str(err.value)
     with pytest.raises(PluginServerError, match="no 'config' field"):
         parse_dump("srv", json.dumps([dict(good[0], Schema={"name": "p", "fields": []})]))
     with pytest.raises(PluginServerError, match="failed decoding plugin info"):
         parse_dump("srv", "INFO - hello\n[]")
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("1.2.3", "1.2.3"),
+        ("v1.2.3-rc1", "1.2.3"),  # the first run of digits and dots is taken
+        ("1.2", "1.2"),  # fewer elements are fine
+        ("1.2.", "1.2"),  # a trailing dot adds nothing
+        ("01.2.3", "1.2.3"),  # elements are numbers
+        ("1.2.3.4", None),  # at most three elements
+        ("1..2", None),  # an empty element is not a number
+        ("latest", None),
+        ("", None),
+        (None, None),
+        (3, None),
+    ],
+)
+def test_plugin_version_follows_kongs_valid_version(given: object, kept: str | None) -> None:
+    """kong/db/dao/plugins.lua valid_version with the version rock 1.0.1 (non-strict)."""
+    assert kong_version(given) == kept
+    dump = [
+        {
+            "Name": "p",
+            "Version": given,
+            "Priority": 1,
+            "Phases": ["access"],
+            "Schema": {"name": "p", "fields": [{"config": {"type": "record", "fields": []}}]},
+        }
+    ]
+    if kept is None:
+        with pytest.raises(PluginServerError, match="VERSION field"):
+            parse_dump("srv", json.dumps(dump))
+    else:
+        assert parse_dump("srv", json.dumps(dump)).version == kept

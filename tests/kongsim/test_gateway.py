@@ -209,6 +209,10 @@ async def test_response_phase_buffers_and_modifies(env: Env) -> None:
     assert headers["X-Resp-Status"] == "200" and headers["X-Resp-Upstream-Status"] == "200"
     assert headers["X-Resp-Body-Len"] == str(len(body))
     assert headers["X-Resp-Upstream-Type"] == "application/json; charset=utf-8"
+    # Kong 3.9: kong.service.response.get_headers() is {} for an external plugin here; the
+    # upstream's headers are read from kong.response (Kong.response copied them)
+    assert headers["X-Resp-Service-Header-Count"] == "0"
+    assert headers["X-Resp-Downstream-Type"] == "application/json; charset=utf-8"
     assert headers["X-Resp-Path"] == "/resp/x"
     assert "X-Upstream-Secret" not in headers
     assert headers["Content-Length"] == str(len(body))
@@ -284,7 +288,7 @@ async def test_log_phase_timer_restrictions_are_recorded(env: Env) -> None:
     assert status == 200
     await env.sim.wait_idle()
     assert [(i["kind"], i["phase"]) for i in env.sim.issues] == [("lua_error", "log")]
-    assert "ngx.timer" in env.sim.issues[0]["message"]
+    assert "API disabled in the current context" in env.sim.issues[0]["message"]
 
 
 async def test_upstream_errors(env: Env) -> None:

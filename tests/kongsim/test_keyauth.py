@@ -75,7 +75,8 @@ def test_anonymous_consumer_on_failure() -> None:
     assert keyauth.access(st, conf(anonymous="anon"), DECL) is None
     assert st.consumer is not None and st.consumer["username"] == "anon"
     assert st.credential is None
-    assert ("set", "X-Anonymous-Consumer", ["true"]) in st.upstream_header_ops
+    # kong.service.request.set_header changes the request later plugins see
+    assert st.headers.getall("X-Anonymous-Consumer") == ["true"]
     st = request("/", headers={"apikey": "wrong"})
     result = keyauth.access(st, conf(anonymous="missing"), DECL)
     assert result is not None and result.status == 500
@@ -85,3 +86,18 @@ def test_preflight_can_skip_authentication() -> None:
     st = request()
     st.method = "OPTIONS"
     assert keyauth.access(st, conf(run_on_preflight=False), DECL) is None
+
+
+def test_hidden_credentials_and_consumer_headers_are_what_later_plugins_see() -> None:
+    """key-auth changes the request itself (kong.service.request.clear_header/set_header,
+    clear_query_arg: ngx.req.* in kong/pdk/service/request.lua), so a later plugin's
+    kong.request.get_headers()/get_raw_query() no longer holds the key."""
+    st = request("/?apikey=k-alice&x=1", headers={"X-Anonymous-Consumer": "true"})
+    assert keyauth.access(st, conf(hide_credentials=True), DECL) is None
+    assert "apikey" not in st.raw_query and st.raw_query == "x=1"
+    assert "X-Anonymous-Consumer" not in st.headers  # a client cannot claim to be anonymous
+    assert st.headers["X-Consumer-Username"] == "alice"
+    assert "X-Credential-Identifier" in st.headers
+    st = request("/", headers={"apikey": "k-alice"})
+    assert keyauth.access(st, conf(hide_credentials=True), DECL) is None
+    assert "apikey" not in st.headers

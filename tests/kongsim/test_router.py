@@ -8,7 +8,7 @@ import pytest
 
 from kongsim.config import parse
 from kongsim.router import Router, upstream_path_v0
-from kongsim.uri import escape, normalize
+from kongsim.uri import escape, ngx_normalize, normalize
 
 
 def router(routes: list[dict[str, Any]], service_path: str | None = None) -> Router:
@@ -135,3 +135,35 @@ def test_normalize_like_kong(raw: str, expected: str) -> None:
 
 def test_escape_keeps_reserved_and_encodes_others() -> None:
     assert escape("/a b/ü?x=1") == "/a%20b/%C3%BC?x=1"
+
+
+def test_prefix_is_the_matched_path_only_with_strip_path() -> None:
+    """kong/router/atc.lua: match_t.prefix = strip_path and matched_path or nil (so no
+    X-Forwarded-Prefix without strip_path)."""
+    r = router(
+        [
+            {"name": "strip", "paths": ["/s"]},
+            {"name": "keep", "paths": ["/k"], "strip_path": False},
+            {"name": "rx", "paths": [r"~/r/\d+"]},
+        ]
+    )
+    for path, prefix in [("/s/x", "/s"), ("/k/x", "/"), ("/r/12/x", "/r/12")]:
+        m = r.match("GET", "kong", path, {}, 8000)
+        assert m is not None and m.prefix == prefix, path
+
+
+def test_uri_captures_are_empty_without_a_matching_group() -> None:
+    """atc.lua has_capture: uri_captures only when a key other than [0] exists."""
+    r = router([{"name": "rx", "paths": [r"~/a(/b)?(?<n>/c)?$"]}])
+    m = r.match("GET", "kong", "/a", {}, 8000)
+    assert m is not None and m.captures == {}
+    m = r.match("GET", "kong", "/a/b", {}, 8000)
+    assert m is not None and m.captures == {"unnamed": {0: "/a/b", 1: "/b"}, "named": {}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("/a%2Fb", "/a/b"), ("/a/%2e%2e/b", "/b"), ("/a//b/./c", "/a/b/c"), ("/%41", "/A")],
+)
+def test_ngx_normalize_decodes_everything_like_nginx_uri(raw: str, expected: str) -> None:
+    assert ngx_normalize(raw) == expected

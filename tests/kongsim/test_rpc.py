@@ -45,7 +45,9 @@ class ScriptedServer:
                     answer = await self.reply(message)
                     if answer is None:
                         return
-                    writer.write(msgpack.packb(answer))
+                    # a tuple: several messages written back to back (notifications first)
+                    for item in answer if isinstance(answer, tuple) else (answer,):
+                        writer.write(msgpack.packb(item))
                     await writer.drain()
         finally:
             writer.close()
@@ -90,7 +92,7 @@ async def test_per_call_mode_opens_a_connection_per_rpc(short_tmp: Path) -> None
     [
         (lambda m: [1, m[1], "no plugin instance #7", None], RpcError),
         (lambda m: [1, m[1] + 1, None, {}], RpcProtocolError),
-        (lambda m: [2, "serverPid", [1]], RpcProtocolError),
+        (lambda m: [0, m[1], "plugin.Step", []], RpcProtocolError),
         (lambda m: None, RpcTransportError),
     ],
 )
@@ -105,6 +107,28 @@ async def test_errors(
         with pytest.raises(error):
             await client.call("plugin.HandleEvent", {"InstanceId": 7, "EventName": "access"})
         await client.close()
+
+
+async def test_notifications_are_handled_and_the_answer_still_awaited(short_tmp: Path) -> None:
+    """rpc/mp_rpc.lua Rpc:call: a [2, label, args] notification is dispatched
+    (rpc_notifications:serverPid) and the read loop goes on to the [1, ...] response."""
+    pids = iter([111, 111, 222])
+
+    async def reply(message: list[Any]) -> Any:
+        return ([2, "serverPid", next(pids)], [1, message[1], None, "ok"])
+
+    changes: list[tuple[float, float | None]] = []
+    async with ScriptedServer(short_tmp / "s.sock", reply) as server:
+        client = RpcClient(
+            str(server.path),
+            timeout=2,
+            on_server_pid_change=lambda old, new: changes.append((old, new)),
+        )
+        assert [await client.call("plugin.GetStatus") for _ in range(3)] == ["ok"] * 3
+        await client.close()
+    assert client.notifications == [("serverPid", 111), ("serverPid", 111), ("serverPid", 222)]
+    assert client.server_pid == 222
+    assert changes == [(111, 222)]
 
 
 async def test_timeout_and_connect_failure(short_tmp: Path) -> None:

@@ -1,7 +1,8 @@
 """kongsim test plugin ``ks-response``: reads and changes the response in the ``response`` phase.
 
 Having a ``response`` handler turns on buffered proxying. It reports what it saw in headers
-(``X-Resp-Status``, ``X-Resp-Body-Len``, ``X-Resp-Upstream-Type``, ``X-Resp-Path``), removes
+(``X-Resp-Status``, ``X-Resp-Body-Len``, ``X-Resp-Upstream-Type``, ``X-Resp-Path``,
+``X-Resp-Service-Header-Count``, ``X-Resp-Downstream-Type``), removes
 ``X-Upstream-Secret``, and with ``rewrite_body`` exits with the upper-cased body.
 """
 
@@ -31,7 +32,11 @@ class Plugin:
             prefix = self.config["prefix"]
             status, _ = kong.response.get_status()
             upstream_status, _ = kong.service.response.get_status()
+            # On Kong the service response's header map is empty in this phase; single
+            # lookups work, and kong.response has the upstream's headers
             headers, _ = kong.service.response.get_headers()
+            upstream_type, _ = kong.service.response.get_header("Content-Type")
+            downstream, _ = kong.response.get_headers()
             body, _ = kong.service.response.get_raw_body()
             path, _ = kong.ctx.shared.get("ks_response_path")
             kong.response.set_headers(
@@ -39,7 +44,9 @@ class Plugin:
                     prefix + "-Status": str(status),
                     prefix + "-Upstream-Status": str(upstream_status),
                     prefix + "-Body-Len": str(len(body)),
-                    prefix + "-Upstream-Type": headers.get("content-type", ["?"])[0],
+                    prefix + "-Upstream-Type": str(upstream_type),
+                    prefix + "-Service-Header-Count": str(len(headers)),
+                    prefix + "-Downstream-Type": downstream.get("content-type", ["?"])[0],
                     prefix + "-Path": str(path),
                 }
             )

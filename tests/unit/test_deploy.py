@@ -21,6 +21,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -443,3 +445,66 @@ def test_filebeat_decodes_json_lines_and_ships_to_elasticsearch() -> None:
     assert _volume_at(filebeat, "/usr/share/filebeat/filebeat.yml") == (
         "./deploy/filebeat/filebeat.yml"
     )
+
+
+def _plugin_server_commands() -> tuple[list[str], list[str], str]:
+    """(start argv, query argv, socket) of kong-1, the image's interpreter replaced by ours."""
+    env = _environment(_services()["kong-1"])
+    assert env["KONG_PLUGINSERVER_NAMES"] == "strata_cache"
+    start = env["KONG_PLUGINSERVER_STRATA_CACHE_START_CMD"].split()
+    query = env["KONG_PLUGINSERVER_STRATA_CACHE_QUERY_CMD"].split()
+    for argv in (start, query):
+        # nginx clears the environment: no PATH, so the interpreter must be an absolute path
+        assert argv[0].startswith("/") and argv[0] == "/opt/strata/bin/python3", argv
+        argv[0] = sys.executable
+    return start, query, env["KONG_PLUGINSERVER_STRATA_CACHE_SOCKET"]
+
+
+def test_plugin_server_query_works_as_kong_runs_it() -> None:
+    """Kong runs the query command with the worker's cleared environment and only reads its
+    stdout (kong/runloop/plugin_servers/process.lua): it must print the dump with no
+    variable set, and name a plugin Kong is told to load."""
+    _, query, _ = _plugin_server_commands()
+    out = subprocess.run(
+        query, env={}, cwd="/", capture_output=True, text=True, timeout=60, check=True
+    )
+    dump = json.loads(out.stdout)
+    assert dump[0]["Name"] == "strata-cache"
+    plugins = _environment(_services()["kong-1"])["KONG_PLUGINS"].split(",")
+    assert "strata-cache" in plugins
+    assert re.fullmatch(r"\d+\.\d+\.\d+", dump[0]["Version"])
+
+
+def test_plugin_server_starts_with_an_empty_environment_on_kongs_socket(tmp_path: Path) -> None:
+    start, _, socket = _plugin_server_commands()
+    prefix = start[start.index("-p") + 1]
+    name = start[start.index("--socket-name") + 1]
+    assert f"{prefix.rstrip('/')}/{name}" == socket  # where Kong connects
+    start[start.index("-p") + 1] = str(tmp_path)
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(start, env={}, cwd="/", stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while not (tmp_path / name).exists():
+                assert proc.poll() is None, log.read_text(errors="replace")
+                assert time.monotonic() < deadline, "the plugin server did not listen"
+                time.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_plugin_errors_are_visible_at_kongs_log_level() -> None:
+    """The plugin server's own output is logged at info; the plugin's reports go through
+    kong.log.err/warn, which the configured level must show."""
+    visible = {"debug", "info", "notice", "warn"}
+    for kong, _ in NODES:
+        level = _environment(_services()[kong]).get("KONG_LOG_LEVEL", "notice")
+        assert level in visible, (kong, level)
+    levels = set(re.findall(r'_reporter\.report\(\s*kong,\s*"(\w+)"', _handler_source()))
+    assert levels and levels <= {"err", "warn"}, levels
+
+
+def _handler_source() -> str:
+    return (ROOT / "kong_plugin" / "handler.py").read_text(encoding="utf-8")

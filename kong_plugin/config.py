@@ -91,7 +91,8 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _MEDIA_HEAD_RE = re.compile(rf"[ \t]*(?:\*[ \t]*\Z|{_TCHAR}+/{_TCHAR}+[ \t]*(?:;|\Z))")
 _UNIX_RE = re.compile(r"unix:(?:/|///)[^/\x00-\x1f\x7f ][^\x00-\x1f\x7f ]*")
 _HOST_PORT_RE = re.compile(
-    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?):([0-9]{1,5})"
+    # host names may hold "_": Docker and Compose service names do, and they resolve
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._\-]*[A-Za-z0-9])?):([0-9]{1,5})"
 )
 
 

@@ -17,10 +17,14 @@ What Kong does with an exit (``kong/pdk/response.lua`` ``send``), and what it me
   metadata beyond the fields listed there) and 204 (RFC 9110 §8.6), and for a HEAD request
   sends the stored body's length with no body (nginx sends no body for HEAD).
 
-Not guaranteed: headers that other plugins set in ``rewrite``/``access`` cannot be told apart
-from the upstream's over the plugin-server protocol, so a response-phase exit clears them too
-(headers Kong and most plugins add in ``header_filter`` are added after the exit and are not
-affected).
+The names to clear are the upstream's own (the handler reads them from Kong's buffered
+response, ``ngx.ctx.buffered_headers``), so headers other plugins set before the phase stay.
+Where only ``kong.response.get_headers`` is available, those are cleared too (they cannot be
+told apart there), and if that list was cut short, `ALWAYS_CLEAR` covers the fields that
+matter.
+
+Not guaranteed: a field outside `ALWAYS_CLEAR` that the upstream sent beyond the lines Kong
+hands over (more than 1000) survives a response-phase exit in that fallback.
 """
 
 from __future__ import annotations
@@ -49,6 +53,33 @@ def framing(method: str, status: int, body: bytes) -> tuple[bytes, KongHeaders]:
     if method == "HEAD":
         return b"", {CONTENT_LENGTH: str(len(body))}
     return body, {}
+
+
+#: Cleared on a response-phase exit even when they were not seen: used when the upstream's
+#: header list is incomplete (more lines than Kong hands over), so that no field describing
+#: the failed response's representation, caching or cookies can reach the client.
+ALWAYS_CLEAR = (
+    "content-encoding",
+    "content-range",
+    "content-language",
+    "content-location",
+    "content-disposition",
+    "content-md5",
+    "set-cookie",
+    "set-cookie2",
+    "cache-control",
+    "expires",
+    "pragma",
+    "etag",
+    "last-modified",
+    "vary",
+    "location",
+    "www-authenticate",
+    "retry-after",
+    "link",
+    "surrogate-key",
+    "cache-tag",
+)
 
 
 def response_phase_exit(out: Mapping[str, str | list[str]], current: Iterable[str]) -> KongHeaders:

@@ -43,9 +43,21 @@ from kong_plugin.cacheability import StoreDecision, request_decision, response_d
 from kong_plugin.client import SidecarClient, SidecarError
 from kong_plugin.config import PluginConfig, parse_config
 from kong_plugin.errors import ConfigError
-from kong_plugin.exits import KongHeaders, framing, header_names, response_phase_exit
+from kong_plugin.exits import (
+    ALWAYS_CLEAR,
+    KongHeaders,
+    framing,
+    header_names,
+    response_phase_exit,
+)
 from kong_plugin.freshness import ERROR_STATUSES, EntryTiming, evaluate_reuse
-from kong_plugin.headers import Headers, replay_headers, storable_headers
+from kong_plugin.headers import (
+    MAX_HEADER_LINES,
+    Headers,
+    kong_line_count,
+    replay_headers,
+    storable_headers,
+)
 from kong_plugin.identity import classify
 from kong_plugin.inflight import InflightTable, RequestState
 from kong_plugin.invalidation import entry_tags, invalidation_targets, is_write
@@ -66,6 +78,7 @@ DEBUG_HEADER = "kong-debug"
 _CONDITIONAL = ("if-none-match", "if-modified-since")
 
 _clients: dict[tuple[str, float], SidecarClient] = {}
+_clients_lock = threading.Lock()
 _inflight = InflightTable()
 _background = Background()
 _reporter = Reporter()
@@ -89,7 +102,10 @@ def client_for(address: str, timeout_s: float) -> SidecarClient:
     key = (address, timeout_s)
     client = _clients.get(key)
     if client is None:
-        client = _clients.setdefault(key, SidecarClient(address, timeout_s, mode="stream"))
+        with _clients_lock:  # two first requests must not both open a channel
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = SidecarClient(address, timeout_s, mode="stream")
     return client
 
 
@@ -218,7 +234,8 @@ class Plugin:
             _reporter.report(kong, "err", "config", message)
             kong.response.set_header("X-Cache-Status", XCacheStatus.BYPASS.value)
             return
-        headers = pdk(kong.request.get_headers()) or {}
+        headers = pdk(kong.request.get_headers(MAX_HEADER_LINES)) or {}
+        complete = kong_line_count(headers) < MAX_HEADER_LINES
         if is_write(method, cfg):
             if cfg.invalidate_on_write:
                 host, path, _ = self._target(kong, target, Headers.of(headers))
@@ -229,7 +246,9 @@ class Plugin:
         h = Headers.of(headers)
         debug = DEBUG_HEADER in h
         decision = request_decision(method, h, cfg)
-        if decision.bypass:
+        if decision.bypass or not complete:
+            # more header lines than Kong hands over: credentials or Vary inputs may be among
+            # those we cannot see, so the cache stays out of this request
             self._bypass_header(kong, cfg, debug)
             return
         host, path, query = self._target(kong, target, h)
@@ -392,11 +411,11 @@ class Plugin:
         cfg = self.config
         if state is None or cfg is None:
             return
-        # Kong.response has copied the upstream's status and headers to kong.response; the
-        # service response's own header map is empty for an external plugin (Kong 3.9)
         status = pdk(kong.response.get_status())
-        headers = pdk(kong.response.get_headers()) or {}
+        headers, complete = self._upstream_headers(kong)
         current = header_names(headers)
+        if not complete:
+            current += list(ALWAYS_CLEAR)
         client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
         if state.mode == "write":
             self._invalidate(client, cfg, state, status, headers)
@@ -404,7 +423,7 @@ class Plugin:
             return
         debug = state.debug
         if state.stale is not None and status == 304:
-            self._refresh_from_304(kong, client, cfg, state, headers, current)
+            self._refresh_from_304(kong, client, cfg, state, headers, current, complete)
             return
         if state.stale is not None and state.stale_if_error and status in ERROR_STATUSES:
             self._release(client, state)
@@ -417,16 +436,20 @@ class Plugin:
             served = Served(entry, stored, age_s, XCacheStatus.STALE, member)
             self._exit_with_entry(kong, cfg, state, served, None, current)
             return
-        decision = response_decision(
-            state.method,
-            status,
-            headers,
-            state.request_cc or parse_cache_control(()),
-            cfg,
-            request_time=state.request_time,
-            response_time=time.time(),
-            authorization=state.authorization,
-            consumer_scoped=state.consumer_scoped,
+        decision = (
+            response_decision(
+                state.method,
+                status,
+                headers,
+                state.request_cc or parse_cache_control(()),
+                cfg,
+                request_time=state.request_time,
+                response_time=time.time(),
+                authorization=state.authorization,
+                consumer_scoped=state.consumer_scoped,
+            )
+            if complete
+            else StoreDecision(False, "too-many-headers")
         )
         body = b""
         if decision.store:
@@ -476,6 +499,7 @@ class Plugin:
         state: RequestState,
         not_modified: Mapping[str, Any],
         current: list[str],
+        complete: bool,
     ) -> None:
         """The upstream confirmed the stored entry: update its headers and timing, store it
         again, and answer the client with it (a 304 if the client's own validators match)."""
@@ -499,7 +523,7 @@ class Plugin:
         refreshed.headers.extend(
             pb.Header(name=n, value=v) for n, v in header_lines(merged.to_kong())
         )
-        if decision.store and decision.timing is not None:
+        if complete and decision.store and decision.timing is not None:
             for name, value in decision.timing.to_ms().items():
                 setattr(refreshed, name, value)
             self._store_later(client, state, refreshed)
@@ -555,6 +579,21 @@ class Plugin:
         if not host:
             host = pdk(kong.request.get_host()) or ""
         return host, path or "/", parse_query(query)
+
+    def _upstream_headers(self, kong: Any) -> tuple[Mapping[str, Any], bool]:
+        """The upstream's response headers, and whether that list is complete.
+
+        Kong 3.9 keeps them in ``ngx.ctx.buffered_headers`` (the subrequest's ``res.header``,
+        ``kong/init.lua`` ``Kong.response``): exactly the upstream's, all of them, in one call.
+        Elsewhere, ``kong.response.get_headers`` -- where Kong copied them, mixed with what
+        other plugins set before this phase, and cut at `MAX_HEADER_LINES` lines.
+        (``kong.service.response.get_headers()`` is an empty map for an external plugin.)
+        """
+        buffered = pdk(kong.nginx.get_ctx("buffered_headers"))
+        if isinstance(buffered, Mapping) and buffered:
+            return buffered, True
+        headers = pdk(kong.response.get_headers(MAX_HEADER_LINES)) or {}
+        return headers, kong_line_count(headers) < MAX_HEADER_LINES
 
     def _matched_route(self, kong: Any) -> str | None:
         """The id of the route Kong matched. A plugin attached to a route knows it from its

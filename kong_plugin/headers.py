@@ -154,6 +154,19 @@ class Headers:
         return {k: (v[0] if len(v) == 1 else list(v)) for k, v in self._fields.items()}
 
 
+#: The most header lines Kong's ``get_headers(max)`` returns (its upper bound for ``max``);
+#: without an argument it returns 100. More lines than asked for are dropped silently (the
+#: ``"truncated"`` error does not cross the plugin-server protocol).
+MAX_HEADER_LINES = 1000
+
+
+def kong_line_count(headers: RawHeaders | None) -> int:
+    """How many header lines a Kong header map holds (a list value is one line per item)."""
+    if not headers:
+        return 0
+    return sum(len(v) if isinstance(v, (list, tuple)) else 1 for v in headers.values())
+
+
 def split_list(value: str) -> list[str]:
     """Split a comma-separated list field (RFC 9110 §5.6.1), dropping empty elements."""
     return [item for item in (part.strip() for part in value.split(",")) if item]

@@ -139,7 +139,7 @@ ADDRESS_ANY = {
         f"^unix:/{_PATH}",
         f"^unix:///{_PATH}",
         f"^%w:{_DIGITS}$",
-        f"^%w[%w%.%-]*%w:{_DIGITS}$",
+        f"^%w[%w%.%-_]*%w:{_DIGITS}$",  # "_": Docker/Compose service names
         f"^%[[%x:%.]+%]:{_DIGITS}$",
     ],
     "err": ERR_ADDRESS,

@@ -49,6 +49,9 @@ from kongsim.rpc import RpcClient
 
 log = logging.getLogger("kongsim")
 
+#: Header lines kongsim accepts in a request or an upstream response (nginx counts bytes,
+#: not lines; this is far above what those byte limits allow).
+MAX_HEADER_LINES = 20000
 STRICT_RPC_TIMEOUT = 5.0
 KONG_RPC_TIMEOUT = 60.0
 
@@ -176,6 +179,9 @@ class Gateway:
             wait = self.options.wait_for_plugin_servers
             await asyncio.gather(*(s.start(wait=wait) for s in self.servers.values()))
             self._http = aiohttp.ClientSession(
+                # Kong reads upstream headers into proxy_buffer_size (160k), no line limit
+                max_headers=MAX_HEADER_LINES,
+                max_field_size=16384,
                 connector=aiohttp.TCPConnector(limit=0, ssl=False),
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -194,7 +200,11 @@ class Gateway:
                 return await admin.handle(self, request)
             return await proxy.handle(request)
 
-        self._runner = web.ServerRunner(web.Server(handler), handle_signals=False)
+        # nginx has no limit on the number of header lines, only on their size
+        # (large_client_header_buffers 4 8k): aiohttp's 128-line default would refuse
+        # requests Kong accepts
+        server = web.Server(handler, max_headers=MAX_HEADER_LINES, max_field_size=8190)
+        self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -131,7 +131,8 @@ def buffered_response_headers(
     holds the upstream's ``Content-Length`` when it sent one (lua-nginx-module adds it from
     ``content_length_n``); a chunked upstream response has none, and goes out chunked."""
     headers = CIMultiDict(early)
-    clean = upstream_visible(upstream)
+    # kong.response.set_headers writes ngx.header[name]: "_" in a name becomes "-"
+    clean = CIMultiDict((k.replace("_", "-"), v) for k, v in upstream_visible(upstream).items())
     for name in {k.lower() for k in clean}:
         headers.popall(name, None)
     headers.extend(clean)

@@ -96,7 +96,29 @@ def kong_ctx_fields(c: CallContext) -> dict[str, Any]:
         "KONG_EXITED": True if st.exited else None,
         "KONG_UNEXPECTED": True if st.unexpected else None,
     }
+    if st.buffering and st.service_status is not None:
+        # kong/init.lua Kong.response: ctx.buffered_status / ctx.buffered_headers = the
+        # subrequest's res.status / res.header (names as the upstream sent them, a repeated
+        # header as an array); the body is left out here (ctx.buffered_body)
+        fields["buffered_status"] = st.service_status
+        fields["buffered_headers"] = _res_header_table(st.service_headers)
     return fields
+
+
+def _res_header_table(headers: Any) -> dict[str, Any]:
+    """``ngx.location.capture``'s ``res.header``: one key per name (its first spelling), a
+    string, or an array for a repeated header."""
+    table: dict[str, Any] = {}
+    spelling: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        key = spelling.setdefault(name.lower(), name)
+        if key not in table:
+            table[key] = value
+        elif isinstance(table[key], list):
+            table[key].append(value)
+        else:
+            table[key] = [table[key], value]
+    return table
 
 
 @register("kong.nginx.get_ctx", None, timer_ok=True)

@@ -36,6 +36,7 @@ import yaml
 from aiohttp import web
 
 from kongsim.errors import RpcError
+from kongsim.process import PluginServerSpec, default_spec
 from kongsim.rpc import RpcClient
 from kongsim.testing import KongSim
 from tests.conftest import free_port
@@ -139,6 +140,12 @@ def kong_yml(origin: str, sidecar: str) -> dict[str, Any]:
                         ],
                     },
                     {
+                        "name": "decorated",
+                        "paths": ["/decorated"],
+                        "strip_path": False,
+                        "plugins": [{"name": "ks-who"}, strata(cache_control=True)],
+                    },
+                    {
                         # valid for Kong's schema, refused by the plugin's cross-field rules
                         "name": "badcfg",
                         "paths": ["/badcfg"],
@@ -197,7 +204,7 @@ async def env() -> AsyncIterator[Env]:
         origin = Origin()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", origin.handle)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, max_headers=5000)
         await runner.setup()
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -208,7 +215,13 @@ async def env() -> AsyncIterator[Env]:
         await asyncio.to_thread(sidecar.start)
         path = tmp / "kong.yml"
         path.write_text(yaml.safe_dump(kong_yml(f"http://127.0.0.1:{port}", sidecar.address)))
-        sim = KongSim(path, strict=True, prefix=str(tmp / "kong"))
+        who = Path(__file__).parent / "plugins" / "ks_who.py"
+        servers: list[PluginServerSpec | str] = [
+            default_spec(),
+            f"ks-who={{python}} {who} -p {{prefix}} --socket-name ks-who.socket;"
+            f"{{python}} {who} --dump",
+        ]
+        sim = KongSim(path, strict=True, prefix=str(tmp / "kong"), plugin_servers=servers)
         await sim.__aenter__()
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
@@ -227,8 +240,8 @@ async def test_upstream_headers_are_read_where_kong_has_them(env: Env) -> None:
     _, h1, _, _ = await env.get("/plain/stored")
     assert h1["x-cache-status"] == "Miss" and h1["cache-status"].endswith("stored")
     calls = await env.events()
-    assert "kong.service.response.get_headers" not in calls["response"]
-    assert "kong.response.get_headers" in calls["response"]
+    assert "kong.service.response.get_headers" not in calls["response"]  # {} on Kong
+    assert "kong.nginx.get_ctx" in calls["response"]  # ngx.ctx.buffered_headers
     assert "kong.service.response.get_raw_body" in calls["response"]
     _, h2, body, _ = await env.get("/plain/stored")
     assert (h2["x-cache-status"], body) == ("Hit", b"v")
@@ -402,6 +415,31 @@ async def test_each_route_keeps_its_configuration_across_a_plugin_server_restart
         assert h["x-cache-key"] == before[p], p
         assert h["x-cache-status"] == "Hit"
     env.sim.clear()
+
+
+async def test_other_plugins_response_headers_are_neither_stored_nor_replayed(env: Env) -> None:
+    """A plugin that sets per-request response headers before the upstream answers: the
+    stored entry holds the upstream's headers only, so a hit shows this request's values."""
+    env.origin.script("/decorated", Reply(200, [TEXT, ("Cache-Control", "public, max-age=60")]))
+    _, h1, _, _ = await env.get("/decorated", headers={"X-Who-Am-I": "alice"})
+    _, h2, _, _ = await env.get("/decorated", headers={"X-Who-Am-I": "bob"})
+    assert (h1["x-cache-status"], h2["x-cache-status"]) == ("Miss", "Hit")
+    assert h2["x-who"] == "bob" and h2["x-nonce"] != h1["x-nonce"]
+    calls = await env.events()
+    assert "kong.response.exit" in calls["access"]
+
+
+async def test_a_request_with_more_header_lines_than_kong_hands_over_bypasses(env: Env) -> None:
+    """Kong gives a plugin at most 1000 request header lines and drops the rest silently: the
+    credentials an auth plugin added could be beyond them, so nothing is looked up or stored."""
+    env.origin.script(
+        "/hidden/padded", Reply(200, [TEXT, ("Cache-Control", "public, max-age=60")], b"bob")
+    )
+    padding = [(f"X-Pad-{i:04d}", "p") for i in range(1000)]
+    _, h, body, _ = await env.get("/hidden/padded", headers=[*padding, ("apikey", BOB_KEY)])
+    assert body == b"bob" and h["x-cache-status"] == "Bypass"
+    _, h2, _, _ = await env.get("/hidden/padded", headers={"apikey": ALICE_KEY})
+    assert h2["x-cache-status"] != "Hit"
 
 
 def _start_plugin_server(prefix: Path) -> subprocess.Popen[bytes]:

@@ -15,7 +15,7 @@ from kongsim.pdk import Pdk, PdkAnswer, PdkEnv
 from kongsim.plugins import PluginInfo
 from kongsim.process import PluginServerProcess, PluginServerSpec
 from kongsim.proxy import nginx_header_filter
-from kongsim.upstream import upstream_visible
+from kongsim.upstream import buffered_response_headers, upstream_visible
 
 from .test_fidelity_protocol import DECL, FakeServer, event, run, state
 
@@ -155,3 +155,33 @@ def test_upstream_headers_nginx_hides_by_default() -> None:
         ]
     )
     assert sorted(upstream_visible(upstream).keys()) == ["Date", "Server", "X-Kept"]
+
+
+def test_buffered_response_is_in_ngx_ctx_for_get_ctx() -> None:
+    """kong/init.lua Kong.response: ctx.buffered_status / ctx.buffered_headers hold the
+    subrequest's res.status / res.header (names as sent, a repeated header as an array);
+    kong.nginx.get_ctx reads ngx.ctx (plugin.lua exposed_api)."""
+    st = state("response")
+    st.buffering = True
+    st.service_status = 503
+    st.service_headers = CIMultiDict(
+        [("Content-Type", "text/html"), ("Set-Cookie", "a=1"), ("set-cookie", "b=2")]
+    )
+    assert call(st, "kong.nginx.get_ctx", "buffered_status") == 503
+    assert call(st, "kong.nginx.get_ctx", "buffered_headers") == {
+        "Content-Type": "text/html",
+        "Set-Cookie": ["a=1", "b=2"],
+    }
+    st.buffering = False
+    assert call(st, "kong.nginx.get_ctx", "buffered_headers") is None
+
+
+def test_buffered_response_headers_are_set_through_ngx_header() -> None:
+    """Kong.response copies the upstream's headers with kong.response.set_headers: ngx.header
+    turns "_" in a name into "-" and the copy wins over what plugins set before."""
+    early = CIMultiDict([("X-Plugin", "p"), ("X-Same", "plugin")])
+    upstream = CIMultiDict([("X_Under", "u"), ("X-Same", "upstream"), ("Content-Length", "3")])
+    headers = buffered_response_headers(upstream, early)
+    assert headers["X-Under"] == "u" and "X_Under" not in list(headers.keys())
+    assert headers.getall("X-Same") == ["upstream"] and headers["X-Plugin"] == "p"
+    assert headers["Content-Length"] == "3"

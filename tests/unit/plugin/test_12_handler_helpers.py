@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from kong_plugin.handler import PdkError, header_lines, parse_query, parse_request_line, pdk
+from kong_plugin.handler import (
+    PdkError,
+    Plugin,
+    header_lines,
+    parse_query,
+    parse_request_line,
+    pdk,
+)
+from kong_plugin.headers import MAX_HEADER_LINES, kong_line_count
 
 
 @pytest.mark.parametrize(
@@ -39,3 +49,32 @@ def test_pdk_unwraps_lua_style_results() -> None:
     assert pdk(("v", None)) == "v"
     with pytest.raises(PdkError, match="boom"):
         pdk((None, "boom"))
+
+
+class _Ns:
+    def __init__(self, **calls: Any) -> None:
+        for name, value in calls.items():
+            setattr(self, name, value)
+
+
+def _kong(buffered: Any, response_headers: Any) -> Any:
+    return _Ns(
+        nginx=_Ns(get_ctx=lambda key: (buffered if key == "buffered_headers" else None, None)),
+        response=_Ns(get_headers=lambda limit: (response_headers, None)),
+    )
+
+
+def test_upstream_headers_come_from_kongs_buffered_response_when_it_has_them() -> None:
+    plugin = Plugin({})
+    buffered = {"Content-Type": "text/plain", "X-Up": ["1", "2"]}
+    assert plugin._upstream_headers(_kong(buffered, {"x-plugin": "p"})) == (buffered, True)
+
+
+def test_upstream_headers_fall_back_to_the_response_and_say_when_cut_short() -> None:
+    plugin = Plugin({})
+    few = {"content-type": "text/plain"}
+    assert plugin._upstream_headers(_kong(None, few)) == (few, True)
+    assert plugin._upstream_headers(_kong([], few)) == (few, True)  # an empty Lua table
+    many = {f"x-{i}": "v" for i in range(MAX_HEADER_LINES - 1)} | {"set-cookie": ["a", "b"]}
+    assert kong_line_count(many) == MAX_HEADER_LINES + 1
+    assert plugin._upstream_headers(_kong(None, many)) == (many, False)

@@ -100,6 +100,7 @@ CORPUS: dict[str, tuple[list[str], list[str]]] = {
             "sidecar.internal:9000",
             "a:1",
             "a-b.c:65535",
+            "strata_sidecar:50051",  # Docker Compose service names hold "_"
             "host:00080",
             "[::1]:50051",
             "[2001:db8::1.2.3.4]:1",

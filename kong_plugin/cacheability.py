@@ -14,7 +14,8 @@ method not in request_method  no           no          ``method``
 ``no-store`` [cc]             yes          no          ``request-no-store``
 HEAD                          yes (GET)    no          ``head`` (a HEAD has no body)
 ``only-if-cached`` [cc]       yes          yes         miss -> 504 (§5.2.1.7)
-``Authorization``             yes          see below   flag only
+credentials                   yes          see below   `kong_plugin.identity` (Authorization,
+                                                       hidden by an auth plugin, consumer)
 ============================  ===========  ==========  ==================================
 
 [cc] = only with ``cache_control=true``; otherwise request directives are ignored (Kong).
@@ -89,7 +90,6 @@ class RequestDecision:
     reason: str
     method: str
     cc: CacheControl = EMPTY
-    authorization: bool = False
     only_if_cached: bool = False
 
     @property
@@ -132,9 +132,7 @@ def request_decision(method: str, headers: HeaderInput, config: PluginConfig) ->
         reason = "head"
     else:
         reason = ""
-    return RequestDecision(
-        lookup, store, reason, key_method, cc, "authorization" in h, cc.only_if_cached
-    )
+    return RequestDecision(lookup, store, reason, key_method, cc, cc.only_if_cached)
 
 
 def has_validator(headers: HeaderInput) -> bool:
@@ -183,7 +181,8 @@ def response_decision(
     """Decide whether to store an upstream response, and its timing (module docstring).
 
     `method` is the request's method; `request_cc` its directives (`RequestDecision.cc`);
-    `authorization` whether it carried ``Authorization``; `consumer_scoped` whether the
+    `authorization` whether it carried credentials (``Authorization``, or credentials an auth
+    plugin consumed: `kong_plugin.identity`); `consumer_scoped` whether the
     cache key holds a consumer id. Times are seconds since the epoch.
     """
     if method == "HEAD":

@@ -7,14 +7,14 @@ Rules this file lives by (see the plugin-server protocol notes):
   kong-pdk plugin server (and before the first PDK call, the whole server).
 * The first thing a phase does is a PDK call; slow work (the sidecar) comes after it.
 * Nothing calls the PDK after `kong.response.exit`.
-* Few PDK round trips: a hit costs 4 (3 when `consumer_scope` is `never`; one more when
+* Few PDK round trips: a hit costs 3 (2 when `consumer_scope` is `never`; one more when
   the plugin is not attached to a route, to learn the matched route), a miss 9.
 * Any sidecar problem fails open within `sidecar.timeout_ms`: the request is proxied as
   if there were no cache, with `X-Cache-Status: Bypass`.
 * What Kong 3.9 hands an external plugin is what counts, not what a kinder stand-in would:
-  in the ``response`` phase the upstream's status and headers are read from
-  ``kong.response`` (``kong.service.response.get_headers()`` is an empty map there), and
-  the body is pulled across the socket only for a response that may be stored.
+  in the ``response`` phase ``kong.service.response.get_headers()`` is an empty map, so the
+  upstream's headers are read from Kong's buffered response (`Plugin._upstream_headers`),
+  and the body is pulled across the socket only for a response that may be stored.
 * Operator-facing problems go to Kong's error log through ``kong.log``
   (`kong_plugin.report`): Kong hides the plugin server's own output at its default level.
 
@@ -185,6 +185,13 @@ def _timing(entry: pb.Entry) -> EntryTiming:
         entry.stale_if_error_ms,
         entry.storage_ttl_ms,
     )
+
+
+def _names_to_clear(upstream: Mapping[str, Any], complete: bool) -> list[str]:
+    """What a response-phase exit must remove: the upstream response's header names, plus
+    `ALWAYS_CLEAR` when that list may have been cut short."""
+    names = header_names(upstream)
+    return names if complete else names + list(ALWAYS_CLEAR)
 
 
 class Plugin:
@@ -413,9 +420,6 @@ class Plugin:
             return
         status = pdk(kong.response.get_status())
         headers, complete = self._upstream_headers(kong)
-        current = header_names(headers)
-        if not complete:
-            current += list(ALWAYS_CLEAR)
         client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
         if state.mode == "write":
             self._invalidate(client, cfg, state, status, headers)
@@ -423,6 +427,7 @@ class Plugin:
             return
         debug = state.debug
         if state.stale is not None and status == 304:
+            current = _names_to_clear(headers, complete)
             self._refresh_from_304(kong, client, cfg, state, headers, current, complete)
             return
         if state.stale is not None and state.stale_if_error and status in ERROR_STATUSES:
@@ -434,7 +439,9 @@ class Plugin:
                 cfg.cache_status_name, hit=True, fwd_status=status, detail="stale-if-error"
             )
             served = Served(entry, stored, age_s, XCacheStatus.STALE, member)
-            self._exit_with_entry(kong, cfg, state, served, None, current)
+            self._exit_with_entry(
+                kong, cfg, state, served, None, _names_to_clear(headers, complete)
+            )
             return
         decision = (
             response_decision(

@@ -201,9 +201,9 @@ class Gateway:
             return await proxy.handle(request)
 
         # nginx has no limit on the number of header lines, only on their size
-        # (large_client_header_buffers 4 8k): aiohttp's 128-line default would refuse
-        # requests Kong accepts
-        server = web.Server(handler, max_headers=MAX_HEADER_LINES, max_field_size=8190)
+        # (large_client_header_buffers 4 8k, checked in Proxy.handle): aiohttp's own
+        # limits (128 lines, 8190 bytes a line) must not answer first
+        server = web.Server(handler, max_headers=MAX_HEADER_LINES, max_field_size=65536)
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

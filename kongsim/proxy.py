@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,34 @@ class KongResponse(web.StreamResponse):
             self.headers.popall(hdrs.CONTENT_TYPE, None)
         if length is not None:
             self.headers[hdrs.CONTENT_LENGTH] = length
+
+
+#: nginx's ``large_client_header_buffers`` default (Kong does not set it): 4 buffers of 8k.
+CLIENT_HEADER_LINE_MAX = 8192
+CLIENT_HEADER_BLOCK_MAX = 4 * 8192
+#: nginx's ``proxy_buffer_size`` default, one memory page (Kong does not set it): the
+#: upstream's status line and headers must fit in it.
+UPSTREAM_HEADER_BLOCK_MAX = 4096
+
+
+def _line(name: bytes, value: bytes) -> int:
+    return len(name) + 2 + len(value) + 2  # "name: value\r\n"
+
+
+def client_headers_too_large(request_line: int, raw: Sequence[tuple[bytes, bytes]]) -> bool:
+    """nginx answers 494 (Kong's error handler turns it into 400 "Request header or cookie too
+    large") when one header line does not fit a large buffer or all of them do not fit the
+    four (approximated on the byte count; nginx's buffer accounting differs in detail)."""
+    lines = [_line(k, v) for k, v in raw]
+    return any(n > CLIENT_HEADER_LINE_MAX for n in lines) or (
+        request_line + sum(lines) > CLIENT_HEADER_BLOCK_MAX
+    )
+
+
+def upstream_headers_too_large(status_line: int, raw: Sequence[tuple[bytes, bytes]]) -> bool:
+    """nginx: "upstream sent too big header while reading response header from upstream",
+    a 502, when the status line and headers do not fit ``proxy_buffer_size``."""
+    return status_line + sum(_line(k, v) for k, v in raw) + 2 > UPSTREAM_HEADER_BLOCK_MAX
 
 
 def nginx_header_filter(status: int, headers: CIMultiDict[str]) -> CIMultiDict[str]:
@@ -125,7 +154,17 @@ class Proxy:
         )
         record = self.gw.recorder.start(st.request_id, st.method, st.request_uri)
         ctx = _Ctx(self.gw.runtime, self.gw.next_worker(), st, record, request)
+        request_line = len(request.method) + len(request.raw_path) + len(" HTTP/1.1\r\n") + 1
         try:
+            if client_headers_too_large(request_line, request.raw_headers):
+                # nginx refuses it before any phase: error_page 494 -> Kong's handler -> 400
+                terminal = error_response(
+                    st, 400, http_error_message(494), source="error", accept=None
+                )
+                response = await self._send_terminal(ctx, terminal)
+                record.status = st.response_status
+                record.done.set()
+                return response
             response = await self._pipeline(ctx)
         except ConnectionError:
             # the client went away (nginx logs status 499); Kong still runs the log phase
@@ -236,7 +275,11 @@ class Proxy:
         return Terminal(
             500,
             body,
-            [("Content-Type", "application/json; charset=utf-8"), (KONGSIM_ERROR_HEADER, header)],
+            [
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                (KONGSIM_ERROR_HEADER, header),
+            ],
             source="error",
         )
 
@@ -250,8 +293,6 @@ class Proxy:
         for name in {k.lower() for k, _ in terminal.headers} | terminal.cleared:
             headers.popall(name, None)
         headers.extend(terminal.headers)
-        if "content-length" not in headers and "content-length" not in terminal.cleared:
-            headers["Content-Length"] = str(len(terminal.body))
         if st.proxied:
             # Kong's header_filter looks at KONG_PROXIED, set before the upstream call
             headers = self._proxied_headers(ctx, headers)
@@ -332,6 +373,11 @@ class Proxy:
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             ) as resp:
                 st.upstream_headers_at = time.time() * 1000
+                status_line = len(f"HTTP/1.1 {resp.status} {resp.reason or ''}\r\n")
+                if upstream_headers_too_large(status_line, resp.raw_headers):
+                    return await self._upstream_error(
+                        ctx, 502, ValueError("upstream sent too big header")
+                    )
                 st.service_status = resp.status
                 st.service_headers = upstream.upstream_visible(resp.headers)
                 if st.buffering:

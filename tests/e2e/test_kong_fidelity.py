@@ -45,6 +45,7 @@ from tests.e2e.stack import REPO, Sidecar
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 ALICE_KEY = "alice-fidelity-key"
+WHO_PATH = "/anon/who"
 BOB_KEY = "bob-fidelity-key"
 
 
@@ -68,6 +69,12 @@ class Origin:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.hits[path] = self.hits.get(path, 0) + 1
+        if path.startswith(WHO_PATH):  # whose page: the consumer key-auth named upstream
+            who = request.headers.get("X-Consumer-Username", "nobody")
+            return web.Response(
+                body=f"{path}:{who}".encode(),
+                headers={"Content-Type": "text/plain", "Cache-Control": "max-age=60"},
+            )
         replies = self.scripts.get(path) or [Reply(404, [("Content-Type", "text/plain")], b"")]
         reply = replies.pop(0) if len(replies) > 1 else replies[0]
         resp = web.Response(status=reply.status, body=reply.body)
@@ -440,6 +447,82 @@ async def test_a_request_with_more_header_lines_than_kong_hands_over_bypasses(en
     assert body == b"bob" and h["x-cache-status"] == "Bypass"
     _, h2, _, _ = await env.get("/hidden/padded", headers={"apikey": ALICE_KEY})
     assert h2["x-cache-status"] != "Hit"
+
+
+async def test_header_blocks_nginx_would_refuse_are_refused(env: Env) -> None:
+    """Kong keeps nginx's buffers: a request header line over 8k is a 400 ("Request header or
+    cookie too large", Kong's 494 handling) before any plugin runs; an upstream header block
+    over one page (proxy_buffer_size) is a 502."""
+    status, _, body, _ = await env.get("/plain/x", headers={"Cookie": "c" * 9000})
+    assert status == 400 and b"Request header or cookie too large" in body
+    env.origin.script("/plain/bigheader", Reply(200, [TEXT, ("X-Big", "b" * 5000)], b"x"))
+    status, _, body, _ = await env.get("/plain/bigheader")
+    assert status == 502 and b"invalid response was received from the upstream" in body
+
+
+async def test_eight_clients_and_a_killed_plugin_server_never_cross_routes_or_consumers(
+    env: Env,
+) -> None:
+    """Steady load from 8 clients on two routes sharing a service plugin and on per-consumer
+    pages, over 2 simulated workers, Kong-like (not strict: failures fail open), while the
+    plugin server is killed once: no client error, every cache key carries its own route,
+    every page its own consumer, and hits come back after the respawn."""
+    env.origin.script("/load", Reply(200, [TEXT, ("Cache-Control", "max-age=60")], b"l"))
+    routes = {r.name: r.id for r in env.sim.gateway.runtime.decl.routes}
+    keys = {"alice": ALICE_KEY, "bob": BOB_KEY, "anonymous": None}
+    problems: list[str] = []
+    hits_after: list[int] = []
+    stop = asyncio.Event()
+    async with KongSim(
+        env.sim.options.config_path,
+        strict=False,
+        workers=2,
+        plugin_servers=env.sim.options.plugin_servers,
+        prefix=str(Path(env.sim.options.config_path).parent / "load"),
+    ) as sim:
+
+        async def client(n: int) -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                if i % 2:
+                    route = "route-a" if n % 2 else "route-b"
+                    path = f"/{route[-1]}/load?u={i % 7}"
+                    headers: dict[str, str] = {}
+                else:
+                    who = list(keys)[(n + i) % 3]
+                    path = f"{WHO_PATH}/{i % 5}"
+                    key_of = keys[who]
+                    headers = {"apikey": key_of} if key_of else {}
+                async with env.http.get(sim.base_url + path, headers=headers) as resp:
+                    body = await resp.read()
+                    word = resp.headers.get("X-Cache-Status")
+                    key = resp.headers.get("X-Cache-Key", "")
+                if resp.status != 200:
+                    problems.append(f"{path}: {resp.status} {body[:80]!r}")
+                elif i % 2 and key and not key.startswith(f"v1:{routes[route]}:"):
+                    problems.append(f"{path}: key {key} is not route {route}'s")
+                elif not i % 2 and body != f"{path}:{who}".encode():
+                    problems.append(f"{path} as {who}: got {body!r}")
+                if killed.is_set() and word == "Hit":
+                    hits_after.append(1)
+
+        killed = asyncio.Event()
+        tasks = [asyncio.create_task(client(n)) for n in range(8)]
+        await asyncio.sleep(1.5)
+        server = sim.plugin_server("strata-cache")
+        old_pid = server.pid
+        server.kill(signal.SIGKILL)
+        killed.set()
+        deadline = time.monotonic() + 20
+        while server.pid == old_pid or not server.ready:
+            assert time.monotonic() < deadline, "plugin server was not respawned"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert problems == [], problems[:10]
+    assert len(hits_after) > 10, "the cache did not come back after the respawn"
 
 
 def _start_plugin_server(prefix: Path) -> subprocess.Popen[bytes]:

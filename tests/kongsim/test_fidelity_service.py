@@ -14,7 +14,11 @@ from kongsim.gateway import Gateway, Options
 from kongsim.pdk import Pdk, PdkAnswer, PdkEnv
 from kongsim.plugins import PluginInfo
 from kongsim.process import PluginServerProcess, PluginServerSpec
-from kongsim.proxy import nginx_header_filter
+from kongsim.proxy import (
+    client_headers_too_large,
+    nginx_header_filter,
+    upstream_headers_too_large,
+)
 from kongsim.upstream import buffered_response_headers, upstream_visible
 
 from .test_fidelity_protocol import DECL, FakeServer, event, run, state
@@ -185,3 +189,16 @@ def test_buffered_response_headers_are_set_through_ngx_header() -> None:
     assert headers["X-Under"] == "u" and "X_Under" not in list(headers.keys())
     assert headers.getall("X-Same") == ["upstream"] and headers["X-Plugin"] == "p"
     assert headers["Content-Length"] == "3"
+
+
+def test_header_size_limits_are_nginxs_defaults() -> None:
+    """large_client_header_buffers 4 8k (a line must fit 8k, the block 32k) and
+    proxy_buffer_size one page (4k) for the upstream's status line and headers; Kong sets
+    neither (kong/templates/nginx_kong.lua, kong_defaults.lua)."""
+    small = [(b"X-A", b"1")] * 100
+    assert not client_headers_too_large(30, small)
+    assert client_headers_too_large(30, [(b"Cookie", b"c" * 8200)])  # one line over 8k
+    assert client_headers_too_large(30, [(b"X-Pad", b"p" * 4000)] * 9)  # block over 32k
+    assert not client_headers_too_large(30, [(b"X-Pad", b"p" * 4000)] * 7)
+    assert not upstream_headers_too_large(17, [(b"Content-Type", b"text/plain")] * 50)
+    assert upstream_headers_too_large(17, [(b"X-Big", b"b" * 4100)])

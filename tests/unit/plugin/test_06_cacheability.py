@@ -81,10 +81,6 @@ def test_only_if_cached_is_flagged_section_5_2_1_7():
     assert not request_decision("GET", {"cache-control": "only-if-cached"}, CC_OFF).only_if_cached
 
 
-def test_authorization_is_flagged():
-    assert request_decision("GET", {"authorization": "Bearer x"}, CC_OFF).authorization
-
-
 # --- response_decision: gates ---------------------------------------------------------
 
 

@@ -8,7 +8,11 @@ Rules this file lives by (see the plugin-server protocol notes):
 * The first thing a phase does is a PDK call; slow work (the sidecar) comes after it.
 * Nothing calls the PDK after `kong.response.exit`.
 * Few PDK round trips: a hit costs 3 (2 when `consumer_scope` is `never`; one more when
-  the plugin is not attached to a route, to learn the matched route), a miss 9.
+  the plugin is not attached to a route, to learn the matched route), a miss 9; the ``log``
+  phase (a Kong timer, after the response) costs 1.
+* Kong runs no ``response`` phase when the upstream cannot be reached (it answers 502/504
+  itself); the ``log`` phase notices the request state left behind, marks the origin down
+  (`kong_plugin.origin`) and gives up the fill lease.
 * Any sidecar problem fails open within `sidecar.timeout_ms`: the request is proxied as
   if there were no cache, with `X-Cache-Status: Bypass`.
 * What Kong 3.9 hands an external plugin is what counts, not what a kinder stand-in would:
@@ -20,7 +24,7 @@ Rules this file lives by (see the plugin-server protocol notes):
 
 What this does not guarantee: that a stored response is there for the next request (the
 sidecar may evict or be down); that stores complete (they run after the response, on a
-bounded background queue, and are dropped when the sidecar falls behind).
+bounded background queue; one the full queue refuses is reported as not stored).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from urllib.parse import unquote_plus
 
 from strata.v1 import cache_pb2 as pb
 
-from kong_plugin.background import Background
+from kong_plugin.background import Background, Submitted
 from kong_plugin.cache_control import parse_cache_control
 from kong_plugin.cache_key import build_key
 from kong_plugin.cache_status import XCacheStatus, age_value, cache_status_value
@@ -61,6 +65,8 @@ from kong_plugin.headers import (
 from kong_plugin.identity import classify
 from kong_plugin.inflight import InflightTable, RequestState
 from kong_plugin.invalidation import entry_tags, invalidation_targets, is_write
+from kong_plugin.origin import FAILURE_STATUSES, OriginHealth
+from kong_plugin.recent import RecentKeys
 from kong_plugin.report import Reporter
 from kong_plugin.validation import (
     evaluate_conditional,
@@ -76,12 +82,18 @@ CTX_KEY = "strata_cache"
 STORE_TIMEOUT_S = 2.0
 DEBUG_HEADER = "kong-debug"
 _CONDITIONAL = ("if-none-match", "if-modified-since")
+MAX_ROUTES_REMEMBERED = 4096
+#: Not-stored reasons that come from the request, not the response (a client must not be
+#: able to turn coalescing off for a key).
+_REQUEST_REASONS = frozenset({"head", "method", "request-no-store", "too-many-headers"})
 
 _clients: dict[tuple[str, float], SidecarClient] = {}
 _clients_lock = threading.Lock()
 _inflight = InflightTable()
 _background = Background()
 _reporter = Reporter()
+_origins = OriginHealth()
+_uncacheable = RecentKeys()
 #: Per event: kong-pdk (thread mode) runs every event in a thread of its own.
 _event = threading.local()
 
@@ -201,6 +213,8 @@ class Plugin:
         self.config: PluginConfig | None = None
         self.config_error: str | None = None
         self.route_id: str | None = None
+        #: route id -> its service's read_timeout in ms (a config change makes a new instance)
+        self._read_timeouts: dict[str, int] = {}
         try:
             self.config = parse_config(config)
             route = config.get("route_id") if isinstance(config, Mapping) else None
@@ -246,7 +260,8 @@ class Plugin:
         if is_write(method, cfg):
             if cfg.invalidate_on_write:
                 host, path, _ = self._target(kong, target, Headers.of(headers))
-                self._remember(kong, RequestState("write", method, host, path))
+                state = RequestState("write", method, host, path, origin=self.route_id or "")
+                self._remember(kong, state)
             else:
                 self._bypass_header(kong, cfg, False)
             return
@@ -289,14 +304,16 @@ class Plugin:
             consumer_scoped=key.consumer_scoped,
             request_time=time.time(),
             debug=debug,
+            origin=route_id or "",
         )
         if not decision.lookup:  # request no-cache: go upstream, store the answer
             state.status_word, state.fwd = XCacheStatus.REFRESH.value, "request"
             self._remember(kong, state)
             return
         client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
+        wait_ms = self._coalesce_wait_ms(kong, cfg, route_id, key.key)
         try:
-            found = client.lookup(key.key.encode(), lines, cfg.coalesce_wait_ms)
+            found = client.lookup(key.key.encode(), lines, wait_ms)
         except SidecarError as exc:
             _reporter.report(
                 kong, "warn", "sidecar", f"sidecar lookup failed, cache bypassed: {exc}"
@@ -340,13 +357,23 @@ class Plugin:
             reuse_action = "revalidate"  # this request refreshes the entry for everyone
         else:
             reuse_action = reuse.action
+        detail = reuse.detail
+        if (
+            reuse_action == "revalidate"
+            and reuse.stale_if_error
+            and state.origin
+            and not _origins.admit(state.origin)
+        ):
+            # the origin is failing: answer from the stored copy instead of adding to it
+            reuse_action, detail = "stale", "origin-down"
+            self._release(client_for(cfg.sidecar.address, cfg.sidecar.timeout_s), state)
         if reuse_action in ("fresh", "stale"):
             word = XCacheStatus.HIT if reuse_action == "fresh" else XCacheStatus.STALE
             member = cache_status_value(
                 cfg.cache_status_name,
                 hit=True,
                 ttl=reuse.ttl,
-                detail=None if reuse_action == "fresh" else reuse.detail,
+                detail=None if reuse_action == "fresh" else detail,
             )
             self._exit_with_entry(kong, cfg, state, Served(entry, stored, age_s, word, member), h)
             return True
@@ -419,6 +446,7 @@ class Plugin:
         if state is None or cfg is None:
             return
         status = pdk(kong.response.get_status())
+        self._origin_answered(kong, state, status)
         headers, complete = self._upstream_headers(kong)
         client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
         if state.mode == "write":
@@ -458,6 +486,10 @@ class Plugin:
             if complete
             else StoreDecision(False, "too-many-headers")
         )
+        if decision.store:
+            _uncacheable.discard(state.key)
+        elif decision.reason not in _REQUEST_REASONS:
+            _uncacheable.add(state.key)  # its next misses do not wait for each other
         body = b""
         if decision.store:
             # only now pull the body across the socket: status, headers and a declared
@@ -466,6 +498,7 @@ class Plugin:
             if len(body) > cfg.max_body_bytes:
                 decision = StoreDecision(False, "too-large")
         will_store = False
+        detail = None if decision.store else decision.reason
         if decision.store and decision.timing is not None:
             tags = entry_tags(state.host, state.path, headers, cfg)
             if not tags.dropped:
@@ -483,20 +516,64 @@ class Plugin:
                     vary=list(decision.vary),
                     **decision.timing.to_ms(),
                 )
-                will_store = self._store_later(client, state, entry)
+                will_store = self._store_later(kong, client, state, entry)
+                if not will_store:
+                    detail = "store-queue-full"
+            else:
+                detail = "tags-dropped"
         word = state.status_word
         if not will_store:
             self._release(client, state)
-            if word == XCacheStatus.MISS.value:
+            if word == XCacheStatus.MISS.value and not decision.store:
                 word = XCacheStatus.BYPASS.value  # as Kong's proxy-cache: not cacheable
         member = cache_status_value(
             cfg.cache_status_name,
             fwd=state.fwd,  # type: ignore[arg-type]
             fwd_status=status,
             stored=will_store,
-            detail=None if will_store else decision.reason,
+            detail=detail,
         )
         kong.response.set_headers(self._cache_headers(cfg, debug, word, state.key, member))
+
+    # -- log ---------------------------------------------------------------------------
+
+    def log(self, kong: Any) -> None:
+        try:
+            self._log(kong)
+        except Exception:
+            log.exception("strata-cache log phase failed")
+
+    def _log(self, kong: Any) -> None:
+        """Runs (in a Kong timer, after the response went out) for every request. A request
+        whose state is still here never had its ``response`` phase: either the upstream
+        could not be reached (Kong answered 502/504 itself) or a later plugin ended the
+        request in ``access`` (then Kong never proxied it)."""
+        token = pdk(kong.ctx.shared.get(CTX_KEY))  # the only call for most requests
+        state = _inflight.pop(token) if token is not None else None
+        cfg = self.config
+        if state is None or cfg is None:
+            return
+        self._release(client_for(cfg.sidecar.address, cfg.sidecar.timeout_s), state)
+        if state.origin and pdk(kong.nginx.get_ctx("KONG_PROXIED")):
+            self._origin_failed(kong, state.origin, "could not be reached")
+
+    def _origin_answered(self, kong: Any, state: RequestState, status: int) -> None:
+        if not state.origin:
+            return
+        if status in FAILURE_STATUSES:
+            self._origin_failed(kong, state.origin, f"answered {status}")
+        elif _origins.succeeded(state.origin):
+            log.warning("origin of route %s answers again", state.origin)
+
+    def _origin_failed(self, kong: Any, origin: str, what: str) -> None:
+        if _origins.failed(origin):
+            _reporter.report(
+                kong,
+                "warn",
+                "origin-down",
+                f"upstream of route {origin} {what}: marked down, stale-if-error entries "
+                "are served without contacting it until a probe succeeds",
+            )
 
     def _refresh_from_304(
         self,
@@ -533,7 +610,8 @@ class Plugin:
         if complete and decision.store and decision.timing is not None:
             for name, value in decision.timing.to_ms().items():
                 setattr(refreshed, name, value)
-            self._store_later(client, state, refreshed)
+            if not self._store_later(kong, client, state, refreshed):
+                self._release(client, state)
         else:
             self._release(client, state)
         member = cache_status_value(
@@ -586,6 +664,24 @@ class Plugin:
         if not host:
             host = pdk(kong.request.get_host()) or ""
         return host, path or "/", parse_query(query)
+
+    def _coalesce_wait_ms(
+        self, kong: Any, cfg: PluginConfig, route_id: str | None, key: str
+    ) -> int:
+        """How long this lookup may wait for another request's fill: `coalesce_wait_ms`,
+        capped by the route's service ``read_timeout`` (a fill cannot take longer), and 0
+        for a key whose last response could not be stored (nothing to wait for)."""
+        wait = cfg.coalesce_wait_ms
+        if wait <= 0 or key in _uncacheable:
+            return 0
+        cap = self._read_timeouts.get(route_id or "")
+        if cap is None:
+            service = pdk(kong.router.get_service())
+            timeout = service.get("read_timeout") if isinstance(service, Mapping) else None
+            cap = timeout if isinstance(timeout, int) and timeout > 0 else wait
+            if len(self._read_timeouts) < MAX_ROUTES_REMEMBERED:
+                self._read_timeouts[route_id or ""] = cap
+        return min(wait, cap)
 
     def _upstream_headers(self, kong: Any) -> tuple[Mapping[str, Any], bool]:
         """The upstream's response headers, and whether that list is complete.
@@ -643,12 +739,28 @@ class Plugin:
             out["Age"] = age_value(age_s)
         return out
 
-    def _store_later(self, client: SidecarClient, state: RequestState, entry: pb.Entry) -> bool:
+    def _store_later(
+        self, kong: Any, client: SidecarClient, state: RequestState, entry: pb.Entry
+    ) -> bool:
+        """Queue the store; False (counted, and reported to Kong's log) when the queue is
+        full. A store of a key whose store is already queued counts as done."""
         key = state.key.encode()
         lines = state.request_headers
         # Off the request path, so a large body gets more than the lookup deadline.
         timeout = max(client.timeout_s, STORE_TIMEOUT_S)
-        return _background.submit(lambda: client.store(key, entry, lines, timeout_s=timeout))
+        outcome = _background.submit_store(
+            key, len(entry.body), lambda: client.store(key, entry, lines, timeout_s=timeout)
+        )
+        if outcome is Submitted.FULL:
+            stats = _background.stats()
+            _reporter.report(
+                kong,
+                "warn",
+                "store-queue",
+                f"store queue full ({stats.depth} stores, {stats.depth_bytes} bytes queued; "
+                f"{stats.dropped} dropped since start): response not stored",
+            )
+        return outcome.accepted
 
     def _release(self, client: SidecarClient, state: RequestState) -> None:
         if state.fill_lease:

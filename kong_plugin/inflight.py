@@ -37,6 +37,7 @@ class RequestState:
     fwd: str = "uri-miss"
     client_conditional: bool = False
     debug: bool = False
+    origin: str = ""  # the origin's health key (the matched route's id), "" if unknown
     created: float = field(default_factory=time.monotonic)
 
 

@@ -431,10 +431,12 @@ SCHEMA: list[SchemaField] = [
         "coalesce_wait_ms": {
             "type": "integer",
             "required": True,
-            "default": 0,
+            "default": 5000,
             "between": [0, 60000],
             "description": "How long a miss waits for a concurrent request that is already "
-            "fetching the same key before going upstream itself. 0 disables waiting.",
+            "fetching the same key before going upstream itself (never longer than the "
+            "service's read_timeout, nor the sidecar's coalesce_max_wait_ms). 0 disables "
+            "waiting.",
         }
     },
     {

@@ -451,6 +451,11 @@ class Proxy:
         st = ctx.st
         log.warning("upstream of %s %s failed: %s (%d)", st.method, st.request_uri, exc, status)
         st.upstream_failed = True
+        if st.buffering:
+            # Kong.response: the subrequest came back truncated (lua-nginx-module's
+            # post-subrequest handler, no error_page), so no response phase runs and
+            # kong_error_handlers answers with kong.response.exit (KONG_EXITED)
+            st.exited = True
         accept = st.headers.get("accept") or st.headers.get("content-type") or "text/plain"
         terminal = error_response(
             st, status, http_error_message(status), source="error", accept=accept

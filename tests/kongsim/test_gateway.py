@@ -59,7 +59,9 @@ services:
       plugins: [{{name: ks-boom, config: {{mode: log_timer}}}}]}}
 - name: dead
   url: http://127.0.0.1:1
-  routes: [{{name: dead, paths: [/dead]}}]
+  routes:
+  - {{name: dead, paths: [/dead]}}
+  - {{name: dead-buffered, paths: [/dead-buffered], plugins: [{{name: ks-response}}]}}
 - name: slow
   url: {upstream}
   read_timeout: 300
@@ -298,6 +300,16 @@ async def test_upstream_errors(env: Env) -> None:
         json.loads(body)["message"] == "An invalid response was received from the upstream server"
     )
     assert headers["Via"] == "1.1 kong/3.9.3"
+
+
+async def test_unreachable_upstream_skips_the_response_phase(env: Env) -> None:
+    # Kong.response: the truncated subrequest goes to kong_error_handlers, no response phase
+    status, headers, body = await env.get("/dead-buffered")
+    assert status == 502
+    assert "X-Resp-Status" not in headers
+    assert json.loads(body)["message"] == (
+        "An invalid response was received from the upstream server"
+    )
     status, _, body = await env.get("/slow?delay=0.8")
     assert status == 504
     assert json.loads(body)["message"] == "The upstream server is timing out"

@@ -157,7 +157,7 @@ def test_strata_defaults():
     assert out["ignore_query_params"] == []
     assert out["consumer_scope"] == "auto"
     assert out["max_body_bytes"] == 1048576
-    assert out["coalesce_wait_ms"] == 0
+    assert out["coalesce_wait_ms"] == 5000
     assert out["cache_status_name"] == "strata"
 
 

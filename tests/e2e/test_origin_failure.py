@@ -1,0 +1,201 @@
+"""stale-if-error when the origin cannot be reached at all, through kongsim and the real
+plugin server: Kong answers 502 (refused) or 504 (timed out) itself and never runs the
+plugin's ``response`` phase, so the plugin learns of the failure in ``log`` and answers
+later requests from stored copies in ``access``, probing the origin with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+from aiohttp import web
+
+from kongsim.testing import KongSim
+from tests.conftest import free_port
+from tests.e2e.stack import Sidecar
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+URLS = [f"/sie/{i}" for i in range(6)]
+CLIENTS = 8
+
+
+class Origin:
+    """An origin on a fixed port that can be stopped (refused), hung, and started again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.hang_s = 0.0
+        self.requests = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        async def handle(request: web.Request) -> web.Response:
+            self.requests += 1
+            if self.hang_s:
+                await asyncio.sleep(self.hang_s)
+            return web.Response(
+                body=f"body of {request.path}".encode(),
+                headers={"Cache-Control": "max-age=1", "Content-Type": "text/plain"},
+            )
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class World:
+    def __init__(self, origin: Origin, sim: KongSim) -> None:
+        self.origin = origin
+        self.sim = sim
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world() -> AsyncIterator[World]:
+    with tempfile.TemporaryDirectory(prefix="strata-origin-", dir="/tmp") as d:
+        tmp = Path(d)
+        origin = Origin(free_port())
+        await origin.start()
+        sidecar = Sidecar(tmp / "sidecar.sock", {})
+        await asyncio.to_thread(sidecar.start)
+        config: dict[str, Any] = {
+            "_format_version": "3.0",
+            "services": [
+                {
+                    "name": "origin",
+                    "url": f"http://127.0.0.1:{origin.port}",
+                    "read_timeout": 400,
+                    "routes": [
+                        {
+                            "name": "sie",
+                            "paths": ["/sie"],
+                            "strip_path": False,
+                            "plugins": [
+                                {
+                                    "name": "strata-cache",
+                                    "config": {
+                                        "cache_control": True,
+                                        "stale_if_error": 60,
+                                        "sidecar": {
+                                            "address": sidecar.address,
+                                            "timeout_ms": 200,
+                                        },
+                                    },
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+        path = tmp / "kong.yml"
+        path.write_text(yaml.safe_dump(config))
+        try:
+            async with KongSim(path, strict=True, prefix=str(tmp / "kong")) as sim:
+                yield World(origin, sim)
+        finally:
+            await origin.stop()
+            await asyncio.to_thread(sidecar.stop)
+
+
+async def _prime_stale(world: World, http: aiohttp.ClientSession) -> dict[str, bytes]:
+    """Store every URL, then let them go stale (max-age=1)."""
+    bodies = {}
+    for url in URLS:
+        async with http.get(world.sim.base_url + url) as resp:
+            assert resp.status == 200
+            bodies[url] = await resp.read()
+    await asyncio.sleep(0.1)
+    for url in URLS:  # stored?
+        async with http.get(world.sim.base_url + url) as resp:
+            assert resp.headers["X-Cache-Status"] == "Hit", url
+    await asyncio.sleep(1.1)
+    return bodies
+
+
+async def _load(world: World, seconds: float) -> list[tuple[float, int, str, bytes, str]]:
+    """CLIENTS concurrent clients over URLS for `seconds`: (t, status, word, body, url)."""
+    out: list[tuple[float, int, str, bytes, str]] = []
+    t0 = time.monotonic()
+
+    async def client(n: int) -> None:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            i = n
+            while time.monotonic() - t0 < seconds:
+                url = URLS[i % len(URLS)]
+                i += 1
+                async with http.get(world.sim.base_url + url) as resp:
+                    body = await resp.read()
+                    word = resp.headers.get("X-Cache-Status", "")
+                    out.append((time.monotonic() - t0, resp.status, word, body, url))
+
+    await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+    return out
+
+
+async def test_refused_origin_is_answered_from_stale_copies_with_back_off(world: World) -> None:
+    async with aiohttp.ClientSession() as http:
+        bodies = await _prime_stale(world, http)
+    await world.origin.stop()  # connections are refused from now on
+    try:
+        results = await _load(world, 2.5)
+    finally:
+        await world.origin.start()
+    statuses = Counter(r[1] for r in results)
+    failed = [r for r in results if r[1] != 200]
+    # Only requests already on their way, and the back-off probes, meet Kong's 502.
+    assert len(failed) <= CLIENTS + 4, (statuses, len(results))
+    assert all(r[1] == 502 for r in failed)
+    served = [r for r in results if r[1] == 200]
+    assert len(served) >= 0.9 * len(results), statuses
+    assert all(r[2] == "Stale" and r[3] == bodies[r[4]] for r in served)
+
+    # The origin is back: the next probe finds it, and copies are refreshed again.
+    deadline = time.monotonic() + 10
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(world.sim.base_url + URLS[0]) as resp:
+                word = resp.headers.get("X-Cache-Status")
+                await resp.read()
+            if word in ("Refresh", "Hit", "Miss"):
+                break
+            assert time.monotonic() < deadline, "origin never probed again"
+            await asyncio.sleep(0.1)
+    assert world.sim.issues == []
+
+
+async def test_hanging_origin_times_out_once_then_stale_is_served(world: World) -> None:
+    async with aiohttp.ClientSession() as http:
+        bodies = await _prime_stale(world, http)
+        before = world.origin.requests
+        world.origin.hang_s = 2.0  # beyond the service's read_timeout of 400 ms
+        try:
+            results = await _load(world, 2.5)
+        finally:
+            world.origin.hang_s = 0.0
+    statuses = Counter(r[1] for r in results)
+    timed_out = [r for r in results if r[1] == 504]
+    assert len(timed_out) <= CLIENTS + 4, statuses
+    served = [r for r in results if r[1] == 200]
+    assert all(r[2] == "Stale" and r[3] == bodies[r[4]] for r in served)
+    assert len(served) >= 0.8 * len(results), statuses
+    # the failing origin saw the first wave and the probes, not every stale answer
+    assert world.origin.requests - before <= CLIENTS + 4

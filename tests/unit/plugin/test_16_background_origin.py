@@ -1,0 +1,224 @@
+"""The store queue, origin health and the hit-for-miss memory: what the handler relies on
+when the sidecar falls behind and when the origin fails."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+from strata.v1 import cache_pb2 as pb
+
+from kong_plugin import handler
+from kong_plugin.background import RELEASE_CAP, Background, Submitted
+from kong_plugin.inflight import RequestState
+from kong_plugin.origin import OriginHealth
+from kong_plugin.recent import RecentKeys
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _blocked(bg: Background, workers: int) -> threading.Event:
+    """Occupy every worker until the returned event is set."""
+    gate = threading.Event()
+    for _ in range(workers):
+        bg.submit(gate.wait)
+    return gate
+
+
+def test_a_full_queue_refuses_and_counts_and_a_queued_key_is_not_queued_twice() -> None:
+    bg = Background(workers=1, max_jobs=2, max_bytes=1 << 20)
+    gate = _blocked(bg, 1)
+    ran: list[bytes] = []
+    try:
+        assert bg.submit_store(b"a", 10, lambda: ran.append(b"a")) is Submitted.QUEUED
+        assert bg.submit_store(b"a", 10, lambda: ran.append(b"x")) is Submitted.DEDUPLICATED
+        assert bg.submit_store(b"b", 10, lambda: ran.append(b"b")) is Submitted.QUEUED
+        assert bg.submit_store(b"c", 10, lambda: ran.append(b"c")) is Submitted.FULL
+        stats = bg.stats()
+        assert (stats.dropped, stats.deduplicated, stats.depth) == (1, 1, 3)
+    finally:
+        gate.set()
+    assert bg.join(5)
+    assert ran == [b"a", b"b"]
+    # the key may be queued again once its store has run
+    assert bg.submit_store(b"a", 10, lambda: ran.append(b"a2")) is Submitted.QUEUED
+    assert bg.join(5) and ran[-1] == b"a2"
+
+
+def test_the_byte_bound_holds_but_one_large_body_always_fits_an_empty_queue() -> None:
+    bg = Background(workers=1, max_jobs=100, max_bytes=1000)
+    gate = _blocked(bg, 1)
+    try:
+        assert bg.submit_store(b"big", 5000, lambda: None) is Submitted.QUEUED
+        assert bg.submit_store(b"next", 1, lambda: None) is Submitted.FULL
+    finally:
+        gate.set()
+    assert bg.join(5)
+    assert bg.submit_store(b"small", 600, lambda: None) is Submitted.QUEUED
+
+
+def test_releases_are_not_refused_when_stores_fill_the_queue() -> None:
+    bg = Background(workers=1, max_jobs=1, max_bytes=10)
+    gate = _blocked(bg, 1)
+    try:
+        assert bg.submit_store(b"k", 5, lambda: None) is Submitted.QUEUED
+        assert bg.submit_store(b"j", 5, lambda: None) is Submitted.FULL
+        assert all(bg.submit(lambda: None) is Submitted.QUEUED for _ in range(100))
+    finally:
+        gate.set()
+    assert bg.join(5)
+    assert RELEASE_CAP > 1000
+
+
+def test_a_failing_job_is_counted_and_the_worker_goes_on() -> None:
+    bg = Background(workers=1)
+
+    def boom() -> None:
+        raise RuntimeError("sidecar gone")
+
+    bg.submit_store(b"x", 1, boom)
+    done = threading.Event()
+    bg.submit(done.set)
+    assert done.wait(5) and bg.join(5)
+    assert bg.stats().failed == 1
+
+
+def test_origin_goes_down_on_a_failure_and_admits_one_probe_per_back_off() -> None:
+    clock = Clock()
+    health = OriginHealth(base_backoff_s=1.0, max_backoff_s=4.0, clock=clock)
+    assert health.admit("r")
+    assert health.failed("r") is True
+    assert health.failed("r") is False  # already down: not reported again
+    assert not health.admit("r")
+    clock.now += 1.0
+    assert health.admit("r")  # the probe
+    assert not health.admit("r")  # nobody else meanwhile
+    health.failed("r")  # the probe failed: back-off doubles
+    clock.now += 1.5
+    assert not health.admit("r")
+    clock.now += 0.5
+    assert health.admit("r")
+    health.failed("r")
+    health_backoffs = []
+    for _ in range(3):
+        clock.now += 10
+        assert health.admit("r")
+        health.failed("r")
+        clock.now += 3.9
+        health_backoffs.append(health.admit("r"))
+    assert health_backoffs == [False, False, False]  # capped at 4 s, not beyond
+    assert health.succeeded("r") is True
+    assert health.admit("r") and health.admit("r")
+    assert health.succeeded("r") is False
+
+
+def test_a_probe_that_never_answers_does_not_keep_the_origin_down_forever() -> None:
+    clock = Clock()
+    health = OriginHealth(base_backoff_s=1.0, clock=clock)
+    health.failed("r")
+    clock.now += 1.0
+    assert health.admit("r")  # probe lost (its request state vanished)
+    clock.now += 1.0
+    assert health.admit("r")  # another probe is due
+
+
+def test_recent_keys_expire_and_stay_bounded() -> None:
+    clock = Clock()
+    keys = RecentKeys(ttl_s=30, max_keys=3, clock=clock)
+    keys.add("a")
+    assert "a" in keys
+    clock.now += 31
+    assert "a" not in keys and len(keys) == 0
+    for k in "bcde":
+        keys.add(k)
+    assert "b" not in keys and all(k in keys for k in "cde")
+    keys.discard("c")
+    assert "c" not in keys
+
+
+# -- the handler's response phase with a full store queue ------------------------------------
+
+
+class FakeKong:
+    """The PDK calls the ``response`` and ``log`` phases make, answering as Kong does."""
+
+    def __init__(self, token: str, status: int, headers: dict[str, Any], body: bytes) -> None:
+        self.set_headers: dict[str, str] = {}
+        self.logged: list[str] = []
+        self.ctx = SimpleNamespace(shared=SimpleNamespace(get=lambda k: token))
+        self.response = SimpleNamespace(
+            get_status=lambda: status,
+            set_headers=self.set_headers.update,
+            get_headers=lambda n: headers,
+        )
+        self.nginx = SimpleNamespace(get_ctx=lambda k: headers if k == "buffered_headers" else None)
+        self.service = SimpleNamespace(response=SimpleNamespace(get_raw_body=lambda: body))
+        self.log = SimpleNamespace(warn=self.logged.append, err=self.logged.append)
+
+
+def test_a_store_refused_by_a_full_queue_is_reported_truthfully(monkeypatch: Any) -> None:
+    bg = Background(workers=1, max_jobs=1)
+    monkeypatch.setattr(handler, "_background", bg)
+    monkeypatch.setattr(handler, "_reporter", handler.Reporter(interval_s=0))
+    gate = _blocked(bg, 1)
+    try:
+        bg.submit_store(b"other", 1, lambda: None)  # the queue is now full
+        plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
+        state = RequestState("store", "GET", "h", "/p", key="v1:r:k", request_time=0.0)
+        token = handler._inflight.put(state)
+        kong = FakeKong(
+            token,
+            200,
+            {"Cache-Control": "max-age=60", "Content-Type": "text/plain"},
+            b"hello",
+        )
+        plugin.response(kong)
+    finally:
+        gate.set()
+    assert kong.set_headers["X-Cache-Status"] == "Miss"  # cacheable: not a bypass
+    cache_status = kong.set_headers.get("Cache-Status", "")
+    assert "stored" not in cache_status.replace("detail=", "")
+    assert "detail=store-queue-full" in cache_status
+    assert any("store queue full" in line for line in kong.logged)
+    assert bg.stats().dropped == 1
+
+
+def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
+    monkeypatch: Any,
+) -> None:
+    health = OriginHealth()
+    monkeypatch.setattr(handler, "_origins", health)
+    monkeypatch.setattr(handler, "_reporter", handler.Reporter(interval_s=0))
+    released: list[bytes] = []
+
+    class Client:
+        timeout_s = 0.05
+
+        def release(self, key: bytes) -> pb.ReleaseResponse:
+            released.append(key)
+            return pb.ReleaseResponse()
+
+    monkeypatch.setattr(handler, "client_for", lambda address, timeout: Client())
+    plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
+    state = RequestState("store", "GET", "h", "/p", key="v1:r:k", fill_lease=True, origin="r1")
+    token = handler._inflight.put(state)
+    kong = FakeKong(token, 502, {}, b"")
+    kong.nginx = SimpleNamespace(get_ctx=lambda k: True if k == "KONG_PROXIED" else None)
+    plugin.log(kong)
+    assert handler._background.join(5)
+    assert released == [b"v1:r:k"]
+    assert health.is_down("r1")
+    assert any("r1" in line for line in kong.logged)
+
+    # a request another plugin ended in access was never proxied: not an origin failure
+    state = RequestState("store", "GET", "h", "/p", key="v1:r:k2", origin="r2")
+    kong = FakeKong(handler._inflight.put(state), 200, {}, b"")
+    plugin.log(kong)
+    assert not health.is_down("r2")

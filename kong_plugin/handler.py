@@ -311,9 +311,14 @@ class Plugin:
             self._remember(kong, state)
             return
         client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
-        wait_ms = self._coalesce_wait_ms(kong, cfg, route_id, key.key)
         try:
-            found = client.lookup(key.key.encode(), lines, wait_ms)
+            # A lookup that may wait gets the whole wait as its deadline: it is sent only
+            # after a plain one found nothing, so a hung sidecar costs `timeout_ms`.
+            found = client.lookup(key.key.encode(), lines)
+            if found.outcome == pb.OUTCOME_MISS:
+                wait_ms = self._coalesce_wait_ms(kong, cfg, route_id, key.key)
+                if wait_ms:
+                    found = client.lookup(key.key.encode(), lines, wait_ms)
         except SidecarError as exc:
             _reporter.report(
                 kong, "warn", "sidecar", f"sidecar lookup failed, cache bypassed: {exc}"

@@ -7,6 +7,7 @@ later requests from stored copies in ``access``, probing the origin with back-of
 from __future__ import annotations
 
 import asyncio
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from aiohttp import web
 
 from kongsim.testing import KongSim
 from tests.conftest import free_port
-from tests.e2e.stack import Sidecar
+from tests.e2e.stack import Sidecar, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -199,3 +200,29 @@ async def test_hanging_origin_times_out_once_then_stale_is_served(world: World) 
     assert len(served) >= 0.8 * len(results), statuses
     # the failing origin saw the first wave and the probes, not every stale answer
     assert world.origin.requests - before <= CLIENTS + 4
+
+
+async def test_a_hung_sidecar_costs_its_timeout_not_the_coalescing_wait() -> None:
+    """Coalescing is on by default (5 s): a sidecar that stops answering must not hold a
+    request for the whole wait (the waiting lookup is sent only after a plain one answered)."""
+    with tempfile.TemporaryDirectory(prefix="strata-hung-", dir="/tmp") as d:
+        async with Stack(Path(d)) as stack, aiohttp.ClientSession() as http:
+            assert stack.sidecar.proc is not None
+            async with http.get(stack.base_url + "/counter?t=connected") as resp:
+                assert resp.headers["X-Cache-Status"] == "Miss"  # the channel is up
+            stack.sidecar.proc.send_signal(signal.SIGSTOP)
+            try:
+
+                async def timed(url: str) -> tuple[float, int, str]:
+                    t0 = time.monotonic()
+                    async with http.get(stack.base_url + url) as resp:
+                        await resp.read()
+                        return time.monotonic() - t0, resp.status, resp.headers["X-Cache-Status"]
+
+                onset = await asyncio.gather(*(timed(f"/counter?t=hung{i}") for i in range(4)))
+                later = [await timed(f"/counter?t=later{i}") for i in range(3)]
+            finally:
+                stack.sidecar.proc.send_signal(signal.SIGCONT)
+            assert all(r[1:] == (200, "Bypass") for r in onset + later)
+            # the stack's sidecar timeout is 200 ms; the coalescing wait 5 s
+            assert max(r[0] for r in onset + later) < 2.5, (onset, later)

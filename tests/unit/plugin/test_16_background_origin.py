@@ -14,6 +14,7 @@ from kong_plugin.background import RELEASE_CAP, Background, Submitted
 from kong_plugin.inflight import RequestState
 from kong_plugin.origin import OriginHealth
 from kong_plugin.recent import RecentKeys
+from kong_plugin.report import Reporter
 
 
 class Clock:
@@ -166,7 +167,7 @@ class FakeKong:
 def test_a_store_refused_by_a_full_queue_is_reported_truthfully(monkeypatch: Any) -> None:
     bg = Background(workers=1, max_jobs=1)
     monkeypatch.setattr(handler, "_background", bg)
-    monkeypatch.setattr(handler, "_reporter", handler.Reporter(interval_s=0))
+    monkeypatch.setattr(handler, "_reporter", Reporter(interval_s=0))
     gate = _blocked(bg, 1)
     try:
         bg.submit_store(b"other", 1, lambda: None)  # the queue is now full
@@ -195,7 +196,7 @@ def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
 ) -> None:
     health = OriginHealth()
     monkeypatch.setattr(handler, "_origins", health)
-    monkeypatch.setattr(handler, "_reporter", handler.Reporter(interval_s=0))
+    monkeypatch.setattr(handler, "_reporter", Reporter(interval_s=0))
     released: list[bytes] = []
 
     class Client:

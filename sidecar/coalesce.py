@@ -77,6 +77,11 @@ class Leases(Protocol):
         """Forget expired leases (waking their local waiters); the number forgotten."""
         ...
 
+    def wake_all(self) -> int:
+        """Wake every waiter in this process now, as if its lease had ended (the sidecar is
+        draining: a fill may now go to the sidecar that took over). Returns how many."""
+        ...
+
 
 @dataclass(slots=True)
 class _Lease:
@@ -140,6 +145,15 @@ class LocalLeases:
         for k in dead:
             self._leases.pop(k).released.set()
         return len(dead)
+
+    def wake_all(self) -> int:
+        """Wake every waiter (see `Leases.wake_all`); the leases themselves stay."""
+        woken = 0
+        for lease in self._leases.values():
+            if lease.waiters:
+                woken += lease.waiters
+                lease.released.set()
+        return woken
 
     def __len__(self) -> int:
         return len(self._leases)

@@ -33,6 +33,13 @@ Bodies above `COMPRESS_MIN_BYTES` are compressed with zstd when that makes them 
 magic, an unknown version, a truncated or inconsistent value - so a foreign or damaged value
 is a miss (and the caller purges it), never a misread entry.
 
+Thread safety: every function here may be called from any thread at once (the Memcached
+tier encodes and decodes on its thread pool). A zstd compressor or decompressor object is
+not safe to share between threads (concurrent use corrupts its state and can crash the
+process), so each thread gets its own pair, made on its first use and kept for the
+thread's life (`threading.local`): making one per call would cost 8-10 us per call, several
+times the work of compressing a 2 KiB body.
+
 What this does not guarantee: that two encodings of one entry are byte-identical across
 zstd versions; confidentiality (values are not encrypted).
 """
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 
 import msgpack  # type: ignore[import-untyped]
 import zstandard
@@ -60,8 +68,17 @@ ZSTD_LEVEL = 3
 #: Refuse to decompress beyond this (a corrupt length must not exhaust memory).
 MAX_BODY_BYTES = 256 * 1024 * 1024
 
-_compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
+
+class _ThreadZstd(threading.local):
+    """One zstd compressor and one decompressor per thread (never shared: see the module
+    doc); `threading.local` runs `__init__` once in each thread that touches it."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_zstd = _ThreadZstd()
 
 
 class CorruptEntryError(StrataError):
@@ -72,7 +89,7 @@ def compress_body(body: bytes) -> tuple[bytes, bool]:
     """`(stored, compressed)`: the zstd frame of `body` when it is at least
     `COMPRESS_MIN_BYTES` long and the frame is smaller, else `body` itself."""
     if len(body) >= COMPRESS_MIN_BYTES:
-        packed: bytes = _compressor.compress(body)
+        packed: bytes = _zstd.compressor.compress(body)
         if len(packed) < len(body):
             return packed, True
     return body, False
@@ -84,7 +101,7 @@ def decompress_body(stored: bytes, body_len: int) -> bytes:
     if not 0 <= body_len <= MAX_BODY_BYTES:
         raise CorruptEntryError("implausible body length")
     try:
-        raw: bytes = _decompressor.decompress(stored, max_output_size=body_len)
+        raw: bytes = _zstd.decompressor.decompress(stored, max_output_size=body_len)
     except zstandard.ZstdError as exc:
         raise CorruptEntryError(f"unreadable body: {exc}") from exc
     if len(raw) != body_len:
@@ -209,7 +226,7 @@ def decode(data: bytes, blob: bytes | None = None) -> CachedResponse:
         elif flags & FLAG_ZSTD:
             if not 0 <= body_len <= MAX_BODY_BYTES:
                 raise CorruptEntryError("implausible body length")
-            body = _decompressor.decompress(body, max_output_size=body_len)
+            body = _zstd.decompressor.decompress(body, max_output_size=body_len)
         if len(body) != body_len:
             raise CorruptEntryError("body length does not match")
         return CachedResponse(

@@ -241,7 +241,8 @@ class SidecarConfig:
     )
     shutdown_grace_seconds: float = _setting(
         10.0,
-        "on SIGTERM, how long in-flight calls may run before they are cancelled",
+        "when stopping (SIGTERM, or another sidecar took the socket over), the most time "
+        "calls in flight may take before they are cancelled; an idle sidecar stops at once",
         parse=float,
         check=_non_negative,
     )
@@ -280,6 +281,14 @@ class SidecarConfig:
     )
     postgres_timeout_ms: int = _setting(
         200, "deadline of one PostgreSQL statement", parse=int, check=_positive
+    )
+    lookup_budget_ms: int = _setting(
+        40,
+        "time one lookup may spend reading the shared tiers: each tier call gets the smaller of "
+        "its own timeout and what is left, a tier that misses it counts as failing; keep it "
+        "below the plugin's sidecar.timeout_ms (0 = each tier's own timeout only)",
+        parse=int,
+        check=_non_negative,
     )
     tier_failure_threshold: int = _setting(
         5,

@@ -19,9 +19,10 @@ cost O(1) whatever the number of entries:
 * A lookup that finds an entry with purge tags reads their counters (with
   `RedisGenerations`: one MGET per `cache_ms` per hot tag set, cached in between); if any
   has moved past the stamp, the entry was purged: the lookup is a MISS and the entry is
-  deleted from every tier (lazily; ``evicted(tier, "purged", 1)``). An entry stamped before
-  generations existed (no stamp) counts as stamped 0: served until one of its tags is
-  purged.
+  deleted from every tier (lazily; ``evicted(tier, "purged", 1)``). An entry whose stamp
+  cannot be vouched for (stamped by an older build, or its record is gone) is a miss too.
+* Purges that cannot reach a shared tier are kept and replayed before it serves again
+  (`sidecar.tiers.replaying`, wrapped around every tier without `EAGER_PURGE`).
 * `invalidate_tag` bumps the tag's counter and also deletes eagerly, now, on the tiers that
   declare `EAGER_PURGE` (the memory tier: node-local, its tag index makes that cheap and
   frees RAM at once). Shared tiers (Redis, Memcached, PostgreSQL) are never walked; their
@@ -50,14 +51,17 @@ sampled usage is at or above their byte budget are left out of both (`sidecar.bu
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from sidecar.budgets import Budgets
 from sidecar.clock import Clock
 from sidecar.coalesce import Leases, LocalLeases, SingleFlight
+from sidecar.codec import CorruptEntryError
 from sidecar.errors import InvalidRequestError, TierError
-from sidecar.generations import Generations, LocalGenerations
+from sidecar.generations import Generations, LocalGenerations, is_current
 from sidecar.limits import Limits, check_coalesce_wait, check_entry, check_headers, check_key
 from sidecar.limits import check_tag as _check_tag
 from sidecar.model import (
@@ -74,8 +78,16 @@ from sidecar.model import (
 from sidecar.observability.observer import NullObserver, Observer
 from sidecar.placement import PlacementPolicy, entry_size
 from sidecar.policy.sketch import FrequencySketch
-from sidecar.tiers.base import EAGER_PURGE, SetStatus, Tier
+from sidecar.tiers import deadline
+from sidecar.tiers.base import EAGER_PURGE, SetStatus, Tier, TierSkippedError
+from sidecar.tiers.replaying import ReplayingTier
 from sidecar.variants import is_marker, new_marker, variant_key
+
+log = logging.getLogger("strata.sidecar.engine")
+
+#: The default of `lookup_budget_ms`: inside the plugin's default sidecar deadline (50 ms),
+#: leaving it room for the round trip.
+LOOKUP_BUDGET_MS = 40
 
 _SET_TO_STORE = {
     SetStatus.STORED: StoreStatus.STORED,
@@ -100,6 +112,7 @@ class Engine:
         placement: PlacementPolicy | None = None,
         frequency_capacity: int = 100_000,
         budgets: Budgets | None = None,
+        lookup_budget_ms: int = LOOKUP_BUDGET_MS,
     ) -> None:
         """`leases` decide who fills a missing key (default: `LocalLeases` of
         `lease_ttl_ms`, i.e. per process; `lease_ttl_ms` is unused when they are given).
@@ -111,17 +124,22 @@ class Engine:
         512 KiB), made only when there is a policy. `budgets` (with a policy): shared tiers
         whose last sampled usage is at or above their byte budget are skipped by placement
         (counted by `Observer.placement_skipped`) and their snapshots carry budget and
-        sample; the engine never samples, its owner calls `budgets.sample()`."""
+        sample; the engine never samples, its owner calls `budgets.sample()`.
+        `lookup_budget_ms` bounds the tier reads of one lookup (see `lookup`; 0: none)."""
         if not tiers:
             raise ValueError("an engine needs at least one tier")
+        if lookup_budget_ms < 0:
+            raise ValueError("lookup_budget_ms must not be negative")
+        self._lookup_budget_s = lookup_budget_ms / 1000.0
         self._tiers = tuple(tiers)
         self._clock = clock
         self._limits = limits or Limits()
         self._observer = observer or NullObserver()
         self._leases: Leases = leases if leases is not None else LocalLeases(clock, lease_ttl_ms)
         self._generations: Generations = (
-            generations if generations is not None else LocalGenerations()
+            generations if generations is not None else LocalGenerations(clock)
         )
+        self._tiers = self._keep_purges(self._tiers)
         self._reads: SingleFlight[bytes, tuple[CachedResponse | None, int]] = SingleFlight()
         self._placement = placement
         self._sketch = FrequencySketch(frequency_capacity) if placement is not None else None
@@ -165,18 +183,37 @@ class Engine:
     # -- lookups -----------------------------------------------------------------------
 
     async def lookup(
-        self, key: bytes, request_headers: Headers = (), coalesce_wait_ms: int = 0
+        self,
+        key: bytes,
+        request_headers: Headers = (),
+        coalesce_wait_ms: int = 0,
+        *,
+        timeout_s: float | None = None,
     ) -> LookupResult:
-        """Find `key` (and its variant for `request_headers`) in the fastest tier."""
+        """Find `key` (and its variant for `request_headers`) in the fastest tier.
+
+        Deadline: the tier reads get `lookup_budget_ms` (or `timeout_s`, what is left of
+        the caller's own deadline when the transport knows it, if smaller); each call to a
+        tier behind a circuit breaker is bounded by what is left of that (see
+        `sidecar.tiers.deadline`), and tiers with nothing left are skipped: a miss, never an
+        error. A coalesced lookup has its capped wait on top for the wait and the read
+        after it. The memory tier never waits and is always read."""
         self._validate("lookup", lambda: self._check_lookup(key, request_headers))
         self.counters.lookups += 1
         if self._sketch is not None:
             self._sketch.increment(key)
-        result = await self._find(key, request_headers)
+        budget = self._lookup_budget_s or None
+        if timeout_s is not None:
+            budget = timeout_s if budget is None else min(budget, timeout_s)
+        start = deadline.now()
+        with deadline.until(None if budget is None else start + budget):
+            result = await self._find(key, request_headers)
         if result.outcome is Outcome.STALE or (
             result.outcome is Outcome.MISS and coalesce_wait_ms > 0
         ):
-            result = await self._coalesce(key, request_headers, result, coalesce_wait_ms)
+            wait_s = check_coalesce_wait(coalesce_wait_ms, self._limits) / 1000.0
+            with deadline.until(None if budget is None else start + budget + wait_s):
+                result = await self._coalesce(key, request_headers, result, coalesce_wait_ms)
         self._count_lookup(result)
         return result
 
@@ -208,16 +245,13 @@ class Engine:
         return LookupResult(outcome, entry, age_ms=age, tier=self._tiers[tier].name, now_ms=now)
 
     async def _purged(self, key: bytes, entry: CachedResponse) -> bool:
-        """Whether a purge tag of `entry` (under `key`) was bumped since it was stamped."""
+        """Whether `entry` (under `key`) was purged since it was stamped: a purge tag or
+        the epoch has another value now, or its record is gone (`sidecar.generations`)."""
         tags = _purge_tags(key, entry)
         if not tags:
             return False
-        stamp = entry.tag_generations
-        current = await self._generations.current(tags)
-        for i, generation in enumerate(current):
-            if generation > (stamp[i] if i < len(stamp) else 0):
-                return True
-        return False
+        self._generations.observe(entry.expires_at_ms)
+        return not is_current(entry.tag_generations, await self._generations.current(tags))
 
     async def _coalesce(
         self, key: bytes, request_headers: Headers, found: LookupResult, wait_ms: int
@@ -247,7 +281,13 @@ class Engine:
         first = await self._get(0, key)
         if first is not None or len(self._tiers) == 1:
             return first, 0
-        return await self._reads.do(key, lambda: self._read_below(key, self.frequency(primary)))
+        try:
+            return await self._reads.do(key, lambda: self._read_below(key, self.frequency(primary)))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            return None, 0  # the caller reading for us gave up; not us: a miss below
 
     async def _read_below(self, key: bytes, frequency: int) -> tuple[CachedResponse | None, int]:
         for i in range(1, len(self._tiers)):
@@ -264,14 +304,46 @@ class Engine:
         tier = self._tiers[i]
         try:
             entry = await tier.get(key)
-        except TierError:
-            self._observer.tier_error(tier.name, "get")
+        except CorruptEntryError as exc:
+            await self._drop_corrupt(i, key, exc)
+            return None
+        except TierError as exc:
+            self._tier_failed(tier.name, "get", exc)
             return None
         if entry is not None and entry.format_version != FORMAT_VERSION:
             self._observer.evicted(tier.name, "unknown_format", 1)
             await self._guarded(i, "delete", lambda t: t.delete(key))
             return None
         return entry
+
+    async def _drop_corrupt(self, i: int, key: bytes, exc: CorruptEntryError) -> None:
+        """A tier raised `CorruptEntryError` for `key` (tiers that can should answer a miss
+        themselves): a miss for this call only, logged, counted as evicted(tier,
+        "corrupt") and deleted from that tier (best effort)."""
+        tier = self._tiers[i]
+        log.warning(
+            "unreadable entry dropped; answered as a miss",
+            extra={
+                "event.action": "corrupt_entry",
+                "strata.tier": tier.name,
+                "error.message": str(exc),
+            },
+        )
+        self._observer.evicted(tier.name, "corrupt", 1)
+        try:
+            await tier.delete(key)
+        except CorruptEntryError:
+            pass  # nothing more to do; the next reader tries again
+        except TierError as error:
+            self._tier_failed(tier.name, "delete", error)
+
+    def _tier_failed(self, tier: str, operation: str, exc: TierError) -> None:
+        """Report a tier call that raised: a skip if it was never made (circuit open, no
+        time left, ...: `TierSkippedError`), else an error."""
+        if isinstance(exc, TierSkippedError):
+            self._observer.tier_skipped(tier, exc.reason)
+        else:
+            self._observer.tier_error(tier, operation)
 
     # -- stores ------------------------------------------------------------------------
 
@@ -287,7 +359,7 @@ class Engine:
             entry = _replace_stored_at(entry, now)
         tags = _purge_tags(key, entry)
         if tags or entry.tag_generations:
-            stamp = await self._generations.current(tags) if tags else ()
+            stamp = await self._generations.stamp(tags, entry.expires_at_ms) if tags else ()
             entry = replace(entry, tag_generations=stamp)
         self.counters.stores += 1
         if entry.expires_at_ms <= now:
@@ -337,8 +409,8 @@ class Engine:
         tier = self._tiers[i]
         try:
             return await tier.set(key, entry)
-        except TierError:
-            self._observer.tier_error(tier.name, "set")
+        except TierError as exc:
+            self._tier_failed(tier.name, "set", exc)
             return None
 
     async def release(self, key: bytes) -> int:
@@ -376,6 +448,19 @@ class Engine:
             "tag", "delete_tag", lambda t: t.delete_tag(tag), eager_only=True
         )
 
+    def _keep_purges(self, tiers: Sequence[Tier]) -> tuple[Tier, ...]:
+        """Every tier not purged eagerly (the shared ones) behind a `ReplayingTier`: a
+        purge it cannot apply now is kept and applied before it serves again; too many
+        kept become one namespace-wide generation bump."""
+        return tuple(
+            tier
+            if EAGER_PURGE in tier.capabilities or isinstance(tier, ReplayingTier)
+            else ReplayingTier(
+                tier, self._clock, self._generations.bump_all, observer=self._observer
+            )
+            for tier in tiers
+        )
+
     async def _invalidate(
         self,
         kind: str,
@@ -400,8 +485,8 @@ class Engine:
         tier = self._tiers[i]
         try:
             return int(await call(tier))
-        except TierError:
-            self._observer.tier_error(tier.name, operation)
+        except TierError as exc:
+            self._tier_failed(tier.name, operation, exc)
             return 0
 
     # -- housekeeping ------------------------------------------------------------------
@@ -413,8 +498,8 @@ class Engine:
         for tier in self._tiers:
             try:
                 dropped += await tier.sweep()
-            except TierError:
-                self._observer.tier_error(tier.name, "sweep")
+            except TierError as exc:
+                self._tier_failed(tier.name, "sweep", exc)
         return dropped
 
     def snapshot(self) -> list[TierSnapshot]:
@@ -422,6 +507,12 @@ class Engine:
         if self._budgets is None:
             return snapshots
         return [self._budgets.annotate(s) for s in snapshots]
+
+    def wake_waiters(self) -> int:
+        """End every coalesced wait now (each looks again and, unless the entry arrived,
+        answers a miss): called when the sidecar drains, so no call waits through the
+        drain for a fill that may now be stored in another sidecar."""
+        return self._leases.wake_all()
 
     async def close(self) -> None:
         for tier in self._tiers:

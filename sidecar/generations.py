@@ -1,66 +1,124 @@
-"""Generation counters per tag: purging a tag is one increment, not a walk over its keys.
+"""Purge generations per tag: purging a tag is one write, not a walk over its entries.
 
-Every tag has a counter (absent = 0). A stored entry is stamped with the counters of its
-tags at store time (`CachedResponse.tag_generations`); a lookup compares the stamp with the
-current counters and treats the entry as purged (a miss, deleted lazily) when any counter
-has moved past it. Purging a tag is `bump(tag)`: O(1) whatever the number of entries.
+A generation is a record ``tag -> value`` where value is a random nonce (a negative
+62-bit integer, never 0), plus one namespace-wide record, the *epoch*. A stored entry is
+stamped with the values of its purge tags followed by the epoch's (`stamp`, at store
+time); a lookup compares the stamp with the current values (`current`, absent = 0) and
+treats the entry as purged (a miss, deleted lazily) unless every one is equal:
+`is_current`. Purging a tag (`bump`) gives its record a new nonce; purging everything
+(`bump_all`) gives the epoch one. Both are O(1) whatever the number of entries.
 
-`LocalGenerations` keeps the counters in this process (one node; the default).
-`RedisGenerations` shares them through Redis as ``{namespace}:g:<tag>`` (INCR on `bump`,
-one MGET for all the tags of an entry on `current`), with a local cache of the values read
-for `cache_ms`, so a hot set of tags costs one MGET per `cache_ms` per sidecar, not one per
-lookup (an entry without tags costs nothing). A `bump` made here updates the local cache at
-once: a purge is immediate on the node that made it; other sidecars see it within
-`cache_ms` (their cached value expires, the next lookup reads the new counter).
+Expiry. A record lives as long as the longest-lived entry stamped from it: `stamp` creates
+a missing record (with a fresh nonce) or extends it to the entry's `expires_at_ms`, never
+shortens it; `bump` keeps the expiry (a purge of a tag that no live entry carries is a
+no-op that stores nothing). So generations cost memory (here and in Redis) only for tags
+of entries that may still be read, and 400k purges of distinct tags cost nothing once the
+entries carrying them have expired. Why this is safe against a record that disappears
+(expiry, eviction, a Redis FLUSH, a restart): stamps are never 0 and nonces are never
+reused, so an entry whose record is gone compares as purged (one extra miss); it can never
+look current again. (That holds for `RedisGenerations`; `LocalGenerations`, with no record
+shared by the nodes, treats a tag never purged here as 0 -- see it.) With Redis, entries
+stamped by builds before nonces (counters >= 0, or no epoch) compare as purged: after an
+upgrade their first lookup is a miss.
+
+`LocalGenerations` keeps the records in this process (one node; purges reach it only).
+`RedisGenerations` keeps them in Redis as ``{namespace}:g:<tag>`` and the epoch as
+``{namespace}:ge`` (strings, each with a TTL): `stamp` runs one small script per record
+not already known here to last long enough (one round trip for all), `bump` one script.
+Values read are cached here for `cache_ms`, so a hot tag set costs one round trip per
+`cache_ms` per sidecar, not one per lookup; a bump made here updates the cache at once.
+Other sidecars see a purge within `cache_ms`.
 
 Fail open: a Redis error (refused, timeout, pool exhausted, cluster error) is reported as
 ``tier_error("redis_generations", op)``, logged at most once per second, and the call is
-answered from node-local counters instead (for `RETRY_AFTER_S` after an error Redis is not
-asked again). During an outage a purge therefore still applies on the node that made it
-(its local counter moves past every stamp it knows), but other sidecars keep serving the
-purged entries from their own caches until those expire or Redis answers again; a purge
-made during the outage is not replayed to Redis afterwards (entries stored elsewhere
-before it may be served again once this node reads Redis's lower counter), so purge again
-after an outage if it matters. Only `open` and `close` raise (`TierError`).
+answered from what this node last knew of the records (stamps of new records made here
+meanwhile are local: those entries miss once Redis answers again). For `RETRY_AFTER_S`
+after an error Redis is not asked again. A purge made while Redis cannot be reached
+applies on this node at once and is kept (bounded by `max_pending`, counted, see
+`sidecar.purges`) and replayed to Redis before this node reads Redis again, or by a
+background retry every `RETRY_AFTER_S`; beyond `max_pending` the kept purges are replaced
+by one epoch bump (every entry stored before it is treated as purged).
 
-What is NOT guaranteed: counters surviving a Redis FLUSH, failover data loss or eviction
-(a counter that goes back to a lower value makes older entries stamped with the higher
-value look current again only if the counter later climbs past them; entries are never
-resurrected by a lower counter because the check is "current > stamped"), nor that entries
-are removed from remote tiers at purge time (they are removed when next read, or expire).
+What is NOT guaranteed: that other sidecars stop serving a purged entry before the
+purge reaches Redis (until then they use their own records), that kept purges survive a
+restart of this sidecar, or that entries are removed from remote tiers at purge time (they
+are removed when next read, or expire). Entries without any purge tag carry no stamp and
+are not reached by `bump_all`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import secrets
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol, cast
 
-from sidecar.clock import Clock
+from sidecar.clock import Clock, SystemClock
 from sidecar.errors import TierError
+from sidecar.generation_table import GenerationTable, Record
 from sidecar.observability.observer import NullObserver, Observer
 from sidecar.outage import Outage
+from sidecar.purges import MAX_PENDING, PendingPurges, retry_until_done
 from sidecar.redis_conn import DRIVER_ERRORS, connect
 
 log = logging.getLogger("strata.sidecar.generations")
 
-#: After a Redis error, counters stay node-local for this long before Redis is tried again.
+#: After a Redis error, records stay node-local for this long before Redis is tried again.
 RETRY_AFTER_S = 1.0
 #: At most one log line per this many seconds about failing Redis generations.
 LOG_EVERY_S = 1.0
 OBSERVER_TIER = "redis_generations"
 MAX_CONNECTIONS = 32
+#: Records kept in one process at most (beyond, those expiring first go early: safe).
+MAX_RECORDS = 1_000_000
+#: `LocalGenerations`: how long a purge record lives before any entry was seen (a year,
+#: the default `max_ttl_seconds`).
+MAX_LIFETIME_MS = 365 * 24 * 3600 * 1000
+#: The table key of the namespace epoch (no tag is empty).
+EPOCH = ""
+#: Records per pipeline when replaying kept purges.
+_BATCH = 500
+
+
+def new_nonce() -> int:
+    """A fresh generation value: random, negative, never 0."""
+    return -(secrets.randbits(62) + 1)
+
+
+def is_current(stamp: Sequence[int], current: Sequence[int]) -> bool:
+    """Whether an entry stamped `stamp` is unpurged, `current` being the values of its
+    tags and epoch now (`Generations.current`)."""
+    return tuple(stamp) == tuple(current)
 
 
 class Generations(Protocol):
-    """Per-tag purge counters."""
+    """Per-tag purge generations with expiry (see the module doc)."""
 
-    async def current(self, tags: Sequence[str]) -> tuple[int, ...]:
-        """The counter of each tag, in order (0 for a tag never bumped)."""
+    async def stamp(self, tags: Sequence[str], expires_at_ms: int) -> tuple[int, ...]:
+        """The stamp of an entry with purge `tags` that lives until `expires_at_ms`: the
+        value of each tag, then the epoch's; creates or extends the records to outlive it."""
         ...
 
-    async def bump(self, tag: str) -> int:
-        """Increment the counter of `tag`; its new value."""
+    async def current(self, tags: Sequence[str]) -> tuple[int, ...]:
+        """The values of `tags` and then of the epoch now (0 for an absent record)."""
+        ...
+
+    async def bump(self, tag: str) -> None:
+        """Purge every entry stamped with `tag`'s current value."""
+        ...
+
+    async def bump_all(self) -> None:
+        """Purge every stamped entry (a new epoch)."""
+        ...
+
+    def live(self) -> int:
+        """Records held in this process now (after dropping expired ones)."""
+        ...
+
+    def observe(self, expires_at_ms: int) -> None:
+        """A stamped entry living until `expires_at_ms` was read (see `LocalGenerations`)."""
         ...
 
     async def open(self) -> None: ...
@@ -69,26 +127,85 @@ class Generations(Protocol):
 
 
 class LocalGenerations:
-    """Counters in a dict: purges reach this process only."""
+    """Records in this process: purges reach it only. Not thread-safe (one event loop).
 
-    def __init__(self) -> None:
-        self._counters: dict[str, int] = {}
+    Without a shared store there is no record every node agrees on, so this one differs
+    from `RedisGenerations` in one rule: a tag nobody purged here has the value 0 and needs
+    no record. Entries stamped by another sidecar, or by this one before a restart, are then
+    current here unless this process purged one of their tags since it started (the shared
+    tiers stay shared, and a restart keeps them). A purge (`bump`) gives the tag a nonce
+    record that lives until the latest expiry of any entry this process has stamped or read
+    (`observe`), so every entry it could have seen stays purged while it may be read (before
+    any was seen: `max_lifetime_ms`). When
+    the table is full, every record is dropped and the epoch bumped instead: safe, at the
+    cost of one miss per entry.
+
+    Not guaranteed: that a purge made before a restart (or on another node) reaches entries
+    of shared tiers; that a purged entry this process never stamped or read, and that
+    outlives every one it did, stays purged once the record expires (use Redis for both).
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        max_records: int = MAX_RECORDS,
+        max_lifetime_ms: int = MAX_LIFETIME_MS,
+    ) -> None:
+        """`max_lifetime_ms`: how long a purge record lives when no entry has been seen yet
+        (the sidecar's `max_ttl_seconds`)."""
+        self._clock = clock or SystemClock()
+        self._max = max_records
+        self._max_lifetime = max_lifetime_ms
+        self._table = GenerationTable(max_records + 1)
+        self._horizon_ms = 0  # the latest expiry of an entry stamped or read here
+
+    def observe(self, expires_at_ms: int) -> None:
+        """An entry that lives until `expires_at_ms` was read: a purge must outlive it."""
+        self._horizon_ms = max(self._horizon_ms, expires_at_ms)
+
+    async def stamp(self, tags: Sequence[str], expires_at_ms: int) -> tuple[int, ...]:
+        now = self._now()
+        self.observe(expires_at_ms)
+        table = self._table
+        values: list[int] = []
+        for tag in (*tags, EPOCH):
+            record = table.get(tag, now)
+            if record is None:
+                values.append(0)
+            else:
+                table.extend(tag, record, expires_at_ms)
+                values.append(record.value)
+        return tuple(values)
 
     async def current(self, tags: Sequence[str]) -> tuple[int, ...]:
-        counters = self._counters
-        return tuple(counters.get(t, 0) for t in tags)
+        now = self._now()
+        get = self._table.get
+        return tuple((r.value if (r := get(t, now)) is not None else 0) for t in (*tags, EPOCH))
 
-    async def bump(self, tag: str) -> int:
-        value = self._counters.get(tag, 0) + 1
-        self._counters[tag] = value
-        return value
+    async def bump(self, tag: str) -> None:
+        now = self._now()
+        # until an entry has been seen, any may exist in a shared tier
+        until = self._horizon_ms if self._horizon_ms > now else now + self._max_lifetime
+        record = self._table.get(tag, now)
+        if record is None and tag != EPOCH and len(self._table) >= self._max:
+            self._table = GenerationTable(self._max + 1)  # full: purge everything instead
+            tag, record = EPOCH, None
+            log.warning(
+                "too many purged tags remembered; every entry is treated as purged",
+                extra={"event.action": "generations_overflow"},
+            )
+        if record is None:
+            self._table.put(tag, Record(new_nonce(), until))
+        else:
+            record.value = new_nonce()
+            self._table.extend(tag, record, until)
 
-    def get(self, tag: str) -> int:
-        return self._counters.get(tag, 0)
+    async def bump_all(self) -> None:
+        await self.bump(EPOCH)
 
-    def set_at_least(self, tag: str, value: int) -> None:
-        if self._counters.get(tag, 0) < value:
-            self._counters[tag] = value
+    def live(self) -> int:
+        self._now()
+        return len(self._table)
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -96,9 +213,70 @@ class LocalGenerations:
     async def close(self) -> None:
         """Nothing to release."""
 
+    def _now(self) -> int:
+        now = self._clock.now_ms()
+        self._table.prune(now)
+        return now
+
+
+#: KEYS[1] record; ARGV nonce, lifetime ms. A missing record, or a counter written by an
+#: older build (not negative), becomes the nonce; a record is never shortened. Returns
+#: {value, ttl ms}. Values are compared as strings (Lua numbers are doubles).
+_STAMP_LUA = """
+local v = redis.call('GET', KEYS[1])
+local want = tonumber(ARGV[2])
+if not v or string.sub(v, 1, 1) ~= '-' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', want)
+  return {ARGV[1], want}
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < want then
+  redis.call('PEXPIRE', KEYS[1], want)
+  ttl = want
+end
+return {v, ttl}
+"""
+#: KEYS[1] record; ARGV value, lifetime ms. Puts back a record Redis lost, unless one is
+#: there (another node restored it first). Returns {value, ttl ms}.
+_RESTORE_LUA = """
+local v = redis.call('GET', KEYS[1])
+if v then return {v, redis.call('PTTL', KEYS[1])} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return {ARGV[1], tonumber(ARGV[2])}
+"""
+#: KEYS[1] record; ARGV nonce, lifetime ms. A live record takes the nonce, keeping its TTL
+#: (returns 1); no record: nothing to purge (0) unless the caller knows the record (lifetime
+#: > 0: Redis lost it; set it, so that nobody restores the value before the purge); an
+#: older build's counter is deleted (0).
+_BUMP_LUA = """
+local v = redis.call('GET', KEYS[1])
+if not v then
+  local lifetime = tonumber(ARGV[2])
+  if lifetime > 0 then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', lifetime)
+    return 1
+  end
+  return 0
+end
+if string.sub(v, 1, 1) ~= '-' then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+return 1
+"""
+
+
+def _value(raw: Any) -> int:
+    """A record value read from Redis: the nonce, or 0 (absent, or an older counter)."""
+    if raw is None:
+        return 0
+    number = int(raw)
+    return number if number < 0 else 0
+
 
 class RedisGenerations:
-    """Counters shared through Redis, cached locally for `cache_ms`. See the module doc."""
+    """Records shared through Redis, cached locally for `cache_ms`. See the module doc."""
 
     def __init__(
         self,
@@ -109,21 +287,28 @@ class RedisGenerations:
         timeout_s: float = 0.05,
         cache_ms: int = 1000,
         observer: Observer | None = None,
+        max_pending: int = MAX_PENDING,
+        max_records: int = MAX_RECORDS,
     ) -> None:
         if timeout_s <= 0 or cache_ms < 0:
             raise ValueError("timeout_s must be positive and cache_ms not negative")
         self._clock = clock
         self._observer = observer or NullObserver()
         self._prefix = namespace + ":g:"
+        self._epoch_key = namespace + ":ge"
         self._cache_s = cache_ms / 1000.0
-        self._cache: dict[str, tuple[int, float]] = {}  # tag -> (value, valid until)
-        self._local = LocalGenerations()
+        self._known = GenerationTable(max_records)
+        self._pending: PendingPurges[str] = PendingPurges(
+            OBSERVER_TIER, self._observer, clock, max_pending
+        )
+        self._replaying = False
+        self._retry: asyncio.Task[None] | None = None
         self._outage = Outage(
             self._clock,
             self._observer,
             label=OBSERVER_TIER,
             what="redis generations",
-            consequence="purges are node-local until redis answers",
+            consequence="purges are node-local (kept for replay) until redis answers",
             action="generations_redis_error",
             logger=log,
             retry_after_s=RETRY_AFTER_S,
@@ -132,68 +317,267 @@ class RedisGenerations:
         self._client = connect(url, timeout_s, MAX_CONNECTIONS)
 
     async def open(self) -> None:
-        """PING once; `TierError` if unreachable (counters are local until Redis answers)."""
+        """PING once; `TierError` if unreachable (records are local until Redis answers)."""
         try:
             await self._client.ping()
         except DRIVER_ERRORS as exc:
             raise self._failed("open", exc) from exc
 
     async def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
         try:
             await self._client.aclose()
         except DRIVER_ERRORS as exc:
             raise self._failed("close", exc) from exc
 
+    def observe(self, expires_at_ms: int) -> None:
+        """Nothing to do: every stamp made a record that outlives its entry."""
+
+    def live(self) -> int:
+        self._known.prune(self._clock.now_ms())
+        return len(self._known)
+
+    def pending(self) -> int:
+        """Purges kept for replay (1 for a due epoch bump)."""
+        return len(self._pending) + int(self._pending.all_due)
+
     async def current(self, tags: Sequence[str]) -> tuple[int, ...]:
-        """Cached values where fresh; one MGET for the rest; local counters on error."""
-        if not tags:
-            return ()
-        now = self._clock.monotonic()
-        cache = self._cache
-        values: list[int] = []
+        """Cached values where fresh; one round trip (GET + PTTL each) for the rest; what
+        this node knows when Redis cannot be asked."""
+        now = self._clock.now_ms()
+        self._known.prune(now)
+        mono = self._clock.monotonic()
+        names = (*tags, EPOCH)
+        values: list[int | None] = []
         missing: list[str] = []
-        for tag in tags:
-            hit = cache.get(tag)
-            if hit is not None and hit[1] > now:
-                values.append(hit[0])
+        for name in names:
+            record = self._known.get(name, now)
+            if record is not None and record.fresh_until > mono:
+                values.append(record.value)
             else:
-                values.append(-1)
-                missing.append(tag)
+                values.append(None)
+                missing.append(name)
         if not missing:
-            return tuple(values)
-        if now < self._outage.down_until:
-            return await self._local.current(tags)
+            return tuple(cast(list[int], values))
+        if not await self._reachable():
+            return self._local(names, now)
+        pipe = self._client.pipeline(transaction=False)
+        for name in missing:
+            pipe.get(self._key(name))
+            pipe.pttl(self._key(name))
         try:
-            raw = await self._client.mget([self._prefix + t for t in missing])
+            raw = await pipe.execute()
         except DRIVER_ERRORS as exc:
             self._failed("current", exc)
-            return await self._local.current(tags)
-        until = now + self._cache_s
+            return self._local(names, now)
+        fresh_until = mono + self._cache_s
         fetched: dict[str, int] = {}
-        for tag, value in zip(missing, raw, strict=True):
-            # never below what this node saw or bumped (locally during an outage, say);
-            # the local counters keep the highest value seen, for the next outage
-            number = max(int(value) if value is not None else 0, self._local.get(tag))
-            self._local.set_at_least(tag, number)
-            fetched[tag] = number
-            cache[tag] = (number, until)
-        return tuple(v if v >= 0 else fetched[t] for t, v in zip(tags, values, strict=True))
+        lost: list[tuple[str, Record]] = []
+        for i, name in enumerate(missing):
+            value, ttl = _value(raw[2 * i]), int(raw[2 * i + 1])
+            known = self._known.get(name, now)
+            if not value and known is not None and known.value:
+                lost.append((name, known))  # gone from Redis before its time
+                continue
+            fetched[name] = value
+            # an absent record is remembered for cache_ms too (as 0), then forgotten
+            lives_ms = ttl if value and ttl > 0 else int(self._cache_s * 1000) + 1
+            self._known.put(name, Record(value, now + lives_ms, fresh_until))
+        if lost:
+            fetched.update(await self._restore(lost, now, fresh_until))
+        return tuple(fetched[n] if v is None else v for n, v in zip(names, values, strict=True))
 
-    async def bump(self, tag: str) -> int:
-        """INCR (1 command); local on error. The local cache takes the new value at once."""
-        now = self._clock.monotonic()
-        value: int | None = None
-        if now >= self._outage.down_until:
+    async def _restore(
+        self, lost: list[tuple[str, Record]], now: int, fresh_until: float
+    ) -> dict[str, int]:
+        """Write back records Redis lost before they expired (a restart without persistence,
+        a FLUSH, an eviction) from what this node knows (read at most `cache_ms` ago, or
+        made here), unless another node restored them first. Without this, one Redis
+        restart would make every entry of every tier a miss. Not guaranteed: a purge made on
+        another node within `cache_ms` before the loss is lost with it."""
+        pipe = self._client.pipeline(transaction=False)
+        for name, record in lost:
+            lifetime = max(1, record.expires_at_ms - now)
+            pipe.execute_command("EVAL", _RESTORE_LUA, 1, self._key(name), record.value, lifetime)
+        try:
+            replies = await pipe.execute()
+        except DRIVER_ERRORS as exc:
+            self._failed("restore", exc)
+            return {name: record.value for name, record in lost}
+        out: dict[str, int] = {}
+        for (name, _known), (raw, ttl) in zip(lost, replies, strict=True):
+            value = int(raw)
+            self._known.put(name, Record(value, now + max(1, int(ttl)), fresh_until))
+            out[name] = value
+        log.info(
+            "generation records lost by redis restored from this node",
+            extra={"event.action": "generations_restored", "strata.count": len(lost)},
+        )
+        return out
+
+    async def stamp(self, tags: Sequence[str], expires_at_ms: int) -> tuple[int, ...]:
+        """Values known here to be fresh and to outlive the entry are used as they are;
+        the others go through the stamp script (one round trip for all)."""
+        now = self._clock.now_ms()
+        self._known.prune(now)
+        mono = self._clock.monotonic()
+        names = (*tags, EPOCH)
+        values: list[int] = []
+        todo: list[int] = []
+        for i, name in enumerate(names):
+            record = self._known.get(name, now)
+            if (
+                record is not None
+                and record.value
+                and record.fresh_until > mono
+                and record.expires_at_ms >= expires_at_ms
+            ):
+                values.append(record.value)
+            else:
+                values.append(0)
+                todo.append(i)
+        if not todo:
+            return tuple(values)
+        # cache_ms of headroom: later stores of the same tags, for cache_ms, find the
+        # record known here to outlive them and need no round trip
+        lifetime_ms = max(1, expires_at_ms - now) + int(self._cache_s * 1000)
+        if await self._reachable():
+            pipe = self._client.pipeline(transaction=False)
+            for i in todo:
+                pipe.execute_command(
+                    "EVAL", _STAMP_LUA, 1, self._key(names[i]), new_nonce(), lifetime_ms
+                )
             try:
-                value = int(await self._client.incr(self._prefix + tag))
+                replies = await pipe.execute()
+            except DRIVER_ERRORS as exc:
+                self._failed("stamp", exc)
+            else:
+                for i, (raw, ttl) in zip(todo, replies, strict=True):
+                    value = int(raw)
+                    self._known.put(names[i], Record(value, now + int(ttl), mono + self._cache_s))
+                    values[i] = value
+                return tuple(values)
+        for i in todo:  # Redis away: what this node knows, or a record of its own
+            record = self._known.get(names[i], now)
+            if record is None or not record.value:
+                record = Record(new_nonce(), expires_at_ms)
+                self._known.put(names[i], record)
+            else:
+                self._known.extend(names[i], record, expires_at_ms)
+            values[i] = record.value
+        return tuple(values)
+
+    async def bump(self, tag: str) -> None:
+        """One script in Redis; kept for replay (and applied here) when Redis cannot be
+        reached. Either way this node sees the purge at once."""
+        await self._bump(tag)
+
+    async def bump_all(self) -> None:
+        await self._bump(EPOCH)
+
+    async def _bump(self, name: str) -> None:
+        now = self._clock.now_ms()
+        if await self._reachable():
+            nonce = new_nonce()
+            try:
+                done = await self._client.execute_command(
+                    "EVAL", _BUMP_LUA, 1, self._key(name), nonce, self._lifetime(name, now)
+                )
             except DRIVER_ERRORS as exc:
                 self._failed("bump", exc)
-        if value is None or value <= self._local.get(tag):
-            # local >= every value seen here (a counter Redis lost must still move on)
-            value = await self._local.bump(tag)
-        self._local.set_at_least(tag, value)
-        self._cache[tag] = (value, now + self._cache_s)
-        return value
+            else:
+                self._learn_bump(name, nonce, bool(int(done)), now)
+                return
+        record = self._known.get(name, now)
+        if record is not None and record.value:
+            record.value = new_nonce()  # applies here now; Redis gets its own on replay
+        if name == EPOCH:
+            self._pending.keep_all()
+        else:
+            self._pending.keep(name)
+            if self._pending.all_due:  # overflowed: the epoch stands for them all
+                self._bump_epoch_locally(now)
+        self._start_retry()
+
+    def _lifetime(self, name: str, now: int) -> int:
+        """How long this node knows `name`'s record to live (ms), 0 if it knows none."""
+        record = self._known.get(name, now)
+        return max(0, record.expires_at_ms - now) if record is not None and record.value else 0
+
+    def _learn_bump(self, name: str, nonce: int, applied: bool, now: int) -> None:
+        record = self._known.get(name, now)
+        if not applied:
+            self._known.discard(name)  # no record in Redis: nothing carried it
+        elif record is not None:
+            record.value = nonce
+            record.fresh_until = self._clock.monotonic() + self._cache_s
+
+    def _bump_epoch_locally(self, now: int) -> None:
+        record = self._known.get(EPOCH, now)
+        if record is not None and record.value:
+            record.value = new_nonce()
+
+    async def _reachable(self) -> bool:
+        """Whether Redis may be asked now: not inside the back-off after an error, and
+        every purge kept for it replayed first (tried here when due)."""
+        if self._outage.is_down():
+            return False
+        if not self._pending:
+            return True
+        if self._replaying:
+            return False  # another call is replaying: answer locally meanwhile
+        return await self._replay()
+
+    async def _replay(self) -> bool:
+        """Apply the kept purges to Redis (the epoch first); whether all were applied."""
+        if self._replaying or not self._pending:
+            return not self._pending
+        self._replaying = True
+        try:
+            now = self._clock.now_ms()
+            if self._pending.all_due:
+                nonce = new_nonce()
+                done = await self._client.execute_command(
+                    "EVAL", _BUMP_LUA, 1, self._epoch_key, nonce, self._lifetime(EPOCH, now)
+                )
+                self._learn_bump(EPOCH, nonce, bool(int(done)), now)
+                self._pending.all_done()
+            while self._pending:
+                batch = self._pending.items()[:_BATCH]
+                pipe = self._client.pipeline(transaction=False)
+                nonces = [new_nonce() for _ in batch]
+                for name, nonce in zip(batch, nonces, strict=True):
+                    lifetime = self._lifetime(name, now)
+                    pipe.execute_command("EVAL", _BUMP_LUA, 1, self._key(name), nonce, lifetime)
+                replies = await pipe.execute()
+                for name, nonce, done in zip(batch, nonces, replies, strict=True):
+                    self._learn_bump(name, nonce, bool(int(done)), now)
+                self._pending.done(batch)
+            return True
+        except DRIVER_ERRORS as exc:
+            self._failed("replay", exc)
+            return False
+        finally:
+            self._replaying = False
+
+    def _start_retry(self) -> None:
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.get_running_loop().create_task(
+                retry_until_done(self._pending, self._replay_when_up, RETRY_AFTER_S)
+            )
+
+    async def _replay_when_up(self) -> bool:
+        return not self._outage.is_down() and await self._replay()
+
+    def _local(self, names: Sequence[str], now: int) -> tuple[int, ...]:
+        get = self._known.get
+        return tuple((r.value if (r := get(n, now)) is not None else 0) for n in names)
+
+    def _key(self, name: str) -> str:
+        return self._epoch_key if name == EPOCH else self._prefix + name
 
     def _failed(self, op: str, exc: BaseException) -> TierError:
         """Record a Redis failure (back off, report, log at most once per LOG_EVERY_S)."""

@@ -231,6 +231,14 @@ class RedisLeases:
             seen = False
         self._finish(key, watch, released=seen)
 
+    def wake_all(self) -> int:
+        """Wake every waiter in this process (see `Leases.wake_all`)."""
+        woken = self._local.wake_all()
+        for key, watch in list(self._watches.items()):
+            woken += watch.waiters
+            self._finish(key, watch, released=True)
+        return woken
+
     def _finish(self, key: bytes, watch: _Watch, *, released: bool) -> None:
         """Wake the watch's waiters with `released` and forget it (idempotent)."""
         if watch.done.is_set():

@@ -47,8 +47,16 @@ class PrometheusObserver:
         )
         self._tier_errors = Counter(
             "strata_tier_errors_total",
-            "Tier operations that failed and were skipped",
+            "Tier operations that were tried and failed (error, timeout, or cancelled while "
+            "in the tier); the engine carried on without the tier",
             ["tier", "operation"],
+            registry=registry,
+        )
+        self._tier_skipped = Counter(
+            "strata_tier_skipped_total",
+            "Tier calls not made at all, by reason (circuit_open: the tier's circuit breaker "
+            "is open; deadline: nothing was left of the caller's deadline; ...)",
+            ["tier", "reason"],
             registry=registry,
         )
         self._coalesced = Counter(
@@ -82,6 +90,20 @@ class PrometheusObserver:
             ["tier", "reason"],
             registry=registry,
         )
+        self._deferred_purges = Counter(
+            "strata_deferred_purges_total",
+            "Purges that could not reach a shared tier (or the Redis generations), by event: "
+            "kept for replay, replayed once it answered, overflow (too many kept: replaced "
+            "by a namespace-wide purge)",
+            ["tier", "event"],
+            registry=registry,
+        )
+        self._pending_purges = Gauge(
+            "strata_pending_purges",
+            "Purges held for a tier that could not be reached, waiting for replay",
+            ["tier"],
+            registry=registry,
+        )
         self._lookup_children: dict[tuple[str, str], Callable[[], None]] = {}
 
     def lookup(self, outcome: str, tier: str) -> None:
@@ -103,6 +125,9 @@ class PrometheusObserver:
     def tier_error(self, tier: str, operation: str) -> None:
         self._tier_errors.labels(tier, operation).inc()
 
+    def tier_skipped(self, tier: str, reason: str) -> None:
+        self._tier_skipped.labels(tier, reason).inc()
+
     def coalesced(self, result: str) -> None:
         self._coalesced.labels(result).inc()
 
@@ -111,6 +136,12 @@ class PrometheusObserver:
 
     def placement_skipped(self, tier: str, reason: str) -> None:
         self._placement_skipped.labels(tier, reason).inc()
+
+    def deferred_purges(self, tier: str, event: str, count: int) -> None:
+        self._deferred_purges.labels(tier, event).inc(count)
+
+    def pending_purges(self, tier: str, count: int) -> None:
+        self._pending_purges.labels(tier).set(count)
 
     def circuit(self, tier: str, state: str) -> None:
         """Set the state gauge; count each move into open. Any report creates both series

@@ -26,6 +26,11 @@ class Observer(Protocol):
     def tier_error(self, tier: str, operation: str) -> None:
         """A tier failed an operation; the engine carried on without it."""
 
+    def tier_skipped(self, tier: str, reason: str) -> None:
+        """A call to `tier` was not made at all, for `reason` (`TierSkippedError.reason`:
+        circuit_open, its circuit breaker is open or probing; deadline, nothing left of the
+        caller's deadline; ...). Not an error: no I/O happened."""
+
     def coalesced(self, result: str) -> None:
         """A lookup waited on another caller's fill: result filled/timeout."""
 
@@ -38,6 +43,14 @@ class Observer(Protocol):
     def placement_skipped(self, tier: str, reason: str) -> None:
         """Placement left out `tier`, which it would otherwise have picked, for `reason`
         (budget: its sampled usage is at or above its byte budget)."""
+
+    def deferred_purges(self, tier: str, event: str, count: int) -> None:
+        """Purges that could not reach `tier` (a shared tier, or ``redis_generations``):
+        event kept (held for replay), replayed (applied once it answered again) or
+        overflow (too many held: replaced by a namespace-wide purge)."""
+
+    def pending_purges(self, tier: str, count: int) -> None:
+        """Purges held for `tier` right now (a gauge)."""
 
 
 class NullObserver:
@@ -58,6 +71,9 @@ class NullObserver:
     def tier_error(self, tier: str, operation: str) -> None:
         pass
 
+    def tier_skipped(self, tier: str, reason: str) -> None:
+        pass
+
     def coalesced(self, result: str) -> None:
         pass
 
@@ -68,6 +84,12 @@ class NullObserver:
         pass
 
     def placement_skipped(self, tier: str, reason: str) -> None:
+        pass
+
+    def deferred_purges(self, tier: str, event: str, count: int) -> None:
+        pass
+
+    def pending_purges(self, tier: str, count: int) -> None:
         pass
 
 
@@ -92,6 +114,9 @@ class RecordingObserver(NullObserver):
     def tier_error(self, tier: str, operation: str) -> None:
         self.events.append(("tier_error", tier, operation))
 
+    def tier_skipped(self, tier: str, reason: str) -> None:
+        self.events.append(("tier_skipped", tier, reason))
+
     def coalesced(self, result: str) -> None:
         self.events.append(("coalesced", result))
 
@@ -103,3 +128,9 @@ class RecordingObserver(NullObserver):
 
     def placement_skipped(self, tier: str, reason: str) -> None:
         self.events.append(("placement_skipped", tier, reason))
+
+    def deferred_purges(self, tier: str, event: str, count: int) -> None:
+        self.events.append(("deferred_purges", tier, event, count))
+
+    def pending_purges(self, tier: str, count: int) -> None:
+        self.events.append(("pending_purges", tier, count))

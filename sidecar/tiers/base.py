@@ -15,7 +15,22 @@ from __future__ import annotations
 import enum
 from typing import Protocol
 
+from sidecar.errors import TierError
 from sidecar.model import CachedResponse, TierSnapshot
+
+
+class TierSkippedError(TierError):
+    """The call was not made at all: no I/O happened, the tier did not fail it.
+
+    `reason` is a short stable label (a metric label value), e.g. ``circuit_open`` (the
+    tier's circuit breaker is open, or a probe is already in flight) or ``deadline``
+    (nothing was left of the caller's deadline when the call would have started). The
+    engine counts it as ``observer.tier_skipped(tier, reason)``, never as a tier error."""
+
+    def __init__(self, tier: str, reason: str) -> None:
+        super().__init__(f"{tier}: {reason.replace('_', ' ')}")
+        self.tier = tier
+        self.reason = reason
 
 
 class SetStatus(enum.Enum):

@@ -4,40 +4,65 @@ same `Tier` interface (as pymemcache does features), not a flag on the tiers.
 
 States, reported to the observer as 'closed', 'open' and 'half_open':
 
-* closed: calls go to the inner tier. `failure_threshold` consecutive `TierError`s, from
-  any operation, open the circuit; any success resets the count.
-* open: every call raises `TierError("<name>: circuit open")` without touching the inner
-  tier, for `open_for_s` seconds of `clock.monotonic()`.
+* closed: calls go to the inner tier. `failure_threshold` failures in a row, from any
+  operation, open the circuit; any success resets the count. A failure is a `TierError`
+  from the inner tier, a call still unanswered at the caller's deadline, or a call
+  cancelled while in the tier (its caller gave up first): whoever gives up first, the tier
+  did not answer in time. "In a row" counts failure episodes, not calls: a failure counts
+  only if its call started after the last counted failure was seen. Calls in flight
+  together when the tier (or this process) stalls fail together and count once; a tier
+  that stays dead fails every new call, one episode each. So a tier that refuses
+  connections trips the circuit within milliseconds, a hung one after `failure_threshold`
+  timeouts one after the other (about `failure_threshold` x the callers' deadline), and a
+  healthy one that stalls once does not.
+* open: every call raises `TierSkippedError` ("<name>: circuit open", reason ``circuit_open``)
+  without touching the inner tier, for `open_for_s` seconds of `clock.monotonic()`.
 * half_open: the first call after that is the probe and reaches the inner tier; calls
-  arriving while it is in flight fail fast. Probe success closes the circuit, probe
-  failure opens it again for `open_for_s`. The period is fixed, no back-off: a probe costs
-  at most one inner timeout per period, and a tier that comes back is used again within
-  `open_for_s`.
+  arriving while it is in flight are skipped the same way. Probe success closes the
+  circuit, probe failure (a timeout or a cancellation included) opens it again for
+  `open_for_s`. The period is fixed, no back-off: a probe costs at most one inner timeout
+  (or what is left of its caller's deadline) per period, and a tier that comes back is
+  used again within `open_for_s`.
 
-`open()` always reaches the inner tier and its result counts like any call (a failure
-towards the threshold or as a failed probe, a success resets the count or closes the
-circuit); `close()` always reaches it and is not counted; `snapshot()` delegates, no I/O;
-`usage()` (byte budgets) is a call like any other, or None when the inner tier has none.
-Logs: a WARNING when the circuit trips (closed -> open), an INFO when it closes, a DEBUG
-when a failed probe re-opens it; never one per call.
+Deadlines (`sidecar.tiers.deadline`): a call made under a caller's deadline is bounded by
+it (`asyncio.timeout_at`), so it costs the smaller of the inner tier's own timeout and the
+caller's remaining time; a call that would start with nothing left is skipped (reason
+``deadline``, not a failure, the tier is not asked). Calls outside any deadline are bounded
+by the inner tier's timeout only.
+
+Callers count a `TierSkippedError` as a skip (the engine: ``observer.tier_skipped(name,
+reason)``), not as a tier error: no I/O was attempted. `open()` always reaches the inner
+tier, with no deadline, and its result counts like any call (a failure towards the
+threshold or as a failed probe, a success resets the count or closes the circuit);
+`close()` always reaches it and is not counted; `snapshot()` delegates, no I/O; `usage()`
+(byte budgets) is a call like any other, or None when the inner tier has none. Logs: a
+WARNING when the circuit trips (closed -> open), an INFO when it closes, a DEBUG when a
+failed probe re-opens it; never one per call.
 
 What is NOT guaranteed:
 
-* A deadline of its own: a slow call is a failure only when the inner tier gives up (its
-  `timeout_s`); a probe that hangs keeps the circuit half-open, failing fast, as long.
+* That a failure is the tier's fault: a sidecar whose event loop lags past the callers'
+  deadlines (CPU starvation) makes healthy tiers miss them too, and may open their
+  circuits; they close again after one successful probe.
+* That an abandoned call stops at once: the inner tier's own cleanup (a query cancelled in
+  the background, a worker thread finishing its socket operation) runs on after the
+  caller has moved on.
 * Timed transitions: open becomes half-open lazily, at the first call after `open_for_s`
   (the state and its gauge say open until then).
 * Verdicts from calls that started before the last state change: they neither count nor
   decide (a success from before the trip does not close the circuit, a late failure from
   before the recovery does not count).
-* A verdict from a probe that is cancelled or raises anything but `TierError`: the circuit
-  stays half-open and the next call probes. Other exceptions pass through uncounted.
+* A verdict from exceptions other than `TierError`, a timeout or a cancellation: they pass
+  through uncounted (a probe that raises one leaves the circuit half-open for the next
+  call to probe).
 * Thread safety (one event loop; state changes happen between awaits, without locks), or
   any coordination between sidecars: each process has its own breaker per tier.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
@@ -46,7 +71,8 @@ from sidecar.clock import Clock
 from sidecar.errors import TierError
 from sidecar.model import CachedResponse, TierSnapshot
 from sidecar.observability.observer import NullObserver, Observer
-from sidecar.tiers.base import SetStatus, Tier
+from sidecar.tiers import deadline
+from sidecar.tiers.base import SetStatus, Tier, TierSkippedError
 
 CLOSED = "closed"
 OPEN = "open"
@@ -82,6 +108,7 @@ class CircuitBreakerTier:
         self._failures = 0
         self._opened_at = 0.0
         self._generation = 0  # bumped on every state change; older calls are not counted
+        self._streak_at = float("-inf")  # clock.monotonic() of the last counted failure
         self._probing = False
         self._observer.circuit(inner.name, CLOSED)  # so the metric series exist from start
 
@@ -135,13 +162,26 @@ class CircuitBreakerTier:
     # -- the breaker ---------------------------------------------------------------------
 
     async def _call(self, call: Callable[[], Awaitable[_T]], gated: bool = True) -> _T:
-        probe = self._admit() if gated else False
+        at = deadline.current() if gated else None
+        probe = self._admit(at) if gated else False
         generation = self._generation
+        started = self._clock.monotonic()
+        bound = asyncio.timeout_at(at) if at is not None else None
         try:
-            result = await call()
+            async with bound if bound is not None else contextlib.nullcontext():
+                result = await call()
         except TierError as exc:
-            if generation == self._generation:
-                self._failed(exc)
+            self._verdict_failed(generation, started, str(exc))
+            raise
+        except TimeoutError as exc:
+            if bound is None or not bound.expired():
+                raise
+            message = f"{self.name}: no answer within the caller's deadline"
+            self._verdict_failed(generation, started, message)
+            raise TierError(message) from exc
+        except asyncio.CancelledError:
+            message = f"{self.name}: call cancelled by its caller"
+            self._verdict_failed(generation, started, message)
             raise
         finally:
             if probe:
@@ -150,21 +190,35 @@ class CircuitBreakerTier:
             self._succeeded()
         return result
 
-    def _admit(self) -> bool:
-        """Whether this call is the probe; raises `TierError` if it may not go through."""
+    def _admit(self, at: float | None) -> bool:
+        """Whether this call is the probe; raises `TierSkippedError` if it may not go through
+        (circuit open, a probe in flight, or the caller's deadline `at` already passed)."""
+        if self._state == OPEN and self._clock.monotonic() - self._opened_at < self._open_for_s:
+            raise self._skip("circuit_open")
+        if self._state != CLOSED and self._probing:
+            raise self._skip("circuit_open")
+        if at is not None and at <= deadline.now():
+            raise self._skip("deadline")
         if self._state == CLOSED:
             return False
         if self._state == OPEN:
-            if self._clock.monotonic() - self._opened_at < self._open_for_s:
-                raise TierError(f"{self.name}: circuit open")
             self._move(HALF_OPEN)
-        if self._probing:
-            raise TierError(f"{self.name}: circuit open")
         self._probing = True
         return True
 
-    def _failed(self, exc: TierError) -> None:
+    def _skip(self, reason: str) -> TierSkippedError:
+        return TierSkippedError(self.name, reason)
+
+    def _verdict_failed(self, generation: int, started: float, message: str) -> None:
+        """Count a failure of a call that started in the current state (older: ignored)."""
+        if generation == self._generation:
+            self._failed(started, message)
+
+    def _failed(self, started: float, message: str) -> None:
         if self._state == CLOSED:
+            if started < self._streak_at:
+                return  # in flight with the last counted failure: the same episode
+            self._streak_at = self._clock.monotonic()
             self._failures += 1
             if self._failures < self._threshold:
                 return
@@ -174,7 +228,7 @@ class CircuitBreakerTier:
                 extra={
                     "event.action": "circuit_open",
                     "strata.tier": self.name,
-                    "error.message": str(exc),
+                    "error.message": message,
                 },
             )
         elif self._state == HALF_OPEN:
@@ -196,6 +250,7 @@ class CircuitBreakerTier:
     def _move(self, state: str) -> None:
         self._generation += 1
         self._failures = 0
+        self._streak_at = float("-inf")
         if state == OPEN:
             self._opened_at = self._clock.monotonic()
         if state != self._state:

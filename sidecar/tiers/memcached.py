@@ -16,9 +16,16 @@ each server has its own pymemcache `PooledClient` (``no_delay``, connect and I/O
 ``timeout_s``, at most ``pool_size`` connections, no retries inside pymemcache). pymemcache
 is blocking, so every call runs on a small thread pool owned by the tier (``pool_size``
 threads, so a server's connection pool can never be exhausted); encoding and decoding run
-there too, keeping the event loop free. A server that fails (refused, reset, timed out) is
-marked down for ``dead_retry_s`` (1 s): calls for its keys raise `TierError` at once instead
-of each paying a timeout, and the first call after that window probes it again. A pooled
+there too, keeping the event loop free. A server that refuses connections, or fails
+(reset, timed out) twice in a row, is marked down for ``dead_retry_s`` (1 s): calls for its
+keys raise `TierError` at once instead of each paying a timeout, and the first call after
+that window probes it again. "In a row" counts failure episodes, not calls: a failure of a
+call that started before the previous failure was seen belongs to the same episode (calls
+in flight together all time out together when the process stalls), so one slow moment -
+a 1 MiB value that took longer than ``timeout_s`` under load - fails only the calls it
+caught, never the server's next second of calls. A server that answers
+``SERVER_ERROR out of memory storing object`` (its slab class for that size is full and
+nothing can be evicted, e.g. ``-M``) is healthy: that set is NOT_ADMITTED, not an error. A pooled
 connection the server has closed (it restarted, or idle connections were dropped) fails
 instantly; it is discarded and the call moves on to the next connection - fresh ones
 included - so a restarted server is used again without recreating the tier.
@@ -87,6 +94,9 @@ _DIGEST_KEY_CHARS = 43  # base64url of 32 bytes, unpadded
 _STALE_CONNECTION = (MemcacheUnexpectedCloseError, ConnectionResetError, BrokenPipeError)
 #: The server is unreachable or broken: mark it down for a while.
 _SERVER_DOWN = (OSError, MemcacheUnexpectedCloseError)
+#: Failure episodes in a row (see the module docstring) after which a server is marked down;
+#: a refused connection marks it down at once.
+DOWN_AFTER_FAILURES = 2
 
 
 def parse_servers(text: str) -> list[tuple[str, int]]:
@@ -162,9 +172,24 @@ def unpack_value(key: bytes, data: bytes) -> CachedResponse:
 
 @dataclass(slots=True)
 class _Server:
+    """One server and what the event-loop thread knows of its health (only it touches these)."""
+
     id: str
     client: PooledClient
-    dead_until: float = 0.0  # clock.monotonic(); 0 = believed alive. Event-loop thread only.
+    dead_until: float = 0.0  # clock.monotonic(); 0 = believed alive
+    failures: int = 0  # failure episodes in a row
+    failed_at: float = float("-inf")  # clock.monotonic() of the last failure seen
+
+    def failed(self, started: float, now: float, refused: bool) -> bool:
+        """Note a failure of a call started at `started`; True if the server is now down."""
+        if started >= self.failed_at:  # not a call caught in the same episode
+            self.failures += 1
+        self.failed_at = now
+        return refused or self.failures >= DOWN_AFTER_FAILURES
+
+    def answered(self) -> None:
+        self.dead_until = 0.0
+        self.failures = 0
 
 
 class MemcachedTier:
@@ -287,14 +312,18 @@ class MemcachedTier:
             try:
                 client.set(mkey, value, expire=expire)
             except MemcacheServerError as exc:
-                if "too large" not in str(exc):
+                if "too large" in str(exc):
+                    return SetStatus.TOO_LARGE  # the server's -I is below max_item_bytes
+                if "out of memory" not in str(exc):
                     raise
-                return SetStatus.TOO_LARGE  # the server's -I is below max_item_bytes
+                client.delete(mkey)  # no room now: the old value must not outlive the refusal
+                return SetStatus.NOT_ADMITTED
             return SetStatus.STORED
 
         status = await self._call(server, "set", store)
         if status is SetStatus.TOO_LARGE:
             self._too_large += 1
+        if status is not SetStatus.STORED:
             self._observer.evicted(self.name, "rejected", 1)
         return status
 
@@ -381,12 +410,14 @@ class MemcachedTier:
         try:
             result = await loop.run_in_executor(self._executor, self._attempts, server, fn)
         except _SERVER_DOWN as exc:
-            server.dead_until = self._clock.monotonic() + self._dead_retry_s
+            later = self._clock.monotonic()
+            if server.failed(now, later, isinstance(exc, ConnectionRefusedError)):
+                server.dead_until = later + self._dead_retry_s
             raise TierError(f"memcached {server.id}: {op} failed: {exc!r}") from exc
         except (MemcacheError, RuntimeError) as exc:  # RuntimeError: pool or executor closed
-            server.dead_until = 0.0  # it answered, if only with an error
+            server.answered()  # it answered, if only with an error
             raise TierError(f"memcached {server.id}: {op} failed: {exc!r}") from exc
-        server.dead_until = 0.0
+        server.answered()
         return result
 
     def _attempts(self, server: _Server, fn: Callable[[PooledClient], T]) -> T:

@@ -23,7 +23,11 @@ cancels a statement after ``timeout_s`` (``statement_timeout``). On top of that 
 statement runs in its own task, abandoned after ``timeout_s + grace`` (grace: max(50 ms,
 timeout_s / 4), so the server's cancellation normally comes first): even a silent network
 (no RST, no answer) costs a caller at most that. The abandoned task cancels its query in
-the background and then returns or discards its connection.
+the background and then returns or discards its connection. A caller that gives up
+sooner (its own deadline, `sidecar.tiers.deadline`, or a cancelled request) leaves the
+statement running in the background until that same limit: a healthy server's answer a
+few milliseconds late then returns its connection to the pool, instead of the
+cancellation closing it (and the next calls paying for a new one).
 
 `sweep` and the prefix and tag deletes work in batches of `BATCH_ROWS` rows (one short
 statement each, by ``ctid``); `snapshot` reports counters seen by this process and the
@@ -422,10 +426,13 @@ class PostgresTier:
         """Run `fn` on a pooled connection within the deadline; driver errors -> TierError."""
         pool = await self._ready_pool()
         task = asyncio.create_task(self._on_connection(pool, fn))
+        limit = self._timeout_s + self._grace_s
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            done, _ = await asyncio.wait((task,), timeout=self._timeout_s + self._grace_s)
+            done, _ = await asyncio.wait((task,), timeout=limit)
         except asyncio.CancelledError:
-            self._abandon(task)
+            self._finish_later(task, started + limit)
             raise
         if not done:
             self._abandon(task)
@@ -462,6 +469,15 @@ class PostgresTier:
     def _abandon(self, task: asyncio.Task[Any]) -> None:
         task.cancel()
         self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+        task.add_done_callback(_consume)
+
+    def _finish_later(self, task: asyncio.Task[Any], at: float) -> None:
+        """Let a statement whose caller left run on until `at` (loop time), then abandon it:
+        its result is dropped, its connection kept if it ends in time."""
+        cutoff = asyncio.get_running_loop().call_at(at, self._abandon, task)
+        self._abandoned.add(task)
+        task.add_done_callback(lambda _: cutoff.cancel())
         task.add_done_callback(self._abandoned.discard)
         task.add_done_callback(_consume)
 

@@ -47,8 +47,8 @@ def remote(clock: ManualClock) -> CountingTier:
 
 
 @pytest.fixture
-def gens() -> LocalGenerations:
-    return LocalGenerations()
+def gens(clock: ManualClock) -> LocalGenerations:
+    return LocalGenerations(clock)
 
 
 @pytest.fixture
@@ -76,11 +76,15 @@ def test_route_tag_is_the_text_up_to_the_second_colon() -> None:
 async def test_store_stamps_the_generations_of_tags_and_route(
     engine: Engine, remote: CountingTier, gens: LocalGenerations
 ) -> None:
-    await gens.bump("a")
-    await gens.bump("a")
-    await gens.bump("route:v1:r:")
     await engine.store(b"v1:r:1", entry(engine_clock(engine), tags=("a", "b")))
-    assert remote.data[b"v1:r:1"].tag_generations == (2, 0, 1)
+    stamp = remote.data[b"v1:r:1"].tag_generations
+    # a, b, the route, then the namespace epoch (node-local: 0 until purged here)
+    assert stamp == await gens.current(["a", "b", "route:v1:r:"]) == (0, 0, 0, 0)
+    await gens.bump("a")
+    assert (await gens.current(["a"]))[0] not in (0, stamp[0])
+    await engine.store(b"v1:r:2", entry(engine_clock(engine), tags=("a", "b")))
+    stamp = remote.data[b"v1:r:2"].tag_generations
+    assert stamp[0] < 0 and stamp[1:] == (0, 0, 0)  # a purged tag's nonce
     await engine.store(b"plain", entry(engine_clock(engine)))
     assert remote.data[b"plain"].tag_generations == ()
     # a caller cannot smuggle in a stamp
@@ -137,9 +141,10 @@ async def test_route_prefix_purge_bumps_the_implicit_tag(
     memory_copies = await engine.tiers[0].delete_prefix(b"v1:")  # only the remote has them
     assert memory_copies == 4  # (the varied key's marker and variant)
     remote.calls.clear()
+    before = await gens.current(["route:v1:routeA:"])
     assert await engine.invalidate_prefix(b"v1:routeA:") == 0
     assert remote.calls == []  # O(1): no walk of the remote tier
-    assert (await gens.current(["route:v1:routeA:"])) == (1,)
+    assert (await gens.current(["route:v1:routeA:"]))[0] not in (0, before[0])
     assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.MISS
     assert (await engine.lookup(b"v1:routeA:2", ((b"accept", b"x"),))).outcome is Outcome.MISS
     assert (await engine.lookup(b"v1:routeB:1")).outcome is Outcome.HIT
@@ -151,29 +156,33 @@ async def test_an_arbitrary_prefix_is_still_deleted_eagerly(
     await engine.store(b"v1:routeA:1", entry(clock))
     await engine.store(b"v1:routeA:2", entry(clock))
     await engine.store(b"v1:routeB:1", entry(clock))
+    before = await gens.current(["route:v1:routeA:", "route:v1:routeB:"])
     assert await engine.invalidate_prefix(b"v1:route") == 6  # 3 in memory + 3 remote
     assert "delete_prefix" in remote.calls
     assert remote.data == {}
-    assert await gens.current(["route:v1:routeA:", "route:v1:routeB:"]) == (0, 0)
+    assert await gens.current(["route:v1:routeA:", "route:v1:routeB:"]) == before
     await engine.store(b"v1:routeA:1", entry(clock))
     assert await engine.invalidate_prefix(b"v1:routeA:1") == 2  # not a route prefix
     assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.MISS
 
 
-async def test_entries_without_generations_are_still_served(
+async def test_entries_stamped_by_an_older_build_are_a_miss(
     engine: Engine, clock: ManualClock, remote: CountingTier
 ) -> None:
+    """Without a stamp, or with counters (>= 0) and no epoch, an entry cannot be proved
+    unpurged: a purge of its tag may have left no record. It misses once, then refills."""
     old = entry(clock, tags=("users",))
     assert old.tag_generations == ()
     remote.data[b"v1:r:old"] = old  # as written before generations existed
     # the codec reads a 10-element meta block (written by an older build) too
     data = codec.encode(old)
     assert codec.decode(data).tag_generations == ()
-    r = await engine.lookup(b"v1:r:old")
-    assert r.outcome is Outcome.HIT
-    # ...until one of its tags is purged (a missing stamp counts as 0)
-    await engine.invalidate_tag("users")
+    remote.data[b"v1:r:counted"] = replace(old, tag_generations=(0, 0))
     assert (await engine.lookup(b"v1:r:old")).outcome is Outcome.MISS
+    assert (await engine.lookup(b"v1:r:counted")).outcome is Outcome.MISS
+    assert remote.data == {}  # dropped lazily
+    await engine.store(b"v1:r:old", old)
+    assert (await engine.lookup(b"v1:r:old")).outcome is Outcome.HIT
 
 
 def test_codec_keeps_generations_and_old_values() -> None:

@@ -293,6 +293,15 @@ async def test_release_wakes_waiters_with_a_miss(engine: Engine) -> None:
     assert (await engine.lookup(b"k", coalesce_wait_ms=10)).fill_lease
 
 
+async def test_a_drain_wakes_coalesced_waiters_at_once(engine: Engine) -> None:
+    await engine.lookup(b"k", coalesce_wait_ms=1000)  # the fill lease, never filled
+    waiters = [asyncio.create_task(engine.lookup(b"k", coalesce_wait_ms=5000)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert engine.wake_waiters() == 3
+    results = await asyncio.wait_for(asyncio.gather(*waiters), 1)
+    assert all(r.outcome is Outcome.MISS and not r.fill_lease for r in results)
+
+
 async def test_stale_entry_one_revalidates_others_get_stale(
     engine: Engine, clock: ManualClock
 ) -> None:
@@ -400,6 +409,10 @@ class FakeLeases:
 
     async def sweep(self) -> int:
         self.calls.append(("sweep",))
+        return 0
+
+    def wake_all(self) -> int:
+        self.calls.append(("wake_all",))
         return 0
 
 

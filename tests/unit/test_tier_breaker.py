@@ -265,9 +265,10 @@ async def test_after_closing_the_threshold_counts_from_zero(
     assert breaker.state == CLOSED
 
 
-async def test_a_cancelled_probe_gives_no_verdict_and_the_next_call_probes(
+async def test_a_cancelled_probe_is_a_failed_probe(
     breaker: CircuitBreakerTier, inner: FakeTier, clock: ManualClock
 ) -> None:
+    """Its caller gave up before the tier answered: the tier did not answer in time."""
     await trip(breaker, inner)
     clock.advance(OPEN_MS)
     inner.fail, inner.delay = False, 30.0
@@ -276,7 +277,12 @@ async def test_a_cancelled_probe_gives_no_verdict_and_the_next_call_probes(
     probe.cancel()
     with pytest.raises(asyncio.CancelledError):
         await probe
-    assert breaker.state == HALF_OPEN
+    assert breaker.state == OPEN
+    calls = inner.calls
+    with pytest.raises(TierError, match="circuit open"):
+        await breaker.get(b"k")
+    assert inner.calls == calls
+    clock.advance(OPEN_MS)
     inner.delay = 0.0
     assert await breaker.get(b"k") is None
     assert breaker.state == CLOSED
@@ -372,7 +378,7 @@ def test_rejects_bad_settings(inner: FakeTier, clock: ManualClock) -> None:
         CircuitBreakerTier(inner, clock, open_for_s=-1.0)
 
 
-async def test_engine_skips_an_open_circuit_like_any_failing_tier(
+async def test_engine_skips_an_open_circuit_and_counts_it_as_skipped_not_failed(
     breaker: CircuitBreakerTier, inner: FakeTier, obs: RecordingObserver
 ) -> None:
     engine = Engine([breaker], ManualClock(), observer=obs)
@@ -380,4 +386,5 @@ async def test_engine_skips_an_open_circuit_like_any_failing_tier(
     calls = inner.calls
     assert (await engine.lookup(b"k")).outcome is Outcome.MISS
     assert inner.calls == calls
-    assert ("tier_error", "fake", "get") in obs.events
+    assert ("tier_skipped", "fake", "circuit_open") in obs.events
+    assert not any(e[0] == "tier_error" for e in obs.events[-3:])

@@ -1,9 +1,11 @@
 """Wires a configuration into a running sidecar and runs it until told to stop.
 
-Start-up order: engine -> gRPC server (bound, started, health SERVING) -> metrics endpoint
--> sweeper. Shutdown (SIGTERM/SIGINT or `stop`): health NOT_SERVING, idle streams end,
-in-flight calls get `shutdown_grace_seconds` to finish, then everything is closed and the
-unix socket file removed.
+Start-up order: socket path checked -> metrics endpoint -> engine -> gRPC server (bound
+beside the socket path, started, health SERVING) -> socket published at its path (taking
+it over from a running sidecar, which then drains) -> sweeper. Shutdown (SIGTERM/SIGINT,
+`stop`, or the path taken over): metrics closed, health NOT_SERVING, no new calls, Exchange
+streams ended, in-flight calls get at most `shutdown_grace_seconds`, then everything is
+closed and the socket path removed if it is still this sidecar's (`sidecar.lifecycle`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
-from sidecar import __version__
+from sidecar import __version__, lifecycle
 from sidecar.budgets import Budgets
 from sidecar.clock import Clock, SystemClock
 from sidecar.coalesce import Leases
@@ -30,7 +31,8 @@ from sidecar.limits import Limits
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
 from sidecar.observability.observer import Observer
 from sidecar.placement import PlacementPolicy
-from sidecar.rpc.server import create_server, set_serving
+from sidecar.rpc.server import create_server, start_serving
+from sidecar.rpc.unix_socket import PathKind
 from sidecar.tiers.base import Tier
 from sidecar.tiers.breaker import CircuitBreakerTier
 from sidecar.tiers.memory import MemoryTier
@@ -137,7 +139,7 @@ def build_generations(config: SidecarConfig, clock: Clock, observer: Observer) -
     """Tag generation counters shared through Redis when Redis is configured; else local
     (purges then reach this sidecar only)."""
     if not config.redis_url:
-        return LocalGenerations()
+        return LocalGenerations(clock, max_lifetime_ms=config.max_ttl_seconds * 1000)
     from sidecar.generations import RedisGenerations  # noqa: PLC0415
 
     return RedisGenerations(
@@ -196,6 +198,7 @@ def build_engine(
         generations=generations,
         placement=placement_from(config),
         budgets=budgets_from(config, tiers, clock),
+        lookup_budget_ms=config.lookup_budget_ms,
     )
 
 
@@ -240,12 +243,18 @@ async def _sample_budgets_forever(budgets: Budgets, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-def _start_metrics(config: SidecarConfig, registry: CollectorRegistry) -> Any:
-    if config.metrics_listen in {"", "off"}:
-        return None
-    host, _, port = config.metrics_listen.rpartition(":")
-    server, _thread = start_http_server(int(port), addr=host, registry=registry)
-    return server
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _stop_handling(
+    loop: asyncio.AbstractEventLoop, sig: signal.Signals, ignore_after: bool
+) -> None:
+    loop.remove_signal_handler(sig)
+    if ignore_after:
+        signal.signal(sig, signal.SIG_IGN)  # already stopping: a second signal is moot
 
 
 async def serve(
@@ -253,85 +262,101 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[str], None] | None = None,
     clock: Clock | None = None,
+    ignore_signals_after: bool = False,
 ) -> None:
-    """Run the sidecar until `stop` is set or SIGTERM/SIGINT arrives."""
+    """Run the sidecar until `stop` is set, SIGTERM/SIGINT arrives or another sidecar takes
+    its socket path over; then drain (see `sidecar.lifecycle`) and close everything.
+    `ignore_signals_after` (the process entry point): SIGTERM/SIGINT are ignored once this
+    returns, so one arriving while the process exits cannot kill it half-way.
+
+    A start-up failure (a non-socket at the socket path, a metrics port in use, ...)
+    raises OSError after closing whatever had started; nothing that was at the socket
+    path is touched then."""
     stop = stop or asyncio.Event()
-    registry = CollectorRegistry()
-    observer = PrometheusObserver(registry)
-    clock = clock or SystemClock()
-    leases = build_leases(config, clock, observer)
-    if leases is not None:
-        try:
-            await leases.open()
-        except TierError as exc:
-            log.warning(
-                "Redis unreachable for fill leases; coalescing per node until it answers",
-                extra={"event.action": "leases_open", "error.message": str(exc)},
-            )
-    generations = build_generations(config, clock, observer)
-    try:
-        await generations.open()
-    except TierError as exc:
-        log.warning(
-            "Redis unreachable for tag generations; purges are node-local until it answers",
-            extra={"event.action": "generations_open", "error.message": str(exc)},
-        )
-    engine = build_engine(config, clock, observer, leases, generations)
-    await open_tiers(engine)
-    registry.register(TierCollector(engine.snapshot))
-    running = create_server(engine, config.listen, max_message_bytes(config))
-    await running.server.start()
-    await set_serving(running, True)
-    metrics = _start_metrics(config, registry)
-    sweeper = asyncio.create_task(_sweep_forever(engine, config.sweep_interval_seconds))
-    sampler = (
-        asyncio.create_task(_sample_budgets_forever(engine.budgets, config.budget_sample_seconds))
-        if engine.budgets is not None
-        else None
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "sidecar started",
-        extra={
-            "event.action": "start",
-            "service.version": __version__,
-            "strata.listen": running.address,
-            "strata.metrics_listen": config.metrics_listen or "off",
-            "strata.tiers": [t.name for t in engine.snapshot()],
-            "strata.config": config.redacted(),
-        },
-    )
-    if on_ready is not None:
-        on_ready(running.address)
-    try:
-        await stop.wait()
-    finally:
-        log.info("sidecar stopping", extra={"event.action": "stop"})
-        await set_serving(running, False)
-        running.service.begin_shutdown()
-        await running.server.stop(config.shutdown_grace_seconds)
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        if sampler is not None:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-        if metrics is not None:
-            metrics.shutdown()
-            metrics.server_close()
-        await engine.close()
-        if leases is not None:
-            await leases.close()
-        with contextlib.suppress(TierError):
-            await generations.close()
-        if running.address.startswith("unix:"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(running.address[len("unix:") :])
+    async with contextlib.AsyncExitStack() as stack:
+        # Handled from the start to the very end: a signal during start-up stops the
+        # sidecar once started, one during the drain is not a second, abrupt stop.
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-        log.info("sidecar stopped", extra={"event.action": "stopped"})
+                loop.add_signal_handler(sig, stop.set)
+                stack.callback(_stop_handling, loop, sig, ignore_signals_after)
+        # Cheap checks first, so a bad path or a taken port fails before any tier connects.
+        before = lifecycle.check_listen_path(config.listen)
+        registry = CollectorRegistry()
+        metrics = lifecycle.Metrics(
+            config.metrics_listen,
+            registry,
+            wait_for_port=before is not None and before.kind is PathKind.LIVE,
+        )
+        started = False
+
+        def log_stopped() -> None:  # the very last step, after a start that completed
+            if started:
+                log.info("sidecar stopped", extra={"event.action": "stopped"})
+
+        stack.callback(log_stopped)
+        stack.callback(metrics.close)
+        observer = PrometheusObserver(registry)
+        clock = clock or SystemClock()
+        leases = build_leases(config, clock, observer)
+        if leases is not None:
+            stack.push_async_callback(leases.close)
+            try:
+                await leases.open()
+            except TierError as exc:
+                log.warning(
+                    "Redis unreachable for fill leases; coalescing per node until it answers",
+                    extra={"event.action": "leases_open", "error.message": str(exc)},
+                )
+        generations = build_generations(config, clock, observer)
+        stack.push_async_callback(_close_quietly, generations)
+        try:
+            await generations.open()
+        except TierError as exc:
+            log.warning(
+                "Redis unreachable for tag generations; purges are node-local until it answers",
+                extra={"event.action": "generations_open", "error.message": str(exc)},
+            )
+        engine = build_engine(config, clock, observer, leases, generations)
+        stack.push_async_callback(engine.close)
+        await open_tiers(engine)
+        registry.register(TierCollector(engine.snapshot))
+        running = create_server(engine, config.listen, max_message_bytes(config))
+        if running.socket is not None:
+            stack.callback(running.socket.release)  # only if the path is still ours
+        stack.push_async_callback(lifecycle.drain, running, config.shutdown_grace_seconds)
+        stack.callback(metrics.close)  # first thing when draining: scrapes go to the new one
+        lifecycle.log_published(running, await start_serving(running))
+        tasks = [asyncio.create_task(_sweep_forever(engine, config.sweep_interval_seconds))]
+        if engine.budgets is not None:
+            tasks.append(
+                asyncio.create_task(
+                    _sample_budgets_forever(engine.budgets, config.budget_sample_seconds)
+                )
+            )
+        if running.socket is not None:
+            tasks.append(asyncio.create_task(lifecycle.watch_ownership(running.socket, stop)))
+        for task in tasks:
+            stack.push_async_callback(_cancel, task)
+        log.info(
+            "sidecar started",
+            extra={
+                "event.action": "start",
+                "service.version": __version__,
+                "strata.listen": running.address,
+                "strata.metrics_listen": config.metrics_listen or "off",
+                "strata.tiers": [t.name for t in engine.snapshot()],
+                "strata.config": config.redacted(),
+            },
+        )
+        started = True
+        if on_ready is not None:
+            on_ready(running.address)
+        await stop.wait()
+        log.info("sidecar stopping", extra={"event.action": "stop"})
+
+
+async def _close_quietly(generations: Generations) -> None:
+    with contextlib.suppress(TierError):
+        await generations.close()

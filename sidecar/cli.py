@@ -1,7 +1,9 @@
 """`strata-sidecar`: run the sidecar, print its configuration, or probe a running one.
 
 Every setting of `sidecar.config.SidecarConfig` is a flag `--<name-with-dashes>`. Exit
-codes: 0 ok, 1 probe failed / runtime failure, 2 invalid configuration or usage.
+codes: 0 ok (stopped by a signal or by another sidecar taking its socket over), 1 probe
+failed or the sidecar could not start (one line on stderr says why: something that is not
+a socket at the socket path, the metrics port in use, ...), 2 invalid configuration or usage.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def run(config: SidecarConfig) -> int:
 
     configure_logging(config.log_level, config.log_format)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, ignore_signals_after=True))
     except OSError as exc:
         print(f"strata-sidecar: cannot start: {exc}", file=sys.stderr)
         return 1

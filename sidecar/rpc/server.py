@@ -2,12 +2,14 @@
 
 `create_server` binds but does not start; it returns the server and the address it is
 really bound to (port 0 picks a free port), so tests can run many servers side by side.
+A unix socket is bound under a temporary name beside its path and only renamed over the
+path once the server serves (`sidecar.rpc.unix_socket`), so a client never connects to a
+socket that is not answering yet and a running sidecar's socket is taken over, not deleted.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import errno
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ from strata.v1 import cache_pb2 as _pb
 
 from sidecar.engine import Engine
 from sidecar.rpc.service import CacheService, safe_deserializer
+from sidecar.rpc.unix_socket import OwnedSocket, PathState
 
 SERVICE_NAME = _pb.DESCRIPTOR.services_by_name["CacheService"].full_name
 
@@ -29,6 +32,8 @@ class RunningServer:
     address: str
     health: Any
     service: CacheService
+    #: The unix socket path this server publishes and releases (None on TCP).
+    socket: OwnedSocket | None = None
 
 
 def _handlers(service: CacheService) -> grpc.GenericRpcHandler:
@@ -56,11 +61,15 @@ def _handlers(service: CacheService) -> grpc.GenericRpcHandler:
     )
 
 
-def _prepare_unix_socket(path: str) -> None:
-    """Make the socket's folder and remove a stale socket file left by a dead process."""
-    os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+def _bind(server: grpc.aio.Server, address: str) -> int:
+    """`add_insecure_port`, failing with an OSError that names the address."""
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc's way of saying bind() failed
+        raise OSError(errno.EADDRNOTAVAIL, f"could not bind {address}") from exc
+    if port == 0:
+        raise OSError(errno.EADDRNOTAVAIL, f"could not bind {address}")
+    return int(port)
 
 
 def create_server(engine: Engine, listen: str, max_message_bytes: int) -> RunningServer:
@@ -88,17 +97,29 @@ def create_server(engine: Engine, listen: str, max_message_bytes: int) -> Runnin
         ),
         server,
     )
+    owned: OwnedSocket | None = None
     if listen.startswith("unix:"):
-        _prepare_unix_socket(listen[len("unix:") :])
-        server.add_insecure_port(listen)
+        # Bound beside the path; `start_serving` renames it over the path once serving.
+        owned = OwnedSocket(listen[len("unix:") :])
+        owned.prepare()
+        _bind(server, f"unix:{owned.temp_path}")
         address = listen
     else:
-        port = server.add_insecure_port(listen)
-        if port == 0:
-            raise OSError(f"could not bind {listen}")
+        port = _bind(server, listen)
         host = listen.rpartition(":")[0]
         address = f"{host}:{port}"
-    return RunningServer(server=server, address=address, health=health, service=service)
+    return RunningServer(
+        server=server, address=address, health=health, service=service, socket=owned
+    )
+
+
+async def start_serving(running: RunningServer) -> PathState | None:
+    """Start the server, report SERVING, then make it reachable at its unix socket path.
+    Returns what was at that path just before (None on TCP); raises `SocketPathError` if
+    something other than a socket appeared there meanwhile."""
+    await running.server.start()
+    await set_serving(running, True)
+    return running.socket.publish() if running.socket is not None else None
 
 
 async def set_serving(running: RunningServer, serving: bool) -> None:

@@ -69,23 +69,32 @@ class CacheService:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._closing = False
+        self._closing = asyncio.Event()  # set once: the server is shutting down
         # Exchange handlers in progress -> True while waiting for the client's next message.
         self._streams: dict[asyncio.Task[Any], bool] = {}
 
     def begin_shutdown(self) -> int:
-        """Stop taking new messages on open streams: idle streams end now, busy ones after
-        their current message. Returns the number of streams ended at once."""
-        self._closing = True
+        """Stop taking new messages on open streams: idle streams end now, busy ones right
+        after their current message, streams opened from now on before their first. Each
+        ends with status OK, which tells the client to open a new stream (on the sidecar
+        that took over, if any). Returns the number of streams ended at once.
+
+        Call it after the server has stopped taking new calls, or clients just reopen.
+        A message that was on its way on an idle stream is dropped unanswered: the client
+        sees the stream end without a reply and sends it again on a new stream."""
+        self._closing.set()
+        self._engine.wake_waiters()  # coalesced lookups answer now, not after their wait
         idle = [task for task, waiting in self._streams.items() if waiting]
         for task in idle:
-            task.cancel()
+            task.cancel()  # turned into a normal end of the stream in `Exchange`
         return len(idle)
 
     # -- unary -------------------------------------------------------------------------
 
     async def Lookup(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.LookupResponse:  # noqa: N802
-        return await self._unary("lookup", request, context, self._lookup)
+        # The client's gRPC deadline (if it set one) bounds the tier reads too.
+        remaining = context.time_remaining()
+        return await self._unary("lookup", request, context, lambda r: self._lookup(r, remaining))
 
     async def Store(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.StoreResponse:  # noqa: N802
         return await self._unary("store", request, context, self._store)
@@ -137,15 +146,24 @@ class CacheService:
     ) -> AsyncIterator[_pb.ExchangeResponse]:
         task = asyncio.current_task()
         assert task is not None
+        if self._closing.is_set():
+            return
         streams = self._streams
         streams[task] = True  # idle: waiting for the client's next message
         try:
             async for message in requests:
                 streams[task] = False
                 yield await self._exchange(message)
-                if self._closing:
+                if self._closing.is_set():
                     return
                 streams[task] = True
+        except asyncio.CancelledError:
+            if not self._closing.is_set():
+                raise  # the client went away
+            # Ended by `begin_shutdown`: returning makes gRPC send status OK at once (a
+            # cancelled handler sends nothing, and the stream would hang until the grace
+            # period ends).
+            task.uncancel()
         finally:
             del streams[task]
 
@@ -186,19 +204,34 @@ class CacheService:
         except InvalidRequestError as exc:
             reply.error.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
             reply.error.message = str(exc)
+        except Exception as exc:  # a bug: this call fails, the stream and its other calls go on
+            log.exception(
+                "call failed", extra={"event.action": op or "exchange", "error.message": str(exc)}
+            )
+            reply.ClearField("result")
+            reply.error.code = grpc.StatusCode.INTERNAL.value[0]
+            reply.error.message = f"internal error: {type(exc).__name__}"
 
     # -- operations --------------------------------------------------------------------
 
-    async def _lookup(self, req: _pb.LookupRequest) -> _pb.LookupResponse:
+    async def _lookup(
+        self, req: _pb.LookupRequest, timeout_s: float | None = None
+    ) -> _pb.LookupResponse:
         out = _pb.LookupResponse()
-        await self._lookup_into(req, out)
+        await self._lookup_into(req, out, timeout_s)
         return out
 
-    async def _lookup_into(self, req: _pb.LookupRequest, out: _pb.LookupResponse) -> None:
+    async def _lookup_into(
+        self, req: _pb.LookupRequest, out: _pb.LookupResponse, timeout_s: float | None = None
+    ) -> None:
+        """`timeout_s`: what is left of the caller's deadline, when known (unary calls with
+        a gRPC deadline; an Exchange stream carries none per call: the engine's lookup
+        budget applies alone)."""
         result = await self._engine.lookup(
             req.key,
             headers_from_proto(req.request_headers) if req.request_headers else (),
             req.coalesce_wait_ms,
+            timeout_s=timeout_s,
         )
         lookup_to_proto(result, out)
 

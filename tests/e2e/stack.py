@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from aiohttp import web
 from deploy.upstream.app import State, build_app
 from kongsim.testing import KongSim
 from sidecar.cli import probe
+from sidecar.rpc.unix_socket import inspect as inspect_socket
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,33 +46,72 @@ def stack_config(
 
 
 class Sidecar:
-    """A sidecar subprocess on a unix socket (start, kill, restart)."""
+    """A sidecar subprocess on a unix socket (start, kill, restart).
 
-    def __init__(self, socket_path: Path, env: Mapping[str, str]) -> None:
+    `start` returns once this very process answers at the socket path (another sidecar
+    may still hold the path while this one starts and takes it over). `args` are extra
+    command-line settings; `log` receives its stdout and stderr (else they are inherited).
+    """
+
+    def __init__(
+        self,
+        socket_path: Path,
+        env: Mapping[str, str],
+        metrics_listen: str = "off",
+        args: Sequence[str] = (),
+        log: Path | None = None,
+    ) -> None:
+        self.socket_path = socket_path
         self.address = f"unix:{socket_path}"
         self.env = dict(env)
+        self.metrics_listen = metrics_listen
+        self.args = list(args)
+        self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sidecar",
-                "--listen",
-                self.address,
-                "--metrics-listen",
-                "off",
-                "--log-level",
-                "WARNING",
-            ],
-            env=self.env,
-        )
-        deadline = time.monotonic() + 20
-        while not probe(self.address, 0.3):
+    def start(self, timeout: float = 20.0) -> None:
+        out = self.log.open("ab") if self.log is not None else None
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sidecar",
+                    "--listen",
+                    self.address,
+                    "--metrics-listen",
+                    self.metrics_listen,
+                    "--log-level",
+                    "WARNING",
+                    *self.args,
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT if out is not None else None,
+            )
+        finally:
+            if out is not None:
+                out.close()
+        deadline = time.monotonic() + timeout
+        while not self.serving():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("sidecar did not start")
-            time.sleep(0.05)
+            time.sleep(0.02)
+
+    def serving(self) -> bool:
+        """This process owns the socket path and its health service says SERVING."""
+        if self.proc is None:
+            return False
+        try:
+            owner = inspect_socket(str(self.socket_path)).owner_pid
+        except OSError:
+            return False
+        return owner == self.proc.pid and probe(self.address, 0.3)
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

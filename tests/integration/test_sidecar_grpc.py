@@ -19,7 +19,7 @@ from sidecar.app import build_engine, max_message_bytes
 from sidecar.clock import SystemClock
 from sidecar.config import SidecarConfig
 from sidecar.observability.observer import RecordingObserver
-from sidecar.rpc.server import RunningServer, create_server, set_serving
+from sidecar.rpc.server import RunningServer, create_server, start_serving
 
 CONFIG = SidecarConfig(max_body_bytes=64 * 1024, memory_max_bytes=8 * 1024 * 1024)
 
@@ -41,8 +41,7 @@ def entry(body: bytes = b'{"ok":true}', ttl_ms: int = 60_000) -> pb.Entry:
 async def start(listen: str) -> RunningServer:
     engine = build_engine(CONFIG, SystemClock(), RecordingObserver())
     running = create_server(engine, listen, max_message_bytes(CONFIG))
-    await running.server.start()
-    await set_serving(running, True)
+    await start_serving(running)  # started, SERVING, and published at its socket path
     return running
 
 

@@ -21,6 +21,9 @@ compressed body) and, in Redis, `codec.encode` of every entry SET under a third 
 hit of a 2 KB JSON body pays (the `bench tiers` body), against a hit of an incompressible
 body of the same size (stored raw) in the same run. Every key is removed at the end.
 Needs Redis from `make services-up` for (b); without it only the memory tier is reported.
+
+With ``--churn-seconds N`` it runs another scenario instead: a real sidecar's resident set
+against its memory budget under N seconds of churn (`bench.churn`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench import churn
 from sidecar import codec
 from sidecar.clock import SystemClock
 from sidecar.engine import Engine
@@ -80,6 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--responses", type=int, default=RESPONSES, help="cached responses")
     p.add_argument("--seed", type=int, default=20260611, help="corpus seed")
     p.add_argument("--quick", action="store_true", help="small corpus (smoke test)")
+    churn.add_arguments(p)
 
 
 def _text(rng: random.Random, words: int) -> str:
@@ -367,6 +372,8 @@ async def _measure(corpus: list[Item], redis_url: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.churn_seconds > 0:
+        return churn.run(args)
     responses = QUICK_RESPONSES if args.quick else args.responses
     from tools.services import load_env  # noqa: PLC0415
 

@@ -5,17 +5,29 @@ the codec's settings when that makes it smaller (`codec.compress_body`), and fre
 the last key referencing it lets go. Reading a compressed body decompresses it (a few
 microseconds for a 2 KB JSON body; `python -m bench memory` measures it).
 
-`held_bytes` is an estimate of what the pool holds: the stored (possibly compressed) bytes plus
-`BODY_OVERHEAD_BYTES` per distinct body. Not thread-safe: use it from one event loop.
+A compressed body is kept in a `bytes` object of exactly its length (`exact_copy`): never a
+slice, view or over-allocated buffer that would hold more than it is charged for.
+`held_bytes` is what the pool holds on the heap: each distinct body's `bytes` object and
+record (`memory_cost.bytes_cost`, `BODY_BOOKKEEPING_BYTES`). Not thread-safe: use it from
+one event loop.
 """
 
 from __future__ import annotations
 
 from sidecar import codec
+from sidecar.memory_cost import BODY_BOOKKEEPING_BYTES, bytes_cost
 
-#: Per distinct body: the digest (a 32-byte `bytes`), the record object and its dict slot.
-#: An estimate, like `model.ENTRY_OVERHEAD_BYTES`.
-BODY_OVERHEAD_BYTES = 160
+
+def exact_copy(data: bytes) -> bytes:
+    """`data` in a `bytes` object whose allocation is its length.
+
+    The zstd extension returns a frame in a buffer allocated for the worst case
+    (``ZSTD_compressBound``: a little more than the raw body) and only shortens its length,
+    so a 100 KB body compressed to 30 KB still holds 100 KB of heap. Kept for the body's
+    life, that would make every compressed body cost its raw size while being charged its
+    compressed size. Copying costs one memcpy of the compressed bytes at store time.
+    """
+    return bytes(memoryview(data))
 
 
 class _Body:
@@ -44,7 +56,7 @@ class BodyPool:
 
     @property
     def held_bytes(self) -> int:
-        """Estimated bytes held: stored bodies plus the per-body overhead."""
+        """Heap bytes held: each distinct body's object plus its bookkeeping."""
         return self._bytes
 
     @property
@@ -55,7 +67,7 @@ class BodyPool:
     @staticmethod
     def charge(stored_len: int) -> int:
         """What one reference to a body stored in `stored_len` bytes is charged."""
-        return stored_len + BODY_OVERHEAD_BYTES
+        return bytes_cost(stored_len) + BODY_BOOKKEEPING_BYTES
 
     def acquire(self, body: bytes) -> tuple[bytes, int]:
         """Take a reference to `body` (stored if new); `(digest, stored_len)`."""
@@ -63,6 +75,8 @@ class BodyPool:
         rec = self._bodies.get(digest)
         if rec is None:
             data, compressed = codec.compress_body(body)
+            if compressed:
+                data = exact_copy(data)
             rec = _Body(data, compressed, len(body))
             self._bodies[digest] = rec
             self._bytes += self.charge(len(data))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import gateway, lookup, memory, tiers
+from bench import faults, gateway, lookup, memory, tiers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     gateway.add_arguments(sub.add_parser("gateway", help=gateway.__doc__.splitlines()[0]))
     tiers.add_arguments(sub.add_parser("tiers", help=tiers.__doc__.splitlines()[0]))
     memory.add_arguments(sub.add_parser("memory", help=memory.__doc__.splitlines()[0]))
+    faults.add_arguments(sub.add_parser("faults", help=faults.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     if args.scenario == "lookup":
         return lookup.run(args)
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         return tiers.run(args)
     if args.scenario == "memory":
         return memory.run(args)
+    if args.scenario == "faults":
+        return faults.run(args)
     return 2
 
 

@@ -249,6 +249,22 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+#: The key a starting sidecar looks up once in every tier before it takes calls.
+WARM_UP_KEY = b"v1:strata-warm-up:0"
+
+
+async def _warm_up(engine: Engine) -> None:
+    """One read of every tier before the socket is published (or taken over from a running
+    sidecar): connection pools, worker threads and first-call code paths are then ready, so
+    the first real calls do not miss the plugin's deadline. Not counted as a lookup; never
+    fails the start (a failing tier is the breaker's business, as for any call)."""
+    for tier in engine.tiers:
+        try:
+            await tier.get(WARM_UP_KEY)
+        except Exception:
+            log.debug("warm-up read of tier %s failed", tier.name, exc_info=True)
+
+
 def _stop_handling(
     loop: asyncio.AbstractEventLoop, sig: signal.Signals, ignore_after: bool
 ) -> None:
@@ -327,6 +343,7 @@ async def serve(
             stack.callback(running.socket.release)  # only if the path is still ours
         stack.push_async_callback(lifecycle.drain, running, config.shutdown_grace_seconds)
         stack.callback(metrics.close)  # first thing when draining: scrapes go to the new one
+        await _warm_up(engine)
         lifecycle.log_published(running, await start_serving(running))
         tasks = [asyncio.create_task(_sweep_forever(engine, config.sweep_interval_seconds))]
         if engine.budgets is not None:

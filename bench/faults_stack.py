@@ -333,7 +333,7 @@ class Origin:
 
 
 def gateway_config(origin: str, sidecar: str, plugin: Mapping[str, Any]) -> dict[str, Any]:
-    config = {"sidecar": {"address": sidecar}, **plugin}
+    config = {**plugin, "sidecar": {**plugin.get("sidecar", {}), "address": sidecar}}
     return {
         "_format_version": "3.0",
         "services": [

@@ -120,7 +120,9 @@ async def test_one_fill_across_two_sidecars_others_get_a_coalesced_hit(
     assert stored.waiters_released == 3  # the holder's own waiters, woken at once
     results = await asyncio.wait_for(asyncio.gather(*(t for t in tasks if t is not first)), 2)
     assert time.monotonic() - started < 1.0  # woken by the release, not by a timeout
-    assert all(r.outcome is Outcome.HIT and r.coalesced and not r.fill_lease for r in results), _summary(results)
+    assert all(r.outcome is Outcome.HIT and r.coalesced and not r.fill_lease for r in results), (
+        _summary(results)
+    )
     assert sum(r.fill_lease for r in [first.result(), *results]) == 1
     tiers = sorted(r.tier for r in results)
     assert tiers == ["memory"] * 3 + ["redis"] * 4  # the other sidecar read the shared tier

@@ -279,6 +279,7 @@ async def test_hung_server_costs_two_timeouts(memcached: Callable[[], Memcached]
     try:
         await t.set(b"k", entry())
         m.pause(True)
+        await asyncio.sleep(0.05)  # stopped for sure before the next request reaches it
         for _ in range(2):
             took, err = await elapsed(t.get(b"k"))
             assert isinstance(err, TierError) and 0.15 < took < 0.5

@@ -367,7 +367,7 @@ class Plugin:
             reuse_action == "revalidate"
             and reuse.stale_if_error
             and state.origin
-            and not _origins.admit(state.origin)
+            and not _origins.admit(state.origin, state.key)
         ):
             # the origin is failing: answer from the stored copy instead of adding to it
             reuse_action, detail = "stale", "origin-down"
@@ -560,24 +560,24 @@ class Plugin:
             return
         self._release(client_for(cfg.sidecar.address, cfg.sidecar.timeout_s), state)
         if state.origin and pdk(kong.nginx.get_ctx("KONG_PROXIED")):
-            self._origin_failed(kong, state.origin, "could not be reached")
+            self._origin_failed(kong, state, "could not be reached")
 
     def _origin_answered(self, kong: Any, state: RequestState, status: int) -> None:
         if not state.origin:
             return
         if status in FAILURE_STATUSES:
-            self._origin_failed(kong, state.origin, f"answered {status}")
-        elif _origins.succeeded(state.origin):
+            self._origin_failed(kong, state, f"answered {status}")
+        elif _origins.succeeded(state.origin, state.key):
             log.warning("origin of route %s answers again", state.origin)
 
-    def _origin_failed(self, kong: Any, origin: str, what: str) -> None:
-        if _origins.failed(origin):
+    def _origin_failed(self, kong: Any, state: RequestState, what: str) -> None:
+        if _origins.failed(state.origin, state.key):
             _reporter.report(
                 kong,
                 "warn",
                 "origin-down",
-                f"upstream of route {origin} {what}: marked down, stale-if-error entries "
-                "are served without contacting it until a probe succeeds",
+                f"upstream of route {state.origin} {what} for several URLs: marked down, "
+                "stale-if-error copies are served without contacting it until a probe succeeds",
             )
 
     def _refresh_from_304(

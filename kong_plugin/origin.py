@@ -3,71 +3,132 @@
 Kong does not run an external plugin's ``response`` phase when the upstream cannot be
 reached (connection refused, reset, timed out): ``Kong.response`` gets a truncated
 subrequest and answers with its own 502/504 (``kong/init.lua``). The plugin learns of such a
-failure in its ``log`` phase instead, and of an upstream 502/503/504 in ``response``. One
-failure marks the origin down; while it is down, a request that has a stored entry usable
-under ``stale-if-error`` is answered from it in ``access`` without contacting the origin, and
-one request per back-off interval goes through as a probe. Any answer that is not a
-502/503/504 marks the origin up again. The back-off starts at `BASE_BACKOFF_S` and doubles
-per failed probe up to `MAX_BACKOFF_S`.
+failure in its ``log`` phase instead, and of an upstream 502/503/504 in ``response``.
 
-An "origin" is whatever key the caller uses (the plugin uses the matched route's id). State
-is per plugin-server process: each process learns on its own.
+Health is kept at two levels, so that one bad URL does not freeze a healthy route:
 
-What this does not guarantee: that the origin is really down (one failed request marks it
-so; the cost of being wrong is stale-if-error answers for at most one back-off interval),
-nor that a request without a usable stored entry is spared the failing origin.
+* **per key**: a key whose own upstream request failed is *down*: its next requests that
+  have a stored copy usable under ``stale-if-error`` are answered from it, and one request
+  per back-off interval goes through as a probe;
+* **per origin** (the plugin uses the matched route): failures of `DISTINCT_KEYS` different
+  keys with no success in between mark the whole origin down, with the same rules for every
+  key of it -- what a dead or overloaded origin looks like.
+
+Any answer that is not a 502/503/504 marks the key and its origin up again (an origin that
+comes back up takes every key that failed during its outage with it). The back-off
+starts at `BASE_BACKOFF_S` and doubles per failed probe up to `MAX_BACKOFF_S`. State is per
+plugin-server process and bounded (`MAX_TRACKED` keys and origins each).
+
+What this does not guarantee: that an origin marked down really is (the cost of being wrong
+is stale-if-error answers for at most one back-off interval); that a request without a
+usable stored copy is spared the failing origin; that the probe's own client is spared the
+failure (Kong answers it 502/504).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: An upstream answer with one of these statuses counts as the origin failing.
 FAILURE_STATUSES = frozenset({502, 503, 504})
 BASE_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
-#: Origins remembered at most (the oldest healthy ones are forgotten first).
-MAX_ORIGINS = 4096
+#: Failures of this many different keys (no success between) mark the whole origin down.
+DISTINCT_KEYS = 3
+#: Keys and origins tracked at most, each (the least recently failed are forgotten first).
+MAX_TRACKED = 4096
 
 
 @dataclass(slots=True)
-class _State:
+class _Down:
+    """Back-off state of one key or origin."""
+
     down_until: float = 0.0  # 0: up
     backoff_s: float = 0.0
     probing: bool = False
+    origin: str = ""  # of a key: the origin it belongs to
+
+
+@dataclass(slots=True)
+class _Origin:
+    down: _Down = field(default_factory=_Down)
+    failed_keys: set[str] = field(default_factory=set)  # since the last success
+
+
+class _Table:
+    """Name -> state, least recently failed first, bounded."""
+
+    def __init__(self, factory: Callable[[], object], limit: int) -> None:
+        self._items: OrderedDict[str, object] = OrderedDict()
+        self._factory = factory
+        self._limit = limit
+
+    def get(self, name: str) -> object | None:
+        return self._items.get(name)
+
+    def touch(self, name: str) -> object:
+        item = self._items.get(name)
+        if item is None:
+            item = self._items[name] = self._factory()
+            while len(self._items) > self._limit:
+                self._items.popitem(last=False)
+        else:
+            self._items.move_to_end(name)
+        return item
+
+    def pop(self, name: str) -> None:
+        self._items.pop(name, None)
+
+    def drop_where(self, keep: Callable[[object], bool]) -> None:
+        for name in [n for n, item in self._items.items() if not keep(item)]:
+            del self._items[name]
 
 
 class OriginHealth:
-    """Up/down state per origin, thread-safe."""
+    """Up/down state per key and per origin, thread-safe."""
 
     def __init__(
         self,
         base_backoff_s: float = BASE_BACKOFF_S,
         max_backoff_s: float = MAX_BACKOFF_S,
+        distinct_keys: int = DISTINCT_KEYS,
         clock: Callable[[], float] = time.monotonic,
+        max_tracked: int = MAX_TRACKED,
     ) -> None:
         self._base = base_backoff_s
         self._max = max_backoff_s
+        self._distinct = distinct_keys
         self._clock = clock
-        self._states: dict[str, _State] = {}
+        self._origins = _Table(_Origin, max_tracked)
+        self._keys = _Table(_Down, max_tracked)
         self._lock = threading.Lock()
 
-    def is_down(self, origin: str) -> bool:
-        """True while `origin` is marked down (a probe may be due: see `admit`)."""
-        state = self._states.get(origin)
-        return state is not None and state.down_until > 0.0
+    def is_down(self, origin: str, key: str | None = None) -> bool:
+        """True while `origin` (or, given, `key`) is marked down."""
+        o = self._origins.get(origin)
+        if isinstance(o, _Origin) and o.down.down_until > 0.0:
+            return True
+        k = self._keys.get(key) if key is not None else None
+        return isinstance(k, _Down) and k.down_until > 0.0
 
-    def admit(self, origin: str) -> bool:
-        """Whether a request may go to `origin` now: always while it is up; while it is down,
-        only the first caller after each back-off interval (the probe)."""
-        state = self._states.get(origin)
-        if state is None or state.down_until == 0.0:
+    def admit(self, origin: str, key: str) -> bool:
+        """Whether a request for `key` may go to `origin` now: always while both are up;
+        while either is down, only the first caller after each back-off interval (the
+        probe)."""
+        o = self._origins.get(origin)
+        k = self._keys.get(key)
+        origin_down = isinstance(o, _Origin) and o.down.down_until > 0.0
+        key_down = isinstance(k, _Down) and k.down_until > 0.0
+        if not origin_down and not key_down:
             return True
         with self._lock:
             now = self._clock()
+            state = o.down if origin_down and isinstance(o, _Origin) else k
+            assert isinstance(state, _Down)
             if state.down_until == 0.0:
                 return True
             if now < state.down_until:  # a probe that never answered expires with it
@@ -76,39 +137,47 @@ class OriginHealth:
             state.down_until = now + state.backoff_s  # nobody else until the probe answers
             return True
 
-    def failed(self, origin: str) -> bool:
-        """Record a failed upstream request; True if this marked the origin down."""
+    def failed(self, origin: str, key: str) -> bool:
+        """Record a failed upstream request for `key`; True if this marked `origin` down."""
         with self._lock:
-            state = self._states.get(origin)
-            if state is None:
-                self._forget_some()
-                state = self._states[origin] = _State()
-            was_down = state.down_until > 0.0
-            if not was_down:
-                state.backoff_s = self._base
-            elif state.probing:
-                state.backoff_s = min(state.backoff_s * 2, self._max)
-            state.probing = False
-            state.down_until = self._clock() + state.backoff_s
-            return not was_down
+            now = self._clock()
+            k = self._keys.touch(key)
+            assert isinstance(k, _Down)
+            k.origin = origin
+            self._mark(k, now)
+            o = self._origins.touch(origin)
+            assert isinstance(o, _Origin)
+            o.failed_keys.add(key)
+            if o.down.down_until > 0.0:
+                self._mark(o.down, now)
+                return False
+            if len(o.failed_keys) < self._distinct:
+                return False
+            self._mark(o.down, now)
+            return True
 
-    def succeeded(self, origin: str) -> bool:
-        """Record an upstream answer; True if this marked the origin up again."""
-        state = self._states.get(origin)
-        if state is None or state.down_until == 0.0:
+    def succeeded(self, origin: str, key: str) -> bool:
+        """Record an upstream answer for `key`; True if this marked `origin` up again."""
+        o = self._origins.get(origin)
+        if self._keys.get(key) is None and (
+            not isinstance(o, _Origin) or (not o.failed_keys and o.down.down_until == 0.0)
+        ):
             return False
         with self._lock:
-            was_down = state.down_until > 0.0
-            state.down_until = 0.0
-            state.backoff_s = 0.0
-            state.probing = False
+            self._keys.pop(key)
+            o = self._origins.get(origin)
+            if not isinstance(o, _Origin):
+                return False
+            was_down = o.down.down_until > 0.0
+            self._origins.pop(origin)
+            if was_down:  # what failed during the outage is up again with it
+                self._keys.drop_where(lambda k: not (isinstance(k, _Down) and k.origin == origin))
             return was_down
 
-    def _forget_some(self) -> None:
-        if len(self._states) < MAX_ORIGINS:
-            return
-        for origin in [o for o, s in self._states.items() if s.down_until == 0.0]:
-            del self._states[origin]
-        if len(self._states) >= MAX_ORIGINS:  # all down: forget the oldest half
-            for origin in list(self._states)[: MAX_ORIGINS // 2]:
-                del self._states[origin]
+    def _mark(self, state: _Down, now: float) -> None:
+        if state.down_until == 0.0:
+            state.backoff_s = self._base
+        elif state.probing:
+            state.backoff_s = min(state.backoff_s * 2, self._max)
+        state.probing = False
+        state.down_until = now + state.backoff_s

@@ -91,43 +91,81 @@ def test_a_failing_job_is_counted_and_the_worker_goes_on() -> None:
     assert bg.stats().failed == 1
 
 
-def test_origin_goes_down_on_a_failure_and_admits_one_probe_per_back_off() -> None:
+def test_one_failing_key_is_down_alone_and_the_origin_stays_up() -> None:
     clock = Clock()
-    health = OriginHealth(base_backoff_s=1.0, max_backoff_s=4.0, clock=clock)
-    assert health.admit("r")
-    assert health.failed("r") is True
-    assert health.failed("r") is False  # already down: not reported again
-    assert not health.admit("r")
+    health = OriginHealth(base_backoff_s=1.0, clock=clock)
+    assert health.failed("r", "bad") is False
+    assert health.failed("r", "bad") is False  # the same key again: still one key
+    assert not health.admit("r", "bad")
+    assert health.admit("r", "good") and health.admit("r", "other")
     clock.now += 1.0
-    assert health.admit("r")  # the probe
-    assert not health.admit("r")  # nobody else meanwhile
-    health.failed("r")  # the probe failed: back-off doubles
+    assert health.admit("r", "bad")  # its probe
+    assert not health.admit("r", "bad")
+    assert health.succeeded("r", "bad") is False  # the origin never was down
+    assert health.admit("r", "bad")
+
+
+def test_failures_of_distinct_keys_take_the_origin_down_with_a_probe_per_back_off() -> None:
+    clock = Clock()
+    health = OriginHealth(base_backoff_s=1.0, max_backoff_s=4.0, distinct_keys=3, clock=clock)
+    assert health.failed("r", "a") is False
+    assert health.failed("r", "b") is False
+    assert health.failed("r", "c") is True
+    assert health.failed("r", "d") is False  # already down: not reported again
+    assert not health.admit("r", "never-failed")
+    clock.now += 1.0
+    assert health.admit("r", "x")  # the origin's probe
+    assert not health.admit("r", "y")  # nobody else meanwhile
+    health.failed("r", "x")  # the probe failed: back-off doubles
     clock.now += 1.5
-    assert not health.admit("r")
+    assert not health.admit("r", "y")
     clock.now += 0.5
-    assert health.admit("r")
-    health.failed("r")
-    health_backoffs = []
+    assert health.admit("r", "y")
+    health.failed("r", "y")
+    still_down = []
     for _ in range(3):
         clock.now += 10
-        assert health.admit("r")
-        health.failed("r")
+        assert health.admit("r", "z")
+        health.failed("r", "z")
         clock.now += 3.9
-        health_backoffs.append(health.admit("r"))
-    assert health_backoffs == [False, False, False]  # capped at 4 s, not beyond
-    assert health.succeeded("r") is True
-    assert health.admit("r") and health.admit("r")
-    assert health.succeeded("r") is False
+        still_down.append(health.admit("r", "z2"))
+    assert still_down == [False, False, False]  # capped at 4 s, not beyond
+    assert health.succeeded("r", "z") is True
+    assert health.admit("r", "fresh") and health.admit("r", "fresh")
+    assert health.succeeded("r", "fresh") is False
+
+
+def test_keys_that_failed_during_an_outage_come_back_with_their_origin() -> None:
+    clock = Clock()
+    health = OriginHealth(distinct_keys=2, clock=clock)
+    health.failed("r", "a")
+    health.failed("r", "b")  # down
+    clock.now += 1.0
+    health.failed("other", "c")  # another route's key: not affected
+    assert health.admit("r", "probe")
+    assert health.succeeded("r", "probe") is True
+    assert health.admit("r", "a") and health.admit("r", "b")
+    assert not health.admit("other", "c")
+
+
+def test_a_success_between_failures_keeps_the_origin_up() -> None:
+    clock = Clock()
+    health = OriginHealth(distinct_keys=3, clock=clock)
+    health.failed("r", "a")
+    health.failed("r", "b")
+    health.succeeded("r", "ok")
+    assert health.failed("r", "c") is False
+    assert health.admit("r", "ok")
 
 
 def test_a_probe_that_never_answers_does_not_keep_the_origin_down_forever() -> None:
     clock = Clock()
-    health = OriginHealth(base_backoff_s=1.0, clock=clock)
-    health.failed("r")
+    health = OriginHealth(base_backoff_s=1.0, distinct_keys=1, clock=clock)
+    health.failed("r", "k")
     clock.now += 1.0
-    assert health.admit("r")  # probe lost (its request state vanished)
+    assert health.admit("r", "k")  # probe lost (its request state vanished)
     clock.now += 1.0
-    assert health.admit("r")  # another probe is due
+    assert health.admit("r", "k")  # another probe is due
 
 
 def test_recent_keys_expire_and_stay_bounded() -> None:
@@ -194,7 +232,7 @@ def test_a_store_refused_by_a_full_queue_is_reported_truthfully(monkeypatch: Any
 def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
     monkeypatch: Any,
 ) -> None:
-    health = OriginHealth()
+    health = OriginHealth(distinct_keys=3)
     monkeypatch.setattr(handler, "_origins", health)
     monkeypatch.setattr(handler, "_reporter", Reporter(interval_s=0))
     released: list[bytes] = []
@@ -215,11 +253,10 @@ def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
     plugin.log(kong)
     assert handler._background.join(5)
     assert released == [b"v1:r:k"]
-    assert health.is_down("r1")
-    assert any("r1" in line for line in kong.logged)
+    assert health.is_down("r1", "v1:r:k") and not health.is_down("r1")  # one key so far
 
     # a request another plugin ended in access was never proxied: not an origin failure
     state = RequestState("store", "GET", "h", "/p", key="v1:r:k2", origin="r2")
     kong = FakeKong(handler._inflight.put(state), 200, {}, b"")
     plugin.log(kong)
-    assert not health.is_down("r2")
+    assert not health.is_down("r2", "v1:r:k2")

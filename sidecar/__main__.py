@@ -1,7 +1,5 @@
 """`python -m sidecar` is `strata-sidecar`."""
 
-import sys
+from sidecar.cli import entry
 
-from sidecar.cli import main
-
-sys.exit(main())
+entry()

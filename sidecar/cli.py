@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from sidecar import __version__
 from sidecar.config import SETTINGS, SidecarConfig, env_name, load_config
@@ -101,3 +104,15 @@ def run(config: SidecarConfig) -> int:
 
 
 __all__ = ["main"]
+
+
+def entry() -> NoReturn:
+    """The process entry point (`strata-sidecar`, `python -m sidecar`): `main`, then leave
+    without tearing the interpreter down. Everything was closed by then; freeing a large
+    cache object by object would only keep a supervisor waiting for the exit."""
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

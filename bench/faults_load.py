@@ -27,8 +27,8 @@ import aiohttp
 
 #: ``X-Cache-Status`` values counted as answered from the cache.
 FROM_CACHE = frozenset({"Hit", "Stale"})
-#: The reason of a Bypass answer without ``Cache-Status``: the plugin failed open (the
-#: sidecar did not answer within the plugin's deadline, or could not be reached).
+#: The reason of a Bypass answer without ``Cache-Status`` (plugins before it said why; now
+#: ``detail=sidecar-unavailable`` marks the plugin failing open).
 NO_CACHE_STATUS = "no Cache-Status (failed open)"
 
 

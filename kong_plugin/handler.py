@@ -263,7 +263,7 @@ class Plugin:
                 state = RequestState("write", method, host, path, origin=self.route_id or "")
                 self._remember(kong, state)
             else:
-                self._bypass_header(kong, cfg, False)
+                self._bypass_header(kong, cfg, False, "method")
             return
         h = Headers.of(headers)
         debug = DEBUG_HEADER in h
@@ -271,7 +271,8 @@ class Plugin:
         if decision.bypass or not complete:
             # more header lines than Kong hands over: credentials or Vary inputs may be among
             # those we cannot see, so the cache stays out of this request
-            self._bypass_header(kong, cfg, debug)
+            reason = decision.reason if complete else "too-many-headers"
+            self._bypass_header(kong, cfg, debug, reason or "request")
             return
         host, path, query = self._target(kong, target, h)
         route_id = self.route_id or self._matched_route(kong)
@@ -323,7 +324,7 @@ class Plugin:
             _reporter.report(
                 kong, "warn", "sidecar", f"sidecar lookup failed, cache bypassed: {exc}"
             )
-            self._bypass_header(kong, cfg, debug)
+            self._bypass_header(kong, cfg, debug, "sidecar-unavailable")
             return
         state.fill_lease = found.fill_lease
         if found.outcome in (pb.OUTCOME_HIT, pb.OUTCOME_STALE):
@@ -336,7 +337,7 @@ class Plugin:
             return
         if not decision.store and not state.stale:
             self._release(client, state)
-            self._bypass_header(kong, cfg, debug)
+            self._bypass_header(kong, cfg, debug, decision.reason or "request")
             return
         self._remember(kong, state)
 
@@ -456,7 +457,7 @@ class Plugin:
         client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
         if state.mode == "write":
             self._invalidate(client, cfg, state, status, headers)
-            self._bypass_header(kong, cfg, state.debug)
+            self._bypass_header(kong, cfg, state.debug, "method")
             return
         debug = state.debug
         if state.stale is not None and status == 304:
@@ -719,9 +720,13 @@ class Plugin:
     def _remember(self, kong: Any, state: RequestState) -> None:
         kong.ctx.shared.set(CTX_KEY, _inflight.put(state))
 
-    def _bypass_header(self, kong: Any, cfg: PluginConfig, debug: bool) -> None:
-        if cfg.response_headers.x_cache_status or debug:
-            kong.response.set_header("X-Cache-Status", XCacheStatus.BYPASS.value)
+    def _bypass_header(self, kong: Any, cfg: PluginConfig, debug: bool, reason: str) -> None:
+        """Tell the client the cache stayed out of this request, and why (RFC 9211
+        ``fwd=bypass`` with a ``detail``), in one PDK call."""
+        member = cache_status_value(cfg.cache_status_name, fwd="bypass", detail=reason)
+        headers = self._cache_headers(cfg, debug, XCacheStatus.BYPASS.value, "", member)
+        if headers:
+            kong.response.set_headers(headers)
 
     def _cache_headers(
         self,

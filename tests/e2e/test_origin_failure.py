@@ -224,6 +224,7 @@ async def test_a_hung_sidecar_costs_its_timeout_not_the_coalescing_wait() -> Non
                     t0 = time.monotonic()
                     async with http.get(stack.base_url + url) as resp:
                         await resp.read()
+                        assert resp.headers["Cache-Status"].endswith("detail=sidecar-unavailable")
                         return time.monotonic() - t0, resp.status, resp.headers["X-Cache-Status"]
 
                 onset = await asyncio.gather(*(timed(f"/counter?t=hung{i}") for i in range(4)))

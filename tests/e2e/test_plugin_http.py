@@ -254,6 +254,7 @@ async def test_range_requests_pass_through(stack: Stack, http: aiohttp.ClientSes
     await get(http, url)
     status, h, _, _ = await get(http, url, headers={"Range": "bytes=0-3"})
     assert h["x-cache-status"] == "Bypass"  # never a cached full 200 for a range
+    assert h["cache-status"] == "strata; fwd=bypass; detail=range"  # and says why
     assert status in (200, 206)
 
 

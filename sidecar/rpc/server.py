@@ -10,6 +10,8 @@ socket that is not answering yet and a running sidecar's socket is taken over, n
 from __future__ import annotations
 
 import errno
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +74,19 @@ def _bind(server: grpc.aio.Server, address: str) -> int:
     return int(port)
 
 
+def _check_bindable(owned: OwnedSocket) -> None:
+    """Bind the temporary path once ourselves (then let it go): an OSError with the real
+    reason, naming the path the operator asked for, if it cannot be bound."""
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.bind(owned.temp_path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on unix:{owned.path}: {exc.strerror}") from exc
+    finally:
+        probe.close()
+    os.unlink(owned.temp_path)
+
+
 def create_server(engine: Engine, listen: str, max_message_bytes: int) -> RunningServer:
     """Bind a server for `engine` on `listen` (unix:/path or host:port).
 
@@ -102,6 +117,7 @@ def create_server(engine: Engine, listen: str, max_message_bytes: int) -> Runnin
         # Bound beside the path; `start_serving` renames it over the path once serving.
         owned = OwnedSocket(listen[len("unix:") :])
         owned.prepare()
+        _check_bindable(owned)  # grpc would hide the reason (and log a C-core error line)
         _bind(server, f"unix:{owned.temp_path}")
         address = listen
     else:

@@ -211,6 +211,23 @@ def test_a_regular_file_at_the_socket_path_is_kept_and_named(
     assert os.listdir(short_tmp) == ["sidecar.sock"]  # nothing left beside it either
 
 
+def test_a_path_that_cannot_be_bound_is_a_one_line_error_naming_it(
+    sidecar_env: dict[str, str],
+) -> None:
+    path = "/proc/strata-test.sock"  # exists as a folder, never takes a socket
+    proc = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--listen", f"unix:{path}", "--metrics-listen", "off"],
+        env=sidecar_env,
+        check=False,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    err = proc.stderr.decode()
+    assert f"cannot listen on unix:{path}: No such file or directory" in err, err
+    assert len(err.strip().splitlines()) == 1, err  # not the temporary name, no grpc line
+
+
 def test_a_metrics_port_in_use_is_a_one_line_start_up_error(
     short_tmp: Path, sidecar_env: dict[str, str]
 ) -> None:

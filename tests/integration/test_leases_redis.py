@@ -61,6 +61,11 @@ async def make_sidecar(namespace: str) -> AsyncIterator[Callable[..., Any]]:
 
     async def build(url: str | None = None, shared_tier: bool = True, **lease_kw: Any) -> Sidecar:
         observer = RecordingObserver()
+        if url is None:
+            # the shared Redis: a generous deadline, these tests are about who holds a
+            # lease, not about a loaded machine's latency (a timed-out call falls back to
+            # a node-local lease)
+            lease_kw.setdefault("timeout_s", 1.0)
         leases = RedisLeases(
             url or service("STRATA_TEST_REDIS_URL"),
             CLOCK,
@@ -75,7 +80,7 @@ async def make_sidecar(namespace: str) -> AsyncIterator[Callable[..., Any]]:
                     service("STRATA_TEST_REDIS_URL"), CLOCK, namespace=namespace, timeout_s=1.0
                 )
             )
-        engine = Engine(tiers, CLOCK, observer=observer, leases=leases)
+        engine = Engine(tiers, CLOCK, observer=observer, leases=leases, lookup_budget_ms=0)
         sidecar = Sidecar(engine, leases, observer)
         opened.append(sidecar)
         return sidecar

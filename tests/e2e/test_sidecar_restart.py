@@ -191,20 +191,25 @@ def test_client_is_back_soon_after_a_stopped_sidecar_is_started_again(
     assert [f for f in load.failed if f[0] > first] == []
 
 
+def start_refused(listen: str, env: dict[str, str]) -> str:
+    """Start a sidecar on `listen` that must refuse to start: its stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--listen", listen, "--metrics-listen", "off"],
+        env=env,
+        check=False,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc
+    return proc.stderr.decode()
+
+
 def test_a_regular_file_at_the_socket_path_is_kept_and_named(
     short_tmp: Path, sidecar_env: dict[str, str]
 ) -> None:
     path = short_tmp / "sidecar.sock"
     path.write_text("not a socket\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "sidecar", "--listen", f"unix:{path}", "--metrics-listen", "off"],
-        env=sidecar_env,
-        check=False,
-        capture_output=True,
-        timeout=60,
-    )
-    assert proc.returncode == 1
-    err = proc.stderr.decode()
+    err = start_refused(f"unix:{path}", sidecar_env)
     assert str(path) in err and "not a socket" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert path.read_text() == "not a socket\n"
@@ -215,15 +220,7 @@ def test_a_path_that_cannot_be_bound_is_a_one_line_error_naming_it(
     sidecar_env: dict[str, str],
 ) -> None:
     path = "/proc/strata-test.sock"  # exists as a folder, never takes a socket
-    proc = subprocess.run(
-        [sys.executable, "-m", "sidecar", "--listen", f"unix:{path}", "--metrics-listen", "off"],
-        env=sidecar_env,
-        check=False,
-        capture_output=True,
-        timeout=60,
-    )
-    assert proc.returncode == 1
-    err = proc.stderr.decode()
+    err = start_refused(f"unix:{path}", sidecar_env)
     assert f"cannot listen on unix:{path}: No such file or directory" in err, err
     assert len(err.strip().splitlines()) == 1, err  # not the temporary name, no grpc line
 

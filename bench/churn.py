@@ -25,7 +25,6 @@ import math
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +32,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.procs import sidecar_command
 
 #: Defaults of the scenario.
 BUDGET = 64 * 1024**2
@@ -126,22 +127,7 @@ def start_sidecar(
     listen = f"unix:{workdir}/churn.sock"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATA_", "GRPC_"))}
     env.update(extra_env)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sidecar",
-            "--listen",
-            listen,
-            "--metrics-listen",
-            "off",
-            "--log-level",
-            "WARNING",
-            "--memory-max-bytes",
-            str(budget),
-        ],
-        env=env,
-    )
+    proc = subprocess.Popen(sidecar_command(listen, "--memory-max-bytes", str(budget)), env=env)
     deadline = time.monotonic() + 30
     while not probe(listen, 0.5):
         if proc.poll() is not None or time.monotonic() > deadline:

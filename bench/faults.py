@@ -26,7 +26,8 @@ sidecar RSS.
 
 Children run the code of the checkout (the working directory, or `--checkout`): run it from
 an older worktree with ``cd WORKTREE && python -m bench faults`` (after copying
-bench/faults*.py there) or ``cd WORKTREE && PYTHONPATH=WORKTREE python PATH/bench/faults.py``.
+bench/faults*.py and bench/procs.py there) or ``cd WORKTREE && PYTHONPATH=WORKTREE python
+PATH/bench/faults.py``.
 
 Not guaranteed: figures are of one run on a shared machine; throughput, and so the number of
 requests in a window, follows whatever else runs. The sidecar's memory tier is kept small

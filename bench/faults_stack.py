@@ -38,6 +38,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.procs import wait_http
+
 HERE = Path(__file__).resolve().parent
 SERVICE_NAMES = ("redis", "memcached", "postgres")
 
@@ -85,21 +87,6 @@ class Checkout:
         dirty = git("status", "--porcelain", "--untracked-files=no")
         return {"root": str(self.root), "commit": git("rev-parse", "--short", "HEAD"),
                 "modified_files": len(dirty.splitlines())}  # fmt: skip
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError as exc:
-            if hasattr(exc, "code"):
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not answer within {timeout:.0f} s")
 
 
 def get_json(url: str, timeout: float = 5) -> Any:
@@ -320,7 +307,7 @@ class Origin:
         with log.open("ab") as out:
             popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         self.proc = watch.add(Proc("origin", popen, log))
-        wait_http(f"http://{self.address}/_origin/count", popen, "the origin")
+        wait_http(f"http://{self.address}/_origin/count", "the origin", popen)
 
     def count(self) -> int:
         return int(get_json(f"http://{self.address}/_origin/count")["items"])
@@ -374,7 +361,7 @@ class Gateway:
             )
         self.proc = watch.add(Proc("kongsim", popen, log))
         self.base_url = f"http://{self.address}"
-        wait_http(f"{self.base_url}/_kongsim/status", popen, "kongsim")
+        wait_http(f"{self.base_url}/_kongsim/status", "kongsim", popen)
 
     def plugin_servers(self) -> dict[str, Any]:
         """Per plugin server: pid, restarts and exit codes (kongsim's status)."""

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from bench.procs import sidecar_command, wait_http
 from bench.stats import median_of, summarize
 
 TARGET_SPEEDUP_OVER_10MS = 5.0
@@ -68,19 +69,6 @@ def _config(upstream: str, sidecar: str) -> dict[str, Any]:
             },
         ],
     }
-
-
-def _wait(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError as exc:
-            if hasattr(exc, "code"):
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"timed out waiting for {url}")
 
 
 async def _sequential(url_of: Any, n: int) -> dict[str, float]:
@@ -182,20 +170,8 @@ def run(args: argparse.Namespace) -> int:
                 procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=log))
 
             start([sys.executable, "-m", "deploy.upstream.app", "--listen", upstream, "--quiet"])
-            start(
-                [
-                    sys.executable,
-                    "-m",
-                    "sidecar",
-                    "--listen",
-                    sidecar,
-                    "--metrics-listen",
-                    "off",
-                    "--log-level",
-                    "WARNING",
-                ]
-            )
-            _wait(f"http://{upstream}/delay")
+            start(sidecar_command(sidecar))
+            wait_http(f"http://{upstream}/delay", "the upstream")
             config = work / "kong.yml"
             config.write_text(yaml.safe_dump(_config(upstream, sidecar)))
             time.sleep(1.0)
@@ -215,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
                     "--wait",
                 ]
             )
-            _wait(f"http://{gateway}/_kongsim/status")
+            wait_http(f"http://{gateway}/_kongsim/status", "kongsim")
             base = f"http://{gateway}"
             scenarios = {
                 "no_plugin": lambda i: f"{base}/noplugin",

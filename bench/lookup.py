@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.procs import sidecar_command
 from tools.services import load_env
 
 TARGET_P50_RATIO = 1.5
@@ -103,20 +104,7 @@ def run_variant(
     mode, kind, grpc_env = VARIANTS[name]
     listen = f"unix:{workdir}/{name}.sock" if kind == "unix" else f"127.0.0.1:{_free_port()}"
     env = _clean_env(grpc_env)
-    sidecar = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sidecar",
-            "--listen",
-            listen,
-            "--metrics-listen",
-            "off",
-            "--log-level",
-            "WARNING",
-        ],
-        env=env,
-    )
+    sidecar = subprocess.Popen(sidecar_command(listen), env=env)
     try:
         from sidecar.cli import probe  # noqa: PLC0415
 

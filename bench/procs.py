@@ -1,0 +1,46 @@
+"""Starting and waiting for the processes a benchmark runs: shared by every scenario.
+
+Imports none of the product's packages, so a scenario can drive another checkout's code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def sidecar_command(listen: str, *extra: str) -> list[str]:
+    """The command line of a sidecar on `listen` without metrics, logging warnings only."""
+    return [
+        sys.executable,
+        "-m",
+        "sidecar",
+        "--listen",
+        listen,
+        "--metrics-listen",
+        "off",
+        "--log-level",
+        "WARNING",
+        *extra,
+    ]
+
+
+def wait_http(
+    url: str, what: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60
+) -> None:
+    """Wait until `url` answers (any HTTP status counts); RuntimeError naming `what` if
+    `proc` exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError as exc:  # refused, or an HTTP error status (which means it answers)
+            if hasattr(exc, "code"):
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer within {timeout:.0f} s")

@@ -100,3 +100,19 @@ class Tier(Protocol):
     async def close(self) -> None:
         """Release connections; the tier is not used afterwards."""
         ...
+
+
+class WrappedTier:
+    """Base of a tier that wraps another (circuit breaker, purge replay): its name and
+    capabilities are the inner tier's; subclasses decide what each call does."""
+
+    def __init__(self, inner: Tier) -> None:
+        self._inner = inner
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self._inner.capabilities

@@ -72,7 +72,7 @@ from sidecar.errors import TierError
 from sidecar.model import CachedResponse, TierSnapshot
 from sidecar.observability.observer import NullObserver, Observer
 from sidecar.tiers import deadline
-from sidecar.tiers.base import SetStatus, Tier, TierSkippedError
+from sidecar.tiers.base import SetStatus, Tier, TierSkippedError, WrappedTier
 
 CLOSED = "closed"
 OPEN = "open"
@@ -83,7 +83,7 @@ log = logging.getLogger("strata.sidecar.breaker")
 _T = TypeVar("_T")
 
 
-class CircuitBreakerTier:
+class CircuitBreakerTier(WrappedTier):
     """`inner` behind a circuit breaker. See the module docstring for the states."""
 
     def __init__(
@@ -99,7 +99,7 @@ class CircuitBreakerTier:
             raise ValueError("failure_threshold must be at least 1")
         if open_for_s < 0:
             raise ValueError("open_for_s must not be negative")
-        self._inner = inner
+        super().__init__(inner)
         self._clock = clock
         self._threshold = failure_threshold
         self._open_for_s = open_for_s
@@ -111,14 +111,6 @@ class CircuitBreakerTier:
         self._streak_at = float("-inf")  # clock.monotonic() of the last counted failure
         self._probing = False
         self._observer.circuit(inner.name, CLOSED)  # so the metric series exist from start
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def capabilities(self) -> frozenset[str]:
-        return self._inner.capabilities
 
     @property
     def state(self) -> str:

@@ -36,7 +36,7 @@ from sidecar.errors import TierError
 from sidecar.model import CachedResponse, TierSnapshot
 from sidecar.observability.observer import NullObserver, Observer
 from sidecar.purges import MAX_PENDING, PendingPurges, retry_until_done
-from sidecar.tiers.base import SetStatus, Tier, TierSkippedError
+from sidecar.tiers.base import SetStatus, Tier, TierSkippedError, WrappedTier
 
 #: Kept purges replayed at once.
 CONCURRENCY = 32
@@ -45,7 +45,7 @@ KEY = "key"
 PREFIX = "prefix"
 
 
-class ReplayingTier:
+class ReplayingTier(WrappedTier):
     """Keeps the purges `inner` failed and replays them before it serves again."""
 
     def __init__(
@@ -58,7 +58,7 @@ class ReplayingTier:
         max_pending: int = MAX_PENDING,
         retry_s: float = RETRY_S,
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._on_overflow = on_overflow
         self._retry_s = retry_s
         self._pending: PendingPurges[tuple[str, bytes]] = PendingPurges(
@@ -66,18 +66,6 @@ class ReplayingTier:
         )
         self._replaying = False
         self._retry: asyncio.Task[None] | None = None
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def capabilities(self) -> frozenset[str]:
-        return self._inner.capabilities
-
-    @property
-    def inner(self) -> Tier:
-        return self._inner
 
     def pending(self) -> int:
         """Purges kept for replay now."""

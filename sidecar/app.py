@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -249,6 +249,15 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+async def _open_or_warn(opening: Awaitable[None], action: str, message: str) -> None:
+    """Open a Redis-backed helper; unreachable is a warning, not a failed start (it
+    retries on later calls)."""
+    try:
+        await opening
+    except TierError as exc:
+        log.warning(message, extra={"event.action": action, "error.message": str(exc)})
+
+
 #: The key a starting sidecar looks up once in every tier before it takes calls.
 WARM_UP_KEY = b"v1:strata-warm-up:0"
 
@@ -318,22 +327,18 @@ async def serve(
         leases = build_leases(config, clock, observer)
         if leases is not None:
             stack.push_async_callback(leases.close)
-            try:
-                await leases.open()
-            except TierError as exc:
-                log.warning(
-                    "Redis unreachable for fill leases; coalescing per node until it answers",
-                    extra={"event.action": "leases_open", "error.message": str(exc)},
-                )
+            await _open_or_warn(
+                leases.open(),
+                "leases_open",
+                "Redis unreachable for fill leases; coalescing per node until it answers",
+            )
         generations = build_generations(config, clock, observer)
         stack.push_async_callback(_close_quietly, generations)
-        try:
-            await generations.open()
-        except TierError as exc:
-            log.warning(
-                "Redis unreachable for tag generations; purges are node-local until it answers",
-                extra={"event.action": "generations_open", "error.message": str(exc)},
-            )
+        await _open_or_warn(
+            generations.open(),
+            "generations_open",
+            "Redis unreachable for tag generations; purges are node-local until it answers",
+        )
         engine = build_engine(config, clock, observer, leases, generations)
         stack.push_async_callback(engine.close)
         await open_tiers(engine)

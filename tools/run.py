@@ -20,11 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bench.procs import wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_GATEWAY = "127.0.0.1:8000"
@@ -42,19 +43,11 @@ def _port_free(listen: str) -> bool:
     return True
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"make run: {what} exited with code {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError as exc:  # refused, or an HTTP error status (which means it answers)
-            if hasattr(exc, "code"):
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"make run: {what} did not come up within {timeout:.0f} s")
+def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    try:
+        wait_http(url, what, proc)
+    except RuntimeError as exc:
+        raise SystemExit(f"make run: {exc}") from None
 
 
 def _config(gateway_upstream: str, sidecar: str, workdir: Path) -> Path:

@@ -1,11 +1,11 @@
 """The cache key: a pure, versioned function of the request and the route config.
 
-Key format (version 1), the string sent to the sidecar and shown in ``X-Cache-Key``::
+Key format (version 2), the string sent to the sidecar and shown in ``X-Cache-Key``::
 
-    v1:<route>:<sha256 hex of the pre-image>
+    v2:<route>:<sha256 hex of the pre-image>
 
 ``<route>`` is the matched route's id (percent-encoded outside ``A-Za-z0-9-._~``), or
-``global`` when the plugin runs without a route; ``v1:<route>:`` is the prefix the sidecar
+``global`` when the plugin runs without a route; ``v2:<route>:`` is the prefix the sidecar
 can purge a whole route by (`route_prefix`). The prefix is for people and purges only:
 every component, the route id included, is inside the digest.
 
@@ -16,9 +16,11 @@ Components of the pre-image, in order (see `KEY.md` for the README version):
 3. the path, normalised: percent-escapes of unreserved characters decoded and other
    escapes upper-cased (RFC 3986 §6.2.2.2), dot-segments removed (§5.2.4), lower-cased
    only when ``ignore_uri_case`` is set; repeated slashes are kept;
-4. the query: only ``vary_query_params`` when set (and non-empty), minus names matching
-   ``ignore_query_params``, sorted by name; repeated values sorted; a flag argument
-   (``?debug``, value True) is distinct from an empty one (``?debug=``);
+4. the query, from the raw query string as the client sent it (`kong_plugin.query_key`):
+   ``&``-units in their raw form with escapes normalised losslessly, units whose name is
+   not kept (``vary_query_params``, ``ignore_query_params``) dropped or cut down to their
+   kept ``;`` parts, units with different names ordered by name, repeated names in the
+   order sent;
 5. the ``vary_headers`` (lower-cased, sorted): each header's lines whitespace-collapsed and
    joined with ``", "``; an absent header is distinct from an empty one;
 6. the consumer scope: ``always`` -> the consumer id, or "anonymous" (a marker no consumer
@@ -29,39 +31,35 @@ Components of the pre-image, in order (see `KEY.md` for the README version):
 7. the route id (or its absence).
 
 Encoding: each string is written as ``<length>:<text>,`` (a netstring over code points),
-lists are prefixed by ``<count>#``, optional values by ``-`` (absent) or ``+``, a flag
-query value is ``T`` and a text one ``S<netstring>``; the pre-image starts with
-``strata-key/1|``. This is a prefix-free code, so two different
-component tuples never share a pre-image; collisions can come only from SHA-256.
+lists are prefixed by ``<count>#``, optional values by ``-`` (absent) or ``+``, a whole
+query unit is ``U<netstring>`` and one cut down to its ``;`` parts ``P<count>#`` and their
+netstrings; the pre-image starts with ``strata-key/2|``. This is a prefix-free code, so
+two different component tuples never share a pre-image; collisions can come only from
+SHA-256.
 
 Not guaranteed: the request body is never part of the key (as in Kong); two URLs that
-normalise to the same components share an entry by design; the query must be given as
-Kong decodes it -- if Kong truncated it (``kong.request.get_query`` stops at 100 args
-by default) two different URLs can share a key.
+normalise to the same components share an entry by design. The query is the raw one from
+the request line, not Kong's decoded ``get_query`` (which stops at 100 arguments), so no
+argument is cut off; a request line that is not valid UTF-8 never reaches the plugin (the
+plugin server cannot decode it and Kong proxies the request without the plugin).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
 from urllib.parse import quote
 
 from kong_plugin.config import PluginConfig
 from kong_plugin.headers import HeaderInput, Headers
+from kong_plugin.query_key import QueryUnit, normalize_escapes, query_units
 
-KEY_VERSION = 1
+#: Version 2: the query is keyed from its raw form (version 1 keyed Kong's decoded
+#: arguments, with repeated values sorted).
+KEY_VERSION = 2
 _MAGIC = f"strata-key/{KEY_VERSION}"
 GLOBAL_ROUTE = "global"
-
-QueryValue: TypeAlias = str | bool | Sequence[str | bool]
-QueryInput: TypeAlias = Mapping[str, QueryValue]
-QueryPart: TypeAlias = tuple[str, tuple[str | bool, ...]]
-
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_PCT_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +72,7 @@ class CacheKey:
     method: str
     host: str
     path: str
-    query: tuple[QueryPart, ...]
+    query: tuple[QueryUnit, ...]
     headers: tuple[tuple[str, str | None], ...]
     consumer: tuple[str, ...]
     route_id: str | None
@@ -89,14 +87,9 @@ class CacheKey:
 
 
 def route_prefix(route_id: str | None) -> str:
-    """``v1:<route>:`` -- every key of that route starts with it (purge by prefix)."""
+    """``v2:<route>:`` -- every key of that route starts with it (purge by prefix)."""
     route = quote(route_id, safe="-._~") if route_id is not None else GLOBAL_ROUTE
     return f"v{KEY_VERSION}:{route}:"
-
-
-def _pct(match: re.Match[str]) -> str:
-    char = chr(int(match.group(1), 16))
-    return char if char in _UNRESERVED else "%" + match.group(1).upper()
 
 
 def remove_dot_segments(path: str) -> str:
@@ -122,8 +115,7 @@ def normalize_path(path: str, *, ignore_case: bool = False) -> str:
     """The path as it enters the key (see the module docstring, component 3)."""
     if not path.startswith("/"):
         path = "/" + path
-    if "%" in path:
-        path = _PCT_RE.sub(_pct, path)
+    path = normalize_escapes(path)
     if "/." in path:
         path = remove_dot_segments(path)
     return path.lower() if ignore_case else path
@@ -132,25 +124,6 @@ def normalize_path(path: str, *, ignore_case: bool = False) -> str:
 def normalize_header_value(values: Sequence[str]) -> str:
     """Header lines as they enter a key: whitespace runs collapsed, lines joined by ", "."""
     return ", ".join(" ".join(v.split()) for v in values)
-
-
-def _query_parts(query: QueryInput, config: PluginConfig) -> tuple[QueryPart, ...]:
-    wanted = config.vary_query_names
-    parts: list[QueryPart] = []
-    for name, value in query.items():
-        if wanted is not None and name not in wanted:
-            continue
-        if config.ignore_query_re is not None and config.ignore_query_re.fullmatch(name):
-            continue
-        if isinstance(value, (str, bool)):
-            values: tuple[str | bool, ...] = (value,)
-        else:
-            flags = [v for v in value if v is True]
-            texts = sorted(v if isinstance(v, str) else str(v) for v in value if v is not True)
-            values = (*flags, *texts)
-        parts.append((name, values))
-    parts.sort(key=lambda p: p[0])
-    return tuple(parts)
 
 
 def _header_parts(headers: Headers, config: PluginConfig) -> tuple[tuple[str, str | None], ...]:
@@ -181,17 +154,19 @@ def encode_preimage(
     host: str,
     path: str,
     *,
-    query: tuple[QueryPart, ...],
+    query: tuple[QueryUnit, ...],
     headers: tuple[tuple[str, str | None], ...],
     consumer: tuple[str, ...],
     route_id: str | None,
 ) -> str:
     """The unambiguous pre-image of normalised components (exposed for tests and docs)."""
     out = [_MAGIC, "|", _ns(method), _ns(host), _ns(path), f"q{len(query)}#"]
-    for name, values in query:
-        out.append(_ns(name))
-        out.append(f"{len(values)}#")
-        out.extend("T" if v is True else "S" + _ns(str(v)) for v in values)
+    for unit in query:
+        if unit.whole:
+            out.append("U" + _ns(unit.parts[0]))
+        else:
+            out.append(f"P{len(unit.parts)}#")
+            out.extend(_ns(part) for part in unit.parts)
     out.append(f"h{len(headers)}#")
     for name, value in headers:
         out.append(_ns(name))
@@ -206,7 +181,7 @@ def build_key(
     method: str,
     host: str,
     path: str,
-    query: QueryInput,
+    query: str,
     headers: HeaderInput,
     consumer_id: str | None,
     route_id: str | None,
@@ -216,13 +191,15 @@ def build_key(
 ) -> CacheKey:
     """Build the cache key of a request (see the module docstring for the format).
 
-    `consumer_id` is an authenticated consumer's id; `anonymous` says authentication fell
-    back to an anonymous consumer (then `consumer_id` is ``None``).
+    `query` is the raw query string as sent (no leading ``?``; characters outside ASCII
+    stand for their UTF-8 bytes). `consumer_id` is an authenticated consumer's id;
+    `anonymous` says authentication fell back to an anonymous consumer (then
+    `consumer_id` is ``None``).
     """
     key_method = "GET" if method == "HEAD" else method
     key_host = host.lower()
     key_path = normalize_path(path, ignore_case=config.ignore_uri_case)
-    query_parts = _query_parts(query, config) if query else ()
+    query_parts = query_units(query, config) if query else ()
     header_parts = _header_parts(Headers.of(headers), config) if config.vary_header_names else ()
     consumer = _consumer_part(consumer_id, anonymous, config)
     preimage = encode_preimage(

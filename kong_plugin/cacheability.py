@@ -14,20 +14,25 @@ method not in request_method  no           no          ``method``
 ``no-store`` [cc]             yes          no          ``request-no-store``
 HEAD                          yes (GET)    no          ``head`` (a HEAD has no body)
 ``only-if-cached`` [cc]       yes          yes         miss -> 504 (§5.2.1.7)
-credentials                   yes          see below   `kong_plugin.identity` (Authorization,
-                                                       hidden by an auth plugin, consumer)
+credentials                   yes [g]      see below   `kong_plugin.credentials` (Cookie,
+                                                       Authorization, hidden by an auth
+                                                       plugin, consumer)
 ============================  ===========  ==========  ==================================
 
 [cc] = only with ``cache_control=true``; otherwise request directives are ignored (Kong).
+[g] = a guarded request (credentials the key does not separate) is served only entries
+whose ``Cache-Control`` allows sharing; with ``cookie_requests=bypass`` one guarded by its
+``Cookie`` is not looked up at all (the handler decides, once it knows the consumer).
 
 `response_decision` (response phase). Whatever ``cache_control`` says, Strata never stores:
 1xx, 206 or 304 responses; ``no-store`` (unless ``must-understand`` and a status it
 understands, §5.2.2.3); unqualified ``private`` (a qualified ``private="f"`` stores the
 response without field ``f``, §5.2.2.7); any ``Set-Cookie``; ``Vary: *``; a response to a
-request with ``Authorization`` unless the key is per consumer (``consumer_scope`` put the
-authenticated consumer in it) or the response says ``public``, ``s-maxage`` or
-``must-revalidate`` (§3.5); a body over ``max_body_bytes``; a Content-Type outside
-``content_type`` (Kong >= 3.2 matching; absent or repeated -> not stored).
+guarded request -- ``Cookie`` or ``Authorization`` the key does not separate -- unless it
+says ``public`` or ``s-maxage`` (or, for ``Authorization`` with ``cache_control=true``,
+``must-revalidate``, §3.5; see `kong_plugin.credentials`); a body over ``max_body_bytes``;
+a Content-Type outside ``content_type`` (Kong >= 3.2 matching; absent or repeated -> not
+stored).
 
 Freshness lifetime (TTL) and stale windows:
 
@@ -62,6 +67,7 @@ from dataclasses import dataclass
 
 from kong_plugin.cache_control import EMPTY, CacheControl, parse_cache_control
 from kong_plugin.config import PluginConfig
+from kong_plugin.credentials import Guard, allows_sharing
 from kong_plugin.freshness import (
     EntryTiming,
     Lifetime,
@@ -148,7 +154,7 @@ def content_length_exceeds(headers: HeaderInput, config: PluginConfig) -> bool:
 
 
 def _privacy_block(
-    status: int, h: Headers, cc: CacheControl, authorization: bool, consumer_scoped: bool
+    status: int, h: Headers, cc: CacheControl, guard: Guard, config: PluginConfig
 ) -> str:
     if cc.no_store and not (cc.must_understand and status in UNDERSTOOD_STATUSES):
         return "no-store"
@@ -156,12 +162,8 @@ def _privacy_block(
         return "private"
     if "set-cookie" in h or "set-cookie2" in h:
         return "set-cookie"
-    if (
-        authorization
-        and not consumer_scoped
-        and not (cc.public or cc.s_maxage is not None or cc.must_revalidate)
-    ):
-        return "authorization"
+    if not allows_sharing(cc, guard, config):
+        return guard
     return ""
 
 
@@ -175,15 +177,14 @@ def response_decision(
     request_time: float,
     response_time: float,
     body_size: int | None = None,
-    authorization: bool = False,
-    consumer_scoped: bool = False,
+    guard: Guard = "",
 ) -> StoreDecision:
     """Decide whether to store an upstream response, and its timing (module docstring).
 
     `method` is the request's method; `request_cc` its directives (`RequestDecision.cc`);
-    `authorization` whether it carried credentials (``Authorization``, or credentials an auth
-    plugin consumed: `kong_plugin.identity`); `consumer_scoped` whether the
-    cache key holds a consumer id. Times are seconds since the epoch.
+    `guard` the credential rule that applies to it (`kong_plugin.credentials.guard`: it
+    carried ``Cookie`` or ``Authorization`` the key does not separate). Times are seconds
+    since the epoch.
     """
     if method == "HEAD":
         return StoreDecision(False, "head")
@@ -202,7 +203,7 @@ def response_decision(
     ):
         return StoreDecision(False, "content-type")
     cc = parse_cache_control(h.get_all("cache-control"))
-    blocked = _privacy_block(status, h, cc, authorization, consumer_scoped)
+    blocked = _privacy_block(status, h, cc, guard, config)
     if blocked:
         return StoreDecision(False, blocked)
     vary = response_vary(h)

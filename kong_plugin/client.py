@@ -21,12 +21,29 @@ back (every operation of the contract repeats harmlessly: a store writes the sam
 again, a release or a purge repeats; a lookup whose lost answer granted a fill lease waits
 on that lease like any other caller until its deadline); ordering between calls made from
 different threads. Every failure is `SidecarError`; nothing else escapes.
+
+Who answers (unix sockets): before the channel first connects, and again before the first
+call after its connection may have changed (the connectivity watch saw it leave READY, a
+pooled stream had ended, a stream broke under a call), the client checks the socket with
+`kong_plugin.peer.check_peer`: it must be a socket (not a symbolic link) whose listener
+runs as the expected uid (`expected_uid`, default this process's euid). Until that check
+passes no call is started, so nothing reaches an impostor. Another uid fails the call at
+once with `SidecarUntrustedError` (naming path, uid and pid) and closes the channel, so
+grpc does not reconnect there on its own; the verdict is kept for `UNTRUSTED_RECHECK_S`
+while the path names the same file (calls fail after one lstat, without connecting; a new
+socket at the path is checked at once) and logged at most once per `UNTRUSTED_LOG_S`.
+A socket nobody answers on fails as `SidecarUnavailableError` and closes the channel too.
+Residual window, not guaranteed: grpc connects by itself, after the check, through the
+same path; a process able to replace the socket in between could be reached -- which needs
+write access to the socket's folder (see `kong_plugin.peer`), and a connection lost and
+re-made by grpc before the watch reports it is checked only at the next sign of a change.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import os
 import threading
 import time
@@ -38,6 +55,10 @@ from typing import Any
 import grpc
 from strata.v1 import cache_pb2 as pb
 from strata.v1 import cache_pb2_grpc as pb_grpc
+
+from kong_plugin.peer import PeerCheck, Verdict, check_peer, expected_uid, same_file
+
+log = logging.getLogger("strata.plugin")
 
 _CHANNEL_OPTIONS = [
     # Come back within a fraction of a second after a sidecar restart instead of grpc's
@@ -56,6 +77,10 @@ _CHANNEL_OPTIONS = [
 #: How often the watchdog looks for late streams at most (coarse on purpose: it is idle
 #: work on every call otherwise). A deadline is enforced within this much.
 WATCHDOG_GRANULARITY_S = 0.002
+#: How long an untrusted socket's verdict is reused (while the path names the same file).
+UNTRUSTED_RECHECK_S = 1.0
+#: Least time between two log lines about an untrusted socket (per client).
+UNTRUSTED_LOG_S = 1.0
 
 
 class SidecarError(Exception):
@@ -64,6 +89,12 @@ class SidecarError(Exception):
 
 class SidecarUnavailableError(SidecarError):
     """The sidecar did not answer in time or could not be reached: fail open."""
+
+
+class SidecarUntrustedError(SidecarError):
+    """The unix socket is not served by the expected uid (or is not a socket): nothing was
+    sent; fail open. The message names the path, the uid and pid found and the uid
+    expected."""
 
 
 class SidecarRejectedError(SidecarError):
@@ -80,6 +111,14 @@ def target_for(address: str) -> str:
     if address.startswith("unix:") or ":" in address:
         return address
     raise ValueError(f"sidecar address must be unix:/path or host:port, got {address!r}")
+
+
+def socket_path_of(target: str) -> str | None:
+    """The file system path of a ``unix:/path`` or ``unix:///path`` target (None for TCP)."""
+    if not target.startswith("unix:"):
+        return None
+    path = target[len("unix:") :]
+    return path[2:] if path.startswith("///") else path
 
 
 _CLOSE = object()
@@ -244,12 +283,27 @@ class SidecarClient:
 
     MODES = ("stream", "mux")
 
-    def __init__(self, address: str, timeout_s: float = 0.05, mode: str = "stream") -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 0.05,
+        mode: str = "stream",
+        expected_uid: int | None = None,
+    ) -> None:
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
         self.address = target_for(address)
         self.timeout_s = timeout_s
         self.mode = mode
+        #: The uid the sidecar must run as on a unix socket (None: this process's euid).
+        self.expected_uid = expected_uid
+        self._socket_path = socket_path_of(self.address)
+        # Whether the socket was checked since the channel's connection last changed.
+        self._verified = False
+        self._was_ready = False
+        self._untrusted: PeerCheck | None = None
+        self._untrusted_until = 0.0
+        self._next_log = 0.0
         self._mux: _MuxStream | None = None
         self._pid = -1
         self._lock = threading.Lock()
@@ -263,22 +317,67 @@ class SidecarClient:
     # -- connection management ---------------------------------------------------------
 
     def _ensure(self) -> pb_grpc.CacheServiceStub:
-        if self._pid != os.getpid() or self._stub is None:
-            with self._lock:
-                if self._pid != os.getpid() or self._stub is None:
-                    self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
-                    # The watch (one grpc thread) drives the channel's I/O while no call is
-                    # in flight, so a reconnection completes without waiting for one.
-                    self._channel.subscribe(self._on_connectivity, try_to_connect=True)
-                    self._stub = pb_grpc.CacheServiceStub(self._channel)
-                    self._watchdog = _Watchdog()
-                    self._pool = []
-                    self._mux = None
-                    self._pid = os.getpid()
-        return self._stub
+        """The stub, after checking who answers at the socket when that is due (raises
+        `SidecarUntrustedError` / `SidecarUnavailableError` without starting a call)."""
+        stub = self._stub
+        if self._pid == os.getpid() and stub is not None and self._verified:
+            return stub
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's channel is not ours to use
+                self._stub = self._channel = None
+                self._verified = False
+            if not self._verified:
+                self._verify_locked()
+            if self._stub is None:
+                self._channel = grpc.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+                self._was_ready = False
+                # The watch (one grpc thread) drives the channel's I/O while no call is in
+                # flight, so a reconnection completes without waiting for one.
+                self._channel.subscribe(self._on_connectivity, try_to_connect=True)
+                self._stub = pb_grpc.CacheServiceStub(self._channel)
+                self._watchdog = _Watchdog()
+                self._pool = []
+                self._mux = None
+                self._pid = os.getpid()
+            return self._stub
+
+    def _verify_locked(self) -> None:
+        """Check the unix socket's listener (see the module docstring); on failure close the
+        channel, so grpc does not reconnect there on its own, and raise."""
+        if self._socket_path is None:
+            self._verified = True
+            return
+        now = time.monotonic()
+        found = self._untrusted
+        if found is None or now >= self._untrusted_until or not same_file(self._socket_path, found):
+            found = check_peer(
+                self._socket_path, expected_uid(self.expected_uid), min(self.timeout_s, 1.0)
+            )
+        if found.trusted:
+            self._untrusted = None
+            self._verified = True
+            return
+        self._close_locked()
+        if found.verdict is Verdict.UNREACHABLE:
+            raise SidecarUnavailableError(found.reason)
+        if found is not self._untrusted:
+            self._untrusted, self._untrusted_until = found, now + UNTRUSTED_RECHECK_S
+        if now >= self._next_log:
+            self._next_log = now + UNTRUSTED_LOG_S
+            log.error("refusing the sidecar socket, cache bypassed: %s", found.reason)
+        raise SidecarUntrustedError(found.reason)
+
+    def _suspect(self) -> None:
+        """The channel's connection may have changed: check the socket before the next call."""
+        self._verified = False
 
     def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
         self._connectivity = state
+        if state is grpc.ChannelConnectivity.READY:
+            self._was_ready = True
+        elif self._was_ready or state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            # The connection it was checked for is gone; grpc's next one is not checked yet.
+            self._verified = False
 
     def _down(self) -> bool:
         """The channel last reported that it cannot connect (a retry would fail too)."""
@@ -296,24 +395,30 @@ class SidecarClient:
             if not stream.ended():
                 return stream
             stream.close()
+            self._suspect()  # its connection may be gone: check before opening another
+            stub = self._ensure()
 
     def _discard(self, stream: _Stream) -> None:
         stream.close()
 
     def close(self) -> None:
-        """Close the channel; later calls reopen it."""
+        """Close the channel; later calls reopen it (after checking the socket again)."""
         with self._lock:
-            if self._mux is not None:
-                self._mux.close()
-                self._mux = None
-            while self._pool:
-                self._pool.pop().close()
-            if self._channel is not None:
-                self._channel.unsubscribe(self._on_connectivity)
-                self._channel.close()
-            self._channel = None
-            self._stub = None
-            self._connectivity = None
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._mux is not None:
+            self._mux.close()
+            self._mux = None
+        while self._pool:
+            self._pool.pop().close()
+        if self._channel is not None:
+            self._channel.unsubscribe(self._on_connectivity)
+            self._channel.close()
+        self._channel = None
+        self._stub = None
+        self._connectivity = None
+        self._verified = False
 
     # -- calls -------------------------------------------------------------------------
 
@@ -334,6 +439,7 @@ class SidecarClient:
                 self._discard(stream)
                 if attempt == 2 or not retry or self._down() or time.monotonic() >= deadline:
                     raise
+                self._suspect()  # the stream broke: its connection may have been replaced
                 stream = _Stream(self._ensure())  # never another pooled one: it may be as old
             else:
                 self._pool.append(stream)
@@ -341,6 +447,8 @@ class SidecarClient:
         raise AssertionError("unreachable")
 
     def _mux_stream(self) -> _MuxStream:
+        if self._mux is not None and self._mux.broken:
+            self._suspect()  # its connection may be gone: check before opening another
         stub = self._ensure()
         mux = self._mux
         if mux is None or mux.broken:

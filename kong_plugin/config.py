@@ -17,7 +17,8 @@ than the patterns:
 * ``sidecar.address`` is ``unix:/abs/path`` or ``unix:///abs/path`` (no spaces or
   control characters in the path) or ``host:port`` (host name, IPv4, or ``[IPv6]``;
   port 1-65535 in at most 5 digits);
-* ``vary_headers`` and ``tag_headers`` entries are header field names (RFC 9110 tokens);
+* ``vary_headers``, ``tag_headers`` and ``strip_request_headers`` entries are header field
+  names (RFC 9110 tokens);
   ``cache_status_name`` is an RFC 8941 sf-token; static ``tags`` are printable ASCII
   without spaces or commas (the sidecar's tag alphabet); ``vary_query_params`` and
   ``ignore_query_params`` names hold no control characters;
@@ -29,6 +30,9 @@ Plugin-side only -- cross-field rules that would need a Lua entity check, which 
 cross the plugin server's JSON dump (each failure is a `ConfigError` naming the field):
 
 * ``storage_ttl`` must be >= ``cache_ttl`` when set;
+* unset, the storage TTL is ``cache_ttl`` plus the larger stale window: that sum must not
+  exceed `MAX_TTL_SECONDS` (the sidecar's default ``max_ttl_seconds``, which it would
+  refuse on every store); the message names the larger stale window;
 * a ``vary_query_params`` name may not also match an ``ignore_query_params`` pattern.
 
 Decisions recorded as warnings (in `PluginConfig.warnings`, for the handler to log once):
@@ -52,6 +56,7 @@ from typing import Any, Literal
 
 from kong_plugin.errors import ConfigError
 from kong_plugin.mime import MediaRange, parse_media_range
+from kong_plugin.poisoning import strip_set
 from kong_plugin.schema import (
     ERR_ADDRESS,
     ERR_CONTROL,
@@ -61,12 +66,14 @@ from kong_plugin.schema import (
     ERR_SF_TOKEN,
     ERR_TAG,
     ERR_TAG_COMMA,
+    MAX_TTL_SECONDS,
     SCHEMA,
     apply_schema,
     field_names,
 )
 
 ConsumerScope = Literal["auto", "always", "never"]
+CookieRequests = Literal["explicit", "ignore", "bypass"]
 
 #: Keys Kong's plugin iterator adds to every config map (reference §7.1).
 KONG_CONFIG_KEYS = frozenset(
@@ -98,10 +105,12 @@ _HOST_PORT_RE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class SidecarConfig:
-    """Where the sidecar listens and how long one call may take."""
+    """Where the sidecar listens, how long one call may take, and the uid it must run as
+    (None: the plugin server's own effective uid)."""
 
     address: str
     timeout_ms: int
+    uid: int | None = None
 
     @property
     def timeout_s(self) -> float:
@@ -147,6 +156,8 @@ class PluginConfig:
     max_body_bytes: int
     coalesce_wait_ms: int
     cache_status_name: str
+    strip_request_headers: tuple[str, ...]
+    cookie_requests: CookieRequests
     # precompiled for the request path
     methods: frozenset[str] = field(repr=False)
     status_codes: frozenset[int] = field(repr=False)
@@ -155,6 +166,7 @@ class PluginConfig:
     vary_query_names: frozenset[str] | None = field(repr=False)
     ignore_query_re: re.Pattern[str] | None = field(repr=False, compare=False)
     tag_header_names: tuple[str, ...] = field(repr=False)
+    strip_header_names: frozenset[str] = field(repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def query_param_ignored(self, name: str) -> bool:
@@ -204,6 +216,22 @@ def _check_tag(index: int, tag: str) -> None:
         raise ConfigError(f"tags[{index}]", f"{tag!r} {ERR_TAG_COMMA}")
     if not _TAG_RE.fullmatch(tag):
         raise ConfigError(f"tags[{index}]", f"{tag!r} {ERR_TAG}")
+
+
+def _check_derived_storage_ttl(c: dict[str, Any]) -> None:
+    """Without ``storage_ttl``, entries are kept ``cache_ttl`` + the larger stale window:
+    above the sidecar's default ``max_ttl_seconds`` every store would be refused."""
+    if c["storage_ttl"] is not None:
+        return
+    window = max(("stale_while_revalidate", "stale_if_error"), key=lambda name: c[name])
+    keep = c["cache_ttl"] + c[window]
+    if keep > MAX_TTL_SECONDS:
+        raise ConfigError(
+            window,
+            f"cache_ttl ({c['cache_ttl']}) plus {window} ({c[window]}) keeps entries {keep} s, "
+            f"above the {MAX_TTL_SECONDS} s (365 days) the sidecar accepts by default; "
+            "shorten one or set storage_ttl",
+        )
 
 
 def _unknown_keys(raw: Mapping[str, Any], strict: bool) -> list[str]:
@@ -258,6 +286,7 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
             "storage_ttl",
             f"must be >= cache_ttl ({c['cache_ttl']}) when set, got {c['storage_ttl']}",
         )
+    _check_derived_storage_ttl(c)
     ranges = []
     for i, value in enumerate(c["content_type"]):
         if not _MEDIA_HEAD_RE.match(value):
@@ -268,6 +297,7 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
         ranges.append(parsed)
     _check_tokens("vary_headers", c["vary_headers"] or [])
     _check_tokens("tag_headers", c["tag_headers"])
+    _check_tokens("strip_request_headers", c["strip_request_headers"])
     vary_headers = None if c["vary_headers"] is None else _unique(c["vary_headers"])
     tag_headers = _unique(c["tag_headers"])
     for i, tag in enumerate(c["tags"]):
@@ -320,6 +350,8 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
         max_body_bytes=c["max_body_bytes"],
         coalesce_wait_ms=c["coalesce_wait_ms"],
         cache_status_name=c["cache_status_name"],
+        strip_request_headers=_unique(c["strip_request_headers"]),
+        cookie_requests=c["cookie_requests"],
         methods=frozenset(methods),
         status_codes=frozenset(c["response_code"]),
         content_type_ranges=tuple(ranges),
@@ -327,6 +359,7 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
         vary_query_names=frozenset(vary_query) if vary_query else None,
         ignore_query_re=ignore_re,
         tag_header_names=tuple(dict.fromkeys(h.lower() for h in tag_headers)),
+        strip_header_names=strip_set(c["strip_request_headers"], vary_headers or ()),
         warnings=tuple(notes + _warnings(c, methods)),
     )
 

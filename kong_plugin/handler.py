@@ -8,8 +8,12 @@ Rules this file lives by (see the plugin-server protocol notes):
 * The first thing a phase does is a PDK call; slow work (the sidecar) comes after it.
 * Nothing calls the PDK after `kong.response.exit`.
 * Few PDK round trips: a hit costs 3 (2 when `consumer_scope` is `never`; one more when
-  the plugin is not attached to a route, to learn the matched route), a miss 9; the ``log``
+  the plugin is not attached to a route, to learn the matched route), a miss 9 (plus one
+  ``clear_header`` per override header it carries, `kong_plugin.poisoning`); the ``log``
   phase (a Kong timer, after the response) costs 1.
+* A request with credentials the key does not separate (`kong_plugin.credentials`) is
+  served only entries that allow sharing, never waits for another request's fill, and
+  stores only a response that allows sharing.
 * Kong runs no ``response`` phase when the upstream cannot be reached (it answers 502/504
   itself); the ``log`` phase notices the request state left behind, marks the origin down
   (`kong_plugin.origin`) and gives up the fill lease.
@@ -35,7 +39,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from strata.v1 import cache_pb2 as pb
 
@@ -44,8 +47,9 @@ from kong_plugin.cache_control import parse_cache_control
 from kong_plugin.cache_key import build_key
 from kong_plugin.cache_status import XCacheStatus, age_value, cache_status_value
 from kong_plugin.cacheability import StoreDecision, request_decision, response_decision
-from kong_plugin.client import SidecarClient, SidecarError
+from kong_plugin.client import SidecarClient, SidecarError, SidecarUntrustedError
 from kong_plugin.config import PluginConfig, parse_config
+from kong_plugin.credentials import Guard, allows_sharing, guard
 from kong_plugin.errors import ConfigError
 from kong_plugin.exits import (
     ALWAYS_CLEAR,
@@ -66,6 +70,7 @@ from kong_plugin.identity import classify
 from kong_plugin.inflight import InflightTable, RequestState
 from kong_plugin.invalidation import entry_tags, invalidation_targets, is_write
 from kong_plugin.origin import FAILURE_STATUSES, OriginHealth
+from kong_plugin.poisoning import present, without
 from kong_plugin.recent import RecentKeys
 from kong_plugin.report import Reporter
 from kong_plugin.validation import (
@@ -85,9 +90,11 @@ _CONDITIONAL = ("if-none-match", "if-modified-since")
 MAX_ROUTES_REMEMBERED = 4096
 #: Not-stored reasons that come from the request, not the response (a client must not be
 #: able to turn coalescing off for a key).
-_REQUEST_REASONS = frozenset({"head", "method", "request-no-store", "too-many-headers"})
+_REQUEST_REASONS = frozenset(
+    {"head", "method", "request-no-store", "too-many-headers", "cookie", "authorization"}
+)
 
-_clients: dict[tuple[str, float], SidecarClient] = {}
+_clients: dict[tuple[str, float, int | None], SidecarClient] = {}
 _clients_lock = threading.Lock()
 _inflight = InflightTable()
 _background = Background()
@@ -109,15 +116,18 @@ class Served:
     member: str
 
 
-def client_for(address: str, timeout_s: float) -> SidecarClient:
-    """The process-wide client for one sidecar address (one channel per process)."""
-    key = (address, timeout_s)
+def client_for(address: str, timeout_s: float, uid: int | None = None) -> SidecarClient:
+    """The process-wide client for one sidecar address (one channel per process); `uid`:
+    the uid its unix socket must be served by (None: this process's)."""
+    key = (address, timeout_s, uid)
     client = _clients.get(key)
     if client is None:
         with _clients_lock:  # two first requests must not both open a channel
             client = _clients.get(key)
             if client is None:
-                client = _clients[key] = SidecarClient(address, timeout_s, mode="stream")
+                client = _clients[key] = SidecarClient(
+                    address, timeout_s, mode="stream", expected_uid=uid
+                )
     return client
 
 
@@ -133,25 +143,6 @@ def pdk(result: Any) -> Any:
             raise PdkError(str(err))
         return value
     return result
-
-
-def parse_query(raw: str) -> dict[str, str | bool | list[str | bool]]:
-    """A raw query string as Kong decodes it: `a` -> True, `a=` -> "", repeats -> list."""
-    out: dict[str, str | bool | list[str | bool]] = {}
-    for part in raw.split("&"):
-        if not part:
-            continue
-        name, eq, value = part.partition("=")
-        key = unquote_plus(name)
-        val: str | bool = unquote_plus(value) if eq else True
-        prev = out.get(key)
-        if prev is None:
-            out[key] = val
-        elif isinstance(prev, list):
-            prev.append(val)
-        else:
-            out[key] = [prev, val]
-    return out
 
 
 def parse_request_line(line: str) -> tuple[str, str]:
@@ -187,6 +178,12 @@ def entry_headers(entry: pb.Entry) -> Headers:
         name = h.name.decode("latin-1").lower()
         fields.setdefault(name, []).append(h.value.decode("utf-8", "surrogateescape"))
     return Headers({k: tuple(v) for k, v in fields.items()})
+
+
+def _shareable(entry: pb.Entry, rule: Guard, cfg: PluginConfig) -> bool:
+    """May a guarded request (`kong_plugin.credentials`) be served this stored entry?"""
+    cc = [h.value.decode("latin-1") for h in entry.headers if h.name.lower() == b"cache-control"]
+    return allows_sharing(parse_cache_control(cc), rule, cfg)
 
 
 def _timing(entry: pb.Entry) -> EntryTiming:
@@ -293,6 +290,13 @@ class Plugin:
             anonymous=who.anonymous,
         )
         lines = header_lines(headers)
+        stripped = present(h, cfg.strip_header_names)
+        if stripped:  # variants are chosen by the request as the origin will see it
+            lines = without(lines, stripped)
+        rule = guard(h, who, key.consumer_scoped, cfg)
+        if rule == "cookie" and cfg.cookie_requests == "bypass":
+            self._bypass_header(kong, cfg, debug, "cookie")
+            return
         state = RequestState(
             "store",
             method,
@@ -301,44 +305,74 @@ class Plugin:
             key=key.key,
             request_headers=lines,
             request_cc=decision.cc,
-            authorization=who.authenticated,
-            consumer_scoped=key.consumer_scoped,
+            guard=rule,
             request_time=time.time(),
             debug=debug,
             origin=route_id or "",
         )
         if not decision.lookup:  # request no-cache: go upstream, store the answer
             state.status_word, state.fwd = XCacheStatus.REFRESH.value, "request"
-            self._remember(kong, state)
+            self._forward(kong, state, stripped)
             return
-        client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
+        client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s, cfg.sidecar.uid)
         try:
             # A lookup that may wait gets the whole wait as its deadline: it is sent only
-            # after a plain one found nothing, so a hung sidecar costs `timeout_ms`.
+            # after a plain one found nothing, so a hung sidecar costs `timeout_ms`. A
+            # guarded request never waits: the fill it would be handed is another client's.
             found = client.lookup(key.key.encode(), lines)
-            if found.outcome == pb.OUTCOME_MISS:
+            if found.outcome == pb.OUTCOME_MISS and not rule:
                 wait_ms = self._coalesce_wait_ms(kong, cfg, route_id, key.key)
                 if wait_ms:
                     found = client.lookup(key.key.encode(), lines, wait_ms)
         except SidecarError as exc:
+            untrusted = isinstance(exc, SidecarUntrustedError)
             _reporter.report(
-                kong, "warn", "sidecar", f"sidecar lookup failed, cache bypassed: {exc}"
+                kong,
+                "err" if untrusted else "warn",
+                "sidecar-untrusted" if untrusted else "sidecar",
+                f"sidecar lookup failed, cache bypassed: {exc}",
+                local=not untrusted,  # the client logs that one, at most once a second
             )
-            self._bypass_header(kong, cfg, debug, "sidecar-unavailable")
+            self._bypass_header(
+                kong, cfg, debug, "sidecar-untrusted" if untrusted else "sidecar-unavailable"
+            )
             return
         state.fill_lease = found.fill_lease
-        if found.outcome in (pb.OUTCOME_HIT, pb.OUTCOME_STALE):
+        found_entry = found.outcome in (pb.OUTCOME_HIT, pb.OUTCOME_STALE)
+        if found_entry and rule and not _shareable(found.entry, rule, cfg):
+            # stored for someone else: go upstream, store nothing, leave the entry alone
+            self._release(client, state)
+            if decision.only_if_cached:
+                self._only_if_cached_miss(kong, cfg, state)
+            else:
+                self._bypass_header(kong, cfg, debug, rule)
+            return
+        if found_entry:
             if self._serve_stored(kong, cfg, state, found, h, debug):
                 return
         elif decision.only_if_cached:
             self._release(client, state)
-            _event.exited = True
-            kong.response.exit(504, "", self._cache_headers(cfg, debug, "Miss", key.key))
+            self._only_if_cached_miss(kong, cfg, state)
             return
         if not decision.store and not state.stale:
             self._release(client, state)
             self._bypass_header(kong, cfg, debug, decision.reason or "request")
             return
+        self._forward(kong, state, stripped)
+
+    def _only_if_cached_miss(self, kong: Any, cfg: PluginConfig, state: RequestState) -> None:
+        """RFC 9111 §5.2.1.7: no stored response may answer, so 504."""
+        _event.exited = True
+        kong.response.exit(504, "", self._cache_headers(cfg, state.debug, "Miss", state.key))
+
+    def _forward(self, kong: Any, state: RequestState, stripped: tuple[str, ...]) -> None:
+        """Let the request go upstream for a response that may be stored: first remove the
+        override headers it carries (`kong_plugin.poisoning`; one PDK call each, none when
+        it carries none), then keep its state for the ``response`` phase."""
+        for name in stripped:
+            kong.service.request.clear_header(name)
+        if stripped:
+            log.debug("removed %s from the request to the upstream (%s)", stripped, state.key)
         self._remember(kong, state)
 
     def _serve_stored(
@@ -372,7 +406,9 @@ class Plugin:
         ):
             # the origin is failing: answer from the stored copy instead of adding to it
             reuse_action, detail = "stale", "origin-down"
-            self._release(client_for(cfg.sidecar.address, cfg.sidecar.timeout_s), state)
+            self._release(
+                client_for(cfg.sidecar.address, cfg.sidecar.timeout_s, cfg.sidecar.uid), state
+            )
         if reuse_action in ("fresh", "stale"):
             word = XCacheStatus.HIT if reuse_action == "fresh" else XCacheStatus.STALE
             member = cache_status_value(
@@ -454,7 +490,7 @@ class Plugin:
         status = pdk(kong.response.get_status())
         self._origin_answered(kong, state, status)
         headers, complete = self._upstream_headers(kong)
-        client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s)
+        client = client_for(cfg.sidecar.address, cfg.sidecar.timeout_s, cfg.sidecar.uid)
         if state.mode == "write":
             self._invalidate(client, cfg, state, status, headers)
             self._bypass_header(kong, cfg, state.debug, "method")
@@ -486,8 +522,7 @@ class Plugin:
                 cfg,
                 request_time=state.request_time,
                 response_time=time.time(),
-                authorization=state.authorization,
-                consumer_scoped=state.consumer_scoped,
+                guard=state.guard,
             )
             if complete
             else StoreDecision(False, "too-many-headers")
@@ -559,7 +594,9 @@ class Plugin:
         cfg = self.config
         if state is None or cfg is None:
             return
-        self._release(client_for(cfg.sidecar.address, cfg.sidecar.timeout_s), state)
+        self._release(
+            client_for(cfg.sidecar.address, cfg.sidecar.timeout_s, cfg.sidecar.uid), state
+        )
         if state.origin and pdk(kong.nginx.get_ctx("KONG_PROXIED")):
             self._origin_failed(kong, state, "could not be reached")
 
@@ -604,8 +641,7 @@ class Plugin:
             cfg,
             request_time=state.request_time,
             response_time=now,
-            authorization=state.authorization,
-            consumer_scoped=state.consumer_scoped,
+            guard=state.guard,
         )
         refreshed = pb.Entry()
         refreshed.CopyFrom(entry)
@@ -663,13 +699,13 @@ class Plugin:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _target(self, kong: Any, target: str, h: Headers) -> tuple[str, str, dict[str, Any]]:
-        """(host, path, query) of the request; the host from the headers when present."""
+    def _target(self, kong: Any, target: str, h: Headers) -> tuple[str, str, str]:
+        """(host, path, raw query) of the request; the host from the headers when present."""
         path, _, query = target.partition("?")
         host = h.get("host")
         if not host:
             host = pdk(kong.request.get_host()) or ""
-        return host, path or "/", parse_query(query)
+        return host, path or "/", query
 
     def _coalesce_wait_ms(
         self, kong: Any, cfg: PluginConfig, route_id: str | None, key: str

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kong_plugin.credentials import Guard
+
 
 @dataclass(slots=True)
 class RequestState:
@@ -27,8 +29,7 @@ class RequestState:
     key: str = ""
     request_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     request_cc: Any = None
-    authorization: bool = False
-    consumer_scoped: bool = False
+    guard: Guard = ""  # the request's credential rule (kong_plugin.credentials.guard)
     request_time: float = 0.0
     fill_lease: bool = False
     stale: Any = None  # the stored pb.Entry being revalidated or kept for stale-if-error

@@ -52,12 +52,14 @@ class Reporter:
             self._next[kind] = now + self._interval
             return self._suppressed.pop(kind, 0)
 
-    def report(self, kong: Any, level: str, kind: str, message: str) -> None:
-        """Log `message` here, and through ``kong.log.<level>`` unless rate-limited.
+    def report(self, kong: Any, level: str, kind: str, message: str, *, local: bool = True) -> None:
+        """Log `message` here (unless `local` is false: the caller logs it, rate-limited),
+        and through ``kong.log.<level>`` unless rate-limited.
 
         Never raises: a failing report must not turn a handled problem into a hang.
         """
-        log.log(logging.ERROR if level == "err" else logging.WARNING, "%s", message)
+        if local:
+            log.log(logging.ERROR if level == "err" else logging.WARNING, "%s", message)
         suppressed = self.due(kind)
         if suppressed is None:
             return

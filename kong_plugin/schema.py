@@ -22,16 +22,18 @@ What Kong 3.9 therefore refuses at config load (field -> attribute):
   -- ``*``, or ``type/subtype`` (RFC 9110 tokens, ``*`` allowed) followed by the end or a
   ``;`` (``match_any``, `ERR_MEDIA_RANGE`); the parameters after ``;`` are checked by the
   plugin only;
-* ``cache_ttl``, ``storage_ttl``: > 0 (``gt``, proxy-cache's message) and <= 2^31-1
-  (``between``);
-* ``strategy``, ``consumer_scope``: ``one_of``; ``sidecar.timeout_ms``,
-  ``stale_while_revalidate``, ``stale_if_error``, ``max_body_bytes``, ``coalesce_wait_ms``:
-  ``between``;
+* ``cache_ttl``, ``storage_ttl``: > 0 (``gt``, proxy-cache's message) and at most
+  `MAX_TTL_SECONDS` (365 days, the sidecar's default ``max_ttl_seconds``; ``between``);
+  ``stale_while_revalidate``, ``stale_if_error``: 0 to `MAX_TTL_SECONDS` (``between``);
+* ``strategy``, ``consumer_scope``, ``cookie_requests``: ``one_of``; ``sidecar.timeout_ms``,
+  ``max_body_bytes``, ``coalesce_wait_ms``:
+  ``between``; ``sidecar.uid`` (optional): 0 to 2^32-2 (``between``);
 * ``memory.dictionary_name``: 1-256 bytes;
 * ``vary_query_params``, ``ignore_query_params``: at most 64 names of 1-256 bytes without
   control characters (``match_none``, `ERR_CONTROL`);
-* ``vary_headers``, ``tag_headers``: at most 64 names of 1-256 bytes, each an RFC 9110
-  header field name, i.e. a token (``match_all``, `ERR_HEADER_NAME`);
+* ``vary_headers``, ``tag_headers``, ``strip_request_headers``: at most 64 names of 1-256
+  bytes, each an RFC 9110 header field name, i.e. a token (``match_all``,
+  `ERR_HEADER_NAME`);
 * ``tags``: at most 64 tags of 1-256 bytes, printable ASCII without spaces (``match_all``,
   `ERR_TAG`) or commas (``match_none``, `ERR_TAG_COMMA`) -- the sidecar's tag alphabet;
 * ``cache_status_name``: 1-64 bytes, an RFC 8941 sf-token (``match_all``, `ERR_SF_TOKEN`);
@@ -88,6 +90,9 @@ PLUGIN_NAME = "strata-cache"
 SchemaField = dict[str, dict[str, Any]]
 
 _INT_MAX = 2147483647  # a Lua/JSON-safe upper bound for second and millisecond counts
+#: Longest TTL, stale window or storage TTL, in seconds: the sidecar's default
+#: ``max_ttl_seconds`` (365 days). A longer one would be refused by the sidecar on every Store.
+MAX_TTL_SECONDS = 365 * 24 * 3600
 
 #: Entries in any list setting.
 MAX_LIST = 64
@@ -95,6 +100,31 @@ MAX_LIST = 64
 MAX_NAME = 256
 #: Bytes in ``sidecar.address``: the longest DNS name (253) plus ``:65535``, rounded up.
 MAX_ADDRESS = 260
+#: Largest ``sidecar.uid``: 2^32-2 (2^32-1 is the kernel's "no uid").
+MAX_UID = 2**32 - 2
+#: The default ``strip_request_headers``: override headers origins commonly honour (why each,
+#: and why Kong's own ``X-Forwarded-*`` are not here: `kong_plugin.poisoning`).
+STRIP_REQUEST_HEADERS = [
+    # method overrides
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+    # URL rewrites
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    # host overrides
+    "X-Host",
+    "X-Forwarded-Server",
+    "X-Original-Host",
+    "X-HTTP-Host-Override",
+    "Forwarded",
+    # scheme overrides
+    "X-Forwarded-Scheme",
+    "X-Forwarded-SSL",
+    "Front-End-Https",
+    "X-Url-Scheme",
+    "X-Forwarded-Protocol",
+]
 
 # Lua patterns (see the module docstring). Inside a set, every punctuation character is
 # escaped with ``%`` -- always a literal in Lua -- so no ``-`` or ``^`` is read as syntax.
@@ -199,10 +229,11 @@ SCHEMA: list[SchemaField] = [
             "type": "integer",
             "default": 300,
             "gt": 0,
-            "between": [1, _INT_MAX],
+            "between": [1, MAX_TTL_SECONDS],
             "description": "Freshness lifetime, in seconds, of a stored response when "
             "cache_control=false (and the heuristic lifetime of a 'public' response without "
-            "Last-Modified when cache_control=true).",
+            "Last-Modified when cache_control=true). At most 31536000 (365 days, the "
+            "sidecar's default max_ttl_seconds).",
         }
     },
     {
@@ -221,7 +252,7 @@ SCHEMA: list[SchemaField] = [
             "default": False,
             "description": "When enabled, follow RFC 9111 Cache-Control semantics (request and "
             "response directives, Expires, heuristic freshness). Privacy rules (no-store, "
-            "private, Set-Cookie, Authorization) apply either way.",
+            "private, Set-Cookie, Cookie, Authorization) apply either way.",
         }
     },
     {
@@ -235,10 +266,11 @@ SCHEMA: list[SchemaField] = [
         "storage_ttl": {
             "type": "integer",
             "gt": 0,
-            "between": [1, _INT_MAX],
+            "between": [1, MAX_TTL_SECONDS],
             "description": "Seconds to keep an entry in storage, independent of its freshness, "
             "so that stale copies stay available for max-stale and revalidation. Unset: "
-            "freshness lifetime plus the larger stale window.",
+            "freshness lifetime plus the larger stale window. At most 31536000 (365 days, the "
+            "sidecar's default max_ttl_seconds).",
         }
     },
     {
@@ -325,7 +357,7 @@ SCHEMA: list[SchemaField] = [
                         "len_max": MAX_ADDRESS,
                         "match_none": PORT_FORBIDDEN,
                         "match_any": ADDRESS_ANY,
-                        "default": "unix:/tmp/strata-sidecar.sock",
+                        "default": "unix:/run/strata/sidecar.sock",
                         "description": "gRPC address of the node-local sidecar: "
                         "unix:/absolute/path or host:port. The default equals the sidecar's "
                         "default listen address.",
@@ -341,6 +373,15 @@ SCHEMA: list[SchemaField] = [
                         "the request fails open (proxied as if no cache existed).",
                     }
                 },
+                {
+                    "uid": {
+                        "type": "integer",
+                        "between": [0, MAX_UID],
+                        "description": "The uid the sidecar must run as: on a unix socket the "
+                        "plugin checks the listener's credentials before sending anything and "
+                        "bypasses the cache otherwise. Null: the plugin server's own uid.",
+                    }
+                },
             ],
         }
     },
@@ -349,9 +390,10 @@ SCHEMA: list[SchemaField] = [
             "type": "integer",
             "required": True,
             "default": 0,
-            "between": [0, _INT_MAX],
+            "between": [0, MAX_TTL_SECONDS],
             "description": "Seconds a stale entry may be served while it is refreshed in the "
-            "background (RFC 5861); the larger of this and the response's own directive applies.",
+            "background (RFC 5861); the larger of this and the response's own directive applies. "
+            "At most 31536000 (365 days, the sidecar's default max_ttl_seconds).",
         }
     },
     {
@@ -359,10 +401,11 @@ SCHEMA: list[SchemaField] = [
             "type": "integer",
             "required": True,
             "default": 0,
-            "between": [0, _INT_MAX],
+            "between": [0, MAX_TTL_SECONDS],
             "description": "Seconds a stale entry may be served when the upstream fails with "
             "500/502/503/504 or is unreachable (RFC 5861); the larger of this and the "
-            "response's own directive applies.",
+            "response's own directive applies. At most 31536000 (365 days, the "
+            "sidecar's default max_ttl_seconds).",
         }
     },
     {
@@ -437,6 +480,31 @@ SCHEMA: list[SchemaField] = [
             "fetching the same key before going upstream itself (never longer than the "
             "service's read_timeout, nor the sidecar's coalesce_max_wait_ms). 0 disables "
             "waiting.",
+        }
+    },
+    {
+        "strip_request_headers": {
+            "type": "array",
+            "required": True,
+            "default": STRIP_REQUEST_HEADERS,
+            "len_max": MAX_LIST,
+            "elements": _names(match_all=HEADER_NAME_RULES),
+            "description": "Request headers removed before proxying a request whose response "
+            "may be stored: override headers origins honour (method, URL, host, scheme) that "
+            "would let one client shape the entry everyone is served. A header listed in "
+            "vary_headers is keyed and kept. Empty: strip nothing.",
+        }
+    },
+    {
+        "cookie_requests": {
+            "type": "string",
+            "required": True,
+            "default": "explicit",
+            "one_of": ["explicit", "ignore", "bypass"],
+            "description": "Requests with a Cookie the key does not hold: explicit: use and "
+            "store shared entries only when the response says public or s-maxage; bypass: "
+            "never use the cache; ignore: treat them as any other request (unsafe for "
+            "per-user pages).",
         }
     },
     {

@@ -35,6 +35,7 @@ import pytest_asyncio
 import yaml
 from aiohttp import web
 
+from kong_plugin.cache_key import route_prefix
 from kongsim.errors import RpcError
 from kongsim.process import PluginServerSpec, default_spec
 from kongsim.rpc import RpcClient
@@ -340,8 +341,8 @@ async def test_a_plugin_on_a_service_keys_each_route_apart(env: Env) -> None:
     assert ha["x-cache-status"] == "Miss"
     assert hb["x-cache-status"] == "Miss", "route b must not be served route a's entry"
     routes = {r.name: r.id for r in env.sim.gateway.runtime.decl.routes}
-    assert ha["x-cache-key"].startswith(f"v1:{routes['route-a']}:")
-    assert hb["x-cache-key"].startswith(f"v1:{routes['route-b']}:")
+    assert ha["x-cache-key"].startswith(route_prefix(routes["route-a"]))
+    assert hb["x-cache-key"].startswith(route_prefix(routes["route-b"]))
     _, hb2, _, _ = await env.get("/b/same")
     assert hb2["x-cache-status"] == "Hit" and hb2["x-cache-key"] == hb["x-cache-key"]
     calls = await env.events()
@@ -500,7 +501,7 @@ async def test_eight_clients_and_a_killed_plugin_server_never_cross_routes_or_co
                     key = resp.headers.get("X-Cache-Key", "")
                 if resp.status != 200:
                     problems.append(f"{path}: {resp.status} {body[:80]!r}")
-                elif i % 2 and key and not key.startswith(f"v1:{routes[route]}:"):
+                elif i % 2 and key and not key.startswith(route_prefix(routes[route])):
                     problems.append(f"{path}: key {key} is not route {route}'s")
                 elif not i % 2 and body != f"{path}:{who}".encode():
                     problems.append(f"{path} as {who}: got {body!r}")

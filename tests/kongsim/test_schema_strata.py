@@ -143,7 +143,16 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
         "expected one of: HEAD, GET, POST, PATCH, PUT",
     ),
     ({"response_code": [200, 99]}, "response_code.2", "value should be between 100 and 900"),
-    ({"cache_ttl": 2**31}, "cache_ttl", "value should be between 1 and 2147483647"),
+    # durations: at most the sidecar's default max_ttl_seconds (365 days)
+    ({"cache_ttl": 2**31}, "cache_ttl", "value should be between 1 and 31536000"),
+    ({"cache_ttl": 31536001}, "cache_ttl", "value should be between 1 and 31536000"),
+    ({"storage_ttl": 31536001}, "storage_ttl", "value should be between 1 and 31536000"),
+    (
+        {"stale_while_revalidate": 31536001},
+        "stale_while_revalidate",
+        "value should be between 0 and 31536000",
+    ),
+    ({"stale_if_error": 10**10}, "stale_if_error", "value should be between 0 and 31536000"),
     ({"cache_ttl": 0}, "cache_ttl", "value must be greater than 0"),
     ({"memory": {"dictionary_name": ""}}, "memory.dictionary_name", "length must be at least 1"),
 ]
@@ -175,7 +184,8 @@ GOOD: list[dict[str, Any]] = [
     {"tags": ["catalogue", "user:42", "a/b;c=d"]},
     {"content_type": ["*", "*/*", "text/*", "application/json; charset=utf-8", " text/plain "]},
     {"vary_query_params": ["page", "a b", "caf\u00e9"], "ignore_query_params": ["utm_*"]},
-    {"request_method": ["GET", "HEAD", "POST"], "cache_ttl": 2**31 - 1},
+    {"request_method": ["GET", "HEAD", "POST"], "cache_ttl": 31536000},
+    {"storage_ttl": 31536000, "stale_while_revalidate": 31536000, "stale_if_error": 31536000},
     {"tags": ["t"] * 64},
 ]
 

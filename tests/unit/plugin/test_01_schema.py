@@ -148,7 +148,11 @@ def test_strategy_is_optional_and_accepts_proxy_caches_memory():
 
 def test_strata_defaults():
     out = apply_schema(SCHEMA, {})
-    assert out["sidecar"] == {"address": "unix:/tmp/strata-sidecar.sock", "timeout_ms": 50}
+    assert out["sidecar"] == {
+        "address": "unix:/run/strata/sidecar.sock",
+        "timeout_ms": 50,
+        "uid": None,
+    }
     assert out["stale_while_revalidate"] == 0
     assert out["stale_if_error"] == 0
     assert out["tags"] == []

@@ -168,17 +168,34 @@ def test_qualified_private_stores_without_the_named_fields_section_5_2_2_7():
 
 
 @pytest.mark.parametrize("config", [CC_OFF, CC_ON], ids=["cache_control=false", "true"])
-def test_authorization_requires_public_s_maxage_or_must_revalidate_section_3_5(config):
+def test_authorization_requires_public_or_s_maxage_section_3_5(config):
     h = {**JSON, "cache-control": "max-age=60"}
-    assert store(200, h, config, authorization=True).reason == "authorization"
-    for directive in ("public", "s-maxage=60", "must-revalidate"):
+    assert store(200, h, config, guard="authorization").reason == "authorization"
+    for directive in ("public", "s-maxage=60"):
         h = {**JSON, "cache-control": f"max-age=60, {directive}"}
-        assert store(200, h, config, authorization=True).store, directive
+        assert store(200, h, config, guard="authorization").store, directive
 
 
-def test_authorization_is_fine_when_the_key_is_per_consumer():
-    """Kong auth plugins identify the consumer; the entry is then not shared."""
-    assert store(200, dict(JSON), CC_OFF, authorization=True, consumer_scoped=True).store
+def test_must_revalidate_shares_an_authorization_response_only_when_it_is_honoured():
+    """RFC 9111 §3.5 lets must-revalidate share it; with cache_control=false Strata ignores
+    the response's lifetime (cache_ttl applies), so must-revalidate would protect nothing."""
+    h = {**JSON, "cache-control": "max-age=0, must-revalidate", "etag": '"v1"'}
+    assert store(200, h, CC_ON, guard="authorization").store
+    assert store(200, h, CC_OFF, guard="authorization").reason == "authorization"
+
+
+@pytest.mark.parametrize("config", [CC_OFF, CC_ON], ids=["cache_control=false", "true"])
+def test_a_cookie_request_stores_only_an_explicitly_shared_response(config):
+    for cc in ("max-age=60", "max-age=60, must-revalidate", None):
+        h = {**JSON, "cache-control": cc} if cc else dict(JSON)
+        assert store(200, h, config, guard="cookie").reason == "cookie", cc
+    for cc in ("public, max-age=60", "s-maxage=60"):
+        assert store(200, {**JSON, "cache-control": cc}, config, guard="cookie").store, cc
+
+
+def test_an_unguarded_request_stores_as_before():
+    """No credentials, or credentials the key separates (`credentials.guard` is "")."""
+    assert store(200, dict(JSON), CC_OFF).store
 
 
 def test_response_vary_names_are_recorded():

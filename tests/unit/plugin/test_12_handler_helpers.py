@@ -10,7 +10,6 @@ from kong_plugin.handler import (
     PdkError,
     Plugin,
     header_lines,
-    parse_query,
     parse_request_line,
     pdk,
 )
@@ -29,16 +28,6 @@ from kong_plugin.headers import MAX_HEADER_LINES, kong_line_count
 )
 def test_request_line(line: str, expected: tuple[str, str]) -> None:
     assert parse_request_line(line) == expected
-
-
-def test_query_decoding_matches_kong() -> None:
-    assert parse_query("a=1&b&c=&a=2&d=x+y%21") == {
-        "a": ["1", "2"],
-        "b": True,
-        "c": "",
-        "d": "x y!",
-    }
-    assert parse_query("") == {}
 
 
 def test_header_lines_keep_repeats_in_order() -> None:

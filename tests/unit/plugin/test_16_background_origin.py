@@ -244,7 +244,7 @@ def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
             released.append(key)
             return pb.ReleaseResponse()
 
-    monkeypatch.setattr(handler, "client_for", lambda address, timeout: Client())
+    monkeypatch.setattr(handler, "client_for", lambda address, timeout, uid=None: Client())
     plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
     state = RequestState("store", "GET", "h", "/p", key="v1:r:k", fill_lease=True, origin="r1")
     token = handler._inflight.put(state)

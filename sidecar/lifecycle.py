@@ -42,12 +42,29 @@ GRPC_CALL_TASK_NAME = "rpc_task"
 LEFTOVER_WAIT_S = 1.0
 
 
-def check_listen_path(listen: str) -> PathState | None:
-    """What is at a unix `listen` path before anything starts (None for TCP). Raises
-    `SocketPathError` naming the path when it holds something other than a socket."""
+def check_listen_path(listen: str, takeover: bool = True) -> PathState | None:
+    """What is at a unix `listen` path before anything starts (None for TCP), creating its
+    folder (0750) if missing. Raises `SocketPathError` naming the path or folder when the
+    folder is writable by other users, the path holds something other than a socket, or a
+    live socket there may not be taken over (another uid's, or any with `takeover` off).
+    A world-writable sticky folder (like /tmp) is logged as a warning."""
     if not listen.startswith("unix:"):
         return None
-    return OwnedSocket(listen[len("unix:") :]).prepare()
+    owned = OwnedSocket(listen[len("unix:") :], takeover=takeover)
+    state = owned.prepare()
+    if owned.shared_folder:
+        log.warning(
+            "socket folder %s is writable by other users (sticky): another local user can "
+            "take the socket path while no sidecar holds it; use a folder of its own "
+            "(e.g. /run/strata, mode 0750)",
+            owned.folder,
+            extra={
+                "event.action": "socket_folder_shared",
+                "strata.listen": listen,
+                "strata.socket_folder": owned.folder,
+            },
+        )
+    return state
 
 
 class Metrics:
@@ -114,6 +131,7 @@ def log_published(running: RunningServer, before: PathState | None) -> None:
                 "event.action": "socket_takeover",
                 "strata.listen": running.address,
                 "strata.previous_owner_pid": before.owner_pid,
+                "strata.previous_owner_uid": before.owner_uid,
             },
         )
     elif before.kind is PathKind.STALE:

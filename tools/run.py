@@ -1,7 +1,8 @@
 """`make run`: the example stack in the foreground, stopped cleanly by Ctrl-C.
 
-Starts, on loopback: the example upstream (`deploy/upstream`), the sidecar on its embedded
-default (in-process memory tier, `unix:/tmp/strata-sidecar.sock`), and kongsim with the
+Starts, on loopback: the example upstream (`deploy/upstream`), the sidecar (in-process
+memory tier) on a unix socket in this run's own temporary folder (mode 0700, so neither
+root nor a writable /run is needed, and no other user can reach it), and kongsim with the
 repository's `kong.yml`, which starts the real strata-cache plugin server. Then it prints a
 few `curl` commands and waits. Ctrl-C (SIGINT) or SIGTERM stops everything in reverse order.
 
@@ -26,11 +27,13 @@ from typing import Any
 import yaml
 
 from bench.procs import wait_http
+from sidecar.config import DEFAULT_LISTEN
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_GATEWAY = "127.0.0.1:8000"
 DEFAULT_UPSTREAM = "127.0.0.1:9000"
-DEFAULT_SIDECAR = "unix:/tmp/strata-sidecar.sock"
+#: What kong.yml's plugins use when they do not name a sidecar (the plugin's default).
+DEFAULT_SIDECAR = DEFAULT_LISTEN
 
 
 def _port_free(listen: str) -> bool:
@@ -70,7 +73,7 @@ def _config(gateway_upstream: str, sidecar: str, workdir: Path) -> Path:
 def main() -> int:
     gateway = os.environ.get("STRATA_KONGSIM_LISTEN", DEFAULT_GATEWAY)
     upstream = os.environ.get("STRATA_KONGSIM_UPSTREAM_LISTEN", DEFAULT_UPSTREAM)
-    sidecar = os.environ.get("STRATA_LISTEN", DEFAULT_SIDECAR)
+    sidecar_override = os.environ.get("STRATA_LISTEN")
     for name, listen in (("gateway", gateway), ("example upstream", upstream)):
         if not _port_free(listen):
             print(
@@ -91,6 +94,7 @@ def main() -> int:
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     with tempfile.TemporaryDirectory(prefix="strata-run-") as d:
         workdir = Path(d)
+        sidecar = sidecar_override or f"unix:{workdir / 'sidecar.sock'}"
         try:
 
             def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:

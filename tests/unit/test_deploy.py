@@ -56,6 +56,8 @@ DEPLOY_KONG_YML = DEPLOY / "kong" / "kong.yml"
 NODES = (("kong-1", "sidecar-1"), ("kong-2", "sidecar-2"))
 SOCKET_DIR = "/run/strata"
 SOCKET_ADDRESS = f"unix:{SOCKET_DIR}/sidecar.sock"
+#: The sidecar image's user, which the plugin checks on the socket (sidecar.uid).
+SIDECAR_UID = 10001
 UPSTREAM_URL = "http://upstream:9000"
 #: The panels the dashboard must have, by the metric they show.
 DASHBOARD_METRICS = {
@@ -287,14 +289,15 @@ def _strata_configs(node: Any) -> Iterator[dict[str, Any]]:
             yield from _strata_configs(value)
 
 
-def _without_compose_fields(doc: Any) -> tuple[Any, list[str], list[str | None]]:
-    """`doc` minus service URLs and sidecar addresses, and the values taken out."""
+def _without_compose_fields(doc: Any) -> tuple[Any, list[str], list[str]]:
+    """`doc` minus service URLs, sidecar addresses and uids, and the values taken out
+    (address and uid joined by a space)."""
     doc = copy.deepcopy(doc)
     urls = [service.pop("url") for service in doc.get("services", [])]
     addresses = []
     for config in _strata_configs(doc):
         sidecar = config.get("sidecar", {})
-        addresses.append(sidecar.pop("address", None))
+        addresses.append(f"{sidecar.pop('address', None)} {sidecar.pop('uid', None)}")
         if not sidecar:
             config.pop("sidecar", None)
     return doc, urls, addresses
@@ -305,12 +308,13 @@ def test_deploy_kong_yml_is_the_repository_kong_yml_on_the_compose_network() -> 
     deploy, urls, addresses = _without_compose_fields(_load_yaml(DEPLOY_KONG_YML))
     assert deploy == repo, "deploy/kong/kong.yml differs from kong.yml in more than URLs/sockets"
     assert urls == [UPSTREAM_URL] * len(repo_urls)
-    assert addresses and addresses == [SOCKET_ADDRESS] * len(addresses)
+    assert addresses and addresses == [f"{SOCKET_ADDRESS} {SIDECAR_UID}"] * len(addresses)
 
 
 def test_deploy_kong_yml_plugin_configs_are_accepted_by_the_plugin() -> None:
     for config in _strata_configs(_load_yaml(DEPLOY_KONG_YML)):
-        assert parse_config(config, strict=True).sidecar.address == SOCKET_ADDRESS
+        sidecar = parse_config(config, strict=True).sidecar
+        assert (sidecar.address, sidecar.uid) == (SOCKET_ADDRESS, SIDECAR_UID)
 
 
 def test_upstream_service_serves_the_url_kong_uses() -> None:

@@ -111,9 +111,9 @@ def _sidecar_argv(tier: str, listen: str, redis_url: str, dsn: str, ns: str) -> 
     # shared RAM); this benchmark measures hit latency per tier, so every key may go there.
     argv += ["--log-level", "WARNING", "--namespace", ns, "--shared-min-hits", "0"]
     if tier == "redis":
-        argv += ["--memory-max-bytes", "1", "--redis-url", redis_url]
+        argv += ["--memory-max-bytes", "0", "--redis-url", redis_url]
     elif tier == "postgres":
-        argv += ["--memory-max-bytes", "1", "--postgres-dsn", dsn]
+        argv += ["--memory-max-bytes", "0", "--postgres-dsn", dsn]
     return argv
 
 

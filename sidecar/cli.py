@@ -15,13 +15,17 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import NoReturn
 
 from sidecar import __version__
 from sidecar.config import SETTINGS, SidecarConfig, env_name, load_config
 from sidecar.errors import ConfigError
+from sidecar.quantities import Range
+from sidecar.redact import RedactingFormatter, Scrubber
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,12 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group = parser.add_argument_group("settings")
     for f in SETTINGS:
+        check = f.metadata["check"]
+        allowed = f"allowed: {check.bounds()}; " if isinstance(check, Range) else ""
         group.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
             default=None,
             metavar=f.name.upper(),
-            help=f"{f.metadata['help']} (default: {f.default!r}; env {env_name(f.name)})",
+            help=f"{f.metadata['help']} (default: {f.default!r}; {allowed}"
+            f"env {env_name(f.name)})".replace("%", "%%"),
         )
     return parser
 
@@ -95,12 +102,34 @@ def run(config: SidecarConfig) -> int:
     from sidecar.observability.logs import configure_logging  # noqa: PLC0415
 
     configure_logging(config.log_level, config.log_format)
+    scrubber = scrubber_for(config)
+    mask_secrets_in_output(scrubber)
     try:
         asyncio.run(serve(config, ignore_signals_after=True))
     except OSError as exc:
-        print(f"strata-sidecar: cannot start: {exc}", file=sys.stderr)
+        print(f"strata-sidecar: cannot start: {scrubber.scrub(str(exc))}", file=sys.stderr)
         return 1
     return 0
+
+
+def scrubber_for(config: SidecarConfig) -> Scrubber:
+    """Masks the secrets of `config`'s secret settings (and credential-like patterns)."""
+    values = [getattr(config, f.name) for f in SETTINGS if f.metadata["secret"]]
+    return Scrubber.of_settings(v for v in values if isinstance(v, str))
+
+
+def mask_secrets_in_output(scrubber: Scrubber) -> None:
+    """Scrub every log line of the root handlers and any uncaught traceback: driver errors
+    (psycopg, redis-py) may quote a DSN or URL, and nothing may print a password."""
+    for handler in logging.getLogger().handlers:
+        if handler.formatter is not None:
+            handler.setFormatter(RedactingFormatter(handler.formatter, scrubber))
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        text = "".join(traceback.format_exception(kind, exc, tb))
+        print(scrubber.scrub(text), end="", file=sys.stderr)
+
+    sys.excepthook = hook
 
 
 __all__ = ["main"]

@@ -4,6 +4,11 @@ Sources, later ones winning: built-in defaults < a TOML file (`--config` / `STRA
 < `STRATA_<NAME>` environment variables < command-line flags `--<name>`. Everything is
 checked once, at start-up; a bad value raises `ConfigError` naming the setting and where it
 came from. Nothing here is re-read while the sidecar runs.
+
+Every numeric setting has a `Range` (finite, minimum and maximum in its unit; durations
+take units, see `sidecar.quantities`), and the message of a refused number states it. A
+secret setting (`secret=True`: Redis URL, PostgreSQL DSN) is masked in `redacted()`, left
+out of `repr()`, and never quoted in a `ConfigError` (`sidecar.redact`).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from sidecar.errors import ConfigError
+from sidecar.quantities import Range, milliseconds, seconds, whole_seconds
+from sidecar.redact import Scrubber, redact
 
 ENV_PREFIX = "STRATA_"
 #: Environment names under STRATA_ that belong to other components and are not ours.
@@ -26,9 +33,17 @@ FOREIGN_ENV_PREFIXES = ("STRATA_TEST_", "STRATA_PLUGIN_", "STRATA_BENCH_", "STRA
 #: Not a setting but where the settings file is.
 CONFIG_FILE_ENV = "STRATA_CONFIG"
 #: The node-local default shared with the plugin's `sidecar.address` default.
-DEFAULT_LISTEN = "unix:/tmp/strata-sidecar.sock"
+DEFAULT_LISTEN = "unix:/run/strata/sidecar.sock"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+
+KIB, MIB, GIB, TIB = 1024, 1024**2, 1024**3, 1024**4
+DAY = 24 * 3600
+MINUTE_MS = 60_000
+#: Upper bounds of `max_body_bytes` and `max_header_bytes`: the gRPC message limit derived
+#: from them (`sidecar.app.max_message_bytes`, about twice their sum) must fit a C int.
+MAX_BODY_BYTES = 512 * MIB
+MAX_HEADER_BYTES = 16 * MIB
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -75,17 +90,6 @@ def check_optional_host_port(value: str) -> None:
         check_host_port(value)
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by '***' (for logs and --print-config)."""
-    if not url or "@" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _setting(
     default: Any,
     help: str,
@@ -95,23 +99,9 @@ def _setting(
 ) -> Any:
     return field(
         default=default,
+        repr=not secret,
         metadata={"help": help, "parse": parse, "check": check, "secret": secret},
     )
-
-
-def _positive(v: int | float) -> None:
-    if v <= 0:
-        raise ValueError(f"must be greater than 0, got {v}")
-
-
-def _non_negative(v: int | float) -> None:
-    if v < 0:
-        raise ValueError(f"must not be negative, got {v}")
-
-
-def _shared_min_hits(v: int) -> None:
-    if not 0 <= v <= 15:
-        raise ValueError(f"must be from 0 to 15 (the frequency sketch saturates at 15), got {v}")
 
 
 def _namespace(v: str) -> None:
@@ -128,13 +118,22 @@ def _one_of(*choices: str) -> Callable[[str], None]:
 
 
 def check_redis_url(value: str) -> None:
-    """Empty, or a redis://, rediss://, unix:// or redis+cluster:// URL."""
+    """Empty, or a redis://, rediss://, unix:// or redis+cluster:// URL that the driver
+    parses (port, db and options included)."""
     if not value:
         return
     scheme = urlsplit(value).scheme
     if scheme not in REDIS_SCHEMES:
         known = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
         raise ValueError(f"unsupported scheme {scheme!r}: use one of {known}")
+    from redis.connection import parse_url  # noqa: PLC0415
+
+    from sidecar.redis_conn import is_cluster_url, parse_cluster_url  # noqa: PLC0415
+
+    try:
+        parse_cluster_url(value) if is_cluster_url(value) else parse_url(value)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ValueError(f"not a valid Redis URL: {exc}") from None
 
 
 def check_servers(value: str) -> None:
@@ -176,8 +175,16 @@ class SidecarConfig:
 
     listen: str = _setting(
         DEFAULT_LISTEN,
-        "gRPC listen address: unix:/abs/path (node-local, the default) or HOST:PORT",
+        "gRPC listen address: unix:/abs/path (node-local, the default) or HOST:PORT; a "
+        "missing socket folder is created 0750, one other users can write to is refused",
         check=check_listen,
+    )
+    socket_takeover: bool = _setting(
+        True,
+        "start even while another sidecar of the same uid answers on the unix socket, taking "
+        "the path over (it drains and exits); false: refuse to start while any process "
+        "answers there. A live socket of another uid is never taken over",
+        parse=parse_bool,
     )
     metrics_listen: str = _setting(
         "127.0.0.1:9464",
@@ -188,7 +195,7 @@ class SidecarConfig:
         256 * 1024**2,
         "byte budget of the in-process memory tier (accepts 256MiB, 1g, ...)",
         parse=parse_size,
-        check=_positive,
+        check=Range(MIB, 16 * TIB, "bytes", zero="stores nothing"),
     )
     admission: str = _setting(
         "tinylfu",
@@ -196,55 +203,69 @@ class SidecarConfig:
         check=_one_of("tinylfu", "always"),
     )
     max_key_bytes: int = _setting(
-        2048, "longest cache key accepted, in bytes", parse=parse_size, check=_positive
+        2048,
+        "longest cache key accepted, in bytes",
+        parse=parse_size,
+        check=Range(64, 64 * KIB, "bytes"),
     )
     max_body_bytes: int = _setting(
         8 * 1024**2,
         "largest response body accepted by Store, in bytes",
         parse=parse_size,
-        check=_positive,
+        check=Range(KIB, MAX_BODY_BYTES, "bytes"),
     )
-    max_headers: int = _setting(256, "most header lines in one entry", parse=int, check=_positive)
+    max_headers: int = _setting(
+        256, "most header lines in one entry", parse=int, check=Range(16, 4096)
+    )
     max_header_bytes: int = _setting(
         64 * 1024,
         "largest total size of an entry's header names and values",
         parse=parse_size,
-        check=_positive,
+        check=Range(KIB, MAX_HEADER_BYTES, "bytes"),
     )
     max_ttl_seconds: int = _setting(
         365 * 24 * 3600,
-        "longest TTL, stale window or storage TTL accepted",
-        parse=int,
-        check=_positive,
+        "longest an entry lives after it was stored: a longer TTL, stale window (beyond what "
+        "the TTL leaves) or storage TTL is clamped to it, counted and logged",
+        parse=whole_seconds,
+        check=Range(1, 3650 * DAY, "s"),
     )
     coalesce_max_wait_ms: int = _setting(
         5000,
         "cap on how long a coalesced lookup may wait for another caller's fill",
-        parse=int,
-        check=_non_negative,
+        parse=milliseconds,
+        check=Range(1, MINUTE_MS, "ms", zero="no waiting"),
     )
     lease_ttl_ms: int = _setting(
         10000,
         "how long a fill lease lasts when its holder never stores or releases",
-        parse=int,
-        check=_positive,
+        parse=milliseconds,
+        check=Range(10, 10 * MINUTE_MS, "ms"),
     )
     generations_cache_ms: int = _setting(
         1000,
         "how long a sidecar reuses tag generation counters read from Redis (other sidecars "
         "see a tag purge within this)",
+        parse=milliseconds,
+        check=Range(1, MINUTE_MS, "ms", zero="read every time"),
+    )
+    generations_max_records: int = _setting(
+        100_000,
+        "tag purge records kept in this process (~300 bytes each); beyond it, without Redis "
+        "every entry is treated as purged once (an epoch bump), with Redis those expiring "
+        "first are forgotten here (re-read from Redis)",
         parse=int,
-        check=_non_negative,
+        check=Range(1000, 10_000_000),
     )
     sweep_interval_seconds: float = _setting(
-        5.0, "how often expired entries are swept out", parse=float, check=_positive
+        5.0, "how often expired entries are swept out", parse=seconds, check=Range(0.1, 3600, "s")
     )
     shutdown_grace_seconds: float = _setting(
         10.0,
         "when stopping (SIGTERM, or another sidecar took the socket over), the most time "
         "calls in flight may take before they are cancelled; an idle sidecar stops at once",
-        parse=float,
-        check=_non_negative,
+        parse=seconds,
+        check=Range(0.001, 600, "s", zero="cancel at once"),
     )
     log_level: str = _setting(
         "INFO",
@@ -274,81 +295,127 @@ class SidecarConfig:
         secret=True,
     )
     redis_timeout_ms: int = _setting(
-        50, "deadline of one Redis operation; a slower Redis is skipped", parse=int, check=_positive
+        50,
+        "deadline of one Redis operation; a slower Redis is skipped",
+        parse=milliseconds,
+        check=Range(1, MINUTE_MS, "ms"),
     )
     memcached_timeout_ms: int = _setting(
-        50, "deadline of one Memcached operation", parse=int, check=_positive
+        50,
+        "deadline of one Memcached operation",
+        parse=milliseconds,
+        check=Range(1, MINUTE_MS, "ms"),
     )
     postgres_timeout_ms: int = _setting(
-        200, "deadline of one PostgreSQL statement", parse=int, check=_positive
+        200,
+        "deadline of one PostgreSQL statement",
+        parse=milliseconds,
+        check=Range(1, MINUTE_MS, "ms"),
     )
     lookup_budget_ms: int = _setting(
         40,
         "time one lookup may spend reading the shared tiers: each tier call gets the smaller of "
         "its own timeout and what is left, a tier that misses it counts as failing; keep it "
         "below the plugin's sidecar.timeout_ms (0 = each tier's own timeout only)",
+        parse=milliseconds,
+        check=Range(1, MINUTE_MS, "ms", zero="tier timeouts only"),
+    )
+    max_batch_calls: int = _setting(
+        128,
+        "most calls in one Exchange message; a larger batch runs none of them and gets one "
+        "RESOURCE_EXHAUSTED error reply (the plugin sends at most 64)",
         parse=int,
-        check=_non_negative,
+        check=Range(64, 100_000),
+    )
+    max_streams: int = _setting(
+        256,
+        "most Exchange streams open at once (the plugin opens one per busy thread); a new "
+        "one above it ends at once with RESOURCE_EXHAUSTED",
+        parse=int,
+        check=Range(1, 100_000),
+    )
+    max_unary_in_flight: int = _setting(
+        1024,
+        "most unary calls (Lookup, Store, ...) being handled at once; one more gets "
+        "RESOURCE_EXHAUSTED",
+        parse=int,
+        check=Range(1, 1_000_000),
+    )
+    max_coalesce_waiters: int = _setting(
+        1024,
+        "most lookups waiting for another caller's fill at once; above it a lookup does not "
+        "wait (nor take the fill lease)",
+        parse=int,
+        check=Range(1, 1_000_000),
+    )
+    max_pending_reply_bytes: int = _setting(
+        8 * MIB,
+        "bytes of Exchange replies written but not yet read by their clients, all streams "
+        "together (they hold 2-3 times this in RAM); a reply that would go above it gets "
+        "RESOURCE_EXHAUSTED instead (a reply message of at most 64KiB, or one alone, "
+        "always goes)",
+        parse=parse_size,
+        check=Range(MIB, 64 * GIB, "bytes"),
     )
     tier_failure_threshold: int = _setting(
         5,
         "consecutive failures after which a shared tier is skipped without being asked",
         parse=int,
-        check=_positive,
+        check=Range(1, 1000),
     )
     tier_open_seconds: float = _setting(
         2.0,
         "how long a failing shared tier is skipped before one call probes it again",
-        parse=float,
-        check=_positive,
+        parse=seconds,
+        check=Range(0.1, 600, "s"),
     )
     shared_min_hits: int = _setting(
         2,
         "lookups of a key on this node (0-15) before its entries go to shared RAM "
         "(Redis/Memcached); colder entries go to memory and PostgreSQL only",
         parse=int,
-        check=_shared_min_hits,
+        check=Range(0, 15),
     )
     redis_max_entry_bytes: int = _setting(
         65536,
         "largest hot entry (raw body + headers) placed in Redis when Memcached is configured; "
         "larger ones go to Memcached",
         parse=parse_size,
-        check=_non_negative,
+        check=Range(0, 512 * MIB, "bytes"),
     )
     memcached_max_entry_bytes: int = _setting(
         1048576 - 1024,
         "largest entry (raw body + headers) placed in shared RAM (Memcached, or Redis alone); "
         "larger ones go to memory and PostgreSQL only",
         parse=parse_size,
-        check=_non_negative,
+        check=Range(0, GIB, "bytes"),
     )
     redis_max_bytes: int = _setting(
         0,
         "Strata's byte budget of Redis: while INFO used_memory (the whole server's) is at or "
         "above it, no new entries go to Redis; 0 = none (Redis's own maxmemory applies)",
         parse=parse_size,
-        check=_non_negative,
+        check=Range(1, 16 * TIB, "bytes", zero="no budget"),
     )
     memcached_max_bytes: int = _setting(
         0,
         "Strata's byte budget of Memcached: while stats bytes summed over the servers is at or "
         "above it, no new entries go to Memcached; 0 = none (memcached -m applies)",
         parse=parse_size,
-        check=_non_negative,
+        check=Range(1, 16 * TIB, "bytes", zero="no budget"),
     )
     postgres_max_bytes: int = _setting(
         0,
         "Strata's byte budget of PostgreSQL: while pg_total_relation_size('strata_entries') "
         "is at or above it, no new entries go to PostgreSQL; 0 = none (the disk is the limit)",
         parse=parse_size,
-        check=_non_negative,
+        check=Range(1, 1024 * TIB, "bytes", zero="no budget"),
     )
     budget_sample_seconds: float = _setting(
         5.0,
         "how often the usage of the shared tiers with a byte budget is sampled",
-        parse=float,
-        check=_positive,
+        parse=seconds,
+        check=Range(0.1, 3600, "s"),
     )
     durable_tier: bool = _setting(
         True,
@@ -373,7 +440,7 @@ class SidecarConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.metadata["secret"] and isinstance(value, str):
-                value = redact_url(value)
+                value = redact(value)
             out[f.name] = value
         return out
 
@@ -388,28 +455,41 @@ def env_name(setting: str) -> str:
 
 def _convert(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
     """Turn a raw value (str from env/flags, typed from TOML) into the setting's type."""
-    where = f"{f.name} (from {source})"
+    check = f.metadata["check"]
     try:
-        if isinstance(raw, str):
-            value = f.metadata["parse"](raw)
-        elif isinstance(f.default, bool):
-            if not isinstance(raw, bool):
-                raise ValueError(f"expected true or false, got {raw!r}")
-            value = raw
-        elif isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise ValueError(f"expected a {type(f.default).__name__}, got {raw!r}")
-        elif isinstance(f.default, str):
-            raise ValueError(f"expected a string, got {raw!r}")
-        elif isinstance(f.default, int) and isinstance(raw, float):
-            raise ValueError(f"expected a whole number, got {raw!r}")
-        else:
-            value = float(raw) if isinstance(f.default, float) else raw
-        check = f.metadata["check"]
+        value = _typed(f, raw)
+    except (ValueError, OverflowError) as exc:  # a range is worth knowing here too
+        hint = f"; {check.describe()}" if isinstance(check, Range) else ""
+        raise _config_error(f, source, f"{exc}{hint}", raw) from None
+    try:
         if check is not None:
             check(value)
     except ValueError as exc:
-        raise ConfigError(where, str(exc)) from exc
+        raise _config_error(f, source, str(exc), raw) from None
     return value
+
+
+def _typed(f: dataclasses.Field[Any], raw: Any) -> Any:
+    if isinstance(raw, str):
+        return f.metadata["parse"](raw)
+    if isinstance(f.default, bool):
+        if not isinstance(raw, bool):
+            raise ValueError(f"expected true or false, got {raw!r}")
+        return raw
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ValueError(f"expected a {type(f.default).__name__}, got {raw!r}")
+    if isinstance(f.default, str):
+        raise ValueError(f"expected a string, got {raw!r}")
+    if isinstance(f.default, int) and isinstance(raw, float):
+        raise ValueError(f"expected a whole number, got {raw!r}")
+    return float(raw) if isinstance(f.default, float) else raw
+
+
+def _config_error(f: dataclasses.Field[Any], source: str, message: str, raw: Any) -> ConfigError:
+    """One line naming the setting and its source; a secret setting's value never in it."""
+    if f.metadata["secret"] and isinstance(raw, str):
+        message = Scrubber.of_settings([raw]).scrub(message)
+    return ConfigError(f"{f.name} (from {source})", message)
 
 
 def _unknown(name: str, source: str) -> ConfigError:

@@ -74,10 +74,10 @@ from psycopg_pool import AsyncConnectionPool
 from sidecar import codec
 from sidecar.clock import Clock
 from sidecar.codec import CorruptEntryError
-from sidecar.config import redact_url
 from sidecar.errors import ConfigError, TierError
 from sidecar.model import CachedResponse, TierSnapshot
 from sidecar.observability.observer import NullObserver, Observer
+from sidecar.redact import Scrubber, redact
 from sidecar.tiers import pg_schema
 from sidecar.tiers.base import PREFIX_DELETE, TAG_DELETE, SetStatus
 
@@ -124,11 +124,8 @@ def _timestamp(ms: int) -> datetime:
 
 
 def _describe(dsn: str) -> str:
-    """The DSN without its password, for logs and errors."""
-    if "://" in dsn:
-        return redact_url(dsn)
-    params = conninfo_to_dict(dsn)
-    return make_conninfo("", **{k: v for k, v in params.items() if k != "password"})
+    """The DSN with its secrets masked, for logs and errors."""
+    return redact(dsn)
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
@@ -157,7 +154,7 @@ class PostgresTier:
             raise ConfigError("postgres_dsn", "not a valid PostgreSQL DSN") from None
         extra = {k: v for k, v in CONNECTION_DEFAULTS.items() if k not in params}
         self._dsn = make_conninfo(dsn, **extra)
-        self._password = str(params.get("password") or "")
+        self._scrubber = Scrubber.of_settings([dsn])
         self._where = _describe(dsn)
         self._clock = clock
         self._namespace = namespace
@@ -482,9 +479,7 @@ class PostgresTier:
         task.add_done_callback(_consume)
 
     def _error(self, op: str, exc: BaseException) -> TierError:
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        if self._password:
-            detail = detail.replace(self._password, "***")
+        detail = self._scrubber.scrub((str(exc).strip().splitlines() or [""])[0])
         return TierError(f"postgres {op} failed: {type(exc).__name__}: {detail}".rstrip(": "))
 
     # -- helpers -------------------------------------------------------------------------

@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import main
-from sidecar.config import DEFAULT_LISTEN, SidecarConfig, load_config, parse_size, redact_url
+from sidecar.config import DEFAULT_LISTEN, SidecarConfig, load_config, parse_size
 from sidecar.errors import ConfigError
+from sidecar.redact import redact
 
 
 def test_defaults_work_together_with_the_plugin_default() -> None:
     cfg = load_config({})
     assert cfg == SidecarConfig()
-    assert cfg.listen == DEFAULT_LISTEN == "unix:/tmp/strata-sidecar.sock"
+    assert cfg.listen == DEFAULT_LISTEN == "unix:/run/strata/sidecar.sock"
     assert cfg.metrics_listen == "127.0.0.1:9464"
     assert cfg.redis_url == cfg.postgres_dsn == cfg.memcached_servers == cfg.kafka_bootstrap == ""
 
@@ -33,19 +34,19 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     ("env", "field", "fragment"),
     [
         ({"STRATA_MEMORY_MAX_BYTES": "lots"}, "memory_max_bytes", "not a size"),
-        ({"STRATA_MEMORY_MAX_BYTES": "0"}, "memory_max_bytes", "greater than 0"),
+        ({"STRATA_MEMORY_MAX_BYTES": "1k"}, "memory_max_bytes", "or from 1MiB to 16TiB"),
         ({"STRATA_LISTEN": "unix:relative.sock"}, "listen", "absolute"),
         ({"STRATA_LISTEN": "localhost"}, "listen", "HOST:PORT"),
         ({"STRATA_METRICS_LISTEN": "1.2.3.4:99999"}, "metrics_listen", "HOST:PORT"),
         ({"STRATA_ADMISSION": "lru"}, "admission", "one of tinylfu, always"),
         ({"STRATA_LOG_LEVEL": "loud"}, "log_level", "one of"),
-        ({"STRATA_SHUTDOWN_GRACE_SECONDS": "-1"}, "shutdown_grace_seconds", "negative"),
+        ({"STRATA_SHUTDOWN_GRACE_SECONDS": "-1"}, "shutdown_grace_seconds", "got -1"),
         ({"STRATA_KAFKA_BOOTSTRAP": "127.0.0.1:9092"}, "kafka_bootstrap", "not available"),
         ({"STRATA_REDIS_URL": "http://127.0.0.1:6379"}, "redis_url", "unsupported scheme 'http'"),
         ({"STRATA_MEMCACHED_SERVERS": "127.0.0.1"}, "memcached_servers", "is not HOST:PORT"),
         ({"STRATA_POSTGRES_DSN": "host=x port"}, "postgres_dsn", "not a valid PostgreSQL"),
         ({"STRATA_NAMESPACE": "a b"}, "namespace", "must be 1-64"),
-        ({"STRATA_REDIS_TIMEOUT_MS": "0"}, "redis_timeout_ms", "greater than 0"),
+        ({"STRATA_REDIS_TIMEOUT_MS": "0"}, "redis_timeout_ms", "from 1ms to 1m"),
         ({"STRATA_MEMROY_MAX_BYTES": "1"}, "memroy_max_bytes", "did you mean 'memory_max_bytes'"),
     ],
 )
@@ -88,8 +89,8 @@ def test_sizes() -> None:
 
 
 def test_secrets_are_masked() -> None:
-    assert redact_url("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
-    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
 def test_cli_exit_codes(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import faults, gateway, lookup, memory, tiers
+from bench import faults, gateway, hostile, lookup, memory, tiers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     tiers.add_arguments(sub.add_parser("tiers", help=tiers.__doc__.splitlines()[0]))
     memory.add_arguments(sub.add_parser("memory", help=memory.__doc__.splitlines()[0]))
     faults.add_arguments(sub.add_parser("faults", help=faults.__doc__.splitlines()[0]))
+    hostile.add_arguments(sub.add_parser("hostile", help=hostile.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     if args.scenario == "lookup":
         return lookup.run(args)
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         return memory.run(args)
     if args.scenario == "faults":
         return faults.run(args)
+    if args.scenario == "hostile":
+        return hostile.run(args)
     return 2
 
 

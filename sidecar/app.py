@@ -31,6 +31,7 @@ from sidecar.limits import Limits
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
 from sidecar.observability.observer import Observer
 from sidecar.placement import PlacementPolicy
+from sidecar.rpc.bounds import RpcLimits
 from sidecar.rpc.server import create_server, start_serving
 from sidecar.rpc.unix_socket import PathKind
 from sidecar.tiers.base import Tier
@@ -54,6 +55,18 @@ def limits_from(config: SidecarConfig) -> Limits:
         max_header_bytes=config.max_header_bytes,
         max_ttl_ms=config.max_ttl_seconds * 1000,
         max_coalesce_wait_ms=config.coalesce_max_wait_ms,
+    )
+
+
+def rpc_limits_from(config: SidecarConfig) -> RpcLimits:
+    """The gRPC surface's bounds (`sidecar.rpc.bounds`), message limit included."""
+    return RpcLimits(
+        max_batch_calls=config.max_batch_calls,
+        max_streams=config.max_streams,
+        max_unary_in_flight=config.max_unary_in_flight,
+        max_coalesce_waiters=config.max_coalesce_waiters,
+        max_pending_reply_bytes=config.max_pending_reply_bytes,
+        max_message_bytes=max_message_bytes(config),
     )
 
 
@@ -139,7 +152,11 @@ def build_generations(config: SidecarConfig, clock: Clock, observer: Observer) -
     """Tag generation counters shared through Redis when Redis is configured; else local
     (purges then reach this sidecar only)."""
     if not config.redis_url:
-        return LocalGenerations(clock, max_lifetime_ms=config.max_ttl_seconds * 1000)
+        return LocalGenerations(
+            clock,
+            max_records=config.generations_max_records,
+            max_lifetime_ms=config.max_ttl_seconds * 1000,
+        )
     from sidecar.generations import RedisGenerations  # noqa: PLC0415
 
     return RedisGenerations(
@@ -149,6 +166,7 @@ def build_generations(config: SidecarConfig, clock: Clock, observer: Observer) -
         timeout_s=config.redis_timeout_ms / 1000,
         cache_ms=config.generations_cache_ms,
         observer=observer,
+        max_records=config.generations_max_records,
     )
 
 
@@ -307,7 +325,7 @@ async def serve(
                 loop.add_signal_handler(sig, stop.set)
                 stack.callback(_stop_handling, loop, sig, ignore_signals_after)
         # Cheap checks first, so a bad path or a taken port fails before any tier connects.
-        before = lifecycle.check_listen_path(config.listen)
+        before = lifecycle.check_listen_path(config.listen, config.socket_takeover)
         registry = CollectorRegistry()
         metrics = lifecycle.Metrics(
             config.metrics_listen,
@@ -343,7 +361,13 @@ async def serve(
         stack.push_async_callback(engine.close)
         await open_tiers(engine)
         registry.register(TierCollector(engine.snapshot))
-        running = create_server(engine, config.listen, max_message_bytes(config))
+        running = create_server(
+            engine,
+            config.listen,
+            max_message_bytes(config),
+            socket_takeover=config.socket_takeover,
+            limits=rpc_limits_from(config),
+        )
         if running.socket is not None:
             stack.callback(running.socket.release)  # only if the path is still ours
         stack.push_async_callback(lifecycle.drain, running, config.shutdown_grace_seconds)

@@ -5,10 +5,14 @@ really bound to (port 0 picks a free port), so tests can run many servers side b
 A unix socket is bound under a temporary name beside its path and only renamed over the
 path once the server serves (`sidecar.rpc.unix_socket`), so a client never connects to a
 socket that is not answering yet and a running sidecar's socket is taken over, not deleted.
+It is bound under umask 077 and made 0660 before that rename (never wider, whatever the
+umask); only a live socket of the sidecar's own uid is taken over, and only with
+`socket_takeover`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import socket
@@ -22,8 +26,9 @@ from grpc_reflection.v1alpha import reflection
 from strata.v1 import cache_pb2 as _pb
 
 from sidecar.engine import Engine
-from sidecar.rpc.service import CacheService, safe_deserializer
-from sidecar.rpc.unix_socket import OwnedSocket, PathState
+from sidecar.rpc.bounds import RpcLimits
+from sidecar.rpc.service import CacheService, safe_deserializer, serialized
+from sidecar.rpc.unix_socket import OwnedSocket, PathState, private_umask
 
 SERVICE_NAME = _pb.DESCRIPTOR.services_by_name["CacheService"].full_name
 
@@ -56,8 +61,10 @@ def _handlers(service: CacheService) -> grpc.GenericRpcHandler:
             "Stats": unary(service.Stats, _pb.StatsRequest, _pb.StatsResponse),
             "Exchange": grpc.stream_stream_rpc_method_handler(
                 service.Exchange,
-                request_deserializer=safe_deserializer(_pb.ExchangeRequest),
-                response_serializer=_pb.ExchangeResponse.SerializeToString,
+                request_deserializer=safe_deserializer(
+                    _pb.ExchangeRequest, max_calls=service.limits.max_batch_calls
+                ),
+                response_serializer=serialized,  # the handler writes serialized replies
             ),
         },
     )
@@ -87,12 +94,22 @@ def _check_bindable(owned: OwnedSocket) -> None:
     os.unlink(owned.temp_path)
 
 
-def create_server(engine: Engine, listen: str, max_message_bytes: int) -> RunningServer:
+def create_server(
+    engine: Engine,
+    listen: str,
+    max_message_bytes: int,
+    *,
+    socket_takeover: bool = True,
+    limits: RpcLimits | None = None,
+) -> RunningServer:
     """Bind a server for `engine` on `listen` (unix:/path or host:port).
 
     `max_message_bytes` bounds one message both ways; it should exceed the largest body
     accepted so that an oversized body reaches validation (INVALID_ARGUMENT with a clear
     message) rather than being cut off by the transport (RESOURCE_EXHAUSTED).
+    `socket_takeover`: whether a live socket of this uid at a unix path may be taken over.
+    `limits`: the bounds of the gRPC surface (`sidecar.rpc.bounds`); their message limit
+    is set to `max_message_bytes`.
     """
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -100,7 +117,9 @@ def create_server(engine: Engine, listen: str, max_message_bytes: int) -> Runnin
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options)
-    service = CacheService(engine)
+    service = CacheService(
+        engine, dataclasses.replace(limits or RpcLimits(), max_message_bytes=max_message_bytes)
+    )
     server.add_generic_rpc_handlers((_handlers(service),))
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -115,10 +134,11 @@ def create_server(engine: Engine, listen: str, max_message_bytes: int) -> Runnin
     owned: OwnedSocket | None = None
     if listen.startswith("unix:"):
         # Bound beside the path; `start_serving` renames it over the path once serving.
-        owned = OwnedSocket(listen[len("unix:") :])
+        owned = OwnedSocket(listen[len("unix:") :], takeover=socket_takeover)
         owned.prepare()
-        _check_bindable(owned)  # grpc would hide the reason (and log a C-core error line)
-        _bind(server, f"unix:{owned.temp_path}")
+        with private_umask():  # born 0600 (publish makes it 0660), never wider
+            _check_bindable(owned)  # grpc would hide the reason (and log a C-core error line)
+            _bind(server, f"unix:{owned.temp_path}")
         address = listen
     else:
         port = _bind(server, listen)

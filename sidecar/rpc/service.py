@@ -3,6 +3,25 @@
 One table maps error types to gRPC status codes. Requests that do not even decode are
 refused as INVALID_ARGUMENT too (the deserializer hands over an `Undecodable`), counted and
 logged like any other bad request; the server carries on.
+
+Limits of the gRPC surface (`sidecar.rpc.bounds.RpcLimits`), each refusal counted in
+`strata_rejected_requests_total{operation,reason}` and logged (`sidecar.rpc.refusals`, at
+most one line per operation and reason every few seconds):
+
+* An `Exchange` message of more than `max_batch_calls` calls runs none of them: it gets one
+  reply, id 0, with a RESOURCE_EXHAUSTED error naming the limit (reason `batch_too_large`);
+  the stream carries on.
+* Above `max_streams` open `Exchange` streams, or `max_unary_in_flight` unary calls being
+  handled, a new one ends at once with RESOURCE_EXHAUSTED naming the setting
+  (`too_many_streams`, `too_many_unary`).
+* Above `max_coalesce_waiters` lookups that may wait for a fill, a lookup asking to wait is
+  answered as if it had not asked (no lease, no wait; `too_many_waiters`).
+* In one reply message, a call whose reply does not fit in what is left of the message
+  limit (`reply_too_large`), or whose reply would take the bytes written to clients and
+  not yet read above `max_pending_reply_bytes` (`reply_budget`), gets a RESOURCE_EXHAUSTED
+  error instead, naming the sizes and the limit; the other calls and the stream go on. A
+  lookup refused so gives its fill lease back. Calls run concurrently (a batch with a
+  coalescing lookup) are fitted in the order they finish, the others in batch order.
 """
 
 from __future__ import annotations
@@ -20,10 +39,25 @@ from strata.v1 import cache_pb2 as _pb
 from sidecar import __version__
 from sidecar.engine import Engine
 from sidecar.errors import InvalidRequestError
+from sidecar.rpc.bounds import (
+    Gate,
+    Refusal,
+    ReplyBudget,
+    ReplyRoom,
+    RpcLimits,
+    more_than,
+    reply_size,
+)
 from sidecar.rpc.convert import entry_from_proto, headers_from_proto, lookup_to_proto
+from sidecar.rpc.refusals import RefusalLog
 
 log = logging.getLogger("strata.sidecar.rpc")
 _T = TypeVar("_T")
+_RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+_INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+_CALLS_FIELD = _pb.ExchangeRequest.DESCRIPTOR.fields_by_name["calls"].number
+#: Longest error message put in a reply (a call's reply must stay small, see `bounds`).
+_MAX_ERROR_CHARS = 200
 
 _STORE_RESULT = {
     "stored": _pb.STORE_RESULT_STORED,
@@ -46,11 +80,22 @@ class Undecodable:
     error: str
 
 
-def safe_deserializer(cls: Any) -> Callable[[bytes], Any]:
-    """`cls.FromString` that returns `Undecodable` instead of raising."""
+@dataclass(frozen=True, slots=True)
+class OversizedBatch:
+    """An `Exchange` message with more than `limit` calls, left unparsed."""
+
+    limit: int
+
+
+def safe_deserializer(cls: Any, max_calls: int | None = None) -> Callable[[bytes], Any]:
+    """`cls.FromString` that returns `Undecodable` instead of raising. With `max_calls`
+    (for `ExchangeRequest`): a message of more calls is not parsed at all, it becomes an
+    `OversizedBatch`."""
     name = cls.DESCRIPTOR.full_name
 
     def deserialize(data: bytes) -> Any:
+        if max_calls is not None and more_than(data, _CALLS_FIELD, max_calls):
+            return OversizedBatch(max_calls)
         try:
             return cls.FromString(data)
         except (DecodeError, ValueError, TypeError) as exc:
@@ -64,14 +109,31 @@ def _may_wait(call: _pb.Call) -> bool:
     return call.WhichOneof("op") == "lookup" and call.lookup.coalesce_wait_ms > 0
 
 
+def _set_error(reply: _pb.Reply, code: int, message: str) -> None:
+    reply.ClearField("result")
+    reply.error.code = code
+    reply.error.message = message[:_MAX_ERROR_CHARS]
+
+
+def serialized(message: bytes) -> bytes:
+    """The `Exchange` response serializer: the handler writes replies already serialized
+    (their size is known before they are written, and the message object is gone)."""
+    return message
+
+
 class CacheService:
     """The handlers. `grpc` only appears here and in `sidecar.rpc.server`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, limits: RpcLimits | None = None) -> None:
         self._engine = engine
+        self.limits = limits = limits or RpcLimits()
         self._closing = asyncio.Event()  # set once: the server is shutting down
         # Exchange handlers in progress -> True while waiting for the client's next message.
         self._streams: dict[asyncio.Task[Any], bool] = {}
+        self._unary = Gate(limits.max_unary_in_flight)
+        self._waiters = Gate(limits.max_coalesce_waiters)
+        self.reply_budget = ReplyBudget(limits.max_pending_reply_bytes)
+        self._refusals = RefusalLog(log)
 
     def begin_shutdown(self) -> int:
         """Stop taking new messages on open streams: idle streams end now, busy ones right
@@ -94,44 +156,76 @@ class CacheService:
     async def Lookup(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.LookupResponse:  # noqa: N802
         # The client's gRPC deadline (if it set one) bounds the tier reads too.
         remaining = context.time_remaining()
-        return await self._unary("lookup", request, context, lambda r: self._lookup(r, remaining))
+        return await self._handle(
+            "lookup", request, context, lambda r: self._unary_lookup(r, remaining)
+        )
 
     async def Store(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.StoreResponse:  # noqa: N802
-        return await self._unary("store", request, context, self._store)
+        return await self._handle("store", request, context, self._store)
 
     async def Invalidate(  # noqa: N802
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> _pb.InvalidateResponse:
-        return await self._unary("invalidate", request, context, self._invalidate)
+        return await self._handle("invalidate", request, context, self._invalidate)
 
     async def Release(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.ReleaseResponse:  # noqa: N802
-        return await self._unary("release", request, context, self._release)
+        return await self._handle("release", request, context, self._release)
 
     async def Stats(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.StatsResponse:  # noqa: N802
         return self.stats()
 
-    async def _unary(
+    async def _handle(
         self,
         operation: str,
         request: Any,
         context: grpc.aio.ServicerContext,
         handler: Callable[[Any], Awaitable[_T]],
     ) -> _T:
+        if not self._unary.try_enter():
+            message = (
+                f"{self._unary.limit} unary calls are in progress, the most max_unary_in_flight "
+                "allows; retry later or use an Exchange stream"
+            )
+            await self._abort_refused(context, operation, "too_many_unary", message)
         try:
             if isinstance(request, Undecodable):
                 raise self._undecodable(operation, request)
             return await handler(request)
         except InvalidRequestError as exc:
-            log.info(
-                "request refused",
-                extra={
-                    "event.action": operation,
-                    "event.reason": exc.reason,
-                    "error.message": str(exc),
-                },
-            )
+            self._refusals.refused(operation, exc.reason, str(exc))
             await context.abort(STATUS_FOR_ERROR[InvalidRequestError], str(exc))
             raise  # unreachable: abort raises
+        except _ReplyRefusedError as exc:
+            await self._abort_refused(context, operation, exc.reason, exc.message)
+            raise  # unreachable: abort raises
+        finally:
+            self._unary.leave()
+
+    async def _abort_refused(
+        self, context: grpc.aio.ServicerContext, operation: str, reason: str, message: str
+    ) -> None:
+        """Count, log and end the call with RESOURCE_EXHAUSTED (raises)."""
+        self._refuse(operation, reason, message)
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+    def _refuse(self, operation: str, reason: str, message: str) -> None:
+        """Count a refusal over a limit and log it (rate-limited)."""
+        self._engine.note_rejected(operation, reason)
+        self._refusals.refused(operation, reason, message)
+
+    async def _unary_lookup(
+        self, req: _pb.LookupRequest, timeout_s: float | None
+    ) -> _pb.LookupResponse:
+        out = await self._lookup(req, timeout_s)
+        size = out.ByteSize()
+        if size > self.limits.max_message_bytes:  # a shared tier's entry from a larger limit
+            await self._give_back_lease(req, out)
+            raise _ReplyRefusedError(
+                Refusal.TOO_LARGE.value,
+                f"reply of {size} bytes exceeds the {self.limits.max_message_bytes}-byte "
+                "message limit",
+            )
+        return out
 
     def _undecodable(self, operation: str, request: Undecodable) -> InvalidRequestError:
         self._engine.note_rejected(operation, "undecodable")
@@ -143,17 +237,36 @@ class CacheService:
 
     async def Exchange(  # noqa: N802
         self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[_pb.ExchangeResponse]:
+    ) -> None:
+        """Read a batch, answer it, read the next: one reply message at a time, so a client
+        that does not read holds at most one (see `sidecar.rpc.bounds`). Messages are read
+        with `context.read()`; `requests` (gRPC's iterator over them) is not used."""
         task = asyncio.current_task()
         assert task is not None
         if self._closing.is_set():
             return
         streams = self._streams
+        if len(streams) >= self.limits.max_streams:
+            message = (
+                f"{len(streams)} Exchange streams are open, the most max_streams allows; "
+                "retry later"
+            )
+            await self._abort_refused(context, "exchange", "too_many_streams", message)
         streams[task] = True  # idle: waiting for the client's next message
         try:
-            async for message in requests:
+            # context.read(), not `async for` over `requests`: its generator would keep the
+            # last request alive while the reply waits on a slow reader.
+            while (message := await context.read()) is not grpc.aio.EOF:
                 streams[task] = False
-                yield await self._exchange(message)
+                room = self._room(message)
+                try:
+                    response = await self._exchange(message, room)
+                    del message  # neither the request nor the reply object waits on the write
+                    raw = response.SerializeToString()
+                    del response
+                    await context.write(raw)
+                finally:
+                    room.release()
                 if self._closing.is_set():
                     return
                 streams[task] = True
@@ -167,26 +280,39 @@ class CacheService:
         finally:
             del streams[task]
 
-    async def _exchange(self, message: Any) -> _pb.ExchangeResponse:
+    def _room(self, message: Any) -> ReplyRoom:
+        calls = len(message.calls) if isinstance(message, _pb.ExchangeRequest) else 1
+        calls = min(calls, self.limits.max_batch_calls)  # a larger batch gets one reply
+        return ReplyRoom(self.reply_budget, self.limits.max_message_bytes, calls)
+
+    async def _exchange(self, message: Any, room: ReplyRoom) -> _pb.ExchangeResponse:
         response = _pb.ExchangeResponse()
         if isinstance(message, Undecodable):
-            reply = response.replies.add(id=0)
             exc = self._undecodable("exchange", message)
-            reply.error.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-            reply.error.message = str(exc)
+            self._refusals.refused("exchange", exc.reason, str(exc))
+            _set_error(response.replies.add(id=0), _INVALID_ARGUMENT, str(exc))
+        elif (
+            isinstance(message, OversizedBatch) or len(message.calls) > self.limits.max_batch_calls
+        ):
+            text = (
+                f"batch of more than {self.limits.max_batch_calls} calls (max_batch_calls); "
+                "none of its calls was run"
+            )
+            self._refuse("exchange", "batch_too_large", text)
+            _set_error(response.replies.add(id=0), _RESOURCE_EXHAUSTED, text)
         elif len(message.calls) == 1 or not any(_may_wait(c) for c in message.calls):
             # One after the other: no call in the batch waits, so nothing is gained by
             # running them concurrently, and a task per call costs more than the lookup.
             for call in message.calls:
-                await self._call(call, response.replies.add())
+                await self._call(call, response.replies.add(), room)
         else:
             replies = [response.replies.add() for _ in message.calls]
             await asyncio.gather(
-                *(self._call(c, r) for c, r in zip(message.calls, replies, strict=True))
+                *(self._call(c, r, room) for c, r in zip(message.calls, replies, strict=True))
             )
         return response
 
-    async def _call(self, call: _pb.Call, reply: _pb.Reply) -> None:
+    async def _call(self, call: _pb.Call, reply: _pb.Reply, room: ReplyRoom) -> None:
         reply.id = call.id
         op = call.WhichOneof("op")
         try:
@@ -202,15 +328,46 @@ class CacheService:
                 self._engine.note_rejected("exchange", "no_operation")
                 raise InvalidRequestError("call.op", "no operation set", "no_operation")
         except InvalidRequestError as exc:
-            reply.error.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-            reply.error.message = str(exc)
+            self._refusals.refused(op or "exchange", exc.reason, str(exc))
+            _set_error(reply, _INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # a bug: this call fails, the stream and its other calls go on
             log.exception(
                 "call failed", extra={"event.action": op or "exchange", "error.message": str(exc)}
             )
-            reply.ClearField("result")
-            reply.error.code = grpc.StatusCode.INTERNAL.value[0]
-            reply.error.message = f"internal error: {type(exc).__name__}"
+            _set_error(
+                reply, grpc.StatusCode.INTERNAL.value[0], f"internal error: {type(exc).__name__}"
+            )
+        await self._fit(call, reply, room)
+
+    async def _fit(self, call: _pb.Call, reply: _pb.Reply, room: ReplyRoom) -> None:
+        """Keep `reply` in its message if it fits (`ReplyRoom.admit`); else replace it with
+        a RESOURCE_EXHAUSTED error naming the sizes and the limit."""
+        size = reply_size(reply.ByteSize())
+        refusal = room.admit(size)
+        if refusal is None:
+            return
+        if refusal is Refusal.TOO_LARGE:
+            text = (
+                f"reply of {size} bytes does not fit: {max(room.left, 0)} bytes are left of the "
+                f"{room.limit}-byte message limit for this batch; send fewer calls per batch"
+            )
+        else:
+            text = (
+                f"reply of {size} bytes not sent: {self.reply_budget.pending} bytes of replies "
+                f"wait for clients to read them, max_pending_reply_bytes is "
+                f"{self.reply_budget.limit}"
+            )
+        if reply.WhichOneof("result") == "lookup":
+            await self._give_back_lease(call.lookup, reply.lookup)
+        self._refuse(call.WhichOneof("op") or "exchange", refusal.value, text)
+        _set_error(reply, _RESOURCE_EXHAUSTED, text)
+        room.admit(reply_size(reply.ByteSize()))  # small: always fits
+
+    async def _give_back_lease(self, req: _pb.LookupRequest, out: _pb.LookupResponse) -> None:
+        """A lookup answered with an error gives back the fill lease it was granted, so
+        callers waiting on it are not left waiting for a fill that will not come."""
+        if out.fill_lease:
+            await self._engine.release(req.key)
 
     # -- operations --------------------------------------------------------------------
 
@@ -226,13 +383,28 @@ class CacheService:
     ) -> None:
         """`timeout_s`: what is left of the caller's deadline, when known (unary calls with
         a gRPC deadline; an Exchange stream carries none per call: the engine's lookup
-        budget applies alone)."""
-        result = await self._engine.lookup(
-            req.key,
-            headers_from_proto(req.request_headers) if req.request_headers else (),
-            req.coalesce_wait_ms,
-            timeout_s=timeout_s,
-        )
+        budget applies alone). Above `max_coalesce_waiters` lookups that may wait, this one
+        does not ask to wait."""
+        wait_ms = req.coalesce_wait_ms
+        waiting = wait_ms > 0 and self._waiters.try_enter()
+        if wait_ms > 0 and not waiting:
+            self._refuse(
+                "lookup",
+                "too_many_waiters",
+                f"{self._waiters.limit} lookups may already wait for a fill, the most "
+                "max_coalesce_waiters allows; answered without waiting",
+            )
+            wait_ms = 0
+        try:
+            result = await self._engine.lookup(
+                req.key,
+                headers_from_proto(req.request_headers) if req.request_headers else (),
+                wait_ms,
+                timeout_s=timeout_s,
+            )
+        finally:
+            if waiting:
+                self._waiters.leave()
         lookup_to_proto(result, out)
 
     async def _store(self, req: _pb.StoreRequest) -> _pb.StoreResponse:
@@ -287,3 +459,12 @@ class CacheService:
                 admission_rejections=t.admission_rejections,
             )
         return out
+
+
+class _ReplyRefusedError(Exception):
+    """A unary reply that cannot be sent (`reason` is a metric label)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message

@@ -1,0 +1,176 @@
+"""Bounds on what gRPC clients can make the sidecar hold: calls in one `Exchange` batch,
+streams and unary calls at once, coalesced waits, and bytes of replies that were written
+but not read yet. Pure bookkeeping on the event loop (no locks, no I/O).
+
+Why a byte budget for replies: grpc.aio's write of a stream reply returns only once HTTP/2
+flow control lets the message out, and the stream's handler reads no new request meanwhile
+(measured with grpcio 1.85: a client that never reads stalls its stream on the third 1 MiB
+reply). So one stream holds at most one reply it cannot send; but that reply stays in
+memory, in gRPC's buffers at about twice its serialized size, until the client reads it or
+goes away, and the server has no way to take it back. `ReplyBudget` caps the sum over all
+streams; a reply that does not fit is not built into the message (its call gets an error).
+
+Not guaranteed: unary replies are not counted in the budget (a unary call in flight is
+bounded by `max_unary_in_flight`, its reply by the message limit); a reply message whose
+replies total at most `SMALL_MESSAGE_BYTES` is always sent, so the pending bytes may exceed
+the budget by that much per stream; memory briefly held while a reply is being built (at
+most one call's reply beyond what fits, per stream) is not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+MIB = 1024 * 1024
+#: A reply message whose replies total at most this is sent whatever the budget says, so
+#: that slow readers filling the budget do not stop small answers (misses, small hits).
+SMALL_MESSAGE_BYTES = 64 * 1024
+#: Room kept in a reply message for each call's small reply (a miss, a store result, an
+#: error); replies larger than this (lookups with an entry) must fit in what is left.
+SMALL_REPLY_BYTES = 1024
+#: Bytes of a message's own framing kept free (tags and lengths of repeated replies are
+#: counted per reply).
+MESSAGE_OVERHEAD_BYTES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RpcLimits:
+    """The gRPC surface's limits (settings of the same names; see the README)."""
+
+    max_batch_calls: int = 128
+    max_streams: int = 256
+    max_unary_in_flight: int = 1024
+    max_coalesce_waiters: int = 1024
+    max_pending_reply_bytes: int = 8 * MIB
+    #: The gRPC message limit both ways (derived from the body and header limits).
+    max_message_bytes: int = 4 * MIB
+
+
+class Gate:
+    """How many of something are in progress, with a ceiling (streams, calls, waits)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def try_enter(self) -> bool:
+        """Count one more in progress; False (and nothing counted) at the ceiling."""
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+class ReplyBudget:
+    """Bytes of `Exchange` replies handed to gRPC and not yet drained, server-wide."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pending = 0
+
+    def take(self, size: int, *, force: bool = False) -> bool:
+        """Count `size` more bytes pending if they fit (or `force`, or nothing is pending:
+        a reply larger than the whole budget still goes out alone). False: not counted."""
+        if force or self.pending == 0 or self.pending + size <= self.limit:
+            self.pending += size
+            return True
+        return False
+
+    def give(self, size: int) -> None:
+        self.pending -= size
+
+
+class Refusal(Enum):
+    """Why a call's reply was left out of its message (values are metric reasons)."""
+
+    TOO_LARGE = "reply_too_large"
+    BUDGET = "reply_budget"
+
+
+class ReplyRoom:
+    """What one `Exchange` reply message may still carry: its share of the message limit
+    and of the server's `ReplyBudget`. Every call has `SMALL_REPLY_BYTES` kept for it;
+    a larger reply must fit in the rest. Call `release` once the message is written (or
+    the write failed)."""
+
+    def __init__(self, budget: ReplyBudget, message_limit: int, calls: int) -> None:
+        self._budget = budget
+        self.limit = message_limit
+        self.left = message_limit - MESSAGE_OVERHEAD_BYTES - calls * SMALL_REPLY_BYTES
+        self.taken = 0
+
+    def admit(self, size: int) -> Refusal | None:
+        """Take `size` bytes for one call's reply (tags and length included), or say why
+        not. A small reply always fits (it has its kept room)."""
+        small = size <= SMALL_REPLY_BYTES
+        if not small and size > self.left:
+            return Refusal.TOO_LARGE
+        if not self._budget.take(size, force=small or self.taken + size <= SMALL_MESSAGE_BYTES):
+            return Refusal.BUDGET
+        if not small:
+            self.left -= size
+        self.taken += size
+        return None
+
+    def release(self) -> None:
+        """The message is out of gRPC's hands (sent, or its stream ended)."""
+        self._budget.give(self.taken)
+        self.taken = 0
+
+
+def reply_size(payload_bytes: int) -> int:
+    """Bytes a reply of `payload_bytes` takes in its message: the field tag and the
+    length prefix of a repeated message field."""
+    length = 1
+    while payload_bytes >= 1 << (7 * length):
+        length += 1
+    return 1 + length + payload_bytes
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at `pos` and the position after it; ValueError if cut off or too long."""
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def more_than(data: bytes, field_number: int, limit: int) -> bool:
+    """Whether serialized message `data` holds more than `limit` occurrences of the
+    length-delimited `field_number` at its top level, found without parsing it: the scan
+    stops after `limit` + 1 of them (a hostile message of millions of tiny calls costs
+    about 50 times its size to parse). False when the bytes are not well-formed wire
+    format (the parser then says what is wrong)."""
+    pos = count = 0
+    try:
+        while pos < len(data):
+            tag, pos = _varint(data, pos)
+            wire = tag & 7
+            if wire == 0:
+                _, pos = _varint(data, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                length, pos = _varint(data, pos)
+                pos += length
+                if tag >> 3 == field_number:
+                    count += 1
+                    if count > limit:
+                        return True
+            else:  # groups: not in this contract; let the parser judge
+                return False
+    except ValueError:
+        return False
+    return False

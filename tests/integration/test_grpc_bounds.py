@@ -1,0 +1,260 @@
+"""Bounds of the gRPC surface against hostile clients: calls per batch, slow readers,
+reply sizes, stream and unary caps, coalesced waits, and refusals logged.
+
+The attacks on a real sidecar process (32 MiB memory budget, RSS read from /proc) use the
+clients of `bench.hostile`; the others run against an in-process server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from strata.v1 import cache_pb2 as pb
+from strata.v1 import cache_pb2_grpc as pb_grpc
+
+from bench import hostile
+from sidecar.app import build_engine, max_message_bytes
+from sidecar.clock import SystemClock
+from sidecar.config import SidecarConfig
+from sidecar.engine import Engine
+from sidecar.observability.observer import NullObserver
+from sidecar.rpc.bounds import RpcLimits
+from sidecar.rpc.server import RunningServer, create_server, start_serving
+
+MIB = 1024 * 1024
+BUDGET = 32 * MIB
+#: RSS growth allowed under attack: 1.5 times the memory budget.
+RSS_BOUND = BUDGET * 3 // 2
+#: The well-behaved client's deadline: generous, far above a normal lookup.
+VICTIM_DEADLINE_S = 2.0
+
+
+@pytest.fixture
+def sidecar(short_tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A sidecar process with default limits and a 32 MiB memory budget."""
+    address, proc = hostile.start_sidecar(short_tmp, BUDGET, [])
+    try:
+        yield address, proc
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+async def test_huge_batches_are_refused_at_once_and_others_are_served(
+    sidecar: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    address, proc = sidecar
+    sampler = hostile.RssSampler(proc.pid)
+    victim = hostile.Victim(address, VICTIM_DEADLINE_S)
+    try:
+        lookups = await hostile.hostile_batch(address, 200_000, seconds=60)
+        empty = await hostile.hostile_empty_batch(address, 8_000_000, seconds=60)
+        await asyncio.sleep(0.3)  # the victim's calls right after count too
+    finally:
+        report = victim.stop()
+        growth = sampler.stop()
+    for result in (lookups, empty):
+        assert result["status"] == "OK", result  # the stream was not ended
+        assert result["replies"] == {"error": 1}, result
+        assert "max_batch_calls" in result["first_error"]
+        assert result["answered_s"] < 5, result  # before: 200k lookups answered after 21 s
+        assert result["next_call"] == "answered"  # the stream goes on
+    assert report.failed == 0, report  # before: stalled past its deadline
+    assert growth < RSS_BOUND, f"RSS grew {growth / MIB:.0f} MiB"  # before: +1189 MiB
+
+
+async def test_slow_readers_cannot_hold_more_than_the_reply_budget(
+    sidecar: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    address, proc = sidecar
+    async with grpc.aio.insecure_channel(address) as channel:
+        stored = await hostile.store(pb_grpc.CacheServiceStub(channel), b"v1:big:1", b"\x01" * MIB)
+    assert stored == "STORE_RESULT_STORED"
+    sampler = hostile.RssSampler(proc.pid)
+    victim = hostile.Victim(address, VICTIM_DEADLINE_S)
+    try:
+        result = await hostile.hostile_slow_readers(
+            address, streams=40, calls_per_write=4, max_writes=8, seconds=3
+        )
+    finally:
+        report = victim.stop()
+        growth = sampler.stop()
+    assert result["ended_early"] == {}, result  # the streams were open all along
+    assert report.failed == 0, report
+    assert growth < RSS_BOUND, f"RSS grew {growth / MIB:.0f} MiB"  # before: +485 MiB
+
+
+# -- in-process server ---------------------------------------------------------------------
+
+CONFIG = SidecarConfig(max_body_bytes=256 * 1024, memory_max_bytes=64 * MIB, admission="always")
+
+
+@dataclass
+class Served:
+    running: RunningServer
+    engine: Engine
+
+    @property
+    def address(self) -> str:
+        return self.running.address
+
+    def rejected(self, reason: str) -> int:
+        """Refusals counted for `reason` (what the metric's label counts)."""
+        return self.engine.counters.rejected_by_reason.get(reason, 0)
+
+
+async def start(short_tmp: Path, **limits: int) -> Served:
+    engine = build_engine(CONFIG, SystemClock(), NullObserver())
+    running = create_server(
+        engine,
+        f"unix:{short_tmp}/s.sock",
+        max_message_bytes(CONFIG),
+        limits=RpcLimits(**limits),
+    )
+    await start_serving(running)
+    return Served(running, engine)
+
+
+@pytest.fixture
+async def server(short_tmp: Path) -> AsyncIterator[Served]:
+    served = await start(short_tmp)
+    yield served
+    await served.running.server.stop(0)
+
+
+async def test_a_batch_whose_replies_exceed_the_message_limit_fails_only_what_does_not_fit(
+    server: Served,
+) -> None:
+    limit = max_message_bytes(CONFIG)  # 1.6 MiB with 256 KiB bodies
+    body = 200 * 1024
+    result = await hostile.hostile_big_reply(server.address, body, calls=12)
+    assert result["store"] == "STORE_RESULT_STORED"
+    batch = result["batch"]
+    fits = limit // (body + 1024)
+    assert batch["replies"] == {"lookup": fits, "error": 12 - fits}, batch
+    assert "message limit" in batch["first_error"] and str(limit) in batch["first_error"]
+    assert result["next_call"] == "answered"  # before: the stream ended RESOURCE_EXHAUSTED
+    assert result["status"] == "OK"
+    assert server.rejected("reply_too_large") == 12 - fits
+
+
+async def test_streams_above_max_streams_are_refused_naming_it(short_tmp: Path) -> None:
+    served = await start(short_tmp, max_streams=2)
+    try:
+        async with grpc.aio.insecure_channel(served.address) as channel:
+            stub = pb_grpc.CacheServiceStub(channel)
+            one_call = pb.ExchangeRequest(calls=[pb.Call(id=1, lookup=pb.LookupRequest(key=b"k"))])
+            open_streams = [stub.Exchange() for _ in range(2)]
+            for call in open_streams:
+                await call.write(one_call)
+                await call.read()
+            third = stub.Exchange()
+            await third.write(one_call)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await third.read()
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_streams" in (info.value.details() or "")
+            for call in open_streams:
+                call.cancel()
+            await asyncio.sleep(0.1)
+            again = stub.Exchange()  # room again once streams end
+            await again.write(one_call)
+            assert len((await again.read()).replies) == 1
+            again.cancel()
+    finally:
+        await served.running.server.stop(0)
+    assert served.rejected("too_many_streams") == 1
+
+
+async def test_unary_calls_above_max_unary_in_flight_are_refused(short_tmp: Path) -> None:
+    served = await start(short_tmp, max_unary_in_flight=1)
+    try:
+        async with grpc.aio.insecure_channel(served.address) as channel:
+            stub = pb_grpc.CacheServiceStub(channel)
+            lease = await stub.Lookup(pb.LookupRequest(key=b"v1:r:w", coalesce_wait_ms=1000))
+            assert lease.fill_lease
+            waiting = asyncio.ensure_future(
+                stub.Lookup(pb.LookupRequest(key=b"v1:r:w", coalesce_wait_ms=1000))
+            )
+            await asyncio.sleep(0.2)  # the waiter holds the only unary slot
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Lookup(pb.LookupRequest(key=b"v1:r:x"))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_unary_in_flight" in (info.value.details() or "")
+            assert (await waiting).outcome == pb.OUTCOME_MISS
+    finally:
+        await served.running.server.stop(0)
+
+
+async def test_coalesced_waits_above_the_cap_do_not_wait(short_tmp: Path) -> None:
+    served = await start(short_tmp, max_coalesce_waiters=2)
+    batch = pb.ExchangeRequest(
+        calls=[
+            pb.Call(id=i, lookup=pb.LookupRequest(key=b"v1:r:c", coalesce_wait_ms=300))
+            for i in range(10)
+        ]
+    )
+    try:
+        async with grpc.aio.insecure_channel(served.address) as channel:
+            call = pb_grpc.CacheServiceStub(channel).Exchange()
+            await call.write(batch)
+            response = await call.read()
+            call.cancel()
+    finally:
+        await served.running.server.stop(0)
+    assert [r.lookup.outcome for r in response.replies] == [pb.OUTCOME_MISS] * 10
+    assert sum(r.lookup.fill_lease for r in response.replies) == 1
+    # At most 2 at once may wait: the lease holder and one waiter (the lease holder is done
+    # before the later calls start, so one more may enter): 7 or 8 of 10 did not wait.
+    assert served.rejected("too_many_waiters") in (7, 8)
+
+
+async def test_exchange_refusals_are_logged_at_most_once_per_interval(
+    server: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = pb.ExchangeRequest(
+        calls=[pb.Call(id=i, lookup=pb.LookupRequest(key=b"")) for i in range(5)]
+    )
+    with caplog.at_level(logging.INFO, logger="strata.sidecar.rpc"):
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            call = pb_grpc.CacheServiceStub(channel).Exchange()
+            for _ in range(3):
+                await call.write(bad)
+                response = await call.read()
+                assert all(
+                    r.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+                    for r in response.replies
+                )
+            call.cancel()
+    lines = [r for r in caplog.records if r.getMessage() == "request refused"]
+    assert len(lines) == 1  # before: none (15 refusals, none logged)
+    assert lines[0].__dict__["event.reason"] == "empty_key"
+    assert lines[0].__dict__["event.action"] == "lookup"
+    assert server.rejected("empty_key") == 15
+
+
+BENCH = (sys.executable, "-m", "bench", "hostile")
+
+
+def test_the_hostile_bench_runs_and_reports(sidecar_env: dict[str, str]) -> None:
+    """`python -m bench hostile`, one small scenario: the JSON it prints."""
+    out = subprocess.run(
+        [*BENCH, "--scenarios", "big-reply", "--body-bytes", "65536", "--seconds", "2"],
+        env=sidecar_env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    (result,) = json.loads(out.stdout)["results"]
+    assert result["scenario"] == "big-reply"
+    assert result["hostile"]["next_call"] == "answered"
+    assert result["rss_peak_mib"] >= result["rss_before_mib"] > 0

@@ -1,0 +1,119 @@
+"""The bookkeeping of `sidecar.rpc.bounds` and the rate limit of `sidecar.rpc.refusals`."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from strata.v1 import cache_pb2 as pb
+
+from sidecar.rpc.bounds import (
+    SMALL_MESSAGE_BYTES,
+    SMALL_REPLY_BYTES,
+    Gate,
+    Refusal,
+    ReplyBudget,
+    ReplyRoom,
+    more_than,
+    reply_size,
+)
+from sidecar.rpc.refusals import RefusalLog
+
+CALLS = pb.ExchangeRequest.DESCRIPTOR.fields_by_name["calls"].number
+
+
+def batch(n: int) -> bytes:
+    return pb.ExchangeRequest(
+        calls=[pb.Call(id=i, lookup=pb.LookupRequest(key=b"v1:r:%d" % i)) for i in range(n)]
+    ).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("calls", "limit", "expected"), [(0, 3, False), (3, 3, False), (4, 3, True)]
+)
+def test_more_than_counts_calls_without_parsing(calls: int, limit: int, expected: bool) -> None:
+    assert more_than(batch(calls), CALLS, limit) is expected
+
+
+def test_more_than_stops_at_the_limit_and_ignores_other_fields() -> None:
+    # a million empty calls, then garbage: the scan never gets that far
+    assert more_than(b"\x0a\x00" * 1_000_000 + b"\xff", CALLS, 128)
+    # unknown varint, fixed64 and fixed32 fields between calls are skipped, not counted
+    other = b"\x10\x96\x01" + b"\x19" + bytes(8) + b"\x25" + bytes(4)
+    assert not more_than((other + b"\x0a\x00") * 3, CALLS, 3)
+    assert more_than((other + b"\x0a\x00") * 4, CALLS, 3)
+
+
+@pytest.mark.parametrize("data", [b"\x0a", b"\x0a\x80", b"\x0b\x0a\x00", b"\x80" * 20])
+def test_more_than_leaves_malformed_bytes_to_the_parser(data: bytes) -> None:
+    assert not more_than(data, CALLS, 0)
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16_383, 16_384, 2_000_000])
+def test_reply_size_is_what_the_reply_adds_to_its_message(size: int) -> None:
+    reply = pb.Reply(id=1, lookup=pb.LookupResponse(entry=pb.Entry(body=b"x" * size)))
+    one = pb.ExchangeResponse(replies=[reply])
+    assert reply_size(reply.ByteSize()) == one.ByteSize()
+
+
+def test_gate_counts_up_to_its_limit() -> None:
+    gate = Gate(2)
+    assert gate.try_enter() and gate.try_enter()
+    assert not gate.try_enter()
+    gate.leave()
+    assert gate.try_enter()
+    assert gate.active == 2
+
+
+def test_budget_takes_what_fits_and_a_reply_alone_whatever_its_size() -> None:
+    budget = ReplyBudget(100)
+    assert budget.take(1000)  # nothing pending: it goes alone
+    assert not budget.take(1)
+    assert budget.take(1, force=True)
+    budget.give(1001)
+    assert budget.take(60) and budget.take(40)
+    assert not budget.take(1)
+    assert budget.pending == 100
+
+
+def test_room_keeps_room_for_every_call_and_fits_large_replies_in_the_rest() -> None:
+    budget = ReplyBudget(10_000_000)
+    room = ReplyRoom(budget, message_limit=100_000, calls=10)
+    assert room.admit(SMALL_REPLY_BYTES) is None  # small: has its kept room
+    assert room.admit(50_000) is None
+    assert room.admit(50_000) is Refusal.TOO_LARGE  # 100k minus 10 kept rooms minus 50k
+    assert room.admit(30_000) is None
+    assert budget.pending == room.taken == SMALL_REPLY_BYTES + 80_000
+    room.release()
+    assert budget.pending == 0
+
+
+def test_room_refuses_a_large_reply_the_budget_has_no_room_for() -> None:
+    budget = ReplyBudget(200_000)
+    assert budget.take(150_000)  # another stream's reply, not read yet
+    room = ReplyRoom(budget, message_limit=10_000_000, calls=3)
+    assert room.admit(SMALL_MESSAGE_BYTES) is None  # a small message always goes
+    assert room.admit(SMALL_MESSAGE_BYTES) is Refusal.BUDGET
+    assert room.admit(100) is None  # small replies always go
+    assert budget.pending == 150_000 + SMALL_MESSAGE_BYTES + 100
+
+
+def test_refusals_are_logged_once_per_interval_with_the_count_suppressed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    refusals = RefusalLog(logging.getLogger("test.refusals"), interval_s=10, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="test.refusals"):
+        assert refusals.refused("exchange", "batch_too_large", "first")
+        assert not refusals.refused("exchange", "batch_too_large", "second")
+        assert refusals.refused("lookup", "empty_key", "another pair")  # its own interval
+        now[0] = 9.9
+        assert not refusals.refused("exchange", "batch_too_large", "third")
+        now[0] = 10.0
+        assert refusals.refused("exchange", "batch_too_large", "fourth")
+    lines = [
+        (r.__dict__["event.reason"], r.__dict__["strata.refusals_suppressed"])
+        for r in caplog.records
+    ]
+    assert lines == [("batch_too_large", 0), ("empty_key", 0), ("batch_too_large", 2)]
+    assert caplog.records[-1].__dict__["error.message"] == "fourth"

@@ -14,8 +14,9 @@ Purges by tag and by route prefix use generation counters (`sidecar.generations`
 cost O(1) whatever the number of entries:
 
 * `store` stamps an entry with the current counters of its purge tags: its `tags`, plus the
-  implicit tag ``route:v1:<route>:`` when its key has the shape ``v1:<route>:<digest>``
-  (the text up to the second ``:``). An entry with no purge tag costs nothing.
+  implicit tag ``route:v<N>:<route>:`` when its key has the shape ``v<N>:<route>:<digest>``
+  (the text up to the second ``:``; ``<N>`` the plugin's key format version, 1 to 999).
+  An entry with no purge tag costs nothing.
 * A lookup that finds an entry with purge tags reads their counters (with
   `RedisGenerations`: one MGET per `cache_ms` per hot tag set, cached in between); if any
   has moved past the stamp, the entry was purged: the lookup is a MISS and the entry is
@@ -27,7 +28,7 @@ cost O(1) whatever the number of entries:
   declare `EAGER_PURGE` (the memory tier: node-local, its tag index makes that cheap and
   frees RAM at once). Shared tiers (Redis, Memcached, PostgreSQL) are never walked; their
   entries go when next read, or expire. `invalidate_prefix` does the same for a prefix that
-  is exactly ``v1:<route>:`` (bump of the implicit route tag + eager `delete_prefix` on
+  is exactly ``v<N>:<route>:`` (bump of the implicit route tag + eager `delete_prefix` on
   `EAGER_PURGE` tiers); any other prefix falls back to an eager `delete_prefix` on every
   tier that can (Redis, PostgreSQL, memory), so it does NOT reach Memcached.
 * The count an invalidation returns (`dropped`) is the number of entries dropped now on
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
@@ -60,6 +62,7 @@ from sidecar.budgets import Budgets
 from sidecar.clock import Clock
 from sidecar.coalesce import Leases, LocalLeases, SingleFlight
 from sidecar.codec import CorruptEntryError
+from sidecar.entry_bounds import ClampReporter, bound_entry
 from sidecar.errors import InvalidRequestError, TierError
 from sidecar.generations import Generations, LocalGenerations, is_current
 from sidecar.limits import Limits, check_coalesce_wait, check_entry, check_headers, check_key
@@ -145,6 +148,7 @@ class Engine:
         self._sketch = FrequencySketch(frequency_capacity) if placement is not None else None
         self._names = tuple(t.name for t in self._tiers)
         self._budgets = budgets
+        self._clamps = ClampReporter(clock, self._observer)
         self.counters = EngineCounters()
 
     @property
@@ -352,11 +356,13 @@ class Engine:
     ) -> StoreResult:
         """File `entry` under `key` (or its variant) in every tier the placement policy
         picks for it (every tier without one), then end the fill lease on `key`, waking
-        coalesced lookups."""
+        coalesced lookups. A stored_at ahead of the clock, and durations beyond
+        `max_ttl_ms`, are clamped first (`sidecar.entry_bounds`)."""
         self._validate("store", lambda: self._check_store(key, entry, request_headers))
         now = self._clock.now_ms()
-        if entry.stored_at_ms == 0:
-            entry = _replace_stored_at(entry, now)
+        entry, clamped = bound_entry(entry, self._limits, now)  # stored_at <= now, max TTL
+        if clamped:
+            self._clamps.report(clamped, self._limits)
         tags = _purge_tags(key, entry)
         if tags or entry.tag_generations:
             stamp = await self._generations.stamp(tags, entry.expires_at_ms) if tags else ()
@@ -427,7 +433,7 @@ class Engine:
 
     async def invalidate_prefix(self, prefix: bytes) -> int:
         """Drop every key starting with `prefix` (variants included). A route prefix
-        (exactly ``v1:<route>:``) is one bump of its implicit tag, plus an eager delete on
+        (exactly ``v<N>:<route>:``) is one bump of its implicit tag, plus an eager delete on
         `EAGER_PURGE` tiers; any other prefix is deleted eagerly on every tier that can
         (not Memcached). Returns the entries dropped now on this node."""
         self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
@@ -556,21 +562,23 @@ def _with(result: LookupResult, fill_lease: bool = False, coalesced: bool = Fals
     )
 
 
-#: Keys of this shape carry an implicit purge tag: ``v1:<route>:<digest>``.
-_ROUTE_SCHEME = b"v1:"
+#: Keys of this shape carry an implicit purge tag: ``v<N>:<route>:<digest>``, ``<N>`` the
+#: plugin's key format version (``v1:`` and ``v2:`` so far; each its own route tag).
+_ROUTE_SCHEME = re.compile(rb"v[1-9][0-9]{0,2}:")
 ROUTE_TAG_PREFIX = "route:"
 
 
 def _route_prefix(key: bytes) -> int:
-    """The length of ``v1:<route>:`` at the start of `key` (route not empty), or 0."""
-    if not key.startswith(_ROUTE_SCHEME):
+    """The length of ``v<N>:<route>:`` at the start of `key` (route not empty), or 0."""
+    scheme = _ROUTE_SCHEME.match(key)
+    if scheme is None:
         return 0
-    end = key.find(b":", len(_ROUTE_SCHEME))
-    return end + 1 if end > len(_ROUTE_SCHEME) else 0
+    end = key.find(b":", scheme.end())
+    return end + 1 if end > scheme.end() else 0
 
 
 def route_tag(key: bytes) -> str | None:
-    """The implicit purge tag of a key ``v1:<route>:...``: ``route:v1:<route>:`` (the key
+    """The implicit purge tag of a key ``v<N>:<route>:...``: ``route:v<N>:<route>:`` (the key
     bytes read as latin-1, so every key maps to one tag); None for other keys."""
     end = _route_prefix(key)
     return ROUTE_TAG_PREFIX + key[:end].decode("latin-1") if end else None
@@ -580,7 +588,3 @@ def _purge_tags(key: bytes, entry: CachedResponse) -> tuple[str, ...]:
     """The tags whose generations an entry under `key` is stamped with, in stamp order."""
     route = route_tag(key)
     return entry.tags if route is None else (*entry.tags, route)
-
-
-def _replace_stored_at(entry: CachedResponse, now_ms: int) -> CachedResponse:
-    return replace(entry, stored_at_ms=now_ms)

@@ -13,13 +13,15 @@ a missing record (with a fresh nonce) or extends it to the entry's `expires_at_m
 shortens it; `bump` keeps the expiry (a purge of a tag that no live entry carries is a
 no-op that stores nothing). So generations cost memory (here and in Redis) only for tags
 of entries that may still be read, and 400k purges of distinct tags cost nothing once the
-entries carrying them have expired. Why this is safe against a record that disappears
-(expiry, eviction, a Redis FLUSH, a restart): stamps are never 0 and nonces are never
-reused, so an entry whose record is gone compares as purged (one extra miss); it can never
-look current again. (That holds for `RedisGenerations`; `LocalGenerations`, with no record
-shared by the nodes, treats a tag never purged here as 0 -- see it.) With Redis, entries
-stamped by builds before nonces (counters >= 0, or no epoch) compare as purged: after an
-upgrade their first lookup is a miss.
+entries carrying them have expired; no entry lives longer than `max_ttl_seconds` (stores
+are clamped, `sidecar.entry_bounds`), nor does a record kept here. The records a process
+keeps are capped (`MAX_RECORDS`, the `generations_max_records` setting). Why this is safe
+against a record that disappears (expiry, eviction, a Redis FLUSH, a restart): stamps are
+never 0 and nonces are never reused, so an entry whose record is gone compares as purged
+(one extra miss); it can never look current again. (That holds for `RedisGenerations`;
+`LocalGenerations`, with no record shared by the nodes, treats a tag never purged here as
+0 -- see it.) With Redis, entries stamped by builds before nonces (counters >= 0, or no
+epoch) compare as purged: after an upgrade their first lookup is a miss.
 
 `LocalGenerations` keeps the records in this process (one node; purges reach it only).
 `RedisGenerations` keeps them in Redis as ``{namespace}:g:<tag>`` and the epoch as
@@ -71,8 +73,11 @@ RETRY_AFTER_S = 1.0
 LOG_EVERY_S = 1.0
 OBSERVER_TIER = "redis_generations"
 MAX_CONNECTIONS = 32
-#: Records kept in one process at most (beyond, those expiring first go early: safe).
-MAX_RECORDS = 1_000_000
+#: Records kept in one process at most (the `generations_max_records` setting): a record
+#: costs ~300 bytes (tag, nonce, expiry, dict slot, heap item), so ~30 MiB at most. Beyond
+#: it `RedisGenerations` forgets those expiring first (safe: one extra miss each) and
+#: `LocalGenerations` replaces its records by one epoch bump.
+MAX_RECORDS = 100_000
 #: `LocalGenerations`: how long a purge record lives before any entry was seen (a year,
 #: the default `max_ttl_seconds`).
 MAX_LIFETIME_MS = 365 * 24 * 3600 * 1000
@@ -136,9 +141,10 @@ class LocalGenerations:
     tiers stay shared, and a restart keeps them). A purge (`bump`) gives the tag a nonce
     record that lives until the latest expiry of any entry this process has stamped or read
     (`observe`), so every entry it could have seen stays purged while it may be read (before
-    any was seen: `max_lifetime_ms`). When
-    the table is full, every record is dropped and the epoch bumped instead: safe, at the
-    cost of one miss per entry.
+    any was seen, and at most: `max_lifetime_ms`, the longest an entry may live). So a flood
+    of purges of distinct tags costs at most `max_records` records (~300 bytes each), gone
+    once the entries they could touch have expired. When the table is full, every record
+    is dropped and the epoch bumped instead: safe, at the cost of one miss per entry.
 
     Not guaranteed: that a purge made before a restart (or on another node) reaches entries
     of shared tiers; that a purged entry this process never stamped or read, and that
@@ -151,8 +157,9 @@ class LocalGenerations:
         max_records: int = MAX_RECORDS,
         max_lifetime_ms: int = MAX_LIFETIME_MS,
     ) -> None:
-        """`max_lifetime_ms`: how long a purge record lives when no entry has been seen yet
-        (the sidecar's `max_ttl_seconds`)."""
+        """`max_lifetime_ms`: the longest an entry lives (the sidecar's `max_ttl_seconds`,
+        `sidecar.entry_bounds`): how long a purge record lives when no entry has been seen yet,
+        and at most. `max_records`: the records kept (see `MAX_RECORDS`)."""
         self._clock = clock or SystemClock()
         self._max = max_records
         self._max_lifetime = max_lifetime_ms
@@ -184,8 +191,10 @@ class LocalGenerations:
 
     async def bump(self, tag: str) -> None:
         now = self._now()
-        # until an entry has been seen, any may exist in a shared tier
-        until = self._horizon_ms if self._horizon_ms > now else now + self._max_lifetime
+        # until an entry has been seen, any may exist in a shared tier; none outlives the
+        # longest lifetime allowed (an entry read from a shared tier may claim more)
+        longest = now + self._max_lifetime
+        until = min(self._horizon_ms, longest) if self._horizon_ms > now else longest
         record = self._table.get(tag, now)
         if record is None and tag != EPOCH and len(self._table) >= self._max:
             self._table = GenerationTable(self._max + 1)  # full: purge everything instead

@@ -3,7 +3,8 @@
 Each check raises `InvalidRequestError` naming the field and what is wrong with it; the
 `reason` label is stable (used as a metric label). These checks do not judge HTTP
 semantics (cacheability is the plugin's business), only that a request is well-formed and
-within bounds.
+within bounds; what a store claims about time (stored_at, durations beyond `max_ttl_ms`)
+is clamped instead, by `sidecar.entry_bounds`.
 """
 
 from __future__ import annotations
@@ -84,13 +85,11 @@ def check_headers(headers: Iterable[tuple[bytes, bytes]], limits: Limits, field:
             )
 
 
-def _check_duration(value: int, limits: Limits, field: str) -> None:
+def _check_duration(value: int, field: str) -> None:
+    """Durations are not negative. Beyond `max_ttl_ms` they are clamped, not refused
+    (`sidecar.entry_bounds`)."""
     if value < 0:
         raise InvalidRequestError(field, f"must not be negative (got {value})", "negative_ttl")
-    if value > limits.max_ttl_ms:
-        raise InvalidRequestError(
-            field, f"is {value} ms, above the {limits.max_ttl_ms} ms allowed", "ttl_too_long"
-        )
 
 
 def check_entry(entry: CachedResponse, limits: Limits, field: str = "entry") -> None:
@@ -115,10 +114,10 @@ def check_entry(entry: CachedResponse, limits: Limits, field: str = "entry") -> 
     check_headers(entry.headers, limits, f"{field}.headers")
     if entry.stored_at_ms < 0:
         raise InvalidRequestError(f"{field}.stored_at_ms", "must not be negative", "bad_stored_at")
-    _check_duration(entry.ttl_ms, limits, f"{field}.ttl_ms")
-    _check_duration(entry.stale_while_revalidate_ms, limits, f"{field}.stale_while_revalidate_ms")
-    _check_duration(entry.stale_if_error_ms, limits, f"{field}.stale_if_error_ms")
-    _check_duration(entry.storage_ttl_ms, limits, f"{field}.storage_ttl_ms")
+    _check_duration(entry.ttl_ms, f"{field}.ttl_ms")
+    _check_duration(entry.stale_while_revalidate_ms, f"{field}.stale_while_revalidate_ms")
+    _check_duration(entry.stale_if_error_ms, f"{field}.stale_if_error_ms")
+    _check_duration(entry.storage_ttl_ms, f"{field}.storage_ttl_ms")
     if len(entry.tags) > limits.max_tags:
         raise InvalidRequestError(
             f"{field}.tags", f"more than {limits.max_tags} tags", "too_many_tags"

@@ -41,7 +41,9 @@ class PrometheusObserver:
         )
         self._rejected = Counter(
             "strata_rejected_requests_total",
-            "Requests refused as invalid (INVALID_ARGUMENT), by operation and reason",
+            "Requests refused, by operation and reason: invalid (INVALID_ARGUMENT) or over a "
+            "limit of the gRPC surface (RESOURCE_EXHAUSTED: batch_too_large, too_many_streams, "
+            "reply_budget, ...; too_many_waiters: answered without waiting)",
             ["operation", "reason"],
             registry=registry,
         )
@@ -104,6 +106,13 @@ class PrometheusObserver:
             ["tier"],
             registry=registry,
         )
+        self._clamped = Counter(
+            "strata_clamped_total",
+            "Stored entries' fields brought within bounds, by field (stored_at_ms ahead of "
+            "the clock; ttl_ms, stale windows or storage_ttl_ms beyond max_ttl_seconds)",
+            ["field"],
+            registry=registry,
+        )
         self._lookup_children: dict[tuple[str, str], Callable[[], None]] = {}
 
     def lookup(self, outcome: str, tier: str) -> None:
@@ -142,6 +151,9 @@ class PrometheusObserver:
 
     def pending_purges(self, tier: str, count: int) -> None:
         self._pending_purges.labels(tier).set(count)
+
+    def clamped(self, field: str) -> None:
+        self._clamped.labels(field).inc()
 
     def circuit(self, tier: str, state: str) -> None:
         """Set the state gauge; count each move into open. Any report creates both series

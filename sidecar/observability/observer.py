@@ -21,7 +21,8 @@ class Observer(Protocol):
         """`count` entries left `tier` for `cause` (size, rejected, expired, ...)."""
 
     def rejected(self, operation: str, reason: str) -> None:
-        """A request was refused as invalid (INVALID_ARGUMENT)."""
+        """A request was refused: invalid (INVALID_ARGUMENT) or over a limit of the gRPC
+        surface (`sidecar.rpc.bounds`)."""
 
     def tier_error(self, tier: str, operation: str) -> None:
         """A tier failed an operation; the engine carried on without it."""
@@ -51,6 +52,10 @@ class Observer(Protocol):
 
     def pending_purges(self, tier: str, count: int) -> None:
         """Purges held for `tier` right now (a gauge)."""
+
+    def clamped(self, field: str) -> None:
+        """A stored entry's `field` was brought within bounds (`sidecar.entry_bounds`): a
+        stored_at ahead of the clock, or a duration beyond max_ttl_seconds."""
 
 
 class NullObserver:
@@ -90,6 +95,9 @@ class NullObserver:
         pass
 
     def pending_purges(self, tier: str, count: int) -> None:
+        pass
+
+    def clamped(self, field: str) -> None:
         pass
 
 
@@ -134,3 +142,6 @@ class RecordingObserver(NullObserver):
 
     def pending_purges(self, tier: str, count: int) -> None:
         self.events.append(("pending_purges", tier, count))
+
+    def clamped(self, field: str) -> None:
+        self.events.append(("clamped", field))

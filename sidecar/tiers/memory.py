@@ -5,27 +5,40 @@ Entries live in a dict; which ones stay is decided by a W-TinyLFU policy
 prove (by the frequency sketch) to be requested more often than what it would displace.
 With `admission="always"` the same structure admits every candidate (segmented LRU).
 
-Bodies live apart from the entries' meta, in a content-addressed `BodyPool`
-(`sidecar/bodies.py`): one copy per distinct body (SHA-256 of the raw bytes), zstd-compressed
-with the codec's settings when that makes it smaller, reference-counted, freed with its last
-key. A hit of a compressed body decompresses it (microseconds; `python -m bench memory`).
+Bodies longer than `INLINE_BODY_BYTES` live apart from the entries' meta, in a
+content-addressed `BodyPool` (`sidecar/bodies.py`): one copy per distinct body (SHA-256 of
+the raw bytes), zstd-compressed with the codec's settings when that makes it smaller,
+reference-counted, freed with its last key. A hit of a compressed body decompresses it
+(microseconds; `python -m bench memory`). Shorter bodies stay with their entry, raw and not
+deduplicated: the pool's record and digest (~300 bytes) would cost more than they save.
 
-Byte accounting: the budget is bytes of RAM. Each key is charged to the policy what its
-objects take on the heap (`memory_cost.meta_cost`: the entry, key, headers, tags and the
-tier's own bookkeeping per key) plus its body's heap cost as stored (`BodyPool.charge`:
-the possibly compressed `bytes` object and the pool's record), as if it held the body
-alone; `snapshot().bytes` reports the real, deduplicated bytes: every key's meta plus every
-distinct body once. Since every live body has at least one live key charged for it, real
-<= charged <= max_bytes always holds: the budget is honest (conservative), but dedup saves
-RAM without buying room for more entries under the same budget. The per-key cost is
-computed, not measured, within about 15 % of what tracemalloc sees
-(`tests/unit/test_memory_cost.py`); what the C allocator keeps beyond the objects
-(fragmentation, the interpreter itself) is not in it (`python -m bench memory
---churn-seconds` measures the process). Expired entries are dropped when read and by
-`sweep()`; the heap of expiry times is cleaned lazily and rebuilt once stale items
-outnumber live ones, so it stays bounded even without sweeps. Prefix deletes scan every key
-(O(n)); tag deletes use an index (O(entries with the tag)). Not thread-safe: use it from one
-event loop.
+Byte accounting: the budget is bytes of RAM. Each key is charged to the policy what it makes
+the process hold (`memory_cost.meta_cost`): the entry's objects (key, headers, tags, vary,
+generations), its share of the tier's structures (its slot in the entries dict and in the
+policy's ordered dict, its expiry heap items, including a stale one and the key copy it
+may keep alive until the heap is compacted, and, per tag, the tag index's dict slot, record
+and set membership), each dict and set counted at its worst load (just after it grew), plus
+its body's heap cost as stored (a short body: its `bytes` object; a pooled one:
+`BodyPool.charge`, the possibly compressed `bytes` object and the pool's record, as if it
+held the body alone). Tag strings are interned through the tag
+index (one object per distinct tag, whatever the entries carrying it), yet every entry is
+charged its tags as if it alone held them. `snapshot().bytes` reports the real,
+deduplicated estimate: every key's meta (and short body) plus every distinct pooled body
+once. Since every live
+body and tag has at least one live key charged for it, real <= charged <= max_bytes
+always holds: the budget is conservative, and dedup saves RAM without buying room for more
+entries under the same budget. What the charge does NOT cover: what the allocator keeps
+beyond the objects (fragmentation of pymalloc's arenas and glibc's heap after churn), the
+interpreter and its imports, the frequency sketch (fixed at start-up), requests in flight
+(their decoded messages live until answered), and exactness (dict and heap slots are
+charged at their worst load; `tests/unit/sidecar/test_memory_accounting.py` pins
+real <= charged under churn with tracemalloc, and the RSS of a real sidecar filled with
+many tags, many small entries or mid-size bodies stays within 1.5x the budget:
+`tests/integration/test_sidecar_memory_fill.py`, `python -m bench memory
+--churn-seconds`). Expired entries are dropped when read and by `sweep()`; the heap of
+expiry times is compacted in place once stale items outnumber live ones, so it stays
+bounded even without sweeps. Prefix deletes scan every key (O(n)); tag deletes use an
+index (O(entries with the tag)). Not thread-safe: use it from one event loop.
 """
 
 from __future__ import annotations
@@ -36,7 +49,7 @@ from collections.abc import Callable
 
 from sidecar.bodies import BodyPool
 from sidecar.clock import Clock
-from sidecar.memory_cost import meta_cost
+from sidecar.memory_cost import bytes_cost, meta_cost
 from sidecar.model import CachedResponse, TierSnapshot
 from sidecar.observability.observer import NullObserver, Observer
 from sidecar.policy import (
@@ -53,8 +66,12 @@ from sidecar.tiers.base import EAGER_PURGE, PREFIX_DELETE, TAG_DELETE, SetStatus
 #: up to ~5-10x resident; a 256 MiB tier's sketch costs 4 bytes x 4 rows x 262144 = 4 MiB).
 SKETCH_ENTRIES_PER_MIB = 1024
 
-#: Stale items the expiry heap may hold beyond twice the live entries before a rebuild.
-EXPIRY_SLACK = 1024
+#: Bodies up to this many bytes are kept with their entry, not in the pool.
+INLINE_BODY_BYTES = 256
+
+#: Stale items the expiry heap may hold beyond the live entries before it is compacted
+#: (`memory_cost.KEY_BOOKKEEPING_BYTES` charges every key one stale item).
+EXPIRY_SLACK = 64
 
 
 def _make_policy(max_bytes: int, admission: str) -> WindowTinyLfuPolicy[bytes]:
@@ -64,6 +81,33 @@ def _make_policy(max_bytes: int, admission: str) -> WindowTinyLfuPolicy[bytes]:
         capacity = max(1024, max_bytes // (1024**2) * SKETCH_ENTRIES_PER_MIB)
         return WindowTinyLfuPolicy(max_bytes, TinyLfuAdmitter(FrequencySketch(capacity)))
     raise ValueError(f"unknown admission policy {admission!r}")
+
+
+class _Slot:
+    """What the tier holds for one key: the entry without its body, the body's digest in
+    the pool (b"" for a body kept here, in `body`), and the bytes charged for all but a
+    pooled body."""
+
+    __slots__ = ("body", "digest", "entry", "meta_size")
+
+    def __init__(
+        self, entry: CachedResponse, digest: bytes, body: bytes | None, meta_size: int
+    ) -> None:
+        self.entry = entry
+        self.digest = digest
+        self.body = body
+        self.meta_size = meta_size
+
+
+class _Tag:
+    """The tag index's record of one tag: its one string object (every entry carrying the
+    tag holds this one) and the key, or the set of keys, carrying it."""
+
+    __slots__ = ("keys", "name")
+
+    def __init__(self, name: str, key: bytes) -> None:
+        self.name = name
+        self.keys: bytes | set[bytes] = key
 
 
 class MemoryTier:
@@ -82,12 +126,10 @@ class MemoryTier:
         self._observer = observer or NullObserver()
         self._policy = policy_factory(max_bytes, admission)
         #: Entries without their bodies (body=b""); the bodies are in `_pool`.
-        self._entries: dict[bytes, CachedResponse] = {}
-        self._digests: dict[bytes, bytes] = {}
-        self._meta_bytes: dict[bytes, int] = {}
+        self._entries: dict[bytes, _Slot] = {}
         self._meta_total = 0
         self._pool = BodyPool()
-        self._tags: dict[str, set[bytes]] = {}
+        self._tags: dict[str, _Tag] = {}
         self._expiry: list[tuple[int, bytes]] = []
         self._hits = 0
         self._misses = 0
@@ -111,10 +153,11 @@ class MemoryTier:
     def get_now(self, key: bytes) -> CachedResponse | None:
         """Synchronous `get` (the memory tier never waits)."""
         self._policy.record(key)
-        entry = self._entries.get(key)
-        if entry is None:
+        slot = self._entries.get(key)
+        if slot is None:
             self._misses += 1
             return None
+        entry = slot.entry
         if entry.expires_at_ms <= self._clock.now_ms():
             self._drop(key, EvictionCause.EXPIRED)
             self._misses += 1
@@ -124,7 +167,7 @@ class MemoryTier:
         return CachedResponse(  # 2x faster than dataclasses.replace, on every hit
             entry.status,
             entry.headers,
-            self._pool.read(self._digests[key]),
+            slot.body if slot.body is not None else self._pool.read(slot.digest),
             entry.stored_at_ms,
             entry.ttl_ms,
             entry.stale_while_revalidate_ms,
@@ -138,29 +181,34 @@ class MemoryTier:
 
     async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:
         meta_size = meta_cost(key, entry)
-        digest, stored_len = self._pool.acquire(entry.body)
-        size = meta_size + BodyPool.charge(stored_len)
+        body: bytes | None = entry.body
+        if len(entry.body) <= INLINE_BODY_BYTES:
+            digest = b""
+            meta_size += bytes_cost(len(entry.body))
+            size = meta_size
+        else:
+            body = None
+            digest, stored_len = self._pool.acquire(entry.body)
+            size = meta_size + BodyPool.charge(stored_len)
         if size > self._max_bytes:
-            self._pool.release(digest)
+            if digest:
+                self._pool.release(digest)
             if key in self._entries:
                 self._drop(key, EvictionCause.REPLACED)
             self._rejections += 1
             self._observer.evicted(self.name, EvictionCause.REJECTED.value, 1)
             return SetStatus.TOO_LARGE
-        meta = dataclasses.replace(entry, body=b"")
         old = self._entries.get(key)
-        self._entries[key] = meta
-        old_digest = self._digests.get(key)
-        self._digests[key] = digest
-        self._meta_total += meta_size - self._meta_bytes.get(key, 0)
-        self._meta_bytes[key] = meta_size
-        if old_digest is not None:
-            self._pool.release(old_digest)
         if old is not None:
-            self._unindex(key, old)
-            dropped = self._policy.update(key, size)
-        else:
-            dropped = self._policy.add(key, size)
+            self._unindex(key, old.entry)
+            if old.digest:
+                self._pool.release(old.digest)
+            self._meta_total -= old.meta_size
+        meta = dataclasses.replace(entry, body=b"", tags=self._intern(entry.tags))
+        self._entries[key] = _Slot(meta, digest, body, meta_size)
+        self._meta_total += meta_size
+        policy = self._policy
+        dropped = policy.update(key, size) if old is not None else policy.add(key, size)
         self._index(key, meta)
         status = SetStatus.STORED
         for victim, cause in dropped:
@@ -182,7 +230,11 @@ class MemoryTier:
         return len(victims)
 
     async def delete_tag(self, tag: str) -> int:
-        victims = list(self._tags.get(tag, ()))
+        record = self._tags.get(tag)
+        if record is None:
+            return 0
+        keys = record.keys
+        victims = [keys] if isinstance(keys, bytes) else list(keys)
         for k in victims:
             self._drop(k, EvictionCause.EXPLICIT)
         return len(victims)
@@ -197,8 +249,8 @@ class MemoryTier:
         heap = self._expiry
         while heap and heap[0][0] <= now:
             expires_at, key = heapq.heappop(heap)
-            entry = self._entries.get(key)
-            if entry is not None and entry.expires_at_ms == expires_at:
+            slot = self._entries.get(key)
+            if slot is not None and slot.entry.expires_at_ms == expires_at:
                 self._drop(key, EvictionCause.EXPIRED)
                 dropped += 1
         self._compact_expiry()
@@ -224,13 +276,16 @@ class MemoryTier:
 
     @property
     def body_pool(self) -> BodyPool:
-        """The distinct bodies (read-only use: tests and reports)."""
+        """The distinct pooled bodies, those longer than `INLINE_BODY_BYTES` (read-only
+        use: tests and reports)."""
         return self._pool
+
+    def tag_count(self) -> int:
+        """Distinct tags in the tag index (for tests and reports)."""
+        return len(self._tags)
 
     async def close(self) -> None:
         self._entries.clear()
-        self._digests.clear()
-        self._meta_bytes.clear()
         self._meta_total = 0
         self._pool.clear()
         self._tags.clear()
@@ -241,27 +296,60 @@ class MemoryTier:
 
     # -- bookkeeping -------------------------------------------------------------------
 
+    def _intern(self, tags: tuple[str, ...]) -> tuple[str, ...]:
+        """`tags` with each string replaced by the index's object for it, if any."""
+        if not tags:
+            return tags
+        index = self._tags
+        return tuple(r.name if (r := index.get(t)) is not None else t for t in tags)
+
     def _index(self, key: bytes, entry: CachedResponse) -> None:
         heapq.heappush(self._expiry, (entry.expires_at_ms, key))
         self._compact_expiry()
+        index = self._tags
         for tag in entry.tags:
-            self._tags.setdefault(tag, set()).add(key)
+            record = index.get(tag)
+            if record is None:
+                index[tag] = _Tag(tag, key)
+            elif isinstance(record.keys, bytes):
+                if record.keys != key:
+                    record.keys = {record.keys, key}
+            else:
+                record.keys.add(key)
 
     def _compact_expiry(self) -> None:
-        """Rebuild the expiry heap once stale items (of evicted, replaced or deleted keys)
-        outnumber the live ones: the heap (and the keys it holds) stays within about twice
-        the entries whether or not `sweep()` runs; amortised O(1) per store."""
-        if len(self._expiry) > 2 * len(self._entries) + EXPIRY_SLACK:
-            self._expiry = [(e.expires_at_ms, k) for k, e in self._entries.items()]
-            heapq.heapify(self._expiry)
+        """Compact the expiry heap once stale items (of evicted, replaced or deleted keys)
+        outnumber the live ones: the heap (and the key copies its stale items keep alive)
+        stays within about twice the entries whether or not `sweep()` runs; the live items
+        are kept as they are (no new objects); amortised O(1) per store."""
+        heap = self._expiry
+        if len(heap) > 2 * len(self._entries) + EXPIRY_SLACK:
+            entries = self._entries
+            live = [
+                item
+                for item in heap
+                if (slot := entries.get(item[1])) is not None
+                and slot.entry.expires_at_ms == item[0]
+            ]
+            heapq.heapify(live)
+            self._expiry = live
 
     def _unindex(self, key: bytes, entry: CachedResponse) -> None:
+        index = self._tags
         for tag in entry.tags:
-            keys = self._tags.get(tag)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del self._tags[tag]
+            record = index.get(tag)
+            if record is None:
+                continue
+            keys = record.keys
+            if isinstance(keys, bytes):
+                if keys == key:
+                    del index[tag]
+                continue
+            keys.discard(key)
+            if len(keys) == 1:
+                record.keys = next(iter(keys))  # a set costs ~200 bytes more than a key
+            elif not keys:
+                del index[tag]
 
     def _drop(self, key: bytes, cause: EvictionCause) -> None:
         """Remove a present key from the dict, the indexes and the policy."""
@@ -270,12 +358,13 @@ class MemoryTier:
 
     def _forget(self, key: bytes, cause: EvictionCause) -> None:
         """Remove a key the policy already let go of."""
-        entry = self._entries.pop(key, None)
-        if entry is None:
+        slot = self._entries.pop(key, None)
+        if slot is None:
             return
-        self._pool.release(self._digests.pop(key))
-        self._meta_total -= self._meta_bytes.pop(key)
-        self._unindex(key, entry)
+        if slot.digest:
+            self._pool.release(slot.digest)
+        self._meta_total -= slot.meta_size
+        self._unindex(key, slot.entry)
         if cause in (EvictionCause.SIZE, EvictionCause.REJECTED):
             self._evictions += 1
             if cause is EvictionCause.REJECTED:

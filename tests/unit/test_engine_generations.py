@@ -69,8 +69,29 @@ def test_route_tag_is_the_text_up_to_the_second_colon() -> None:
     assert route_tag(b"v1:users:") == "route:v1:users:"
     assert route_tag(b"v1::abc") is None
     assert route_tag(b"v1:nocolon") is None
-    assert route_tag(b"v2:users:abc") is None
     assert route_tag(b"k") is None
+
+
+def test_route_tag_accepts_every_key_format_version() -> None:
+    """The plugin's key format is v2 since keys are built from the raw query; v1 keys
+    (older plugins, a rolling upgrade) keep their own route tag."""
+    assert route_tag(b"v2:users:abc") == "route:v2:users:"
+    assert route_tag(b"v999:users:abc") == "route:v999:users:"
+    for key in (b"v0:users:abc", b"v:users:abc", b"vx:users:abc", b"v1000:users:abc"):
+        assert route_tag(key) is None, key
+
+
+async def test_a_v2_route_prefix_purge_bumps_only_its_tag(
+    engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
+) -> None:
+    await engine.store(b"v2:routeA:1", entry(clock))
+    await engine.store(b"v1:routeA:1", entry(clock))
+    await engine.tiers[0].delete_prefix(b"v")  # only the remote has them
+    remote.calls.clear()
+    assert await engine.invalidate_prefix(b"v2:routeA:") == 0
+    assert remote.calls == []  # a generation bump, not a walk
+    assert (await engine.lookup(b"v2:routeA:1")).outcome is Outcome.MISS
+    assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.HIT
 
 
 async def test_store_stamps_the_generations_of_tags_and_route(

@@ -67,11 +67,14 @@ async def _heap_per_entry(
     ("headers", "body_len", "tags"),
     [(0, 10, 0), (2, 100, 0), (6, 100, 0), (6, 1000, 2), (2, 5000, 0)],
 )
-async def test_charge_is_the_real_heap_cost_within_15_percent(
+async def test_charge_covers_the_real_heap_cost_without_churn(
     headers: int, body_len: int, tags: int
 ) -> None:
+    """Without deletions the tier's dicts sit at their best load: the charge (their worst,
+    `memory_cost`) is above what they hold, by at most half for the tiniest entries.
+    Under churn: `tests/unit/sidecar/test_memory_accounting.py`."""
     real, charged = await _heap_per_entry(headers, body_len, tags)
-    assert 0.85 <= real / charged <= 1.15, f"real {real:.0f} B/entry, charged {charged:.0f}"
+    assert 0.5 <= real / charged <= 1.0, f"real {real:.0f} B/entry, charged {charged:.0f}"
 
 
 def test_allocator_rounding() -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.procs import sidecar_command
+from bench.procs import rss_bytes, sidecar_command
 
 #: Defaults of the scenario.
 BUDGET = 64 * 1024**2
@@ -75,15 +75,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="churn: extra environment for the sidecar process (repeatable)",
     )
-
-
-def rss_bytes(pid: int) -> int:
-    """The resident set of process `pid` (``VmRSS``) in bytes."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def log_uniform(rng: random.Random, low: int, high: int) -> int:

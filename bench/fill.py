@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.churn import rss_bytes, start_sidecar
+from bench.churn import start_sidecar
+from bench.procs import rss_bytes
 
 BUDGET = 32 * 1024**2
 THREADS = 2

@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from strata.v1 import cache_pb2 as pb
 from strata.v1 import cache_pb2_grpc as pb_grpc
 
-from bench.procs import sidecar_command
+from bench.procs import rss_bytes, sidecar_command
+from sidecar.cli import probe
 
 SCENARIOS = ("batch", "slow-readers", "big-reply")
 MIB = 1024 * 1024
@@ -75,25 +75,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # -- the sidecar process -----------------------------------------------------------------
 
 
-def rss_bytes(pid: int) -> int:
-    """The resident set of process `pid` (VmRSS)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def serving(address: str, timeout: float = 0.5) -> bool:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
 def start_sidecar(
     workdir: Path, memory_max_bytes: int, extra: list[str], checkout: str = ""
 ) -> tuple[str, subprocess.Popen[bytes]]:
@@ -110,7 +91,7 @@ def start_sidecar(
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     log.close()
     deadline = time.monotonic() + 30
-    while not serving(listen):
+    while not probe(listen, 0.5):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             proc.wait(10)

@@ -44,3 +44,12 @@ def wait_http(
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not answer within {timeout:.0f} s")
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set of process `pid` (``VmRSS`` of ``/proc/PID/status``) in bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")

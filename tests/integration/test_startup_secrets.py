@@ -22,6 +22,26 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRETS = ("redis-url-pw-7Qx", "pg se'cret-9Kz", "cret-9Kz", "ssl-key-pw-3Lm", "query-pw-5Tr")
 
 
+def run_sidecar(env: dict[str, str], listen: str, linger_s: float = 0.0) -> tuple[str, str]:
+    """Start a sidecar with `env` on `listen`, wait until it serves, let it run `linger_s`
+    more (failed calls after start-up: breaker probes, retries), stop it; its output."""
+    argv = [sys.executable, "-m", "sidecar", "--listen", listen, "--metrics-listen", "off"]
+    proc = subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not probe(listen, 0.3):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "sidecar did not start"
+            time.sleep(0.05)
+        time.sleep(linger_s)
+    finally:
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=30)
+    return stdout, stderr
+
+
 def test_refused_credentials_never_reach_stdout_or_stderr(
     short_tmp: Path, sidecar_env: dict[str, str]
 ) -> None:
@@ -38,20 +58,7 @@ def test_refused_credentials_never_reach_stdout_or_stderr(
         "STRATA_LOG_LEVEL": "DEBUG",
         "STRATA_POSTGRES_TIMEOUT_MS": "500",
     }
-    argv = [sys.executable, "-m", "sidecar", "--listen", listen, "--metrics-listen", "off"]
-    proc = subprocess.Popen(
-        argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not probe(listen, 0.3):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "sidecar did not start"
-            time.sleep(0.05)
-        time.sleep(0.5)  # a few failed calls after start-up (breaker probes, retries)
-    finally:
-        proc.terminate()
-        stdout, stderr = proc.communicate(timeout=30)
+    stdout, stderr = run_sidecar(env, listen, linger_s=0.5)
     for secret in SECRETS:
         assert secret not in stdout, f"{secret!r} in stdout"
         assert secret not in stderr, f"{secret!r} in stderr"
@@ -71,18 +78,6 @@ def test_a_redis_url_with_a_password_query_parameter_is_masked_at_start_up(
     redis_url = urlsplit(service("STRATA_TEST_REDIS_URL"))
     listen = f"unix:{short_tmp}/s.sock"
     env = {**sidecar_env, "STRATA_REDIS_URL": f"redis://{redis_url.netloc}/0?password=query-pw-5Tr"}
-    argv = [sys.executable, "-m", "sidecar", "--listen", listen, "--metrics-listen", "off"]
-    proc = subprocess.Popen(
-        argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not probe(listen, 0.3):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "sidecar did not start"
-            time.sleep(0.05)
-    finally:
-        proc.terminate()
-        stdout, stderr = proc.communicate(timeout=30)
+    stdout, stderr = run_sidecar(env, listen)
     assert "query-pw-5Tr" not in stdout + stderr
     assert "?password=***" in stdout

@@ -56,7 +56,7 @@ from typing import Any, Literal
 
 from kong_plugin.errors import ConfigError
 from kong_plugin.mime import MediaRange, parse_media_range
-from kong_plugin.poisoning import strip_set
+from kong_plugin.poisoning import StripRule, strip_set
 from kong_plugin.schema import (
     ERR_ADDRESS,
     ERR_CONTROL,
@@ -166,7 +166,7 @@ class PluginConfig:
     vary_query_names: frozenset[str] | None = field(repr=False)
     ignore_query_re: re.Pattern[str] | None = field(repr=False, compare=False)
     tag_header_names: tuple[str, ...] = field(repr=False)
-    strip_header_names: frozenset[str] = field(repr=False)
+    strip_header_names: StripRule = field(repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def query_param_ignored(self, name: str) -> bool:

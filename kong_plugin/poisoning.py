@@ -36,20 +36,71 @@ cache stays out of (their answers are never shared), nor from hits (never forwar
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from kong_plugin.headers import Headers
 
 
-def strip_set(names: Iterable[str], keyed: Iterable[str]) -> frozenset[str]:
-    """The lower-cased names to strip: `names` minus those the key holds (`keyed`)."""
-    return frozenset(n.lower() for n in names) - {k.lower() for k in keyed}
+def header_family(name: str) -> str:
+    """`name` lower-cased with ``_`` read as ``-``: the spellings an origin may treat as one
+    header. Kong's nginx runs with ``underscores_in_headers on``
+    (``kong/templates/nginx_kong.lua``), so ``X_Original_URL`` reaches the origin, and
+    CGI-style servers (PHP, WSGI: ``HTTP_X_ORIGINAL_URL``) read it as ``X-Original-URL``."""
+    return name.lower().replace("_", "-")
 
 
-def present(headers: Headers, strip: frozenset[str]) -> tuple[str, ...]:
-    """The names of `strip` this request carries (lower-cased, in the request's order).
+#: What Kong sets on the upstream request itself (``proxy_set_header``): the ``-`` spelling
+#: is Kong's, an ``_`` spelling is the client's and passes through untouched.
+KONG_FORWARDED = frozenset(
+    {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-path",
+        "x-forwarded-prefix",
+        "x-real-ip",
+    }
+)
 
-    One pass over the request's header names: no PDK call, nothing allocated when none is
-    present.
+
+@dataclass(frozen=True, slots=True)
+class StripRule:
+    """Which request headers to strip: every spelling of `families` except the exact names
+    the key holds (`keyed`). A keyed header is part of the key, so the origin may see it;
+    its other spellings (``X_Host`` for a keyed ``X-Host``) are not in the key and are
+    stripped like any override. An ``_`` spelling of a header Kong sets itself
+    (`KONG_FORWARDED`: ``X_Forwarded_Host``) is stripped too, whenever stripping is on:
+    Kong replaces only the ``-`` spelling."""
+
+    families: frozenset[str]
+    keyed: frozenset[str]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        low = name.lower()
+        if low in self.keyed:
+            return False
+        family = header_family(low)
+        return family in self.families or (low != family and family in KONG_FORWARDED)
+
+    def __bool__(self) -> bool:
+        return bool(self.families)
+
+
+def strip_set(names: Iterable[str], keyed: Iterable[str]) -> StripRule:
+    """The rule for a route stripping `names`, whose key holds the headers `keyed`."""
+    return StripRule(
+        frozenset(header_family(n) for n in names), frozenset(k.lower() for k in keyed)
+    )
+
+
+def present(headers: Headers, strip: StripRule) -> tuple[str, ...]:
+    """The request's header names (lower-cased, as sent: ``x_original_url`` stays so, since
+    ``ngx.req.clear_header`` matches the name exactly) that `strip` covers, in the
+    request's order. One pass over the request's header names: no PDK call, nothing
+    allocated when none is present.
     """
     if not strip:
         return ()

@@ -71,7 +71,9 @@ class Origin:
         delay = float(request.query.get("delay", "0"))
         if delay:
             await asyncio.sleep(delay)
-        path = request.headers.get("X-Original-URL") or request.headers.get("X-Rewrite-URL")
+        # read as a CGI-style server does: `_` and `-` are one (HTTP_X_ORIGINAL_URL)
+        family = {k.lower().replace("_", "-"): v for k, v in request.headers.items()}
+        path = family.get("x-original-url") or family.get("x-rewrite-url")
         user = "nobody"
         cookie = request.cookies.get("session")
         auth = request.headers.get("Authorization", "")
@@ -79,7 +81,11 @@ class Origin:
             user = cookie
         elif auth.startswith("Bearer "):
             user = auth[7:]
-        honoured = {k: v for k, v in request.headers.items() if k.lower() in LOWER_OVERRIDES}
+        honoured = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower().replace("_", "-") in LOWER_OVERRIDES
+        }
         body = {
             "served": path or request.path,
             "overrides": honoured,
@@ -205,6 +211,24 @@ async def test_override_headers_never_shape_a_shared_entry(
     assert clean["overrides"] == {}, f"poisoned entry served: {text}"
     assert name.lower() not in env.origin.seen[before], "the override reached the origin"
     assert poisoned == clean
+
+
+@pytest.mark.parametrize(
+    "name", ["X_Original_URL", "x_rewrite_url", "X_Host", "X-HTTP_Method-Override"]
+)
+async def test_underscore_spellings_never_shape_a_shared_entry(
+    env: Env, http: aiohttp.ClientSession, name: str
+) -> None:
+    """Kong's nginx passes `X_Original_URL` on (underscores_in_headers on) and CGI-style
+    origins read it as X-Original-URL: it is the same override."""
+    url = f"{env.base}/poison/underscore-{name.lower()}"
+    before = len(env.origin.seen)
+    h1, _ = await get(http, url, {name: "/admin"})
+    h2, clean = await get(http, url)
+    assert (h1["x-cache-status"], h2["x-cache-status"]) == ("Miss", "Hit")
+    assert clean["served"] == f"/poison/underscore-{name.lower()}", clean
+    assert clean["overrides"] == {}, clean
+    assert name.lower() not in env.origin.seen[before], "the override reached the origin"
 
 
 async def test_a_keyed_header_reaches_the_origin_and_keeps_its_own_entry(

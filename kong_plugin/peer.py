@@ -55,8 +55,8 @@ class PeerCheck:
     reason: str = ""
     pid: int | None = None
     uid: int | None = None
-    #: (st_dev, st_ino) of what was at the path, when there was something.
-    identity: tuple[int, int] | None = None
+    #: What was at the path, when there was something (`file_identity`).
+    identity: tuple[int, ...] | None = None
 
     @property
     def trusted(self) -> bool:
@@ -74,7 +74,7 @@ def check_peer(path: str, expected: int, timeout_s: float = 0.05) -> PeerCheck:
         st = os.lstat(path)
     except OSError as exc:
         return PeerCheck(Verdict.UNREACHABLE, f"sidecar socket {path}: {exc.strerror}")
-    identity = (st.st_dev, st.st_ino)
+    identity = file_identity(st)
     if stat.S_ISLNK(st.st_mode):
         return PeerCheck(
             Verdict.UNTRUSTED,
@@ -120,10 +120,17 @@ def check_peer(path: str, expected: int, timeout_s: float = 0.05) -> PeerCheck:
     return PeerCheck(Verdict.TRUSTED, "", pid or None, uid, identity)
 
 
+def file_identity(st: os.stat_result) -> tuple[int, ...]:
+    """What tells one file at a path from the next: device and inode, plus owner and change
+    time, since a freed inode number is soon given to the next file created (a socket
+    re-created by another user in the same folder may get the number of the one removed)."""
+    return (st.st_dev, st.st_ino, st.st_uid, st.st_ctime_ns)
+
+
 def same_file(path: str, found: PeerCheck) -> bool:
     """Whether `path` still names what `found` looked at (one lstat, nothing connected)."""
     try:
         st = os.lstat(path)
     except OSError:
         return False
-    return found.identity == (st.st_dev, st.st_ino)
+    return found.identity == file_identity(st)

@@ -133,15 +133,33 @@ def check_redis_url(value: str) -> None:
     try:
         parse_cluster_url(value) if is_cluster_url(value) else parse_url(value)  # type: ignore[no-untyped-call]
     except ValueError as exc:
-        raise ValueError(f"not a valid Redis URL: {exc}") from None
+        raise ValueError(f"not a valid Redis URL: {quotes_masked(str(exc))}") from None
+
+
+_SERVER_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 def check_servers(value: str) -> None:
-    """Empty, or a comma-separated HOST:PORT list ([v6]:PORT allowed)."""
-    for item in filter(None, (part.strip() for part in value.split(","))):
+    """Empty, or a comma-separated HOST:PORT list ([v6]:PORT allowed). An item that is not
+    one is named by its position, not echoed: it may hold a password (``user:pw@host``)."""
+    items = [part.strip() for part in value.split(",")]
+    for i, item in enumerate(filter(None, items), 1):
         host, sep, port = item.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-            raise ValueError(f"{item!r} is not HOST:PORT")
+        if (
+            not sep
+            or not _SERVER_HOST.fullmatch(host)
+            or not port.isascii()
+            or not port.isdigit()
+            or not 0 < int(port) <= 65535
+        ):
+            hint = " (Memcached servers take no user or password)" if "@" in item else ""
+            raise ValueError(f"server {i} of the list is not HOST:PORT{hint}")
+
+
+def quotes_masked(message: str) -> str:
+    """A driver's parse error with every quoted piece masked: libpq and URL parsers quote
+    the part of the string they stumbled on, which may be a piece of a password."""
+    return re.sub(r"\"[^\"]*\"|'[^']*'", '"***"', message)
 
 
 def check_postgres_dsn(value: str) -> None:
@@ -154,7 +172,8 @@ def check_postgres_dsn(value: str) -> None:
     try:
         conninfo_to_dict(value)
     except ProgrammingError as exc:
-        raise ValueError(f"not a valid PostgreSQL connection string: {exc}") from None
+        reason = quotes_masked(str(exc))
+        raise ValueError(f"not a valid PostgreSQL connection string: {reason}") from None
 
 
 def _not_yet(tier: str) -> Callable[[str], None]:

@@ -78,7 +78,7 @@ class PathState:
     kind: PathKind
     #: The pid of the process listening on a LIVE socket, when the kernel tells.
     owner_pid: int | None = None
-    #: The uid of that process, when the kernel tells.
+    #: The uid of that process, when the kernel tells; for a STALE socket, the file's owner.
     owner_uid: int | None = None
 
 
@@ -105,7 +105,7 @@ def inspect(path: str, timeout_s: float = 1.0) -> PathState:
     try:
         probe.connect(path)
     except ConnectionRefusedError:
-        return PathState(PathKind.STALE)
+        return PathState(PathKind.STALE, owner_uid=st.st_uid)
     except FileNotFoundError:  # removed since the lstat
         return PathState(PathKind.MISSING)
     except TimeoutError:  # listening, backlog full: someone is there
@@ -133,7 +133,15 @@ def _peer_cred(sock: socket.socket) -> tuple[int | None, int | None]:
 
 def admit(path: str, state: PathState, takeover: bool) -> None:
     """Raise `SocketPathError` unless what `state` found at `path` may be replaced: nothing,
-    a stale socket, or (with `takeover`) a live one served by this process's own uid."""
+    a stale socket this process's uid owns, or (with `takeover`) a live one served by this
+    process's own uid."""
+    if state.kind is PathKind.STALE and state.owner_uid != os.geteuid():
+        raise SocketPathError(
+            errno.EEXIST,
+            f"{path} is a socket left by uid {_or_unknown(state.owner_uid)} that nobody "
+            f"answers on; this sidecar runs as uid {os.geteuid()} and replaces only its own "
+            "-- remove it or set another listen path",
+        )
     if state.kind is not PathKind.LIVE:
         return
     who = f"pid {state.owner_pid or 'unknown'}, uid {_or_unknown(state.owner_uid)}"

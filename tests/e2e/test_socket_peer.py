@@ -82,7 +82,11 @@ def test_a_socket_taken_while_the_sidecar_was_down_gets_nothing_on_reconnect(
             connections, received = impostor.stop()
         assert received == 0, "the plugin sent bytes to another user's socket"
         assert connections >= 1
-        # The impostor's dead socket is replaced by a new sidecar; the client comes back.
+        # The impostor's dead socket is another user's file: a new sidecar does not touch
+        # it; once the operator removes it, the sidecar starts and the client comes back.
+        err = start_refused(sidecar.address, sidecar_env)
+        assert f"left by uid {OTHER_UID}" in err and path.exists()
+        path.unlink()
         sidecar.start()
         assert client.lookup(b"k").outcome == pb.OUTCOME_MISS  # memory tier: a new process
     finally:

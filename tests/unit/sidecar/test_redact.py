@@ -113,6 +113,26 @@ def test_config_errors_of_secret_settings_quote_no_piece_of_the_secret() -> None
         assert "'pa'" not in str(info.value) and '"pa' not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("env", "value", "pieces"),
+    [
+        # libpq stops at the first word after the password and quotes it
+        ("STRATA_POSTGRES_DSN", "host=db password=correct horse battery", ("horse",)),
+        # and quotes what follows the first '@' when the URL has spaces
+        ("STRATA_POSTGRES_DSN", "postgresql://u:Tr0ub@Horse Battery@db/x", ("Horse", "Battery")),
+        # not a secret setting, but a password written into it must not be echoed
+        ("STRATA_MEMCACHED_SERVERS", "muser:McPW2@cache:11211", ("McPW2", "muser")),
+    ],
+)
+def test_parse_errors_echo_no_piece_of_what_may_be_a_password(
+    env: str, value: str, pieces: tuple[str, ...]
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({env: value})
+    for piece in pieces:
+        assert piece not in str(info.value), str(info.value)
+
+
 def test_log_lines_are_scrubbed_whole_message_extras_and_traceback() -> None:
     dsn = "host=db password='Pw\"json-19' dbname=x"
     scrubber = Scrubber.of_settings([dsn, "redis://:Pw-log-20@cache:6379"])

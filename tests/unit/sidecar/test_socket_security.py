@@ -136,6 +136,22 @@ def test_takeover_off_still_replaces_a_dead_socket(short_tmp: Path) -> None:
 
 
 @needs_root
+def test_a_dead_socket_of_another_uid_is_kept_and_refused() -> None:
+    with shared_folder() as folder:
+        path = folder / "sidecar.sock"
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(str(path))
+        s.close()
+        os.chown(path, OTHER_UID, OTHER_UID)
+        inode = os.lstat(path).st_ino
+        with pytest.raises(SocketPathError) as info:
+            lifecycle.check_listen_path(f"unix:{path}")
+        message = str(info.value)
+        assert f"uid {OTHER_UID}" in message and str(path) in message and "\n" not in message
+        assert os.lstat(path).st_ino == inode
+
+
+@needs_root
 def test_a_live_socket_of_another_uid_is_never_taken_over() -> None:
     with shared_folder() as folder:
         path = folder / "sidecar.sock"

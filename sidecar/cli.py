@@ -107,9 +107,19 @@ def run(config: SidecarConfig) -> int:
     try:
         asyncio.run(serve(config, ignore_signals_after=True))
     except OSError as exc:
-        print(f"strata-sidecar: cannot start: {scrubber.scrub(str(exc))}", file=sys.stderr)
+        reason = scrubber.scrub(os_error_text(exc))
+        print(f"strata-sidecar: cannot start: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def os_error_text(exc: OSError) -> str:
+    """An OSError as one line for an operator: its message (and file names), without the
+    ``[Errno N]`` prefix of ``str(exc)``."""
+    if not exc.strerror:
+        return str(exc)
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    return ": ".join([exc.strerror, *map(str, names)]) if names else exc.strerror
 
 
 def scrubber_for(config: SidecarConfig) -> Scrubber:

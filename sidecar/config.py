@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sidecar.errors import ConfigError
-from sidecar.quantities import Range, milliseconds, seconds, whole_seconds
+from sidecar.quantities import Range, count, milliseconds, seconds, whole_seconds
 from sidecar.redact import Scrubber, redact
 
 ENV_PREFIX = "STRATA_"
@@ -45,7 +45,7 @@ MINUTE_MS = 60_000
 MAX_BODY_BYTES = 512 * MIB
 MAX_HEADER_BYTES = 16 * MIB
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE | re.ASCII)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
@@ -81,7 +81,7 @@ def check_listen(value: str) -> None:
 
 def check_host_port(value: str) -> None:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(f"expected HOST:PORT or unix:/path, got {value!r}")
 
 
@@ -234,7 +234,7 @@ class SidecarConfig:
         check=Range(KIB, MAX_BODY_BYTES, "bytes"),
     )
     max_headers: int = _setting(
-        256, "most header lines in one entry", parse=int, check=Range(16, 4096)
+        256, "most header lines in one entry", parse=count, check=Range(16, 4096)
     )
     max_header_bytes: int = _setting(
         64 * 1024,
@@ -273,7 +273,7 @@ class SidecarConfig:
         "tag purge records kept in this process (~300 bytes each); beyond it, without Redis "
         "every entry is treated as purged once (an epoch bump), with Redis those expiring "
         "first are forgotten here (re-read from Redis)",
-        parse=int,
+        parse=count,
         check=Range(1000, 10_000_000),
     )
     sweep_interval_seconds: float = _setting(
@@ -343,28 +343,28 @@ class SidecarConfig:
         128,
         "most calls in one Exchange message; a larger batch runs none of them and gets one "
         "RESOURCE_EXHAUSTED error reply (the plugin sends at most 64)",
-        parse=int,
+        parse=count,
         check=Range(64, 100_000),
     )
     max_streams: int = _setting(
         256,
         "most Exchange streams open at once (the plugin opens one per busy thread); a new "
         "one above it ends at once with RESOURCE_EXHAUSTED",
-        parse=int,
+        parse=count,
         check=Range(1, 100_000),
     )
     max_unary_in_flight: int = _setting(
         1024,
         "most unary calls (Lookup, Store, ...) being handled at once; one more gets "
         "RESOURCE_EXHAUSTED",
-        parse=int,
+        parse=count,
         check=Range(1, 1_000_000),
     )
     max_coalesce_waiters: int = _setting(
         1024,
         "most lookups waiting for another caller's fill at once; above it a lookup does not "
         "wait (nor take the fill lease)",
-        parse=int,
+        parse=count,
         check=Range(1, 1_000_000),
     )
     max_pending_reply_bytes: int = _setting(
@@ -379,7 +379,7 @@ class SidecarConfig:
     tier_failure_threshold: int = _setting(
         5,
         "consecutive failures after which a shared tier is skipped without being asked",
-        parse=int,
+        parse=count,
         check=Range(1, 1000),
     )
     tier_open_seconds: float = _setting(
@@ -392,7 +392,7 @@ class SidecarConfig:
         2,
         "lookups of a key on this node (0-15) before its entries go to shared RAM "
         "(Redis/Memcached); colder entries go to memory and PostgreSQL only",
-        parse=int,
+        parse=count,
         check=Range(0, 15),
     )
     redis_max_entry_bytes: int = _setting(
@@ -496,7 +496,8 @@ def _typed(f: dataclasses.Field[Any], raw: Any) -> Any:
             raise ValueError(f"expected true or false, got {raw!r}")
         return raw
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        raise ValueError(f"expected a {type(f.default).__name__}, got {raw!r}")
+        kind = {int: "whole number", float: "number", str: "string"}.get(type(f.default))
+        raise ValueError(f"expected a {kind or type(f.default).__name__}, got {raw!r}")
     if isinstance(f.default, str):
         raise ValueError(f"expected a string, got {raw!r}")
     if isinstance(f.default, int) and isinstance(raw, float):

@@ -22,7 +22,10 @@ from typing import Literal
 
 Unit = Literal["s", "ms", "bytes", ""]
 
-_DURATION_RE = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h|d)?\s*$", re.I)
+_DURATION_RE = re.compile(
+    r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE | re.ASCII
+)
+_COUNT_RE = re.compile(r"^\s*[+-]?\d+\s*$", re.ASCII)
 #: Seconds per duration unit suffix (and per setting unit).
 _SECONDS = {"ms": Fraction(1, 1000), "s": Fraction(1), "m": Fraction(60), "h": Fraction(3600)}
 _SECONDS["d"] = 24 * _SECONDS["h"]
@@ -38,6 +41,13 @@ def parse_duration(text: str, unit: Literal["s", "ms"]) -> Fraction:
     number = Fraction(m.group(1))
     suffix = (m.group(2) or unit).lower()
     return number * _SECONDS[suffix] / _SECONDS[unit]
+
+
+def count(text: str) -> int:
+    """A whole-number setting: ASCII digits only (no exponent, no other scripts' digits)."""
+    if _COUNT_RE.match(text) is None:
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(text)
 
 
 def seconds(text: str) -> float:

@@ -111,7 +111,9 @@ def inspect(path: str, timeout_s: float = 1.0) -> PathState:
     except TimeoutError:  # listening, backlog full: someone is there
         return PathState(PathKind.LIVE)
     except OSError as exc:
-        raise SocketPathError(exc.errno, f"{path}: cannot connect to check it: {exc}") from exc
+        raise SocketPathError(
+            exc.errno, f"{path}: cannot connect to check it: {exc.strerror or exc}"
+        ) from exc
     else:
         pid, uid = _peer_cred(probe)
         return PathState(PathKind.LIVE, pid, uid)
@@ -177,16 +179,22 @@ def check_folder(folder: str) -> bool:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise SocketPathError(exc.errno, f"{folder}: cannot create it: {exc}") from exc
+        raise SocketPathError(
+            exc.errno, f"{folder}: cannot create it: {exc.strerror or exc}"
+        ) from exc
     if created:
         try:
             os.chmod(folder, FOLDER_MODE)  # mkdir's mode went through the umask
         except OSError as exc:
-            raise SocketPathError(exc.errno, f"{folder}: cannot set its mode: {exc}") from exc
+            raise SocketPathError(
+                exc.errno, f"{folder}: cannot set its mode: {exc.strerror or exc}"
+            ) from exc
     try:
         st = os.stat(folder)
     except OSError as exc:
-        raise SocketPathError(exc.errno, f"{folder}: cannot check it: {exc}") from exc
+        raise SocketPathError(
+            exc.errno, f"{folder}: cannot check it: {exc.strerror or exc}"
+        ) from exc
     if not stat.S_ISDIR(st.st_mode):
         raise SocketPathError(errno.ENOTDIR, f"{folder} is not a directory")
     mode = stat.S_IMODE(st.st_mode)
@@ -299,7 +307,9 @@ class OwnedSocket:
                 self.discard_temp()
                 if isinstance(exc, SocketPathError):
                     raise
-                raise SocketPathError(exc.errno, f"{self.path}: cannot publish: {exc}") from exc
+                raise SocketPathError(
+                    exc.errno, f"{self.path}: cannot publish: {exc.strerror or exc}"
+                ) from exc
             self._identity = (st.st_dev, st.st_ino)
         return before
 

@@ -145,3 +145,30 @@ def test_a_body_limit_over_the_range_exits_with_one_line_and_no_traceback(
         "strata-sidecar: invalid configuration: max_body_bytes (from --max-body-bytes): "
         "must be from 1KiB to 512MiB, got 2147483648 (2GiB)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("max_headers", "1e3"),
+        ("max_headers", "\u0665\u0660"),  # Arabic-Indic digits: int() would take them
+        ("sweep_interval_seconds", "\u0665"),
+        ("memory_max_bytes", "\u0665m"),
+        ("metrics_listen", "127.0.0.1:\u0669\u0660"),
+    ],
+)
+def test_numbers_are_ascii_decimal_only(flag: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {flag: value})
+    assert flag in str(info.value)
+    assert "invalid literal" not in str(info.value)
+
+
+def test_start_up_errors_read_without_errno_prefixes() -> None:
+    from sidecar.cli import os_error_text  # noqa: PLC0415
+
+    assert os_error_text(OSError(2, "No such file or directory")) == "No such file or directory"
+    assert os_error_text(PermissionError(13, "Permission denied", "/run/x")) == (
+        "Permission denied: /run/x"
+    )
+    assert os_error_text(OSError("plain")) == "plain"

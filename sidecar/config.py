@@ -270,7 +270,8 @@ class SidecarConfig:
     )
     generations_max_records: int = _setting(
         100_000,
-        "tag purge records kept in this process (~300 bytes each); beyond it, without Redis "
+        "tag purge records kept in this process (400-650 bytes of RSS each, outside the memory "
+        "tier's budget); beyond it, without Redis "
         "every entry is treated as purged once (an epoch bump), with Redis those expiring "
         "first are forgotten here (re-read from Redis)",
         parse=count,

@@ -74,7 +74,8 @@ LOG_EVERY_S = 1.0
 OBSERVER_TIER = "redis_generations"
 MAX_CONNECTIONS = 32
 #: Records kept in one process at most (the `generations_max_records` setting): a record
-#: costs ~300 bytes (tag, nonce, expiry, dict slot, heap item), so ~30 MiB at most. Beyond
+#: costs 400-650 bytes of RSS (tag, nonce, expiry, dict slot, heap item; measured with tags
+#: of 40-250 characters), so ~40-65 MiB at most. Beyond
 #: it `RedisGenerations` forgets those expiring first (safe: one extra miss each) and
 #: `LocalGenerations` replaces its records by one epoch bump.
 MAX_RECORDS = 100_000
@@ -142,7 +143,7 @@ class LocalGenerations:
     record that lives until the latest expiry of any entry this process has stamped or read
     (`observe`), so every entry it could have seen stays purged while it may be read (before
     any was seen, and at most: `max_lifetime_ms`, the longest an entry may live). So a flood
-    of purges of distinct tags costs at most `max_records` records (~300 bytes each), gone
+    of purges of distinct tags costs at most `max_records` records (400-650 bytes each), gone
     once the entries they could touch have expired. When the table is full, every record
     is dropped and the epoch bumped instead: safe, at the cost of one miss per entry.
 

@@ -13,6 +13,16 @@ every `VICTIM_INTERVAL_S` with a deadline, and a sampler reads the sidecar's res
   `--max-writes` went out).
 * ``big-reply``: one batch whose replies together exceed the message limit, then one more
   call on the same stream (does the stream survive?).
+* ``tiny-fields``: `--rounds` rounds of one unary Lookup and one Exchange message, each
+  16 MB of one-byte request headers (millions of tiny repeated fields); the RSS after
+  each round shows whether refused requests are freed.
+* ``unary-slow-readers``: a child process sends `--streams` unary Lookups of the large
+  entry and stops itself (SIGSTOP) before reading any reply; it is killed after
+  `--seconds` / 4.
+* ``big-requests``: `--streams` / 2 unary Stores of a 16 MB body at once (bytes being
+  parsed across calls).
+* ``idle-streams``: one client holds `--idle-streams` idle Exchange streams while another
+  opens a stream per call, `--rounds` * 10 times: how many of its calls are answered.
 
 Prints JSON: per scenario, the sidecar's RSS before and at its peak (MiB), how the hostile
 client was answered, and the victim's worst latency and failed calls. Every scenario is
@@ -30,9 +40,11 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +56,17 @@ from strata.v1 import cache_pb2_grpc as pb_grpc
 from bench.procs import rss_bytes, sidecar_command
 from sidecar.cli import probe
 
-SCENARIOS = ("batch", "slow-readers", "big-reply")
+SCENARIOS = (
+    "batch",
+    "slow-readers",
+    "big-reply",
+    "tiny-fields",
+    "unary-slow-readers",
+    "big-requests",
+    "idle-streams",
+)
+#: A serialized message of ~16 MB of one-byte request headers (field 3, `Header{name: "a"}`).
+TINY_HEADERS = b"\x1a\x03\x0a\x01a" * (16_000_000 // 5)
 MIB = 1024 * 1024
 VICTIM_INTERVAL_S = 0.05
 VICTIM_DEADLINE_S = 2.0
@@ -66,6 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calls-per-write", type=int, default=4, help="lookups per slow write")
     p.add_argument("--max-writes", type=int, default=64, help="per slow stream")
     p.add_argument("--seconds", type=float, default=20.0, help="bound of each scenario")
+    p.add_argument("--rounds", type=int, default=3, help="tiny-fields, idle-streams")
+    p.add_argument("--idle-streams", type=int, default=300)
     p.add_argument("--checkout", default="", help="run the sidecar from this source tree")
     p.add_argument(
         "--sidecar-arg", action="append", default=[], help="extra sidecar flag (repeatable)"
@@ -323,10 +347,145 @@ async def hostile_big_reply(address: str, body_bytes: int, calls: int) -> dict[s
     return out
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+async def hostile_tiny_fields(
+    address: str, rounds: int, pid: int, size: int = len(TINY_HEADERS)
+) -> dict[str, Any]:
+    """Unary and Exchange requests of `size` bytes of one-byte request headers (millions of
+    them), `rounds` times."""
+    lookup = b"\x0a\x08v1:r:abc" + TINY_HEADERS[: size - size % 5]
+    call = b"\x08\x01\x12" + _varint(len(lookup)) + lookup
+    batch = b"\x0a" + _varint(len(call)) + call
+    out: dict[str, Any] = {"unary": {}, "exchange": {}, "rss_after_round_mib": []}
+    async with grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS) as channel:
+        unary = channel.unary_unary("/strata.v1.CacheService/Lookup")
+        stream = channel.stream_stream("/strata.v1.CacheService/Exchange")
+        for _ in range(rounds):
+            try:
+                await unary(lookup, timeout=30)
+                key = "OK"
+            except grpc.aio.AioRpcError as exc:
+                key = f"{exc.code().name}: {(exc.details() or '')[:80]}"
+            out["unary"][key] = out["unary"].get(key, 0) + 1
+            call_ = stream(timeout=30)
+            await call_.write(batch)
+            raw = await call_.read()
+            call_.cancel()
+            key = (
+                "ended"
+                if raw is grpc.aio.EOF
+                else str(summarize(pb.ExchangeResponse.FromString(raw)))
+            )
+            out["exchange"][key] = out["exchange"].get(key, 0) + 1
+            await asyncio.sleep(1.0)
+            out["rss_after_round_mib"].append(round(rss_bytes(pid) / MIB))
+    return out
+
+
+_STOPPED_READER = """
+import os, signal, sys, time
+import grpc
+from strata.v1 import cache_pb2 as pb, cache_pb2_grpc as pbg
+ch = grpc.insecure_channel(sys.argv[1], options=[("grpc.max_receive_message_length", 1 << 29)])
+stub = pbg.CacheServiceStub(ch)
+calls = [stub.Lookup.future(pb.LookupRequest(key=b"v1:big:1"), timeout=60)
+         for _ in range(int(sys.argv[2]))]
+time.sleep(0.05)
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+async def hostile_unary_slow_readers(
+    address: str, calls: int, seconds: float, pid: int
+) -> dict[str, Any]:
+    """`calls` unary Lookups of ``v1:big:1`` from a process that stops before reading."""
+    child = subprocess.Popen([sys.executable, "-c", _STOPPED_READER, address, str(calls)])
+    try:
+        await asyncio.sleep(seconds)
+        held = rss_bytes(pid)
+    finally:
+        child.kill()
+        child.wait(10)
+    return {"calls": calls, "rss_while_stopped_mib": round(held / MIB)}
+
+
+async def hostile_big_requests(address: str, calls: int) -> dict[str, Any]:
+    """`calls` unary Stores of a 16 MB body at once."""
+    body = os.urandom(16_000_000)
+    results: dict[str, int] = {}
+    async with grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS) as channel:
+        stub = pb_grpc.CacheServiceStub(channel)
+
+        async def one(i: int) -> None:
+            try:
+                reply = await stub.Store(
+                    pb.StoreRequest(key=b"v1:r:big%d" % i, entry=entry(body)), timeout=30
+                )
+                key = str(pb.StoreResult.Name(reply.result))
+            except grpc.aio.AioRpcError as exc:
+                key = f"{exc.code().name}: {(exc.details() or '')[:60]}"
+            results[key] = results.get(key, 0) + 1
+
+        await asyncio.gather(*(one(i) for i in range(calls)))
+    return {"calls": calls, "results": results}
+
+
+async def hostile_idle_streams(address: str, idle: int, tries: int) -> dict[str, Any]:
+    """`idle` Exchange streams held open and silent by one client; another opens a stream
+    per call `tries` times."""
+    hold = asyncio.Event()
+    one_call = pb.ExchangeRequest(calls=[pb.Call(id=1, lookup=pb.LookupRequest(key=b"v1:r:i"))])
+    outcomes: dict[str, int] = {}
+    async with (
+        grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS) as hostile,
+        grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS) as victim,
+    ):
+
+        async def silent() -> AsyncIterator[pb.ExchangeRequest]:
+            await hold.wait()
+            nothing: tuple[pb.ExchangeRequest, ...] = ()
+            for request in nothing:  # an async generator that sends nothing
+                yield request
+
+        streams = [pb_grpc.CacheServiceStub(hostile).Exchange(silent()) for _ in range(idle)]
+        await asyncio.sleep(1.0)
+        stub = pb_grpc.CacheServiceStub(victim)
+        for _ in range(tries):
+            call = stub.Exchange(timeout=5)
+            try:
+                await call.write(one_call)
+                reply = await call.read()
+                key = "ended" if reply is grpc.aio.EOF else "answered"
+            except grpc.aio.AioRpcError as exc:
+                key = exc.code().name
+            call.cancel()
+            outcomes[key] = outcomes.get(key, 0) + 1
+        hold.set()
+        for s in streams:
+            s.cancel()
+    return {"idle_streams": idle, "calls": outcomes}
+
+
 # -- the run -----------------------------------------------------------------------------
 
 
-async def _scenario(name: str, args: argparse.Namespace, address: str) -> dict[str, Any]:
+async def _scenario(name: str, args: argparse.Namespace, address: str, pid: int) -> dict[str, Any]:
+    if name == "tiny-fields":
+        return await hostile_tiny_fields(address, args.rounds, pid)
+    if name == "unary-slow-readers":
+        return await hostile_unary_slow_readers(address, args.streams, args.seconds / 4, pid)
+    if name == "big-requests":
+        return await hostile_big_requests(address, max(args.streams // 2, 1))
+    if name == "idle-streams":
+        return await hostile_idle_streams(address, args.idle_streams, args.rounds * 10)
     if name == "batch":
         return {
             "lookups": await hostile_batch(address, args.batch_calls, args.seconds),
@@ -350,7 +509,7 @@ def measure(name: str, args: argparse.Namespace, address: str, pid: int) -> dict
     victim = Victim(address)
     start = time.monotonic()
     try:
-        result = asyncio.run(_scenario(name, args, address))
+        result = asyncio.run(_scenario(name, args, address, pid))
     finally:
         took = time.monotonic() - start
         time.sleep(0.5)  # the victim's calls right after the attack count too

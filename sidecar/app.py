@@ -66,6 +66,9 @@ def rpc_limits_from(config: SidecarConfig) -> RpcLimits:
         max_unary_in_flight=config.max_unary_in_flight,
         max_coalesce_waiters=config.max_coalesce_waiters,
         max_pending_reply_bytes=config.max_pending_reply_bytes,
+        max_request_bytes_in_flight=config.max_request_bytes_in_flight,
+        max_headers=config.max_headers,
+        max_tags=limits_from(config).max_tags,
         max_message_bytes=max_message_bytes(config),
     )
 

@@ -350,7 +350,8 @@ class SidecarConfig:
     max_streams: int = _setting(
         256,
         "most Exchange streams open at once (the plugin opens one per busy thread); a new "
-        "one above it ends at once with RESOURCE_EXHAUSTED",
+        "one above it ends the longest-idle stream (status OK: its client reopens), or gets "
+        "RESOURCE_EXHAUSTED when none is idle",
         parse=count,
         check=Range(1, 100_000),
     )
@@ -370,10 +371,17 @@ class SidecarConfig:
     )
     max_pending_reply_bytes: int = _setting(
         8 * MIB,
-        "bytes of Exchange replies written but not yet read by their clients, all streams "
-        "together (they hold 2-3 times this in RAM); a reply that would go above it gets "
-        "RESOURCE_EXHAUSTED instead (a reply message of at most 64KiB, or one alone, "
-        "always goes)",
+        "bytes of replies written but not yet read by their clients, all Exchange streams "
+        "and unary Lookups together (they hold 2-3 times this in RAM); a reply that would go "
+        "above it gets RESOURCE_EXHAUSTED instead (a reply message of at most 64KiB, or one "
+        "alone, always goes)",
+        parse=parse_size,
+        check=Range(MIB, 64 * GIB, "bytes"),
+    )
+    max_request_bytes_in_flight: int = _setting(
+        64 * MIB,
+        "bytes of requests over 64KiB being parsed and handled at once, all calls together; "
+        "one more is refused unparsed with RESOURCE_EXHAUSTED (one alone always goes)",
         parse=parse_size,
         check=Range(MIB, 64 * GIB, "bytes"),
     )

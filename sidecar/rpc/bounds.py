@@ -7,13 +7,15 @@ flow control lets the message out, and the stream's handler reads no new request
 (measured with grpcio 1.85: a client that never reads stalls its stream on the third 1 MiB
 reply). So one stream holds at most one reply it cannot send; but that reply stays in
 memory, in gRPC's buffers at about twice its serialized size, until the client reads it or
-goes away, and the server has no way to take it back. `ReplyBudget` caps the sum over all
-streams; a reply that does not fit is not built into the message (its call gets an error).
+goes away, and the server has no way to take it back. The reply budget (a `ByteBudget`)
+caps the sum over all streams and unary calls; a reply that does not fit is not built into
+the message (its call gets an error). A unary reply is counted from the time it is built
+until gRPC reports the call done (the reply was taken by the client's transport, or the
+call ended).
 
-Not guaranteed: unary replies are not counted in the budget (a unary call in flight is
-bounded by `max_unary_in_flight`, its reply by the message limit); a reply message whose
-replies total at most `SMALL_MESSAGE_BYTES` is always sent, so the pending bytes may exceed
-the budget by that much per stream; memory briefly held while a reply is being built (at
+Not guaranteed: a reply message whose replies total at most `SMALL_MESSAGE_BYTES` (a unary
+reply of at most that size) is always sent, so the pending bytes may exceed the budget by
+that much per stream or unary call; memory briefly held while a reply is being built (at
 most one call's reply beyond what fits, per stream) is not counted.
 """
 
@@ -43,6 +45,11 @@ class RpcLimits:
     max_unary_in_flight: int = 1024
     max_coalesce_waiters: int = 1024
     max_pending_reply_bytes: int = 8 * MIB
+    max_request_bytes_in_flight: int = 64 * MIB
+    #: Element limits of repeated request fields, checked on the wire for large requests
+    #: (the engine's `max_headers`; tags: `sidecar.limits.Limits.max_tags`).
+    max_headers: int = 256
+    max_tags: int = 256
     #: The gRPC message limit both ways (derived from the body and header limits).
     max_message_bytes: int = 4 * MIB
 
@@ -65,8 +72,9 @@ class Gate:
         self.active -= 1
 
 
-class ReplyBudget:
-    """Bytes of `Exchange` replies handed to gRPC and not yet drained, server-wide."""
+class ByteBudget:
+    """Bytes of something held server-wide (replies handed to gRPC and not yet drained,
+    requests being parsed and handled), with a ceiling."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -74,11 +82,15 @@ class ReplyBudget:
 
     def take(self, size: int, *, force: bool = False) -> bool:
         """Count `size` more bytes pending if they fit (or `force`, or nothing is pending:
-        a reply larger than the whole budget still goes out alone). False: not counted."""
+        one larger than the whole budget still goes alone). False: not counted."""
         if force or self.pending == 0 or self.pending + size <= self.limit:
             self.pending += size
             return True
         return False
+
+    def fits(self, size: int) -> bool:
+        """Whether `take(size)` would count it now (nothing is counted)."""
+        return self.pending == 0 or self.pending + size <= self.limit
 
     def give(self, size: int) -> None:
         self.pending -= size
@@ -93,11 +105,11 @@ class Refusal(Enum):
 
 class ReplyRoom:
     """What one `Exchange` reply message may still carry: its share of the message limit
-    and of the server's `ReplyBudget`. Every call has `SMALL_REPLY_BYTES` kept for it;
+    and of the server's reply budget. Every call has `SMALL_REPLY_BYTES` kept for it;
     a larger reply must fit in the rest. Call `release` once the message is written (or
     the write failed)."""
 
-    def __init__(self, budget: ReplyBudget, message_limit: int, calls: int) -> None:
+    def __init__(self, budget: ByteBudget, message_limit: int, calls: int) -> None:
         self._budget = budget
         self.limit = message_limit
         self.left = message_limit - MESSAGE_OVERHEAD_BYTES - calls * SMALL_REPLY_BYTES
@@ -106,15 +118,27 @@ class ReplyRoom:
     def admit(self, size: int) -> Refusal | None:
         """Take `size` bytes for one call's reply (tags and length included), or say why
         not. A small reply always fits (it has its kept room)."""
-        small = size <= SMALL_REPLY_BYTES
-        if not small and size > self.left:
-            return Refusal.TOO_LARGE
-        if not self._budget.take(size, force=small or self.taken + size <= SMALL_MESSAGE_BYTES):
-            return Refusal.BUDGET
-        if not small:
+        refusal = self.refusal_for(size)
+        if refusal is not None:
+            return refusal
+        self._budget.take(size, force=True)
+        if size > SMALL_REPLY_BYTES:
             self.left -= size
         self.taken += size
         return None
+
+    def refusal_for(self, size: int) -> Refusal | None:
+        """What `admit(size)` would say, without taking anything."""
+        small = size <= SMALL_REPLY_BYTES
+        if not small and size > self.left:
+            return Refusal.TOO_LARGE
+        if small or self.taken + size <= SMALL_MESSAGE_BYTES or self._budget.fits(size):
+            return None
+        return Refusal.BUDGET
+
+    def may_fit(self, size: int) -> bool:
+        """Whether a reply of `size` bytes would be admitted now."""
+        return self.refusal_for(size) is None
 
     def release(self) -> None:
         """The message is out of gRPC's hands (sent, or its stream ended)."""

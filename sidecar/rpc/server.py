@@ -27,7 +27,7 @@ from strata.v1 import cache_pb2 as _pb
 
 from sidecar.engine import Engine
 from sidecar.rpc.bounds import RpcLimits
-from sidecar.rpc.service import CacheService, safe_deserializer, serialized
+from sidecar.rpc.service import CacheService, serialized
 from sidecar.rpc.unix_socket import OwnedSocket, PathState, private_umask
 
 SERVICE_NAME = _pb.DESCRIPTOR.services_by_name["CacheService"].full_name
@@ -44,10 +44,12 @@ class RunningServer:
 
 
 def _handlers(service: CacheService) -> grpc.GenericRpcHandler:
+    intake = service.intake
+
     def unary(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
         return grpc.unary_unary_rpc_method_handler(
             fn,
-            request_deserializer=safe_deserializer(req),
+            request_deserializer=intake.deserializer(req),
             response_serializer=resp.SerializeToString,
         )
 
@@ -61,9 +63,7 @@ def _handlers(service: CacheService) -> grpc.GenericRpcHandler:
             "Stats": unary(service.Stats, _pb.StatsRequest, _pb.StatsResponse),
             "Exchange": grpc.stream_stream_rpc_method_handler(
                 service.Exchange,
-                request_deserializer=safe_deserializer(
-                    _pb.ExchangeRequest, max_calls=service.limits.max_batch_calls
-                ),
+                request_deserializer=intake.deserializer(_pb.ExchangeRequest),
                 response_serializer=serialized,  # the handler writes serialized replies
             ),
         },

@@ -31,8 +31,8 @@ from typing import Any
 from google.protobuf.message import DecodeError
 from strata.v1 import cache_pb2 as _pb
 
-from sidecar.rpc.bounds import ByteBudget, RpcLimits, more_than
-from sidecar.rpc.wire_scan import Excess, RepeatedScan
+from sidecar.rpc.bounds import ByteBudget, RpcLimits
+from sidecar.rpc.wire_scan import Excess, RepeatedScan, more_than
 
 #: Requests larger than this are counted in the budget and scanned before they are parsed
 #: (one of this size parses into at most a few MiB whatever it holds).

@@ -14,11 +14,10 @@ from sidecar.rpc.bounds import (
     Gate,
     Refusal,
     ReplyRoom,
-    more_than,
     reply_size,
 )
 from sidecar.rpc.refusals import RefusalLog
-from sidecar.rpc.wire_scan import Excess, RepeatedScan
+from sidecar.rpc.wire_scan import Excess, RepeatedScan, more_than
 
 CALLS = pb.ExchangeRequest.DESCRIPTOR.fields_by_name["calls"].number
 

@@ -4,16 +4,16 @@ A deserializer never raises; instead of a parsed message it may hand the handler
 (`Undecodable`, `OversizedBatch`, `TooManyElements`, `OverBudget`), which the handler
 answers (INVALID_ARGUMENT or RESOURCE_EXHAUSTED), counts and logs. In order:
 
-1. `Exchange` messages of more than `max_batch_calls` calls are refused unparsed (a scan
-   of the top-level calls, a few microseconds for a normal batch).
-2. Requests of at most `SCAN_THRESHOLD_BYTES` are parsed at once and handed over as they
+1. Requests of at most `SCAN_THRESHOLD_BYTES` are parsed at once and handed over as they
    are: small messages cannot cost much to parse, and the hit path stays free of Python
-   scanning and bookkeeping.
-3. Larger ones are counted in a server-wide budget of request bytes in flight
+   scanning and bookkeeping (an `Exchange` message of more than `max_batch_calls` calls
+   among them is refused by the handler, after parsing).
+2. Larger ones are counted in a server-wide budget of request bytes in flight
    (`max_request_bytes_in_flight`; one is always let in when nothing else is counted);
    over it the request is refused unparsed (`OverBudget`).
-4. Then their repeated fields are counted on the wire (`sidecar.rpc.wire_scan`): a field
-   over its limit refuses the request unparsed (`TooManyElements`); only then is it
+3. Then their repeated fields are counted on the wire (`sidecar.rpc.wire_scan`): a field
+   over its limit refuses the request unparsed (`TooManyElements`, or `OversizedBatch`
+   for `Exchange` calls over `max_batch_calls`); only then is it
    parsed, and handed over as `Received`, which says how many bytes to give back to the
    budget (`Intake.done`) once the call has finished with it.
 
@@ -29,15 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from strata.v1 import cache_pb2 as _pb
 
 from sidecar.rpc.bounds import ByteBudget, RpcLimits
-from sidecar.rpc.wire_scan import Excess, RepeatedScan, more_than
+from sidecar.rpc.wire_scan import Excess, RepeatedScan
 
 #: Requests larger than this are counted in the budget and scanned before they are parsed
 #: (one of this size parses into at most a few MiB whatever it holds).
 SCAN_THRESHOLD_BYTES = 64 * 1024
-_CALLS_FIELD = _pb.ExchangeRequest.DESCRIPTOR.fields_by_name["calls"].number
 #: Field name -> the reason a refusal for it is counted under.
 _REASONS = {
     "request_headers": "too_many_headers",
@@ -136,7 +134,6 @@ class Intake:
     def deserializer(self, cls: Any) -> Callable[[bytes], Any]:
         """`cls.FromString` behind the checks above; never raises."""
         name = cls.DESCRIPTOR.full_name
-        is_batch = cls is _pb.ExchangeRequest
         max_calls = self.limits.max_batch_calls
         scan = RepeatedScan(cls.DESCRIPTOR, self._counted)
         budget = self.budget
@@ -148,8 +145,6 @@ class Intake:
                 return Undecodable(name, str(exc) or exc.__class__.__name__)
 
         def deserialize(data: bytes) -> Any:
-            if is_batch and more_than(data, _CALLS_FIELD, max_calls):
-                return OversizedBatch(max_calls)
             size = len(data)
             if size <= SCAN_THRESHOLD_BYTES:
                 return parse(data)

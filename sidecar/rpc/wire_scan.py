@@ -168,35 +168,3 @@ def _varint(data: memoryview, pos: int, end: int) -> tuple[int, int]:
         if not byte & 0x80:
             return value, pos
         shift += 7
-
-
-def more_than(data: bytes, field_number: int, limit: int) -> bool:
-    """Whether serialized message `data` holds more than `limit` occurrences of the
-    length-delimited `field_number` at its top level, found without parsing it: the scan
-    stops after `limit` + 1 of them (a hostile message of millions of tiny calls costs
-    about 50 times its size to parse). False when the bytes are not well-formed wire
-    format (the parser then says what is wrong)."""
-    view, end = memoryview(data), len(data)
-    pos = count = 0
-    try:
-        while pos < end:
-            tag, pos = _varint(view, pos, end)
-            wire = tag & 7
-            if wire == 0:
-                _, pos = _varint(view, pos, end)
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            elif wire == 2:
-                length, pos = _varint(view, pos, end)
-                pos += length
-                if tag >> 3 == field_number:
-                    count += 1
-                    if count > limit:
-                        return True
-            else:  # groups: not in this contract; let the parser judge
-                return False
-    except _MalformedError:
-        return False
-    return False

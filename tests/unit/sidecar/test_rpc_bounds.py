@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from strata.v1 import cache_pb2 as pb
@@ -14,12 +15,12 @@ from sidecar.rpc.bounds import (
     Gate,
     Refusal,
     ReplyRoom,
+    RpcLimits,
     reply_size,
 )
+from sidecar.rpc.intake import Intake, OversizedBatch, Received
 from sidecar.rpc.refusals import RefusalLog
-from sidecar.rpc.wire_scan import Excess, RepeatedScan, more_than
-
-CALLS = pb.ExchangeRequest.DESCRIPTOR.fields_by_name["calls"].number
+from sidecar.rpc.wire_scan import Excess, RepeatedScan
 
 
 def batch(n: int) -> bytes:
@@ -28,25 +29,26 @@ def batch(n: int) -> bytes:
     ).SerializeToString()
 
 
-@pytest.mark.parametrize(
-    ("calls", "limit", "expected"), [(0, 3, False), (3, 3, False), (4, 3, True)]
-)
-def test_more_than_counts_calls_without_parsing(calls: int, limit: int, expected: bool) -> None:
-    assert more_than(batch(calls), CALLS, limit) is expected
+def exchange_intake(max_batch_calls: int) -> Any:
+    return Intake(RpcLimits(max_batch_calls=max_batch_calls)).deserializer(pb.ExchangeRequest)
 
 
-def test_more_than_stops_at_the_limit_and_ignores_other_fields() -> None:
-    # a million empty calls, then garbage: the scan never gets that far
-    assert more_than(b"\x0a\x00" * 1_000_000 + b"\xff", CALLS, 128)
+def test_a_large_batch_over_the_limit_is_refused_unparsed() -> None:
+    # a million empty calls (2 MB), then garbage: the scan stops at the 129th call
+    refused = exchange_intake(128)(b"\x0a\x00" * 1_000_000 + b"\xff")
+    assert isinstance(refused, OversizedBatch) and refused.limit == 128
     # unknown varint, fixed64 and fixed32 fields between calls are skipped, not counted
     other = b"\x10\x96\x01" + b"\x19" + bytes(8) + b"\x25" + bytes(4)
-    assert not more_than((other + b"\x0a\x00") * 3, CALLS, 3)
-    assert more_than((other + b"\x0a\x00") * 4, CALLS, 3)
+    padding = b"\x1a\x83\x80\x04" + bytes(65539)  # one unknown bytes field over 64 KiB
+    within = exchange_intake(3)((other + b"\x0a\x00") * 3 + padding)
+    assert isinstance(within, Received) and len(within.take().calls) == 3
+    assert isinstance(exchange_intake(3)((other + b"\x0a\x00") * 4 + padding), OversizedBatch)
 
 
-@pytest.mark.parametrize("data", [b"\x0a", b"\x0a\x80", b"\x0b\x0a\x00", b"\x80" * 20])
-def test_more_than_leaves_malformed_bytes_to_the_parser(data: bytes) -> None:
-    assert not more_than(data, CALLS, 0)
+def test_a_small_batch_is_parsed_without_a_scan() -> None:
+    """Under 64 KiB nothing is scanned (the hit path): the handler counts the calls."""
+    parsed = exchange_intake(3)(batch(4))
+    assert isinstance(parsed, pb.ExchangeRequest) and len(parsed.calls) == 4
 
 
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 16_383, 16_384, 2_000_000])

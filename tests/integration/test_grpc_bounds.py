@@ -13,9 +13,10 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -38,6 +39,7 @@ BUDGET = 32 * MIB
 RSS_BOUND = BUDGET * 3 // 2
 #: The well-behaved client's deadline: generous, far above a normal lookup.
 VICTIM_DEADLINE_S = 2.0
+_T = TypeVar("_T")
 
 
 @pytest.fixture
@@ -51,64 +53,76 @@ def sidecar(short_tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         proc.wait(10)
 
 
-async def test_huge_batches_are_refused_at_once_and_others_are_served(
-    sidecar: tuple[str, subprocess.Popen[bytes]],
-) -> None:
+async def under_attack(
+    sidecar: tuple[str, subprocess.Popen[bytes]], attack: Callable[[], Awaitable[_T]]
+) -> _T:
+    """Run `attack` while a victim client calls the sidecar every 50 ms; then assert what
+    every attack must leave: no victim call failed or missed its deadline, and the
+    sidecar's RSS grew less than `RSS_BOUND`. Returns what `attack` returned."""
     address, proc = sidecar
     sampler = hostile.RssSampler(proc.pid)
     victim = hostile.Victim(address, VICTIM_DEADLINE_S)
     try:
-        lookups = await hostile.hostile_batch(address, 200_000, seconds=60)
-        empty = await hostile.hostile_empty_batch(address, 8_000_000, seconds=60)
-        await asyncio.sleep(0.3)  # the victim's calls right after count too
+        result = await attack()
     finally:
         report = victim.stop()
         growth = sampler.stop()
-    for result in (lookups, empty):
+    assert report.failed == 0, report
+    assert growth < RSS_BOUND, f"RSS grew {growth / MIB:.0f} MiB"
+    return result
+
+
+async def store_big_entry(address: str) -> None:
+    """A 1 MiB entry under b"v1:big:1", for the slow readers to ask for."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stored = await hostile.store(pb_grpc.CacheServiceStub(channel), b"v1:big:1", b"\x01" * MIB)
+    assert stored == "STORE_RESULT_STORED"
+
+
+async def test_huge_batches_are_refused_at_once_and_others_are_served(
+    sidecar: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """Before: 200k lookups were answered after 21 s, the victim stalled past its deadline,
+    RSS grew 1,189 MiB."""
+    address, _ = sidecar
+
+    async def attack() -> tuple[dict[str, Any], dict[str, Any]]:
+        lookups = await hostile.hostile_batch(address, 200_000, seconds=60)
+        empty = await hostile.hostile_empty_batch(address, 8_000_000, seconds=60)
+        await asyncio.sleep(0.3)  # the victim's calls right after count too
+        return lookups, empty
+
+    for result in await under_attack(sidecar, attack):
         assert result["status"] == "OK", result  # the stream was not ended
         assert result["replies"] == {"error": 1}, result
         assert "max_batch_calls" in result["first_error"]
-        assert result["answered_s"] < 5, result  # before: 200k lookups answered after 21 s
+        assert result["answered_s"] < 5, result
         assert result["next_call"] == "answered"  # the stream goes on
-    assert report.failed == 0, report  # before: stalled past its deadline
-    assert growth < RSS_BOUND, f"RSS grew {growth / MIB:.0f} MiB"  # before: +1189 MiB
 
 
 async def test_slow_readers_cannot_hold_more_than_the_reply_budget(
     sidecar: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
-    address, proc = sidecar
-    async with grpc.aio.insecure_channel(address) as channel:
-        stored = await hostile.store(pb_grpc.CacheServiceStub(channel), b"v1:big:1", b"\x01" * MIB)
-    assert stored == "STORE_RESULT_STORED"
-    sampler = hostile.RssSampler(proc.pid)
-    victim = hostile.Victim(address, VICTIM_DEADLINE_S)
-    try:
-        result = await hostile.hostile_slow_readers(
+    """Before: RSS grew 485 MiB."""
+    address, _ = sidecar
+    await store_big_entry(address)
+    result = await under_attack(
+        sidecar,
+        lambda: hostile.hostile_slow_readers(
             address, streams=40, calls_per_write=4, max_writes=8, seconds=3
-        )
-    finally:
-        report = victim.stop()
-        growth = sampler.stop()
+        ),
+    )
     assert result["ended_early"] == {}, result  # the streams were open all along
-    assert report.failed == 0, report
-    assert growth < RSS_BOUND, f"RSS grew {growth / MIB:.0f} MiB"  # before: +485 MiB
 
 
 async def test_requests_of_millions_of_tiny_fields_are_refused_unparsed_and_freed(
     sidecar: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
+    """Before: +170 MiB to parse each, and each refused unary one held until a full GC."""
     address, proc = sidecar
-    sampler = hostile.RssSampler(proc.pid)
-    victim = hostile.Victim(address, VICTIM_DEADLINE_S)
-    try:
-        result = await hostile.hostile_tiny_fields(address, 3, proc.pid, 6_000_000)
-    finally:
-        report = victim.stop()
-        growth = sampler.stop()
-    assert report.failed == 0, report
-    # before: +170 MiB to parse each, and each refused unary one held until a full GC
-    assert growth < RSS_BOUND, f"RSS grew {growth / MIB:.0f} MiB"
+    result = await under_attack(
+        sidecar, lambda: hostile.hostile_tiny_fields(address, 3, proc.pid, 6_000_000)
+    )
     ((unary, count),) = result["unary"].items()
     assert count == 3 and unary.startswith("INVALID_ARGUMENT: request_headers: more than 256")
     ((exchange, count),) = result["exchange"].items()
@@ -118,19 +132,12 @@ async def test_requests_of_millions_of_tiny_fields_are_refused_unparsed_and_free
 async def test_unary_slow_readers_cannot_hold_more_than_the_reply_budget(
     sidecar: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
+    """Before: RSS grew 200 MiB."""
     address, proc = sidecar
-    async with grpc.aio.insecure_channel(address) as channel:
-        stored = await hostile.store(pb_grpc.CacheServiceStub(channel), b"v1:big:1", b"\x01" * MIB)
-    assert stored == "STORE_RESULT_STORED"
-    sampler = hostile.RssSampler(proc.pid)
-    victim = hostile.Victim(address, VICTIM_DEADLINE_S)
-    try:
-        await hostile.hostile_unary_slow_readers(address, 80, 3.0, proc.pid)
-    finally:
-        report = victim.stop()
-        growth = sampler.stop()
-    assert report.failed == 0, report
-    assert growth < RSS_BOUND, f"RSS grew {growth / MIB:.0f} MiB"  # before: +200 MiB
+    await store_big_entry(address)
+    await under_attack(
+        sidecar, lambda: hostile.hostile_unary_slow_readers(address, 80, 3.0, proc.pid)
+    )
 
 
 # -- in-process server ---------------------------------------------------------------------

@@ -429,3 +429,40 @@ async def test_stripping_costs_one_pdk_call_per_header_present_and_none_otherwis
     )
     assert poisoned_miss == clean_miss + 2
     assert poisoned_hit == clean_hit <= 3
+
+
+async def test_eight_clients_mixing_cookies_overrides_and_anonymous_requests(
+    env: Env, http: aiohttp.ClientSession
+) -> None:
+    """Under concurrency, where fills overlap and requests coalesce: nobody is ever served
+    another client's page or an override's answer. 8 clients x 12 requests over 3 URLs
+    whose origin takes 20 ms, each client alternating its own session cookie, a plain
+    anonymous request and an anonymous one carrying X-Original-URL."""
+    urls = [f"{env.base}/account/load-{n}.css?delay=0.02" for n in range(3)]
+    seen: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
+
+    async def client(i: int) -> None:
+        for n in range(12):
+            url = urls[n % 3]
+            kind = ("cookie", "anonymous", "override")[n % 3 - (i % 3)]
+            headers = {
+                "cookie": {"Cookie": f"session=user{i}"},
+                "anonymous": {},
+                "override": {"X-Original-URL": "/admin"},
+            }[kind]
+            async with http.get(url, headers=headers) as resp:
+                assert resp.status == 200
+                body = await resp.json(content_type=None)
+                h = {k.lower(): v for k, v in resp.headers.items()}
+            seen.append((kind, f"user{i}", body, h))
+
+    await asyncio.wait_for(asyncio.gather(*(client(i) for i in range(8))), 60)
+    assert len(seen) == 96
+    for kind, user, body, h in seen:
+        if kind == "cookie":
+            assert body["page"] == f"account of {user}", (kind, user, body, h)
+        else:
+            assert body["page"] == "please log in", (kind, user, body, h)
+            assert body["served"].startswith("/account/load-"), (kind, body, h)
+            assert body["overrides"] == {}, (kind, body, h)
+    assert any(h.get("x-cache-status") == "Hit" for _, _, _, h in seen)  # the cache did work

@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import churn
-from sidecar import codec
-from sidecar.clock import SystemClock
-from sidecar.engine import Engine
-from sidecar.model import CachedResponse, StoreStatus
+from sidecar.core.clock import SystemClock
+from sidecar.core.model import CachedResponse, StoreStatus
+from sidecar.engine.engine import Engine
+from sidecar.tiers import codec
 from sidecar.tiers.base import Tier
 from sidecar.tiers.memory import MemoryTier
 

@@ -320,7 +320,7 @@ def _worker(job: dict[str, Any]) -> int:
     from strata.v1 import cache_pb2 as pb  # noqa: PLC0415
 
     from kong_plugin.client import SidecarClient  # noqa: PLC0415
-    from sidecar import codec  # noqa: PLC0415
+    from sidecar.tiers import codec  # noqa: PLC0415
 
     ns: str = job["namespace"]
     clients = {t: SidecarClient(job["addresses"][t], timeout_s=5.0) for t in TIERS}

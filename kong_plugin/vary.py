@@ -5,7 +5,7 @@ stored variant.
 proto's ``Entry.vary``) and flags ``*``: a response with ``Vary: *`` always fails to match
 (§4.1), so it is not stored at all (see `cacheability`). `secondary_key_parts` gives the
 request's normalised values for those names, the way the sidecar selects a variant
-(``sidecar/variants.py``): each field line's whitespace runs collapsed to one space and
+(``sidecar/engine/variants.py``): each field line's whitespace runs collapsed to one space and
 trimmed, lines joined with ``", "``, an absent header distinct from an empty one.
 
 Not guaranteed: values are not otherwise normalised -- ``gzip,deflate`` and

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 
 from sidecar import __version__, lifecycle
-from sidecar.budgets import Budgets
-from sidecar.clock import Clock, SystemClock
-from sidecar.coalesce import Leases
 from sidecar.config import SidecarConfig
-from sidecar.engine import Engine
-from sidecar.errors import TierError
-from sidecar.generations import Generations, LocalGenerations
-from sidecar.limits import Limits
+from sidecar.core.clock import Clock, SystemClock
+from sidecar.core.errors import TierError
+from sidecar.core.limits import Limits
+from sidecar.core.observer import Observer
+from sidecar.engine.budgets import Budgets
+from sidecar.engine.coalesce import Leases
+from sidecar.engine.engine import Engine
+from sidecar.engine.generations import Generations, LocalGenerations
+from sidecar.engine.placement import PlacementPolicy
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
-from sidecar.observability.observer import Observer
-from sidecar.placement import PlacementPolicy
 from sidecar.rpc.bounds import RpcLimits
 from sidecar.rpc.server import create_server, start_serving
 from sidecar.rpc.unix_socket import PathKind
@@ -39,7 +39,7 @@ from sidecar.tiers.breaker import CircuitBreakerTier
 from sidecar.tiers.memory import MemoryTier
 
 if TYPE_CHECKING:
-    from sidecar.leases_redis import RedisLeases
+    from sidecar.cluster.leases import RedisLeases
 
 log = logging.getLogger("strata.sidecar")
 
@@ -139,7 +139,7 @@ def build_leases(config: SidecarConfig, clock: Clock, observer: Observer) -> Red
     """Cluster-wide fill leases in Redis when Redis is configured; else None (node-local)."""
     if not config.redis_url:
         return None
-    from sidecar.leases_redis import RedisLeases  # noqa: PLC0415
+    from sidecar.cluster.leases import RedisLeases  # noqa: PLC0415
 
     return RedisLeases(
         config.redis_url,
@@ -160,7 +160,7 @@ def build_generations(config: SidecarConfig, clock: Clock, observer: Observer) -
             max_records=config.generations_max_records,
             max_lifetime_ms=config.max_ttl_seconds * 1000,
         )
-    from sidecar.generations import RedisGenerations  # noqa: PLC0415
+    from sidecar.cluster.generations import RedisGenerations  # noqa: PLC0415
 
     return RedisGenerations(
         config.redis_url,

@@ -23,9 +23,9 @@ from typing import NoReturn
 
 from sidecar import __version__
 from sidecar.config import SETTINGS, SidecarConfig, env_name, load_config
-from sidecar.errors import ConfigError
-from sidecar.quantities import Range
-from sidecar.redact import RedactingFormatter, Scrubber
+from sidecar.core.errors import ConfigError
+from sidecar.core.quantities import Range
+from sidecar.core.redact import RedactingFormatter, Scrubber
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,9 +6,9 @@ checked once, at start-up; a bad value raises `ConfigError` naming the setting a
 came from. Nothing here is re-read while the sidecar runs.
 
 Every numeric setting has a `Range` (finite, minimum and maximum in its unit; durations
-take units, see `sidecar.quantities`), and the message of a refused number states it. A
+take units, see `sidecar.core.quantities`), and the message of a refused number states it. A
 secret setting (`secret=True`: Redis URL, PostgreSQL DSN) is masked in `redacted()`, left
-out of `repr()`, and never quoted in a `ConfigError` (`sidecar.redact`).
+out of `repr()`, and never quoted in a `ConfigError` (`sidecar.core.redact`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidecar.errors import ConfigError
-from sidecar.quantities import Range, count, milliseconds, seconds, whole_seconds
-from sidecar.redact import Scrubber, redact
+from sidecar.core.errors import ConfigError
+from sidecar.core.quantities import Range, count, milliseconds, seconds, whole_seconds
+from sidecar.core.redact import Scrubber, redact
 
 ENV_PREFIX = "STRATA_"
 #: Environment names under STRATA_ that belong to other components and are not ours.
@@ -128,7 +128,7 @@ def check_redis_url(value: str) -> None:
         raise ValueError(f"unsupported scheme {scheme!r}: use one of {known}")
     from redis.connection import parse_url  # noqa: PLC0415
 
-    from sidecar.redis_conn import is_cluster_url, parse_cluster_url  # noqa: PLC0415
+    from sidecar.tiers.redis_conn import is_cluster_url, parse_cluster_url  # noqa: PLC0415
 
     try:
         parse_cluster_url(value) if is_cluster_url(value) else parse_url(value)  # type: ignore[no-untyped-call]

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sidecar.model import TierSnapshot
+from sidecar.core.model import TierSnapshot
 
 #: Values of `strata_tier_circuit_state` for the states a circuit breaker reports.
 CIRCUIT_STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2}

@@ -3,12 +3,12 @@
 W-TinyLFU (after Caffeine): ``WindowTinyLfuPolicy`` tracks keys and byte sizes,
 asks an ``Admitter`` (``TinyLfuAdmitter`` over a ``FrequencySketch``, or
 ``AlwaysAdmit``) before a newcomer displaces a resident, and reports what the caller
-must drop with an ``EvictionCause``. ``simulate`` measures hit ratios on traces.
+must drop with an ``EvictionCause``. The trace simulator lives in
+``bench.simulate`` (it does not ship in production).
 """
 
 from .admission import Admitter, AlwaysAdmit, TinyLfuAdmitter
 from .eviction import EvictionCause, Segment, WindowTinyLfuPolicy
-from .simulate import LruPolicy, SimPolicy, SimResult, simulate, zipf_trace
 from .sketch import FrequencySketch
 
 __all__ = [
@@ -16,12 +16,7 @@ __all__ = [
     "AlwaysAdmit",
     "EvictionCause",
     "FrequencySketch",
-    "LruPolicy",
     "Segment",
-    "SimPolicy",
-    "SimResult",
     "TinyLfuAdmitter",
     "WindowTinyLfuPolicy",
-    "simulate",
-    "zipf_trace",
 ]

@@ -47,7 +47,7 @@ class RpcLimits:
     max_pending_reply_bytes: int = 8 * MIB
     max_request_bytes_in_flight: int = 64 * MIB
     #: Element limits of repeated request fields, checked on the wire for large requests
-    #: (the engine's `max_headers`; tags: `sidecar.limits.Limits.max_tags`).
+    #: (the engine's `max_headers`; tags: `sidecar.core.limits.Limits.max_tags`).
     max_headers: int = 256
     max_tags: int = 256
     #: The gRPC message limit both ways (derived from the body and header limits).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from strata.v1 import cache_pb2 as _pb
 
-from sidecar.model import FORMAT_VERSION, CachedResponse, Headers, LookupResult, Outcome
+from sidecar.core.model import FORMAT_VERSION, CachedResponse, Headers, LookupResult, Outcome
 
 _OUTCOME = {
     Outcome.HIT: _pb.OUTCOME_HIT,

@@ -25,7 +25,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from strata.v1 import cache_pb2 as _pb
 
-from sidecar.engine import Engine
+from sidecar.engine.engine import Engine
 from sidecar.rpc.bounds import RpcLimits
 from sidecar.rpc.service import CacheService, serialized
 from sidecar.rpc.unix_socket import OwnedSocket, PathState, private_umask

@@ -51,8 +51,8 @@ import grpc
 from strata.v1 import cache_pb2 as _pb
 
 from sidecar import __version__
-from sidecar.engine import Engine
-from sidecar.errors import InvalidRequestError
+from sidecar.core.errors import InvalidRequestError
+from sidecar.engine.engine import Engine
 from sidecar.rpc.bounds import (
     SMALL_MESSAGE_BYTES,
     ByteBudget,

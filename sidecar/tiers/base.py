@@ -15,8 +15,8 @@ from __future__ import annotations
 import enum
 from typing import Protocol
 
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse, TierSnapshot
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse, TierSnapshot
 
 
 class TierSkippedError(TierError):
@@ -44,7 +44,7 @@ PREFIX_DELETE = "prefix_delete"
 TAG_DELETE = "tag_delete"
 #: Prefix and tag deletes here are cheap and node-local (the memory tier): the engine runs
 #: them at purge time to free memory at once. Other tiers are purged lazily through tag
-#: generations (`sidecar.generations`), never walked by `invalidate_tag`.
+#: generations (`sidecar.engine.generations`), never walked by `invalidate_tag`.
 EAGER_PURGE = "eager_purge"
 
 

@@ -67,10 +67,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
-from sidecar.clock import Clock
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse, TierSnapshot
-from sidecar.observability.observer import NullObserver, Observer
+from sidecar.core.clock import Clock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.observer import NullObserver, Observer
 from sidecar.tiers import deadline
 from sidecar.tiers.base import SetStatus, Tier, TierSkippedError, WrappedTier
 

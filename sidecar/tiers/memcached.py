@@ -74,13 +74,13 @@ from pymemcache.exceptions import (
     MemcacheUnexpectedCloseError,
 )
 
-from sidecar import codec
-from sidecar.clock import Clock
-from sidecar.codec import CorruptEntryError
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse, TierSnapshot
-from sidecar.observability.observer import NullObserver, Observer
+from sidecar.core.clock import Clock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.observer import NullObserver, Observer
+from sidecar.tiers import codec
 from sidecar.tiers.base import SetStatus
+from sidecar.tiers.codec import CorruptEntryError
 from sidecar.tiers.hashing import RendezvousHash
 
 T = TypeVar("T")
@@ -347,7 +347,7 @@ class MemcachedTier:
         """Bytes of items the servers hold now: ``stats`` ``bytes`` summed over every
         server (1 RTT each, concurrently; the whole servers', not only this namespace's).
         A server that fails is left out unless all fail (then `TierError`). For byte
-        budgets (`sidecar.budgets`)."""
+        budgets (`sidecar.engine.budgets`)."""
 
         def read(client: PooledClient) -> int:
             stats = client.stats()

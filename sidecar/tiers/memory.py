@@ -6,7 +6,7 @@ prove (by the frequency sketch) to be requested more often than what it would di
 With `admission="always"` the same structure admits every candidate (segmented LRU).
 
 Bodies longer than `INLINE_BODY_BYTES` live apart from the entries' meta, in a
-content-addressed `BodyPool` (`sidecar/bodies.py`): one copy per distinct body (SHA-256 of
+content-addressed `BodyPool` (`sidecar/tiers/bodies.py`): one copy per distinct body (SHA-256 of
 the raw bytes), zstd-compressed with the codec's settings when that makes it smaller,
 reference-counted, freed with its last key. A hit of a compressed body decompresses it
 (microseconds; `python -m bench memory`). Shorter bodies stay with their entry, raw and not
@@ -47,11 +47,9 @@ import dataclasses
 import heapq
 from collections.abc import Callable
 
-from sidecar.bodies import BodyPool
-from sidecar.clock import Clock
-from sidecar.memory_cost import bytes_cost, meta_cost
-from sidecar.model import CachedResponse, TierSnapshot
-from sidecar.observability.observer import NullObserver, Observer
+from sidecar.core.clock import Clock
+from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.observer import NullObserver, Observer
 from sidecar.policy import (
     AlwaysAdmit,
     EvictionCause,
@@ -60,6 +58,8 @@ from sidecar.policy import (
     WindowTinyLfuPolicy,
 )
 from sidecar.tiers.base import EAGER_PURGE, PREFIX_DELETE, TAG_DELETE, SetStatus
+from sidecar.tiers.bodies import BodyPool
+from sidecar.tiers.memory_cost import bytes_cost, meta_cost
 
 #: The frequency sketch is sized for this many keys per MiB of budget: about 4x the
 #: resident entries at an average of ~4 KiB each (the simulator's hit ratio keeps rising

@@ -9,7 +9,7 @@ whole set back and the next `open` tries again.
 
 Version 1:
 
-* ``strata_entries`` keyed by ``(namespace, key)``; ``value`` is `sidecar.codec` output
+* ``strata_entries`` keyed by ``(namespace, key)``; ``value`` is `sidecar.tiers.codec` output
   (already zstd-compressed where that helps, so its storage is EXTERNAL: TOAST does not
   try to compress it again); ``size`` is ``len(key) + len(value)``.
 * a btree on ``(namespace, expires_at)`` for the sweep, a GIN on ``tags`` for tag deletes;

@@ -1,7 +1,7 @@
 """L3 on PostgreSQL: the durable fallback for the long tail and for RAM-tier outages.
 
 One row per entry in ``strata_entries``, keyed by ``(namespace, key)``; ``value`` is
-`sidecar.codec` output. Schema, migrations and SQL live in `sidecar.tiers.pg_schema`;
+`sidecar.tiers.codec` output. Schema, migrations and SQL live in `sidecar.tiers.pg_schema`;
 statements are always parameterised; keys and values travel in binary (``%b``), so no
 escaping is ever needed.
 Expiry is judged by the tier's `Clock` (passed as a parameter), never by the database's
@@ -71,15 +71,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.errors import UndefinedTable
 from psycopg_pool import AsyncConnectionPool
 
-from sidecar import codec
-from sidecar.clock import Clock
-from sidecar.codec import CorruptEntryError
-from sidecar.errors import ConfigError, TierError
-from sidecar.model import CachedResponse, TierSnapshot
-from sidecar.observability.observer import NullObserver, Observer
-from sidecar.redact import Scrubber, redact
-from sidecar.tiers import pg_schema
+from sidecar.core.clock import Clock
+from sidecar.core.errors import ConfigError, TierError
+from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.observer import NullObserver, Observer
+from sidecar.core.redact import Scrubber, redact
+from sidecar.tiers import codec, pg_schema
 from sidecar.tiers.base import PREFIX_DELETE, TAG_DELETE, SetStatus
+from sidecar.tiers.codec import CorruptEntryError
 
 T = TypeVar("T")
 Conn = AsyncConnection[tuple[Any, ...]]
@@ -277,7 +276,7 @@ class PostgresTier:
     async def usage(self) -> int:
         """Bytes of the ``strata_entries`` table now: ``pg_total_relation_size`` (table,
         indexes and TOAST, every namespace, dead rows until vacuumed) — O(1), unlike a
-        ``sum(size)`` over the namespace. For byte budgets (`sidecar.budgets`)."""
+        ``sum(size)`` over the namespace. For byte budgets (`sidecar.engine.budgets`)."""
 
         async def size(conn: Conn) -> int:
             cur = await conn.execute(pg_schema.USAGE_SQL)

@@ -80,13 +80,13 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from sidecar import codec
-from sidecar.clock import Clock
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse, TierSnapshot
-from sidecar.observability.observer import NullObserver, Observer
-from sidecar.redis_conn import DRIVER_ERRORS, connect, is_cluster_url
+from sidecar.core.clock import Clock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.observer import NullObserver, Observer
+from sidecar.tiers import codec
 from sidecar.tiers.base import PREFIX_DELETE, TAG_DELETE, SetStatus
+from sidecar.tiers.redis_conn import DRIVER_ERRORS, connect, is_cluster_url
 
 #: Keys handled per pipeline by delete_tag / delete_prefix, and SCAN's COUNT hint.
 BATCH = 500
@@ -286,7 +286,7 @@ class RedisTier:
     async def usage(self) -> int:
         """Bytes the server holds now: ``INFO memory`` ``used_memory`` (1 RTT), the whole
         server's memory, not only this namespace's keys; on a cluster, summed over the
-        nodes that answer. For byte budgets (`sidecar.budgets`)."""
+        nodes that answer. For byte budgets (`sidecar.engine.budgets`)."""
         with _Wrap("usage"):
             info = await self._client.info("memory")
         return _used_memory(info)

@@ -2,7 +2,7 @@
 interface (like the circuit breaker it usually wraps).
 
 A `delete` or `delete_prefix` that fails (`TierError`: refused, timed out, circuit open)
-is kept (`sidecar.purges.PendingPurges`: bounded by `max_pending`, counted in
+is kept (`sidecar.core.pending.PendingPurges`: bounded by `max_pending`, counted in
 `strata_deferred_purges_total{tier,event}` and `strata_pending_purges{tier}`) and the
 error is raised as before, so the engine counts it. While anything is kept, every other
 call first replays the kept purges (oldest first, `CONCURRENCY` at a time); until they are
@@ -15,7 +15,7 @@ Beyond `max_pending` the kept purges are replaced by `on_overflow` (the engine p
 namespace-wide generation bump, which makes every entry stored before it a miss
 everywhere) and the overflow is logged and counted; nothing is dropped silently.
 
-Tag purges do not come here: they are generation bumps (`sidecar.generations`), kept and
+Tag purges do not come here: they are generation bumps (`sidecar.engine.generations`), kept and
 replayed there. A purge by prefix on a tier that cannot enumerate keys (Memcached)
 succeeds as a no-op, as before.
 
@@ -31,11 +31,11 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from sidecar.clock import Clock
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse, TierSnapshot
-from sidecar.observability.observer import NullObserver, Observer
-from sidecar.purges import MAX_PENDING, PendingPurges, retry_until_done
+from sidecar.core.clock import Clock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.observer import NullObserver, Observer
+from sidecar.core.pending import MAX_PENDING, PendingPurges, retry_until_done
 from sidecar.tiers.base import SetStatus, Tier, TierSkippedError, WrappedTier
 
 #: Kept purges replayed at once.

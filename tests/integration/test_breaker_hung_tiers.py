@@ -32,9 +32,9 @@ from prometheus_client import CollectorRegistry
 
 from kong_plugin.client import SidecarClient, SidecarError
 from sidecar.app import build_engine, max_message_bytes, open_tiers
-from sidecar.clock import SystemClock
 from sidecar.config import SidecarConfig
-from sidecar.engine import Engine
+from sidecar.core.clock import SystemClock
+from sidecar.engine.engine import Engine
 from sidecar.observability.metrics import CIRCUIT_STATE_VALUES, PrometheusObserver
 from sidecar.rpc.server import create_server, set_serving
 from sidecar.tiers.breaker import OPEN

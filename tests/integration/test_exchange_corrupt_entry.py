@@ -12,11 +12,11 @@ import pytest
 from strata.v1 import cache_pb2 as pb
 from strata.v1 import cache_pb2_grpc as pb_grpc
 
-from sidecar.clock import ManualClock
-from sidecar.engine import Engine
-from sidecar.observability.observer import RecordingObserver
+from sidecar.core.clock import ManualClock
+from sidecar.core.observer import RecordingObserver
+from sidecar.engine.engine import Engine
 from sidecar.rpc.server import RunningServer, create_server
-from tests.unit.test_tier_deadlines import CorruptingMemory
+from tests.unit.sidecar.tiers.test_deadlines import CorruptingMemory
 
 BAD, GOOD = b"v1:r:bad", b"v1:r:good"
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from sidecar.clock import SystemClock
-from sidecar.engine import Engine
-from sidecar.generations import OBSERVER_TIER, RedisGenerations
-from sidecar.model import CachedResponse, Outcome
-from sidecar.observability.observer import RecordingObserver
+from sidecar.cluster.generations import OBSERVER_TIER, RedisGenerations
+from sidecar.core.clock import SystemClock
+from sidecar.core.model import CachedResponse, Outcome
+from sidecar.core.observer import RecordingObserver
+from sidecar.engine.engine import Engine
 from sidecar.tiers.memcached import MemcachedTier, parse_servers
 from sidecar.tiers.memory import MemoryTier
 from tests.conftest import free_port

@@ -26,10 +26,10 @@ from strata.v1 import cache_pb2_grpc as pb_grpc
 from bench import hostile
 from kong_plugin.client import SidecarClient
 from sidecar.app import build_engine, max_message_bytes
-from sidecar.clock import SystemClock
 from sidecar.config import SidecarConfig
-from sidecar.engine import Engine
-from sidecar.observability.observer import NullObserver
+from sidecar.core.clock import SystemClock
+from sidecar.core.observer import NullObserver
+from sidecar.engine.engine import Engine
 from sidecar.rpc.bounds import RpcLimits
 from sidecar.rpc.server import RunningServer, create_server, start_serving
 

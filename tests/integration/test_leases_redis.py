@@ -20,14 +20,14 @@ import pytest
 import redis
 import redis.asyncio
 
-from sidecar import leases_redis
-from sidecar.clock import SystemClock
-from sidecar.coalesce import Leases
-from sidecar.engine import Engine
-from sidecar.errors import TierError
-from sidecar.leases_redis import OBSERVER_TIER, RedisLeases
-from sidecar.model import CachedResponse, LookupResult, Outcome
-from sidecar.observability.observer import RecordingObserver
+from sidecar.cluster import leases as leases_redis
+from sidecar.cluster.leases import OBSERVER_TIER, RedisLeases
+from sidecar.core.clock import SystemClock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse, LookupResult, Outcome
+from sidecar.core.observer import RecordingObserver
+from sidecar.engine.coalesce import Leases
+from sidecar.engine.engine import Engine
 from sidecar.tiers.memory import MemoryTier
 from sidecar.tiers.redis import RedisTier
 from tests.conftest import free_port

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sidecar.clock import SystemClock
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse
-from sidecar.observability.observer import RecordingObserver
+from sidecar.core.clock import SystemClock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse
+from sidecar.core.observer import RecordingObserver
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.breaker import CLOSED, CircuitBreakerTier
 from sidecar.tiers.memcached import MemcachedTier

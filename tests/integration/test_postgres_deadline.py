@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sidecar.clock import SystemClock
+from sidecar.core.clock import SystemClock
 from sidecar.tiers.postgres import PostgresTier
 from tools import services
 

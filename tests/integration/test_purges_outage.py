@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from sidecar.clock import SystemClock
-from sidecar.engine import Engine
-from sidecar.generations import LocalGenerations, RedisGenerations
-from sidecar.model import CachedResponse, Outcome
+from sidecar.cluster.generations import RedisGenerations
+from sidecar.core.clock import SystemClock
+from sidecar.core.model import CachedResponse, Outcome
+from sidecar.engine.engine import Engine
+from sidecar.engine.generations import LocalGenerations
 from sidecar.tiers.memcached import MemcachedTier
 from sidecar.tiers.memory import MemoryTier
 from sidecar.tiers.redis import RedisTier

@@ -16,9 +16,9 @@ from strata.v1 import cache_pb2_grpc as pb_grpc
 
 from kong_plugin.client import SidecarClient, SidecarRejectedError, SidecarUnavailableError
 from sidecar.app import build_engine, max_message_bytes
-from sidecar.clock import SystemClock
 from sidecar.config import SidecarConfig
-from sidecar.observability.observer import RecordingObserver
+from sidecar.core.clock import SystemClock
+from sidecar.core.observer import RecordingObserver
 from sidecar.rpc.server import RunningServer, create_server, start_serving
 
 CONFIG = SidecarConfig(max_body_bytes=64 * 1024, memory_max_bytes=8 * 1024 * 1024)

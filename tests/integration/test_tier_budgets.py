@@ -11,11 +11,11 @@ import pytest
 import redis
 
 from sidecar.app import build_engine, open_tiers
-from sidecar.clock import SystemClock
 from sidecar.config import SidecarConfig
-from sidecar.engine import Engine
-from sidecar.model import CachedResponse
-from sidecar.observability.observer import RecordingObserver
+from sidecar.core.clock import SystemClock
+from sidecar.core.model import CachedResponse
+from sidecar.core.observer import RecordingObserver
+from sidecar.engine.engine import Engine
 from tests.integration.servers import services_env
 
 pytestmark = pytest.mark.integration

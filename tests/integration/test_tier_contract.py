@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from sidecar.clock import SystemClock
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse
+from sidecar.core.clock import SystemClock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse
 from sidecar.tiers.base import SetStatus, Tier
 from tests.integration.servers import service
 

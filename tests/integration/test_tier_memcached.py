@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from pymemcache.client.base import Client
 
-from sidecar.clock import ManualClock, SystemClock
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse
-from sidecar.observability.observer import RecordingObserver
+from sidecar.core.clock import ManualClock, SystemClock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse
+from sidecar.core.observer import RecordingObserver
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.memcached import MemcachedTier, pack_value, parse_servers, server_id
 from tests.conftest import free_port

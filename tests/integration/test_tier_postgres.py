@@ -27,10 +27,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from sidecar.clock import Clock, ManualClock, SystemClock
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse
-from sidecar.observability.observer import RecordingObserver
+from sidecar.core.clock import Clock, ManualClock, SystemClock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse
+from sidecar.core.observer import RecordingObserver
 from sidecar.tiers import pg_schema
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.postgres import MAX_INDEXED_BYTES, PostgresTier, prefix_successor

@@ -20,13 +20,13 @@ import pytest
 import redis
 import redis.asyncio
 
-from sidecar.clock import SystemClock
-from sidecar.errors import TierError
-from sidecar.model import CachedResponse
-from sidecar.observability.observer import RecordingObserver
-from sidecar.redis_conn import parse_cluster_url
+from sidecar.core.clock import SystemClock
+from sidecar.core.errors import TierError
+from sidecar.core.model import CachedResponse
+from sidecar.core.observer import RecordingObserver
 from sidecar.tiers.base import SetStatus, Tier
 from sidecar.tiers.redis import RedisTier, escape_glob
+from sidecar.tiers.redis_conn import parse_cluster_url
 from tests.conftest import free_port
 from tests.integration.servers import service, start_cluster_node, start_redis
 

@@ -17,8 +17,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from sidecar.clock import SystemClock
-from sidecar.model import CachedResponse
+from sidecar.core.clock import SystemClock
+from sidecar.core.model import CachedResponse
 from sidecar.tiers.redis import BODY_REF_MIN_BYTES, RedisTier
 from tests.conftest import free_port
 from tests.integration.servers import service, start_redis

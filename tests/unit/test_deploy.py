@@ -39,7 +39,7 @@ from sidecar.config import (
     SETTING_NAMES,
     load_config,
 )
-from sidecar.model import TierSnapshot
+from sidecar.core.model import TierSnapshot
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
 
 ROOT = Path(__file__).resolve().parents[2]

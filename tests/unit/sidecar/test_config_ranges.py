@@ -13,8 +13,8 @@ import pytest
 
 from sidecar.app import max_message_bytes
 from sidecar.config import SETTINGS, SidecarConfig, load_config
-from sidecar.errors import ConfigError
-from sidecar.quantities import Range
+from sidecar.core.errors import ConfigError
+from sidecar.core.quantities import Range
 
 ROOT = Path(__file__).resolve().parents[3]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

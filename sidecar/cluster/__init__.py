@@ -1,0 +1,1 @@
+"""Adapters of the engine's cluster seams (leases, generations) over Redis."""

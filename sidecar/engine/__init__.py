@@ -1,0 +1,1 @@
+"""Read-through, store, purge, coalescing and placement over the tiers; transport-agnostic."""

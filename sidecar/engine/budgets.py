@@ -1,0 +1,115 @@
+"""Per-tier byte budgets of the shared tiers: sampled usage against a configured budget.
+
+`Budgets` holds, per shared tier with a budget (``redis_max_bytes``,
+``memcached_max_bytes``, ``postgres_max_bytes`` > 0), an async usage reader (the tier's
+`usage()`) and the last value it returned. The app calls `sample()` every
+``budget_sample_seconds``; the engine reads `over_budget()` (no I/O) on every placement
+decision and skips those tiers (`PlacementPolicy.tiers_for(..., over_budget=...)`), and
+`annotate()` puts the budget and the last sample into the tier's `TierSnapshot`
+(``max_bytes`` / ``bytes``, so ``strata_tier_max_bytes`` / ``strata_tier_bytes``).
+
+What the usage is, per tier (each one cheap, one round trip):
+
+* Redis: ``INFO memory`` ``used_memory`` — the **whole server's** memory, not only
+  Strata's keys: give Strata its own Redis, or set the budget with the rest in mind.
+* Memcached: ``stats`` ``bytes`` summed over the servers (the whole servers' items).
+* PostgreSQL: ``pg_total_relation_size('strata_entries')`` — the table with its indexes
+  and TOAST, every namespace, dead rows until vacuumed; O(1), unlike ``sum(size)``.
+
+Not guaranteed: a hard cap. Usage is as of the last sample (up to
+``budget_sample_seconds`` old) and other sidecars write too, so a tier may overshoot its
+budget by what is written in between; entries already there stay until evicted, expired
+or purged (a budget stops new writes, it does not evict). A failed sample keeps the
+previous value (logged at most once a minute per tier); a tier never sampled successfully
+counts as within its budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+
+from sidecar.core.clock import Clock
+from sidecar.core.model import TierSnapshot
+
+__all__ = ["LOG_EVERY_S", "Budgets", "UsageReader"]
+
+log = logging.getLogger("strata.sidecar.budgets")
+
+#: A failing usage read is logged at most this often per tier.
+LOG_EVERY_S = 60.0
+
+UsageReader = Callable[[], Awaitable[int | None]]
+
+
+class Budgets:
+    """Byte budgets of tiers (by name) and their last sampled usage."""
+
+    def __init__(
+        self,
+        max_bytes: Mapping[str, int],
+        usage: Mapping[str, UsageReader],
+        clock: Clock,
+    ) -> None:
+        """`max_bytes`: budget per tier name (0 or absent = none); `usage`: how to read
+        each tier's bytes now. Only tiers with both a budget and a reader are sampled."""
+        if any(v < 0 for v in max_bytes.values()):
+            raise ValueError("a byte budget must not be negative")
+        self._max = {name: b for name, b in max_bytes.items() if b > 0 and name in usage}
+        self._usage = {name: usage[name] for name in self._max}
+        self._clock = clock
+        self._last: dict[str, int] = {}
+        self._over: frozenset[str] = frozenset()
+        self._logged_at: dict[str, float] = {}
+
+    @property
+    def max_bytes(self) -> Mapping[str, int]:
+        return dict(self._max)
+
+    def __bool__(self) -> bool:
+        return bool(self._max)
+
+    async def sample(self) -> None:
+        """Read every budgeted tier's usage once; a failure keeps its previous sample."""
+        for name, read in self._usage.items():
+            try:
+                used = await read()
+            except Exception as exc:  # any failure: keep the old sample
+                self._log_failure(name, exc)
+                continue
+            if used is not None:
+                self._last[name] = used
+        self._over = frozenset(n for n, b in self._max.items() if self._last.get(n, 0) >= b)
+
+    def over_budget(self) -> frozenset[str]:
+        """Names of the tiers whose last sampled usage is at or above their budget."""
+        return self._over
+
+    def usage(self, name: str) -> int | None:
+        """The last sampled usage of `name` (None: not sampled yet, or no budget)."""
+        return self._last.get(name)
+
+    def annotate(self, snapshot: TierSnapshot) -> TierSnapshot:
+        """`snapshot` with the tier's budget as `max_bytes` and its last sample as
+        `bytes` (unchanged for a tier without a budget)."""
+        budget = self._max.get(snapshot.name)
+        if budget is None:
+            return snapshot
+        used = self._last.get(snapshot.name, snapshot.bytes)
+        return replace(snapshot, max_bytes=budget, bytes=used)
+
+    def _log_failure(self, name: str, exc: BaseException) -> None:
+        now = self._clock.monotonic()
+        last = self._logged_at.get(name)
+        if last is not None and now - last < LOG_EVERY_S:
+            return
+        self._logged_at[name] = now
+        log.warning(
+            "tier usage sample failed; keeping the previous sample",
+            extra={
+                "event.action": "budget_sample",
+                "strata.tier": name,
+                "error.message": f"{type(exc).__name__}: {exc}",
+            },
+        )

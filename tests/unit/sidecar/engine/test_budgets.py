@@ -1,0 +1,242 @@
+"""Per-tier byte budgets: placement skips over-budget shared tiers (pure table), `Budgets`
+sampling, the engine with fake tiers and a fake usage sampler, settings and metrics."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from sidecar.app import budgets_from, build_engine
+from sidecar.config import SidecarConfig, load_config
+from sidecar.core.clock import ManualClock
+from sidecar.core.errors import ConfigError, TierError
+from sidecar.core.model import TierSnapshot
+from sidecar.core.observer import NullObserver, RecordingObserver
+from sidecar.engine.budgets import LOG_EVERY_S, Budgets
+from sidecar.engine.engine import Engine
+from sidecar.engine.placement import PlacementPolicy
+from sidecar.observability.metrics import PrometheusObserver
+from sidecar.tiers.breaker import CircuitBreakerTier
+from tests.unit.sidecar.engine.test_engine import DictTier, entry
+
+ALL = ("memory", "redis", "memcached", "postgres")
+KIB = 1024
+POLICY = PlacementPolicy()
+
+
+@pytest.mark.parametrize(
+    ("size", "frequency", "available", "over", "expected"),
+    [
+        # no tier over budget: as before
+        (100, 2, ALL, set(), {"memory", "redis", "postgres"}),
+        # Redis over budget: a small hot entry goes to Memcached instead
+        (100, 2, ALL, {"redis"}, {"memory", "memcached", "postgres"}),
+        # Memcached over budget: a large hot entry goes to Redis (alone it takes both ranges)
+        (100 * KIB, 2, ALL, {"memcached"}, {"memory", "redis", "postgres"}),
+        # both shared RAM tiers over budget: memory and PostgreSQL only
+        (100, 2, ALL, {"redis", "memcached"}, {"memory", "postgres"}),
+        # Redis alone and over budget
+        (100, 2, ("memory", "redis", "postgres"), {"redis"}, {"memory", "postgres"}),
+        # PostgreSQL over budget: nothing new goes there
+        (100, 0, ALL, {"postgres"}, {"memory"}),
+        (100, 2, ALL, {"postgres"}, {"memory", "redis"}),
+        # memory and unknown tiers are never skipped
+        (100, 0, ("memory", "l2"), {"memory", "l2"}, {"memory", "l2"}),
+        # a cold entry is unaffected by a shared RAM budget
+        (100, 1, ALL, {"redis"}, {"memory", "postgres"}),
+    ],
+)
+def test_policy_skips_over_budget_tiers(
+    size: int, frequency: int, available: tuple[str, ...], over: set[str], expected: set[str]
+) -> None:
+    got = POLICY.tiers_for(size, frequency, available, over_budget=frozenset(over))
+    assert got == frozenset(expected)
+
+
+# -- Budgets -----------------------------------------------------------------------------
+
+
+class FakeUsage:
+    """A usage reader whose value (or failure) the test sets."""
+
+    def __init__(self, value: int | None = 0) -> None:
+        self.value = value
+        self.fail = False
+        self.reads = 0
+
+    async def __call__(self) -> int | None:
+        self.reads += 1
+        if self.fail:
+            raise TierError("down")
+        return self.value
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+async def test_over_budget_at_or_above_the_budget(clock: ManualClock) -> None:
+    redis = FakeUsage(99)
+    budgets = Budgets({"redis": 100}, {"redis": redis}, clock)
+    assert budgets.over_budget() == frozenset()  # never sampled: within budget
+    await budgets.sample()
+    assert budgets.over_budget() == frozenset()
+    redis.value = 100
+    await budgets.sample()
+    assert budgets.over_budget() == {"redis"}
+    redis.value = 10
+    await budgets.sample()
+    assert budgets.over_budget() == frozenset()
+
+
+async def test_zero_or_missing_budget_or_reader_is_not_sampled(clock: ManualClock) -> None:
+    redis, pg = FakeUsage(10**9), FakeUsage(10**9)
+    budgets = Budgets({"redis": 0, "memcached": 5}, {"redis": redis, "postgres": pg}, clock)
+    assert not budgets
+    await budgets.sample()
+    assert redis.reads == pg.reads == 0
+    assert budgets.over_budget() == frozenset()
+
+
+async def test_failed_sample_keeps_the_last_one_and_logs_once_a_minute(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis = FakeUsage(200)
+    budgets = Budgets({"redis": 100}, {"redis": redis}, clock)
+    await budgets.sample()
+    redis.fail = True
+    with caplog.at_level(logging.WARNING, logger="strata.sidecar.budgets"):
+        await budgets.sample()
+        await budgets.sample()
+        clock.advance(int(LOG_EVERY_S * 1000) - 1)
+        await budgets.sample()
+        assert len(caplog.records) == 1
+        clock.advance(1)  # ms: now a full minute since the last log
+        await budgets.sample()
+        assert len(caplog.records) == 2
+    assert budgets.over_budget() == {"redis"}
+    assert budgets.usage("redis") == 200
+
+
+async def test_annotate_reports_budget_and_last_sample(clock: ManualClock) -> None:
+    budgets = Budgets({"redis": 100}, {"redis": FakeUsage(42)}, clock)
+    snap = TierSnapshot("redis", 0, 0, 0, hits=3)
+    assert budgets.annotate(snap) == TierSnapshot("redis", 0, 0, 100, hits=3)
+    await budgets.sample()
+    assert budgets.annotate(snap) == TierSnapshot("redis", 0, 42, 100, hits=3)
+    other = TierSnapshot("memory", 1, 2, 3)
+    assert budgets.annotate(other) is other
+
+
+# -- the engine --------------------------------------------------------------------------
+
+
+def holders(tiers: dict[str, DictTier], key: bytes) -> set[str]:
+    return {name for name, tier in tiers.items() if key in tier.data}
+
+
+async def test_engine_skips_an_over_budget_tier_and_counts_it(clock: ManualClock) -> None:
+    tiers = {name: DictTier(name, clock) for name in ALL}
+    usage = FakeUsage(0)
+    budgets = Budgets({"redis": 1000}, {"redis": usage}, clock)
+    obs = RecordingObserver()
+    engine = Engine(list(tiers.values()), clock, observer=obs, placement=POLICY, budgets=budgets)
+    for key in (b"a", b"b"):
+        await engine.lookup(key)
+        await engine.lookup(key)
+    await budgets.sample()
+    await engine.store(b"a", entry(clock))
+    assert holders(tiers, b"a") == {"memory", "redis", "postgres"}
+    assert not [e for e in obs.events if e[0] == "placement_skipped"]
+
+    usage.value = 1000
+    await budgets.sample()
+    await engine.store(b"b", entry(clock))
+    assert holders(tiers, b"b") == {"memory", "memcached", "postgres"}
+    # a new version of a key already in Redis is deleted there (no stale shadow)
+    await engine.store(b"a", entry(clock, body=b"new"))
+    assert holders(tiers, b"a") == {"memory", "memcached", "postgres"}
+    skipped = [e for e in obs.events if e[0] == "placement_skipped"]
+    assert skipped == [("placement_skipped", "redis", "budget")] * 2
+
+    snap = {s.name: s for s in engine.snapshot()}
+    assert (snap["redis"].bytes, snap["redis"].max_bytes) == (1000, 1000)
+    assert snap["memcached"].max_bytes == 0
+
+
+async def test_backfill_skips_an_over_budget_tier(clock: ManualClock) -> None:
+    tiers = {name: DictTier(name, clock) for name in ("memory", "redis", "postgres")}
+    budgets = Budgets({"redis": 1}, {"redis": FakeUsage(5)}, clock)
+    engine = Engine(list(tiers.values()), clock, placement=POLICY, budgets=budgets)
+    await budgets.sample()
+    tiers["postgres"].data[b"k"] = entry(clock)
+    for _ in range(3):
+        tiers["memory"].data.clear()
+        await engine.lookup(b"k")
+    assert holders(tiers, b"k") == {"memory", "postgres"}
+
+
+# -- wiring ------------------------------------------------------------------------------
+
+
+def test_settings_parse_and_check() -> None:
+    config = SidecarConfig()
+    assert (config.redis_max_bytes, config.memcached_max_bytes, config.postgres_max_bytes) == (
+        0,
+        0,
+        0,
+    )
+    assert config.budget_sample_seconds == 5.0
+    config = load_config(
+        {
+            "STRATA_REDIS_MAX_BYTES": "64MiB",
+            "STRATA_MEMCACHED_MAX_BYTES": "1g",
+            "STRATA_POSTGRES_MAX_BYTES": "10",
+            "STRATA_BUDGET_SAMPLE_SECONDS": "0.5",
+        }
+    )
+    assert config.redis_max_bytes == 64 * KIB * KIB
+    assert config.memcached_max_bytes == KIB**3
+    assert config.postgres_max_bytes == 10
+    assert config.budget_sample_seconds == 0.5
+    with pytest.raises(ConfigError, match="redis_max_bytes"):
+        load_config({"STRATA_REDIS_MAX_BYTES": "-1"})
+    with pytest.raises(ConfigError, match="budget_sample_seconds"):
+        load_config({"STRATA_BUDGET_SAMPLE_SECONDS": "0"})
+
+
+async def test_budgets_from_config_reads_usage_through_the_breaker(clock: ManualClock) -> None:
+    class UsageTier(DictTier):
+        async def usage(self) -> int:
+            return 7
+
+    tiers = [
+        DictTier("memory", clock),
+        CircuitBreakerTier(UsageTier("redis", clock), clock),
+        CircuitBreakerTier(DictTier("postgres", clock), clock),  # inner has no usage()
+    ]
+    assert budgets_from(SidecarConfig(), tiers, clock) is None  # type: ignore[arg-type]
+    config = SidecarConfig(redis_max_bytes=7, postgres_max_bytes=1)
+    budgets = budgets_from(config, tiers, clock)  # type: ignore[arg-type]
+    assert budgets is not None
+    assert budgets.max_bytes == {"redis": 7, "postgres": 1}
+    await budgets.sample()
+    assert budgets.over_budget() == {"redis"}  # postgres: usage None, never over
+    assert budgets.usage("postgres") is None
+
+
+def test_engine_without_shared_tiers_has_no_budgets() -> None:
+    config = SidecarConfig(redis_max_bytes=1)
+    assert build_engine(config, ManualClock(), NullObserver()).budgets is None
+
+
+def test_prometheus_counts_skipped_placements() -> None:
+    registry = CollectorRegistry()
+    PrometheusObserver(registry).placement_skipped("redis", "budget")
+    value = registry.get_sample_value(
+        "strata_placement_skipped_total", {"tier": "redis", "reason": "budget"}
+    )
+    assert value == 1.0

@@ -1,0 +1,225 @@
+"""Tag and route purges through generation counters (fake tiers, manual clock)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sidecar.core.clock import ManualClock
+from sidecar.core.model import CachedResponse, Outcome
+from sidecar.core.observer import RecordingObserver
+from sidecar.engine.engine import Engine, route_tag
+from sidecar.engine.generations import LocalGenerations
+from sidecar.tiers import codec
+from sidecar.tiers.memory import MemoryTier
+from tests.unit.sidecar.engine.test_engine import DictTier, entry
+
+
+class CountingTier(DictTier):
+    """A remote-like tier (no EAGER_PURGE) that records which deletes it was asked."""
+
+    def __init__(self, name: str, clock: ManualClock) -> None:
+        super().__init__(name, clock)
+        self.calls: list[str] = []
+
+    async def delete(self, key: bytes) -> bool:
+        self.calls.append("delete")
+        return await super().delete(key)
+
+    async def delete_prefix(self, prefix: bytes) -> int:
+        self.calls.append("delete_prefix")
+        return await super().delete_prefix(prefix)
+
+    async def delete_tag(self, tag: str) -> int:
+        self.calls.append("delete_tag")
+        return await super().delete_tag(tag)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def remote(clock: ManualClock) -> CountingTier:
+    return CountingTier("redis", clock)
+
+
+@pytest.fixture
+def gens(clock: ManualClock) -> LocalGenerations:
+    return LocalGenerations(clock)
+
+
+@pytest.fixture
+def obs() -> RecordingObserver:
+    return RecordingObserver()
+
+
+@pytest.fixture
+def engine(
+    clock: ManualClock, remote: CountingTier, gens: LocalGenerations, obs: RecordingObserver
+) -> Engine:
+    memory = MemoryTier(1 << 20, clock, admission="always")
+    return Engine([memory, remote], clock, observer=obs, generations=gens)
+
+
+def test_route_tag_is_the_text_up_to_the_second_colon() -> None:
+    assert route_tag(b"v1:users:abc") == "route:v1:users:"
+    assert route_tag(b"v1:users:") == "route:v1:users:"
+    assert route_tag(b"v1::abc") is None
+    assert route_tag(b"v1:nocolon") is None
+    assert route_tag(b"k") is None
+
+
+def test_route_tag_accepts_every_key_format_version() -> None:
+    """The plugin's key format is v2 since keys are built from the raw query; v1 keys
+    (older plugins, a rolling upgrade) keep their own route tag."""
+    assert route_tag(b"v2:users:abc") == "route:v2:users:"
+    assert route_tag(b"v999:users:abc") == "route:v999:users:"
+    for key in (b"v0:users:abc", b"v:users:abc", b"vx:users:abc", b"v1000:users:abc"):
+        assert route_tag(key) is None, key
+
+
+async def test_a_v2_route_prefix_purge_bumps_only_its_tag(
+    engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
+) -> None:
+    await engine.store(b"v2:routeA:1", entry(clock))
+    await engine.store(b"v1:routeA:1", entry(clock))
+    await engine.tiers[0].delete_prefix(b"v")  # only the remote has them
+    remote.calls.clear()
+    assert await engine.invalidate_prefix(b"v2:routeA:") == 0
+    assert remote.calls == []  # a generation bump, not a walk
+    assert (await engine.lookup(b"v2:routeA:1")).outcome is Outcome.MISS
+    assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.HIT
+
+
+async def test_store_stamps_the_generations_of_tags_and_route(
+    engine: Engine, remote: CountingTier, gens: LocalGenerations
+) -> None:
+    await engine.store(b"v1:r:1", entry(engine_clock(engine), tags=("a", "b")))
+    stamp = remote.data[b"v1:r:1"].tag_generations
+    # a, b, the route, then the namespace epoch (node-local: 0 until purged here)
+    assert stamp == await gens.current(["a", "b", "route:v1:r:"]) == (0, 0, 0, 0)
+    await gens.bump("a")
+    assert (await gens.current(["a"]))[0] not in (0, stamp[0])
+    await engine.store(b"v1:r:2", entry(engine_clock(engine), tags=("a", "b")))
+    stamp = remote.data[b"v1:r:2"].tag_generations
+    assert stamp[0] < 0 and stamp[1:] == (0, 0, 0)  # a purged tag's nonce
+    await engine.store(b"plain", entry(engine_clock(engine)))
+    assert remote.data[b"plain"].tag_generations == ()
+    # a caller cannot smuggle in a stamp
+    await engine.store(b"plain", entry(engine_clock(engine), tag_generations=(9,)))
+    assert remote.data[b"plain"].tag_generations == ()
+
+
+def engine_clock(engine: Engine) -> ManualClock:
+    clock = engine._clock
+    assert isinstance(clock, ManualClock)
+    return clock
+
+
+async def test_a_bump_makes_tagged_entries_miss_and_be_deleted(
+    engine: Engine, clock: ManualClock, remote: CountingTier, obs: RecordingObserver
+) -> None:
+    await engine.store(b"v1:r:t", entry(clock, tags=("users",)))
+    await engine.store(b"v1:r:other", entry(clock, tags=("orders",)))
+    await engine.store(b"v1:r:none", entry(clock))
+    await engine.store(b"bare", entry(clock, tags=("users", "x")))
+    assert await engine.invalidate_tag("users") == 2  # eager in memory only
+    assert "delete_tag" not in remote.calls  # the remote tier is never walked
+    assert b"v1:r:t" in remote.data  # still there until read
+    assert (await engine.lookup(b"v1:r:t")).outcome is Outcome.MISS
+    assert (await engine.lookup(b"bare")).outcome is Outcome.MISS
+    assert b"v1:r:t" not in remote.data and b"bare" not in remote.data  # lazily purged
+    assert ("evicted", "redis", "purged", 1) in obs.events
+    assert (await engine.lookup(b"v1:r:other")).outcome is Outcome.HIT
+    assert (await engine.lookup(b"v1:r:none")).outcome is Outcome.HIT
+    # storing again after the purge is served
+    await engine.store(b"v1:r:t", entry(clock, tags=("users",)))
+    assert (await engine.lookup(b"v1:r:t")).outcome is Outcome.HIT
+
+
+async def test_a_purge_hides_entries_found_only_in_a_shared_tier(
+    clock: ManualClock, remote: CountingTier, gens: LocalGenerations
+) -> None:
+    """Another node stored it (we never had it in memory); our bump still hides it."""
+    other = Engine([MemoryTier(1 << 20, clock, admission="always"), remote], clock)
+    await other.store(b"v1:r:x", entry(clock, tags=("t",)))  # stamped (0, 0)
+    mine = Engine([MemoryTier(1 << 20, clock, admission="always"), remote], clock, generations=gens)
+    assert await mine.invalidate_tag("t") == 0
+    r = await mine.lookup(b"v1:r:x")
+    assert r.outcome is Outcome.MISS
+    assert b"v1:r:x" not in remote.data
+
+
+async def test_route_prefix_purge_bumps_the_implicit_tag(
+    engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
+) -> None:
+    await engine.store(b"v1:routeA:1", entry(clock))
+    await engine.store(b"v1:routeA:2", entry(clock, vary=("accept",)), ((b"accept", b"x"),))
+    await engine.store(b"v1:routeB:1", entry(clock))
+    memory_copies = await engine.tiers[0].delete_prefix(b"v1:")  # only the remote has them
+    assert memory_copies == 4  # (the varied key's marker and variant)
+    remote.calls.clear()
+    before = await gens.current(["route:v1:routeA:"])
+    assert await engine.invalidate_prefix(b"v1:routeA:") == 0
+    assert remote.calls == []  # O(1): no walk of the remote tier
+    assert (await gens.current(["route:v1:routeA:"]))[0] not in (0, before[0])
+    assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.MISS
+    assert (await engine.lookup(b"v1:routeA:2", ((b"accept", b"x"),))).outcome is Outcome.MISS
+    assert (await engine.lookup(b"v1:routeB:1")).outcome is Outcome.HIT
+
+
+async def test_an_arbitrary_prefix_is_still_deleted_eagerly(
+    engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
+) -> None:
+    await engine.store(b"v1:routeA:1", entry(clock))
+    await engine.store(b"v1:routeA:2", entry(clock))
+    await engine.store(b"v1:routeB:1", entry(clock))
+    before = await gens.current(["route:v1:routeA:", "route:v1:routeB:"])
+    assert await engine.invalidate_prefix(b"v1:route") == 6  # 3 in memory + 3 remote
+    assert "delete_prefix" in remote.calls
+    assert remote.data == {}
+    assert await gens.current(["route:v1:routeA:", "route:v1:routeB:"]) == before
+    await engine.store(b"v1:routeA:1", entry(clock))
+    assert await engine.invalidate_prefix(b"v1:routeA:1") == 2  # not a route prefix
+    assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.MISS
+
+
+async def test_entries_stamped_by_an_older_build_are_a_miss(
+    engine: Engine, clock: ManualClock, remote: CountingTier
+) -> None:
+    """Without a stamp, or with counters (>= 0) and no epoch, an entry cannot be proved
+    unpurged: a purge of its tag may have left no record. It misses once, then refills."""
+    old = entry(clock, tags=("users",))
+    assert old.tag_generations == ()
+    remote.data[b"v1:r:old"] = old  # as written before generations existed
+    # the codec reads a 10-element meta block (written by an older build) too
+    data = codec.encode(old)
+    assert codec.decode(data).tag_generations == ()
+    remote.data[b"v1:r:counted"] = replace(old, tag_generations=(0, 0))
+    assert (await engine.lookup(b"v1:r:old")).outcome is Outcome.MISS
+    assert (await engine.lookup(b"v1:r:counted")).outcome is Outcome.MISS
+    assert remote.data == {}  # dropped lazily
+    await engine.store(b"v1:r:old", old)
+    assert (await engine.lookup(b"v1:r:old")).outcome is Outcome.HIT
+
+
+def test_codec_keeps_generations_and_old_values() -> None:
+    e = CachedResponse(200, (), b"b", 1, 1000, tags=("a", "b"))
+    plain = codec.encode(e)
+    stamped = codec.encode(replace(e, tag_generations=(3, 4, 5)))
+    assert codec.decode(stamped).tag_generations == (3, 4, 5)
+    assert codec.decode(plain) == e
+    assert len(stamped) > len(plain)
+
+
+async def test_untagged_lookups_do_not_ask_the_generations(clock: ManualClock) -> None:
+    class Exploding(LocalGenerations):
+        async def current(self, tags: object) -> tuple[int, ...]:
+            raise AssertionError("asked")
+
+    eng = Engine([MemoryTier(1 << 20, clock, admission="always")], clock, generations=Exploding())
+    await eng.store(b"k", entry(clock))
+    assert (await eng.lookup(b"k")).outcome is Outcome.HIT

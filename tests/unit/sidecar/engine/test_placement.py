@@ -1,0 +1,216 @@
+"""Placement: the policy table (pure) and the engine writing/backfilling by it (fake tiers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidecar.app import placement_from
+from sidecar.config import SidecarConfig, load_config
+from sidecar.core.clock import ManualClock
+from sidecar.core.errors import ConfigError
+from sidecar.core.model import Outcome
+from sidecar.engine.engine import Engine
+from sidecar.engine.placement import PlacementPolicy, entry_size
+from tests.unit.sidecar.engine.test_engine import DictTier, entry
+
+ALL = ("memory", "redis", "memcached", "postgres")
+KIB = 1024
+POLICY = PlacementPolicy()
+
+
+@pytest.mark.parametrize(
+    ("size", "frequency", "available", "expected"),
+    [
+        # cold (below shared_min_hits): memory + durable only, whatever the size
+        (100, 0, ALL, {"memory", "postgres"}),
+        (100, 1, ALL, {"memory", "postgres"}),
+        (500 * KIB, 1, ALL, {"memory", "postgres"}),
+        # hot and small: Redis
+        (100, 2, ALL, {"memory", "redis", "postgres"}),
+        (64 * KIB, 15, ALL, {"memory", "redis", "postgres"}),
+        # hot and large: Memcached, up to its limit
+        (64 * KIB + 1, 2, ALL, {"memory", "memcached", "postgres"}),
+        (1024 * KIB - 1024, 2, ALL, {"memory", "memcached", "postgres"}),
+        (1024 * KIB - 1023, 2, ALL, {"memory", "postgres"}),
+        # Redis alone takes the large ones too, up to memcached_max_entry_bytes
+        (500 * KIB, 2, ("memory", "redis", "postgres"), {"memory", "redis", "postgres"}),
+        (2048 * KIB, 2, ("memory", "redis", "postgres"), {"memory", "postgres"}),
+        # Memcached alone takes the small ones too
+        (100, 2, ("memory", "memcached"), {"memory", "memcached"}),
+        (100, 1, ("memory", "memcached"), {"memory"}),
+        # nothing but memory configured
+        (100, 9, ("memory",), {"memory"}),
+        # tiers the policy does not know are always written
+        (100, 0, ("l1", "l2"), {"l1", "l2"}),
+    ],
+)
+def test_policy_table(
+    size: int, frequency: int, available: tuple[str, ...], expected: set[str]
+) -> None:
+    assert POLICY.tiers_for(size, frequency, available) == frozenset(expected)
+
+
+def test_not_durable_keeps_postgres_out() -> None:
+    policy = PlacementPolicy(durable=False)
+    assert policy.tiers_for(100, 0, ALL) == {"memory"}
+    assert policy.tiers_for(100, 5, ALL) == {"memory", "redis"}
+
+
+def test_shared_min_hits_zero_puts_every_entry_in_shared_ram() -> None:
+    assert PlacementPolicy(shared_min_hits=0).tiers_for(10, 0, ALL) == set(ALL) - {"memcached"}
+
+
+@pytest.mark.parametrize("hits", [-1, 16])
+def test_shared_min_hits_out_of_range_is_refused(hits: int) -> None:
+    with pytest.raises(ValueError, match="shared_min_hits"):
+        PlacementPolicy(shared_min_hits=hits)
+
+
+def test_entry_size_is_raw_body_plus_headers(clock: ManualClock) -> None:
+    assert entry_size(entry(clock, body=b"x" * 100)) == 100 + 30
+
+
+def test_settings_build_the_policy() -> None:
+    assert placement_from(SidecarConfig()) == PlacementPolicy()
+    config = load_config(
+        {
+            "STRATA_SHARED_MIN_HITS": "3",
+            "STRATA_REDIS_MAX_ENTRY_BYTES": "16k",
+            "STRATA_MEMCACHED_MAX_ENTRY_BYTES": "512KiB",
+            "STRATA_DURABLE_TIER": "false",
+        }
+    )
+    assert placement_from(config) == PlacementPolicy(3, 16 * KIB, 512 * KIB, False)
+    with pytest.raises(ConfigError, match="shared_min_hits"):
+        load_config({"STRATA_SHARED_MIN_HITS": "16"})
+    with pytest.raises(ConfigError, match="durable_tier"):
+        load_config({"STRATA_DURABLE_TIER": "maybe"})
+
+
+def test_durable_tier_accepts_a_toml_boolean(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text("durable_tier = false\n", encoding="utf-8")
+    assert load_config({}, config_file=path).durable_tier is False
+    path.write_text("durable_tier = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="durable_tier"):
+        load_config({}, config_file=path)
+
+
+# -- the engine --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def tiers(clock: ManualClock) -> dict[str, DictTier]:
+    return {name: DictTier(name, clock) for name in ALL}
+
+
+@pytest.fixture
+def engine(clock: ManualClock, tiers: dict[str, DictTier]) -> Engine:
+    return Engine(list(tiers.values()), clock, placement=PlacementPolicy())
+
+
+def holders(tiers: dict[str, DictTier], key: bytes) -> set[str]:
+    return {name for name, tier in tiers.items() if key in tier.data}
+
+
+async def test_a_one_hit_key_goes_to_memory_and_postgres_only(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    assert (await engine.lookup(b"k")).outcome is Outcome.MISS
+    await engine.store(b"k", entry(clock))
+    assert holders(tiers, b"k") == {"memory", "postgres"}
+
+
+async def test_after_two_lookups_it_goes_to_redis_too(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    await engine.lookup(b"k")
+    await engine.lookup(b"k")
+    assert engine.frequency(b"k") >= 2
+    await engine.store(b"k", entry(clock))
+    assert holders(tiers, b"k") == {"memory", "redis", "postgres"}
+
+
+async def test_a_large_hot_entry_goes_to_memcached_not_redis(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    await engine.lookup(b"big")
+    await engine.lookup(b"big")
+    await engine.store(b"big", entry(clock, body=b"x" * (100 * KIB)))
+    assert holders(tiers, b"big") == {"memory", "memcached", "postgres"}
+
+
+async def test_a_store_deletes_older_copies_from_tiers_it_skips(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    await engine.lookup(b"k")
+    await engine.lookup(b"k")
+    await engine.store(b"k", entry(clock))
+    assert "redis" in holders(tiers, b"k")
+    await engine.store(b"k", entry(clock, body=b"y" * (100 * KIB)))  # now large
+    assert holders(tiers, b"k") == {"memory", "memcached", "postgres"}
+    del tiers["memory"].data[b"k"]
+    hit = await engine.lookup(b"k")
+    assert hit.tier == "memcached" and hit.entry is not None
+    assert hit.entry.body == b"y" * (100 * KIB)  # never the old Redis copy
+
+
+async def test_backfill_from_postgres_goes_to_memory_only_for_a_cold_key(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    tiers["postgres"].data[b"k"] = entry(clock)
+    hit = await engine.lookup(b"k")
+    assert hit.outcome is Outcome.HIT and hit.tier == "postgres"
+    assert holders(tiers, b"k") == {"memory", "postgres"}
+
+
+async def test_backfill_from_postgres_goes_to_redis_for_a_hot_key(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    tiers["postgres"].data[b"k"] = entry(clock)
+    await engine.lookup(b"k")  # cold: memory only
+    del tiers["memory"].data[b"k"]  # e.g. evicted
+    hit = await engine.lookup(b"k")  # second lookup: hot
+    assert hit.tier == "postgres"
+    assert holders(tiers, b"k") == {"memory", "redis", "postgres"}
+
+
+async def test_a_hot_large_backfill_goes_to_memcached(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    tiers["postgres"].data[b"k"] = entry(clock, body=b"z" * (200 * KIB))
+    await engine.lookup(b"k")
+    del tiers["memory"].data[b"k"]
+    await engine.lookup(b"k")
+    assert holders(tiers, b"k") == {"memory", "memcached", "postgres"}
+
+
+async def test_variants_are_placed_by_the_primary_key_frequency(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    req = ((b"accept", b"json"),)
+    await engine.store(b"v", entry(clock, vary=("accept",)), req)
+    assert holders(tiers, b"v") == {"memory", "postgres"}  # the marker, cold
+    await engine.lookup(b"v", req)
+    await engine.lookup(b"v", req)
+    await engine.store(b"v", entry(clock, vary=("accept",), body=b"hot"), req)
+    redis_keys = set(tiers["redis"].data)
+    assert b"v" in redis_keys and len(redis_keys) == 2  # marker and variant
+    hit = await engine.lookup(b"v", req)
+    assert hit.outcome is Outcome.HIT and hit.entry is not None and hit.entry.body == b"hot"
+
+
+async def test_without_a_policy_every_tier_is_written(
+    clock: ManualClock, tiers: dict[str, DictTier]
+) -> None:
+    engine = Engine(list(tiers.values()), clock)
+    await engine.store(b"k", entry(clock))
+    assert holders(tiers, b"k") == set(ALL)
+    assert engine.frequency(b"k") == 0

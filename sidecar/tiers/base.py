@@ -46,6 +46,14 @@ TAG_DELETE = "tag_delete"
 #: them at purge time to free memory at once. Other tiers are purged lazily through tag
 #: generations (`sidecar.engine.generations`), never walked by `invalidate_tag`.
 EAGER_PURGE = "eager_purge"
+#: Where a tier keeps entries, which is what placement decides by (never by tier name):
+#: this process's RAM (the memory tier; every entry goes there, admission permitting) ...
+NODE_LOCAL = "node_local"
+#: ... RAM that every node reads (Redis, Memcached; an entry hot enough goes to one of them,
+#: chosen by its size) ...
+SHARED_RAM = "shared_ram"
+#: ... or disk that survives restarts (PostgreSQL; every entry, when durable placement is on).
+DURABLE = "durable"
 
 
 class Tier(Protocol):

@@ -94,14 +94,16 @@ class LookupResponse(_message.Message):
     def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., entry: _Optional[_Union[Entry, _Mapping]] = ..., age_ms: _Optional[int] = ..., tier: _Optional[str] = ..., fill_lease: _Optional[bool] = ..., coalesced: _Optional[bool] = ..., now_ms: _Optional[int] = ...) -> None: ...
 
 class StoreRequest(_message.Message):
-    __slots__ = ("key", "entry", "request_headers")
+    __slots__ = ("key", "entry", "request_headers", "route")
     KEY_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     entry: Entry
     request_headers: _containers.RepeatedCompositeFieldContainer[Header]
-    def __init__(self, key: _Optional[bytes] = ..., entry: _Optional[_Union[Entry, _Mapping]] = ..., request_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ...) -> None: ...
+    route: str
+    def __init__(self, key: _Optional[bytes] = ..., entry: _Optional[_Union[Entry, _Mapping]] = ..., request_headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., route: _Optional[str] = ...) -> None: ...
 
 class StoreResponse(_message.Message):
     __slots__ = ("result", "waiters_released")

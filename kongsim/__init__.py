@@ -4,32 +4,37 @@ kongsim reads a decK ``kong.yml``, starts the external plugin servers (the real 
 processes) as Kong does, speaks Kong's side of their MessagePack-RPC protocol over their unix
 sockets, and proxies HTTP to upstream services. It imports neither the plugin nor the sidecar.
 
-Modules, one job each:
+Packages by concern; imports point down this list (``tests/kongsim/test_layout.py`` checks it):
 
-=================  ================================================================================
-``config``         decK file → entities, with errors naming entity and field
-``entities``       the frozen entity types (services, routes, consumers, credentials, plugins)
-``schema``         Kong's schema language: defaults + validation of plugin configs
-``luapattern``     Lua patterns (schema ``match`` validators) as Python regexes
-``plugins``        plugin catalog (dumps), validated configs, precedence and priority order
-``router``         route matching and the upstream path (path_handling v0)
-``uri``            Kong's path normalization and escaping
-``process``        plugin-server processes: query (``--dump``), start, logs, respawn, stop
-``rpc``            the msgpack-RPC client with its connection pool
-``instances``      Kong's per-worker instance table (StartInstance / CloseInstance / reset)
-``bridge``         one plugin event: HandleEvent + the Step loop answering PDK callbacks
-``pdk``            the PDK answers, one module per area, over a per-request ``state``
-``state``          what Kong keeps per request (``ngx.var``/``ngx.ctx``)
-``keyauth``        the bundled key-auth plugin, emulated in Python
-``proxy``          the HTTP side: phases in Kong's order, Kong's headers, buffering
-``upstream``       the request sent upstream and the headers passed back
-``gateway``        wires everything together; start, stop, reload
-``recorder``       per-request RPC/PDK statistics and strict-mode issues
-``admin``          ``/_kongsim/*`` endpoints (loopback only)
-``testing``        :class:`~kongsim.testing.KongSim`, an async context manager for test suites
-``cli``            ``python -m kongsim``
-``errors``         the exception types
-=================  ================================================================================
+==============================  ====================================================================
+``errors`` ``loglevels``        the exception types; Kong's log levels
+``emulated`` ``recorder``       the Kong release answered as; per-request RPC/PDK stats, issues
+``config/``                     kong.yml → entities: ``declarative`` (top level, consumers,
+                                plugins), ``routes`` (services, routes), ``reader`` (field
+                                readers), ``entities``; plugin configs: ``plugins`` (catalog from
+                                dumps, validated configs, precedence, priority), ``schema``
+                                (defaults, validation), ``validators``, ``metaschema``,
+                                ``luapattern``
+``request/``                    one request as Kong sees it: ``state`` (``ngx.var``/``ngx.ctx``),
+                                ``router`` (path_handling v0), ``uri`` (normalization, escaping),
+                                ``upstream`` (the request sent upstream, headers passed back)
+``pdk/``                        the PDK answers, one module per area (``request``, ``client``,
+                                ``context``, ``log``, ``response``, ``service``) over ``core``
+                                (registry, phase rules); ``codec`` (Lua values, wire fix-ups),
+                                ``args`` (query strings, form and JSON bodies), ``responses``
+                                (Kong's own responses and error pages)
+``protocol/``                   the plugin-server side: ``spec`` (declaring a server), ``process``
+                                (query, start, logs, respawn, stop), ``rpc`` (msgpack-RPC client
+                                and pool), ``instances`` (per-worker instance table), ``bridge``
+                                (HandleEvent + the Step loop)
+``http/``                       ``gateway`` (wires everything; start, stop, reload), ``runtime``
+                                (one loaded configuration), ``proxy`` (Kong's phases, proxying),
+                                ``exchange`` (a request in flight, Kong's responses, strict mode),
+                                ``nginx`` (nginx's header rules and size limits), ``admin``
+                                (``/_kongsim/*``), ``keyauth`` (the bundled key-auth plugin)
+``testing`` ``cli``             :class:`~kongsim.testing.KongSim` for test suites; ``python -m
+                                kongsim``
+==============================  ====================================================================
 
 What kongsim is NOT: it has no Admin API (config comes from the file; reload with
 ``POST /_kongsim/reload``), no database, no TLS listener, no HTTP/2, no gRPC or stream routes, no

@@ -27,9 +27,9 @@ import sys
 from collections.abc import Sequence
 
 from kongsim.errors import ConfigError, PluginServerError
-from kongsim.gateway import Gateway, Options
+from kongsim.http.gateway import Gateway, Options
 from kongsim.loglevels import kong_log_level
-from kongsim.process import PluginServerSpec, parse_env_names
+from kongsim.protocol.spec import PluginServerSpec, parse_env_names
 
 log = logging.getLogger("kongsim")
 

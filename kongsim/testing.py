@@ -11,13 +11,13 @@
         stats = await sim.last_request()          # RPCs / PDK calls of that request
         assert sim.issues == []                   # nothing Kong would have logged
 
-``plugin_servers`` takes :class:`~kongsim.process.PluginServerSpec` objects or
+``plugin_servers`` takes :class:`~kongsim.protocol.process.PluginServerSpec` objects or
 ``"NAME=START;QUERY"`` strings (placeholders ``{python}``, ``{prefix}``, ``{socket}``,
 ``{name}``); ``None`` means the repository's ``strata-cache`` server. Everything binds
 127.0.0.1. Start-up and shutdown are bounded (plugin servers: 30 s query, 20 s ready, 5 s stop).
 
 The same data is available over HTTP from a separate kongsim process
-(``python -m kongsim``): ``GET /_kongsim/requests/last`` and friends, see :mod:`kongsim.admin`.
+(``python -m kongsim``): ``GET /_kongsim/requests/last`` and friends, see :mod:`kongsim.http.admin`.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from kongsim.admin import status
-from kongsim.gateway import Gateway, Options
-from kongsim.process import PluginServerProcess, PluginServerSpec
+from kongsim.http.gateway import Gateway, Options
+from kongsim.protocol.process import PluginServerProcess
+from kongsim.protocol.spec import PluginServerSpec
 from kongsim.recorder import RequestRecord
 
 
 class KongSim:
-    """Async context manager running a :class:`~kongsim.gateway.Gateway` for a test."""
+    """Async context manager running a :class:`~kongsim.http.gateway.Gateway` for a test."""
 
     def __init__(
         self,
@@ -92,8 +92,6 @@ class KongSim:
         """Everything Kong would only have logged (plus hard errors), as dicts."""
         return [vars(i).copy() for i in self.gateway.recorder.issues]
 
-    errors = issues
-
     @property
     def warnings(self) -> list[str]:
         return list(self.gateway.recorder.warnings)
@@ -129,4 +127,4 @@ class KongSim:
         return self.gateway.servers[name]
 
     def status(self) -> dict[str, Any]:
-        return status(self.gateway)
+        return self.gateway.status()

@@ -30,7 +30,8 @@ Implemented, one module per area (see ``REGISTRY``): ``kong.request.*``, ``kong.
 trusted).
 """
 
-from kongsim.pdk import context, request, response, service  # noqa: F401  (register methods)
+# registration order is REGISTRY's order (the fidelity table follows it)
+from kongsim.pdk import request, client, context, log, response, service  # noqa: F401, I001
 from kongsim.pdk.core import (
     CLIENT_BODY_BUFFER_SIZE,
     REGISTRY,
@@ -42,8 +43,6 @@ from kongsim.pdk.core import (
     UnknownPdkMethod,
 )
 from kongsim.pdk.responses import (
-    KONG_VERSION,
-    SERVER_HEADER,
     error_response,
     exit_response,
     http_error_message,
@@ -51,9 +50,7 @@ from kongsim.pdk.responses import (
 
 __all__ = [
     "CLIENT_BODY_BUFFER_SIZE",
-    "KONG_VERSION",
     "REGISTRY",
-    "SERVER_HEADER",
     "TERMINAL_METHODS",
     "TIMER_ERROR",
     "Pdk",

@@ -10,11 +10,11 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from kongsim.entities import DeclarativeConfig
+from kongsim.config.entities import DeclarativeConfig
+from kongsim.config.plugins import ConfiguredPlugin
 from kongsim.errors import LuaError
 from kongsim.pdk.codec import DEFAULT_MAX_ARGS, header_key, lua_pack_shape
-from kongsim.plugins import ConfiguredPlugin
-from kongsim.state import RequestState, Terminal
+from kongsim.request.state import RequestState, Terminal
 
 TIMER_ERROR = "API disabled in the current context"
 """lua-resty-core's error for ``ngx.var``/``ngx.req``/``ngx.resp`` FFI calls made where the

@@ -8,12 +8,10 @@ from typing import Any
 
 from kongsim.errors import LuaError
 from kongsim.pdk.codec import lua_json, lua_tostring
-from kongsim.state import RequestState, Terminal
+from kongsim.request.state import RequestState, Terminal
 
 log = logging.getLogger("kongsim.pdk")
 
-KONG_VERSION = "3.9.3"
-SERVER_HEADER = f"kong/{KONG_VERSION}"
 CONTENT_TYPE_JSON = "application/json; charset=utf-8"
 
 HTTP_ERROR_MESSAGES = {

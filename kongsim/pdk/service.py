@@ -6,7 +6,8 @@ from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 from kongsim.errors import LuaError
-from kongsim.pdk.codec import DEFAULT_MAX_ARGS, encode_query, lua_json, parse_body
+from kongsim.pdk.args import encode_query, parse_body
+from kongsim.pdk.codec import DEFAULT_MAX_ARGS, lua_json
 from kongsim.pdk.core import (
     ACCESS_AND_REWRITE,
     ACCESS_REWRITE_BALANCER,
@@ -21,8 +22,8 @@ from kongsim.pdk.core import (
     register,
 )
 from kongsim.pdk.responses import check_header_name, header_values
-from kongsim.state import RequestState, apply_header_op
-from kongsim.uri import escape
+from kongsim.request.state import RequestState, apply_header_op
+from kongsim.request.uri import escape
 
 KNOWN_METHODS = frozenset(
     {

@@ -1,4 +1,4 @@
-"""kongsim.config and kongsim.plugins: decK parsing, entity errors, plugin configs, precedence."""
+"""kongsim.config: decK parsing, entity errors, plugin configs, precedence."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from kongsim import keyauth
-from kongsim.config import load_file, parse
-from kongsim.entities import stable_id
+from kongsim.config.declarative import load_file, parse
+from kongsim.config.entities import stable_id
+from kongsim.config.plugins import PluginInfo, build_plugin_set, kong_version, parse_dump, sort_key
 from kongsim.errors import ConfigError, PluginServerError
-from kongsim.plugins import PluginInfo, build_plugin_set, kong_version, parse_dump, sort_key
+from kongsim.http import keyauth
 
 from .conftest import write_config
 

@@ -18,14 +18,14 @@ from typing import Any, NamedTuple
 import pytest
 from multidict import CIMultiDict
 
-from kongsim.config import parse
-from kongsim.entities import PluginEntity
+from kongsim.config.declarative import parse
+from kongsim.config.entities import PluginEntity
+from kongsim.config.plugins import ConfiguredPlugin, PluginInfo
 from kongsim.errors import LuaError, WireEncodingError
 from kongsim.pdk import REGISTRY, TERMINAL_METHODS, Pdk, PdkAnswer, PdkEnv
-from kongsim.plugins import ConfiguredPlugin, PluginInfo
-from kongsim.router import Router
-from kongsim.state import RequestState, Terminal
-from kongsim.uri import normalize
+from kongsim.request.router import Router
+from kongsim.request.state import RequestState, Terminal
+from kongsim.request.uri import normalize
 
 README = Path(__file__).resolve().parents[2] / "kongsim" / "README.md"
 

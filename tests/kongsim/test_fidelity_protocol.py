@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from kongsim.bridge import Bridge, Worker
-from kongsim.config import parse
-from kongsim.entities import PluginEntity
+from kongsim.config.declarative import parse
+from kongsim.config.entities import PluginEntity
+from kongsim.config.plugins import ConfiguredPlugin, PluginInfo
 from kongsim.errors import LuaError, RpcError
 from kongsim.pdk import PdkEnv
-from kongsim.plugins import ConfiguredPlugin, PluginInfo
+from kongsim.protocol.bridge import Bridge, Worker
 from kongsim.recorder import Recorder, RequestRecord
-from kongsim.router import Router
-from kongsim.state import RequestState, Terminal
-from kongsim.uri import normalize
+from kongsim.request.router import Router
+from kongsim.request.state import RequestState, Terminal
+from kongsim.request.uri import normalize
 
 DECL = parse(
     {

@@ -9,17 +9,18 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from kongsim.config.plugins import PluginInfo
 from kongsim.errors import LuaError
-from kongsim.gateway import Gateway, Options
-from kongsim.pdk import Pdk, PdkAnswer, PdkEnv
-from kongsim.plugins import PluginInfo
-from kongsim.process import PluginServerProcess, PluginServerSpec
-from kongsim.proxy import (
+from kongsim.http.gateway import Gateway, Options
+from kongsim.http.nginx import (
     client_headers_too_large,
     nginx_header_filter,
     upstream_headers_too_large,
 )
-from kongsim.upstream import buffered_response_headers, upstream_visible
+from kongsim.pdk import Pdk, PdkAnswer, PdkEnv
+from kongsim.protocol.process import PluginServerProcess
+from kongsim.protocol.spec import PluginServerSpec
+from kongsim.request.upstream import buffered_response_headers, upstream_visible
 
 from .test_fidelity_protocol import DECL, FakeServer, event, run, state
 

@@ -1,4 +1,4 @@
-"""kongsim.keyauth: the bundled key-auth plugin, without any server."""
+"""kongsim.http.keyauth: the bundled key-auth plugin, without any server."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from kongsim import keyauth
-from kongsim.config import parse
-from kongsim.schema import validate
-from kongsim.state import RequestState
+from kongsim.config.declarative import parse
+from kongsim.config.schema import validate
+from kongsim.http import keyauth
+from kongsim.request.state import RequestState
 
 DECL = parse(
     {

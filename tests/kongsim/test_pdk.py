@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from kongsim.config import parse
+from kongsim.config.declarative import parse
 from kongsim.errors import LuaError, WireEncodingError
 from kongsim.pdk import Pdk, PdkAnswer, PdkEnv, UnknownPdkMethod
-from kongsim.router import Router
-from kongsim.state import RequestState, Terminal
-from kongsim.uri import normalize
+from kongsim.request.router import Router
+from kongsim.request.state import RequestState, Terminal
+from kongsim.request.uri import normalize
 
 DECL = parse(
     {

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from kongsim.testing import KongSim
 from tests.conftest import free_port
-from tests.e2e.stack import Sidecar
+from tests.support.sidecar import unix_sidecar
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -160,7 +160,7 @@ async def env() -> AsyncIterator[Env]:
         tmp = Path(d)
         origin = await Origin().start()
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
-        sidecar = Sidecar(tmp / "sidecar.sock", env)
+        sidecar = unix_sidecar(tmp / "sidecar.sock", env)
         await asyncio.to_thread(sidecar.start)
         try:
             path = tmp / "kong.yml"

@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from kongsim.gateway import Gateway, Options
+from kongsim.http.gateway import Gateway, Options
 from kongsim.loglevels import NOTICE, kong_log_level
-from kongsim.process import PluginServerSpec, child_env, parse_env_names
+from kongsim.protocol.spec import PluginServerSpec, child_env, parse_env_names
 from kongsim.testing import KongSim
 
 from .conftest import PLUGINS, Upstream, plugin_spec, write_config

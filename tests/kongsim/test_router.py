@@ -1,4 +1,4 @@
-"""kongsim.router and kongsim.uri: route priority, matching criteria, upstream paths."""
+"""kongsim.request.router and .uri: route priority, matching criteria, upstream paths."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from kongsim.config import parse
-from kongsim.router import Router, upstream_path_v0
-from kongsim.uri import escape, ngx_normalize, normalize
+from kongsim.config.declarative import parse
+from kongsim.request.router import Router, upstream_path_v0
+from kongsim.request.uri import escape, ngx_normalize, normalize
 
 
 def router(routes: list[dict[str, Any]], service_path: str | None = None) -> Router:

@@ -1,4 +1,4 @@
-"""kongsim.rpc against scripted unix-socket servers, and against a real plugin server."""
+"""kongsim.protocol.rpc against scripted unix-socket servers, and against a real plugin server."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
+from kongsim.config.plugins import PluginInfo
 from kongsim.errors import RpcError, RpcProtocolError, RpcTimeoutError, RpcTransportError
-from kongsim.plugins import PluginInfo
-from kongsim.process import PluginServerProcess, PluginServerSpec
-from kongsim.rpc import RpcClient
+from kongsim.protocol.process import PluginServerProcess
+from kongsim.protocol.rpc import RpcClient
+from kongsim.protocol.spec import PluginServerSpec
 
 from .conftest import plugin_spec
 

@@ -1,4 +1,4 @@
-"""kongsim.schema: Kong's schema language (defaults and validation), as a pure function."""
+"""kongsim.config.schema: Kong's schema language (defaults and validation), as a pure function."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from kongsim.luapattern import lua_match
-from kongsim.schema import check_schema, validate
+from kongsim.config.luapattern import lua_match
+from kongsim.config.metaschema import check_schema
+from kongsim.config.schema import validate
 
 
 def errs(schema: list[Any], config: object) -> list[str]:

@@ -28,10 +28,10 @@ from kong_plugin.schema import (
     ERR_TAG,
     ERR_TAG_COMMA,
 )
-from kongsim import keyauth
-from kongsim.config import load_file
+from kongsim.config.declarative import load_file
+from kongsim.config.plugins import PluginInfo, build_plugin_set, parse_dump
 from kongsim.errors import ConfigError
-from kongsim.plugins import PluginInfo, build_plugin_set, parse_dump
+from kongsim.http import keyauth
 
 ROOT = Path(__file__).resolve().parents[2]
 LABEL = "plugin 'strata-cache' on route 'r'"

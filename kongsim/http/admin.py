@@ -19,17 +19,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from kongsim.errors import ConfigError
-from kongsim.recorder import RequestRecord
-
-if TYPE_CHECKING:
-    from kongsim.gateway import Gateway
+from kongsim.recorder import Recorder, RequestRecord
 
 PREFIX = "/_kongsim/"
+
+
+@dataclass(frozen=True)
+class AdminHooks:
+    """What the endpoints use of the gateway, built by the gateway (this module does not import
+    it): its recorder, its reload (raises :class:`ConfigError` and keeps the old config when the
+    file is invalid) and its status report."""
+
+    recorder: Recorder
+    reload: Callable[[], Awaitable[None]]
+    status: Callable[[], dict[str, Any]]
 
 
 def _is_loopback(request: web.BaseRequest) -> bool:
@@ -49,13 +59,13 @@ async def _record_json(record: RequestRecord, wait: bool) -> dict[str, Any]:
     return record.to_dict()
 
 
-async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamResponse:
+async def handle(hooks: AdminHooks, request: web.BaseRequest) -> web.StreamResponse:
     """Answer one ``/_kongsim/`` request."""
     if not _is_loopback(request):
         return web.json_response({"message": "forbidden"}, status=403)
     path = request.path[len(PREFIX) :].rstrip("/")
     method = request.method
-    rec = gateway.recorder
+    rec = hooks.recorder
     wait = request.query.get("wait", "1") not in ("0", "false", "no")
     if method == "GET" and path == "requests/last":
         last = rec.last()
@@ -80,39 +90,10 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
         return web.json_response({"ok": True})
     if method == "POST" and path == "reload":
         try:
-            await gateway.reload()
+            await hooks.reload()
         except ConfigError as exc:
             return web.json_response({"ok": False, "errors": exc.messages}, status=400)
         return web.json_response({"ok": True})
     if method == "GET" and path == "status":
-        return web.json_response(status(gateway))
+        return web.json_response(hooks.status())
     return web.json_response({"message": "not found"}, status=404)
-
-
-def status(gateway: Gateway) -> dict[str, Any]:
-    """Plugin servers and per-worker instance tables, for humans and tests."""
-    return {
-        "strict": gateway.strict,
-        "node_id": gateway.node_id,
-        "plugin_servers": {
-            name: {
-                "pid": s.pid,
-                "spawns": s.spawns,
-                "restarts": s.restarts,
-                "ready": s.ready,
-                "exit_codes": s.exit_codes,
-                "socket": s.socket_path,
-                "log": s.log_path,
-                "plugin": s.info.name if s.info else None,
-            }
-            for name, s in gateway.servers.items()
-        },
-        "workers": [
-            {
-                "index": w.index,
-                "instances": w.instances.instance_ids(),
-                "rpc": {n: {"calls": c.calls, "connects": c.connects} for n, c in w.rpc.items()},
-            }
-            for w in gateway.workers
-        ],
-    }

@@ -19,12 +19,9 @@ For one request (Kong 3.9 ``kong/init.lua``):
 6. ``log``: after the response is sent, each collected log handler in its own task (Kong: one
    timer each), never delaying the client.
 
-Kong's response headers: proxied responses get ``Via: 1.1 kong/3.9.3``, ``X-Kong-Upstream-Latency``,
-``X-Kong-Proxy-Latency`` and ``Server: kong/3.9.3`` if the upstream sent none; responses Kong
-produced get ``Server`` and ``X-Kong-Response-Latency``; all get ``X-Kong-Request-Id``.
-
-Strict mode: any issue (see :mod:`kongsim.recorder`) recorded during ``rewrite``, ``access`` or
-``response`` replaces the response with a 500 whose ``X-Kongsim-Error`` header describes it.
+Kong's response headers and strict mode's 500 are in :mod:`kongsim.http.exchange`; nginx's own
+header rules and size limits in :mod:`kongsim.http.nginx`. The proxy gets what it needs of the
+gateway as one :class:`ProxyServices` object.
 
 NOT emulated: ``header_filter``/``body_filter`` phases, request buffering options, HTTPS
 redirects, gRPC, WebSockets, ``X-Kong-Upstream-Status``, nginx's size limits on headers.
@@ -34,109 +31,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import hdrs, web
+from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from kongsim import keyauth, upstream
-from kongsim.bridge import Worker
+from kongsim.config.plugins import ConfiguredPlugin
 from kongsim.errors import LuaError
-from kongsim.pdk import SERVER_HEADER, error_response, http_error_message
+from kongsim.http import keyauth
+from kongsim.http.exchange import Exchange
+from kongsim.http.nginx import KongResponse, client_headers_too_large, upstream_headers_too_large
+from kongsim.http.runtime import Runtime
+from kongsim.pdk import error_response, http_error_message
 from kongsim.pdk.codec import multimap_headers
-from kongsim.plugins import ConfiguredPlugin
-from kongsim.recorder import Issue, RequestRecord
-from kongsim.state import RequestState, Terminal
-from kongsim.uri import normalize
-
-if TYPE_CHECKING:
-    from kongsim.gateway import Gateway, Runtime
+from kongsim.protocol.bridge import Bridge, Worker
+from kongsim.recorder import Issue, Recorder
+from kongsim.request import upstream
+from kongsim.request.state import RequestState, Terminal
+from kongsim.request.uri import normalize
 
 log = logging.getLogger("kongsim.proxy")
 
-KONGSIM_ERROR_HEADER = "X-Kongsim-Error"
 UNEXPECTED = "An unexpected error occurred"
 
 
-class KongResponse(web.StreamResponse):
-    """A StreamResponse that, like nginx with ``default_type ''``, invents no Content-Type, and
-    sends a ``Content-Length`` on a 304 when one was set (nginx's header filter keeps it; aiohttp
-    would drop it)."""
+@dataclass(frozen=True)
+class ProxyServices:
+    """Everything the proxy uses of the gateway, built by the gateway (so this module does not
+    import it). ``current_runtime`` is asked once per request: a reload affects new requests only.
+    ``track`` keeps a ``log``-phase task so that the gateway can wait for it on stop."""
 
-    async def _prepare_headers(self) -> None:
-        had_type = hdrs.CONTENT_TYPE in self.headers
-        length = self.headers.get(hdrs.CONTENT_LENGTH) if self.status == 304 else None
-        await super()._prepare_headers()
-        if not had_type:
-            self.headers.popall(hdrs.CONTENT_TYPE, None)
-        if length is not None:
-            self.headers[hdrs.CONTENT_LENGTH] = length
-
-
-#: nginx's ``large_client_header_buffers`` default (Kong does not set it): 4 buffers of 8k.
-CLIENT_HEADER_LINE_MAX = 8192
-CLIENT_HEADER_BLOCK_MAX = 4 * 8192
-#: nginx's ``proxy_buffer_size`` default, one memory page (Kong does not set it): the
-#: upstream's status line and headers must fit in it.
-UPSTREAM_HEADER_BLOCK_MAX = 4096
-
-
-def _line(name: bytes, value: bytes) -> int:
-    return len(name) + 2 + len(value) + 2  # "name: value\r\n"
-
-
-def client_headers_too_large(request_line: int, raw: Sequence[tuple[bytes, bytes]]) -> bool:
-    """nginx answers 494 (Kong's error handler turns it into 400 "Request header or cookie too
-    large") when one header line does not fit a large buffer or all of them do not fit the
-    four (approximated on the byte count; nginx's buffer accounting differs in detail)."""
-    lines = [_line(k, v) for k, v in raw]
-    return any(n > CLIENT_HEADER_LINE_MAX for n in lines) or (
-        request_line + sum(lines) > CLIENT_HEADER_BLOCK_MAX
-    )
-
-
-def upstream_headers_too_large(status_line: int, raw: Sequence[tuple[bytes, bytes]]) -> bool:
-    """nginx: "upstream sent too big header while reading response header from upstream",
-    a 502, when the status line and headers do not fit ``proxy_buffer_size``."""
-    return status_line + sum(_line(k, v) for k, v in raw) + 2 > UPSTREAM_HEADER_BLOCK_MAX
-
-
-def nginx_header_filter(status: int, headers: CIMultiDict[str]) -> CIMultiDict[str]:
-    """What nginx's ``ngx_http_header_filter`` does to headers set through ``ngx.header``
-    (exits, and buffered responses Kong copied with ``kong.response.set_headers``): a 204 loses
-    ``Content-Type``, ``Last-Modified`` and ``Content-Length``; a ``Last-Modified`` on any status
-    but 200, 206 and 304 is dropped."""
-    if status == 204:
-        for name in ("content-type", "last-modified", "content-length"):
-            headers.popall(name, None)
-    elif status not in (200, 206, 304):
-        headers.popall("last-modified", None)
-    return headers
-
-
-@dataclass
-class _Ctx:
-    rt: Runtime
-    worker: Worker
-    st: RequestState
-    record: RequestRecord
-    request: web.BaseRequest
-    response_plugins: list[ConfiguredPlugin] = field(default_factory=list)
-    log_plugins: list[ConfiguredPlugin] = field(default_factory=list)
+    recorder: Recorder
+    bridge: Bridge
+    http: aiohttp.ClientSession
+    strict: bool
+    current_runtime: Callable[[], Runtime]
+    next_worker: Callable[[], Worker]
+    track: Callable[[asyncio.Task[None]], None]
 
 
 class Proxy:
     """Handles every non-admin request of the kongsim listener."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    def __init__(self, services: ProxyServices) -> None:
+        self.svc = services
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -152,8 +95,15 @@ class Proxy:
             server_port=sock[1] if sock else 0,
             http_version=request.version.major + request.version.minor / 10,
         )
-        record = self.gw.recorder.start(st.request_id, st.method, st.request_uri)
-        ctx = _Ctx(self.gw.runtime, self.gw.next_worker(), st, record, request)
+        record = self.svc.recorder.start(st.request_id, st.method, st.request_uri)
+        ctx = Exchange(
+            self.svc.current_runtime(),
+            self.svc.next_worker(),
+            st,
+            record,
+            request,
+            self.svc.recorder,
+        )
         request_line = len(request.method) + len(request.raw_path) + len(" HTTP/1.1\r\n") + 1
         try:
             if client_headers_too_large(request_line, request.raw_headers):
@@ -161,7 +111,7 @@ class Proxy:
                 terminal = error_response(
                     st, 400, http_error_message(494), source="error", accept=None
                 )
-                response = await self._send_terminal(ctx, terminal)
+                response = await ctx.send_terminal(terminal)
                 record.status = st.response_status
                 record.done.set()
                 return response
@@ -175,7 +125,7 @@ class Proxy:
             raise
         except Exception as exc:
             log.exception("kongsim failed on %s %s", st.method, st.request_uri)
-            self.gw.recorder.issue(record, Issue("kongsim_bug", repr(exc)))
+            self.svc.recorder.issue(record, Issue("kongsim_bug", repr(exc)))
             record.done.set()
             raise
         record.status = st.response_status
@@ -184,16 +134,16 @@ class Proxy:
 
     # --- phases ------------------------------------------------------------------------------
 
-    async def _pipeline(self, ctx: _Ctx) -> web.StreamResponse:
+    async def _pipeline(self, ctx: Exchange) -> web.StreamResponse:
         st, rt = ctx.st, ctx.rt
         st.phase = "rewrite"
         ctx.log_plugins = list(rt.plugins.globals_with("log"))
         for cp in rt.plugins.globals_with("rewrite"):
             terminal = await self._run_plugin(ctx, cp)
             if terminal is not None:
-                return await self._send_terminal(ctx, self._strict_failure(ctx) or terminal)
-        if failure := self._strict_failure(ctx):
-            return await self._send_terminal(ctx, failure)
+                return await ctx.send_terminal(ctx.strict_failure(self.svc.strict) or terminal)
+        if failure := ctx.strict_failure(self.svc.strict):
+            return await ctx.send_terminal(failure)
 
         st.phase = "access"
         st.match = rt.router.match(
@@ -204,23 +154,23 @@ class Proxy:
             st.server_port,
         )
         if st.match is None:
-            return await self._send_terminal(
-                ctx, error_response(st, 404, "no Route matched with those values")
+            return await ctx.send_terminal(
+                error_response(st, 404, "no Route matched with those values")
             )
         ctx.record.route = st.match.route.name or st.match.route.id
         ctx.log_plugins = []
         delayed = await self._access(ctx)
-        if failure := self._strict_failure(ctx):
-            return await self._send_terminal(ctx, failure)
+        if failure := ctx.strict_failure(self.svc.strict):
+            return await ctx.send_terminal(failure)
         if delayed is not None:
-            return await self._send_terminal(ctx, delayed)
+            return await ctx.send_terminal(delayed)
         if st.match.service is None:
-            return await self._send_terminal(
-                ctx, error_response(st, 503, "no Service found with those values")
+            return await ctx.send_terminal(
+                error_response(st, 503, "no Service found with those values")
             )
         return await self._proxy(ctx)
 
-    async def _access(self, ctx: _Ctx) -> Terminal | None:
+    async def _access(self, ctx: Exchange) -> Terminal | None:
         st, rt = ctx.st, ctx.rt
         route, service = st.route, st.service
         delayed: Terminal | None = None
@@ -243,104 +193,22 @@ class Proxy:
                 delayed = await self._run_plugin(ctx, cp)
         return delayed
 
-    async def _run_plugin(self, ctx: _Ctx, cp: ConfiguredPlugin) -> Terminal | None:
+    async def _run_plugin(self, ctx: Exchange, cp: ConfiguredPlugin) -> Terminal | None:
         """Run the current phase of one plugin; a hard error becomes Kong's 500."""
         st = ctx.st
         try:
             if not cp.info.external:
                 return keyauth.access(st, cp.config, ctx.rt.decl)
-            return await self.gw.bridge.run(
+            return await self.svc.bridge.run(
                 ctx.worker, cp, st=st, record=ctx.record, env=ctx.rt.env
             )
         except LuaError:
             st.unexpected = True
             return error_response(st, 500, UNEXPECTED, source="error")
 
-    def _strict_failure(self, ctx: _Ctx) -> Terminal | None:
-        issues = ctx.record.issues
-        if not self.gw.strict or not issues:
-            return None
-        first = issues[0].describe()
-        more = f" (+{len(issues) - 1} more)" if len(issues) > 1 else ""
-        header = (first + more).replace("\r", " ").replace("\n", " ")
-        header = header.encode("ascii", "replace").decode("ascii")[:1000]
-        body = json.dumps(
-            {
-                "message": f"kongsim strict mode: {first}{more}",
-                "issues": [i.describe() for i in issues],
-                "request_id": ctx.st.request_id,
-            }
-        ).encode()
-        ctx.st.unexpected = True
-        return Terminal(
-            500,
-            body,
-            [
-                ("Content-Type", "application/json; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                (KONGSIM_ERROR_HEADER, header),
-            ],
-            source="error",
-        )
-
-    # --- responses ---------------------------------------------------------------------------
-
-    async def _send_terminal(self, ctx: _Ctx, terminal: Terminal) -> web.StreamResponse:
-        st = ctx.st
-        if terminal.source == "exit":
-            st.exited = True
-        headers = CIMultiDict(st.response_headers)
-        for name in {k.lower() for k, _ in terminal.headers} | terminal.cleared:
-            headers.popall(name, None)
-        headers.extend(terminal.headers)
-        if st.proxied:
-            # Kong's header_filter looks at KONG_PROXIED, set before the upstream call
-            headers = self._proxied_headers(ctx, headers)
-        else:
-            if headers.get("Via") != SERVER_HEADER:
-                headers["Server"] = SERVER_HEADER
-            headers["X-Kong-Response-Latency"] = str(int(time.time() * 1000 - st.start_ms))
-            headers["X-Kong-Request-Id"] = st.request_id
-        return await self._send(ctx, terminal.status, headers, terminal.body)
-
-    async def _send(
-        self, ctx: _Ctx, status: int, headers: CIMultiDict[str], body: bytes
-    ) -> web.StreamResponse:
-        """Send a response whose headers were set through ``ngx.header``. ``Content-Length`` is
-        sent as set (an exit's is Kong's choice, see :class:`Terminal`); without one, the body
-        goes out chunked, as nginx does."""
-        st = ctx.st
-        headers = nginx_header_filter(status, headers)
-        st.response_status = status
-        st.response_headers = headers
-        without_body = ctx.request.method == "HEAD" or status in (204, 304) or status < 200
-        declared = headers.get("content-length")
-        if declared is not None and not without_body and declared.strip() != str(len(body)):
-            # nginx would send this header with the real body: a broken response on the wire
-            self.gw.recorder.issue(
-                ctx.record,
-                Issue(
-                    "framing",
-                    f"Content-Length {declared!r} but the body has {len(body)} bytes "
-                    f"(status {status})",
-                ),
-            )
-            headers.popall("content-length", None)
-            declared = None
-        resp = KongResponse(status=status)
-        resp.headers.extend(headers)
-        if declared is None and without_body:
-            resp.headers.popall("content-length", None)
-        await resp.prepare(ctx.request)
-        if body and not without_body:
-            await resp.write(body)
-        await resp.write_eof()
-        st.response_sent_at = time.time() * 1000
-        return resp
-
     # --- proxying ----------------------------------------------------------------------------
 
-    async def _proxy(self, ctx: _Ctx) -> web.StreamResponse:
+    async def _proxy(self, ctx: Exchange) -> web.StreamResponse:
         st = ctx.st
         match = st.match
         assert match is not None and match.service is not None
@@ -363,7 +231,7 @@ class Proxy:
         )
         st.upstream_start = time.time() * 1000
         try:
-            async with self.gw.http.request(
+            async with self.svc.http.request(
                 st.upstream_method or st.method,
                 URL(target, encoded=True),
                 headers=headers,
@@ -389,27 +257,9 @@ class Proxy:
         except (aiohttp.ClientError, OSError) as exc:
             return await self._upstream_error(ctx, 502, exc)
 
-    def _proxied_headers(self, ctx: _Ctx, headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    async def _stream(self, ctx: Exchange, resp: aiohttp.ClientResponse) -> web.StreamResponse:
         st = ctx.st
-        upstream_via = headers.get("via")
-        headers.popall("via", None)
-        kong_via = f"1.1 {SERVER_HEADER}"
-        headers["Via"] = f"{upstream_via}, {kong_via}" if upstream_via else kong_via
-        if "server" not in headers:
-            headers["Server"] = SERVER_HEADER
-        if st.upstream_start is not None and st.upstream_headers_at is not None:
-            waiting = int(st.upstream_headers_at - st.upstream_start)
-            headers["X-Kong-Upstream-Latency"] = str(waiting)
-        if st.upstream_start is not None:
-            headers["X-Kong-Proxy-Latency"] = str(int(st.upstream_start - st.start_ms))
-        headers["X-Kong-Request-Id"] = st.request_id
-        return headers
-
-    async def _stream(self, ctx: _Ctx, resp: aiohttp.ClientResponse) -> web.StreamResponse:
-        st = ctx.st
-        headers = self._proxied_headers(
-            ctx, upstream.response_headers(resp.headers, st.early_header_ops)
-        )
+        headers = ctx.proxied_headers(upstream.response_headers(resp.headers, st.early_header_ops))
         st.response_status = resp.status
         st.response_headers = headers
         out = KongResponse(status=resp.status, reason=resp.reason)
@@ -429,7 +279,7 @@ class Proxy:
         st.response_sent_at = time.time() * 1000
         return out
 
-    async def _buffered(self, ctx: _Ctx, resp: aiohttp.ClientResponse) -> web.StreamResponse:
+    async def _buffered(self, ctx: Exchange, resp: aiohttp.ClientResponse) -> web.StreamResponse:
         st = ctx.st
         st.phase = "response"
         st.response_status = resp.status
@@ -437,16 +287,14 @@ class Proxy:
         for cp in ctx.response_plugins:
             terminal = await self._run_plugin(ctx, cp)
             if terminal is not None:
-                return await self._send_terminal(ctx, self._strict_failure(ctx) or terminal)
-        if failure := self._strict_failure(ctx):
-            return await self._send_terminal(ctx, failure)
-        headers = self._proxied_headers(ctx, CIMultiDict(st.response_headers))
-        return await self._send(
-            ctx, st.response_status or resp.status, headers, st.service_body or b""
-        )
+                return await ctx.send_terminal(ctx.strict_failure(self.svc.strict) or terminal)
+        if failure := ctx.strict_failure(self.svc.strict):
+            return await ctx.send_terminal(failure)
+        headers = ctx.proxied_headers(CIMultiDict(st.response_headers))
+        return await ctx.send(st.response_status or resp.status, headers, st.service_body or b"")
 
     async def _upstream_error(
-        self, ctx: _Ctx, status: int, exc: BaseException
+        self, ctx: Exchange, status: int, exc: BaseException
     ) -> web.StreamResponse:
         st = ctx.st
         log.warning("upstream of %s %s failed: %s (%d)", st.method, st.request_uri, exc, status)
@@ -460,19 +308,19 @@ class Proxy:
         terminal = error_response(
             st, status, http_error_message(status), source="error", accept=accept
         )
-        return await self._send_terminal(ctx, terminal)
+        return await ctx.send_terminal(terminal)
 
     # --- log ---------------------------------------------------------------------------------
 
-    def _schedule_log(self, ctx: _Ctx) -> None:
+    def _schedule_log(self, ctx: Exchange) -> None:
         plugins = [cp for cp in ctx.log_plugins if cp.info.external]
         if not plugins:
             ctx.record.done.set()
             return
         task = asyncio.create_task(self._log_phase(ctx, plugins))
-        self.gw.track(task)
+        self.svc.track(task)
 
-    async def _log_phase(self, ctx: _Ctx, plugins: list[ConfiguredPlugin]) -> None:
+    async def _log_phase(self, ctx: Exchange, plugins: list[ConfiguredPlugin]) -> None:
         st = ctx.st
         st.phase = "log"
         st.in_timer = True
@@ -480,7 +328,7 @@ class Proxy:
         async def one(cp: ConfiguredPlugin) -> None:
             # Kong only logs errors of the log timer (the bridge recorded them)
             with contextlib.suppress(LuaError):
-                await self.gw.bridge.run(ctx.worker, cp, st=st, record=ctx.record, env=ctx.rt.env)
+                await self.svc.bridge.run(ctx.worker, cp, st=st, record=ctx.record, env=ctx.rt.env)
 
         try:
             await asyncio.gather(*(one(cp) for cp in plugins))

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from kongsim.pdk import SERVER_HEADER
-from kongsim.router import RouteMatch
-from kongsim.state import RequestState, apply_header_op
+from kongsim.emulated import SERVER_HEADER
+from kongsim.request.router import RouteMatch
+from kongsim.request.state import RequestState, apply_header_op
 
 HOP_BY_HOP = frozenset(
     {

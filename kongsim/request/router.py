@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kongsim.entities import DeclarativeConfig, Route, Service, to_python_regex
-from kongsim.uri import escape
+from kongsim.config.entities import DeclarativeConfig, Route, Service, to_python_regex
+from kongsim.request.uri import escape
 
 
 @dataclass(frozen=True)

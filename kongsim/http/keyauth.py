@@ -24,12 +24,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kongsim.entities import DeclarativeConfig
-from kongsim.pdk.codec import encode_query, lua_json, parse_body, parse_query
-from kongsim.pdk.responses import KONG_VERSION, error_response
+from kongsim.config.entities import DeclarativeConfig
+from kongsim.config.plugins import PluginInfo
+from kongsim.emulated import KONG_VERSION
+from kongsim.pdk.args import encode_query, parse_body, parse_query
+from kongsim.pdk.codec import lua_json
+from kongsim.pdk.responses import error_response
 from kongsim.pdk.service import clear_query_arg
-from kongsim.plugins import PluginInfo
-from kongsim.state import RequestState, Terminal, apply_header_op
+from kongsim.request.state import RequestState, Terminal, apply_header_op
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 

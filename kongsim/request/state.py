@@ -1,7 +1,7 @@
 """Per-request state: what Kong keeps in ``ngx.var``/``ngx.ctx`` for one proxied request.
 
-The PDK answers (:mod:`kongsim.pdk`), key-auth (:mod:`kongsim.keyauth`) and the proxy
-(:mod:`kongsim.proxy`) all read and write one :class:`RequestState`.
+The PDK answers (:mod:`kongsim.pdk`), key-auth (:mod:`kongsim.http.keyauth`) and the proxy
+(:mod:`kongsim.http.proxy`) all read and write one :class:`RequestState`.
 
 Request changes made by plugins (``kong.service.request.*``) change the request itself, as
 Kong's ``ngx.req.set_header``/``ngx.req.set_uri_args`` do: :attr:`RequestState.headers` and
@@ -25,8 +25,8 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from kongsim.entities import Consumer, KeyCredential, Route, Service
-from kongsim.router import RouteMatch
+from kongsim.config.entities import Consumer, KeyCredential, Route, Service
+from kongsim.request.router import RouteMatch
 
 HeaderOp = tuple[str, str, list[str]]
 """``("set" | "add" | "clear", name, values)``."""

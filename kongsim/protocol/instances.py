@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kongsim.config.plugins import ConfiguredPlugin
 from kongsim.errors import KongsimError, LuaError
-from kongsim.plugins import ConfiguredPlugin
 
 CLAIM_WAIT = 10.0
 

@@ -1,16 +1,11 @@
 """External plugin servers as Kong manages them: query, start, log capture, respawn, stop.
 
-A server is declared as ``NAME=START_CMD;QUERY_CMD[;SOCKET]`` (:meth:`PluginServerSpec.parse`).
-In the commands, ``{python}`` is kongsim's interpreter, ``{prefix}`` the prefix directory (Kong's
-``prefix``), ``{socket}`` the socket path and ``{name}`` the server name. The socket defaults to
-``{prefix}/{name}.socket`` (Kong 3.9's default for ``pluginserver_<N>_socket``). Commands are
-``str.format`` templates: a literal brace is written ``{{``/``}}``, and they cannot contain ``;``
-(the field separator).
+A server is declared by a :class:`~kongsim.protocol.spec.PluginServerSpec`.
 
 As Kong 3.9 (``kong/runloop/plugin_servers/process.lua``):
 
 * the query command runs first (``io.popen``); only its stdout counts, and it must be JSON (see
-  :func:`kongsim.plugins.parse_dump`): Kong ignores the command's exit status
+  :func:`kongsim.config.plugins.parse_dump`): Kong ignores the command's exit status
   (``query_external_plugin_info`` reads the output and closes the pipe without looking at it);
 * the start command runs through the shell as ``exec <cmd>`` with stderr merged into stdout
   (``ngx.pipe.spawn``, ``merge_stderr = true``); each output line is logged **at INFO** with a
@@ -39,67 +34,20 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from kongsim.config.plugins import PluginInfo, parse_dump
 from kongsim.errors import PluginServerError
 from kongsim.loglevels import NOTICE
-from kongsim.plugins import PluginInfo, parse_dump
+from kongsim.protocol.spec import PluginServerSpec, child_env
 
 log = logging.getLogger("kongsim.pluginserver")
 
 QUERY_TIMEOUT = 30.0
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class PluginServerSpec:
-    """How to query and start one plugin server."""
-
-    name: str
-    start_cmd: str
-    query_cmd: str
-    socket: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> PluginServerSpec:
-        """Parse ``NAME=START_CMD;QUERY_CMD[;SOCKET]``."""
-        name, sep, rest = text.partition("=")
-        parts = rest.split(";")
-        if (
-            not sep
-            or not name.strip()
-            or len(parts) not in (2, 3)
-            or not all(p.strip() for p in parts)
-        ):
-            raise ValueError(
-                f"invalid plugin server {text!r}: expected NAME=START_CMD;QUERY_CMD[;SOCKET]"
-            )
-        socket_path = parts[2].strip() if len(parts) == 3 else None
-        return cls(name.strip(), parts[0].strip(), parts[1].strip(), socket_path)
-
-    def expand(self, prefix: str, command: str) -> str:
-        return command.format(
-            python=sys.executable, prefix=prefix, socket=self.socket_path(prefix), name=self.name
-        )
-
-    def socket_path(self, prefix: str) -> str:
-        if self.socket:
-            return self.socket.format(prefix=prefix, name=self.name)
-        return os.path.join(prefix, f"{self.name}.socket")
-
-
-def default_spec() -> PluginServerSpec:
-    """The repository's plugin server: ``strata-cache`` from the ``kong_plugin`` package."""
-    return PluginServerSpec(
-        name="strata-cache",
-        start_cmd="{python} -m kong_plugin -p {prefix} --socket-name strata-cache.socket",
-        query_cmd="{python} -m kong_plugin --dump",
-    )
 
 
 class PluginServerProcess:
@@ -350,22 +298,3 @@ def _signal_group(pid: int, sig: int) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-
-
-def child_env(passthrough: Sequence[str] = ()) -> dict[str, str]:
-    """The environment an nginx worker hands a spawned process: ``TZ`` and the names listed in
-    ``env`` directives (Kong: ``nginx_main_env``), when set; nothing else."""
-    names = ["TZ", *passthrough]
-    return {name: os.environ[name] for name in names if name in os.environ}
-
-
-def parse_env_names(value: str) -> list[str]:
-    """Names from a ``KONG_NGINX_MAIN_ENV``-style value: ``"A; env B"`` or ``"A,B"``."""
-    names = []
-    for part in value.replace(",", ";").split(";"):
-        word = part.strip()
-        if word.startswith("env "):
-            word = word[4:].strip()
-        if word:
-            names.append(word.split("=", 1)[0])
-    return names

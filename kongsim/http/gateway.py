@@ -29,23 +29,23 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from kongsim import admin, keyauth
-from kongsim.bridge import Bridge, Worker
-from kongsim.config import load_file
-from kongsim.entities import DeclarativeConfig
+from kongsim.config.plugins import PluginInfo
 from kongsim.errors import PluginServerError
+from kongsim.http import admin, keyauth
+from kongsim.http.proxy import Proxy, ProxyServices
+from kongsim.http.runtime import Runtime, load_runtime
 from kongsim.loglevels import NOTICE
-from kongsim.pdk import CLIENT_BODY_BUFFER_SIZE, PdkEnv
-from kongsim.plugins import PluginInfo, PluginSet, build_plugin_set
-from kongsim.process import PluginServerProcess, PluginServerSpec, default_spec
-from kongsim.proxy import Proxy
+from kongsim.pdk import CLIENT_BODY_BUFFER_SIZE
+from kongsim.protocol.bridge import Bridge, Worker
+from kongsim.protocol.process import PluginServerProcess
+from kongsim.protocol.rpc import RpcClient
+from kongsim.protocol.spec import PluginServerSpec, default_spec
 from kongsim.recorder import Issue, Recorder
-from kongsim.router import Router
-from kongsim.rpc import RpcClient
 
 log = logging.getLogger("kongsim")
 
@@ -85,16 +85,6 @@ class Options:
         if self.rpc_timeout is not None:
             return self.rpc_timeout
         return STRICT_RPC_TIMEOUT if self.strict else KONG_RPC_TIMEOUT
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """One loaded configuration; requests keep the one they started with."""
-
-    decl: DeclarativeConfig
-    router: Router
-    plugins: PluginSet
-    env: PdkEnv
 
 
 class Gateway:
@@ -193,11 +183,22 @@ class Gateway:
         log.log(NOTICE, "kongsim listening on %s (strict=%s)", self.base_url, self.strict)
 
     async def _listen(self) -> None:
-        proxy = Proxy(self)
+        proxy = Proxy(
+            ProxyServices(
+                recorder=self.recorder,
+                bridge=self.bridge,
+                http=self.http,
+                strict=self.strict,
+                current_runtime=lambda: self.runtime,
+                next_worker=self.next_worker,
+                track=self.track,
+            )
+        )
+        hooks = admin.AdminHooks(recorder=self.recorder, reload=self.reload, status=self.status)
 
         async def handler(request: web.BaseRequest) -> web.StreamResponse:
             if request.path.startswith(admin.PREFIX):
-                return await admin.handle(self, request)
+                return await admin.handle(hooks, request)
             return await proxy.handle(request)
 
         # nginx has no limit on the number of header lines, only on their size
@@ -253,6 +254,37 @@ class Gateway:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def status(self) -> dict[str, Any]:
+        """Plugin servers and per-worker instance tables, for humans and tests
+        (``GET /_kongsim/status``)."""
+        return {
+            "strict": self.strict,
+            "node_id": self.node_id,
+            "plugin_servers": {
+                name: {
+                    "pid": s.pid,
+                    "spawns": s.spawns,
+                    "restarts": s.restarts,
+                    "ready": s.ready,
+                    "exit_codes": s.exit_codes,
+                    "socket": s.socket_path,
+                    "log": s.log_path,
+                    "plugin": s.info.name if s.info else None,
+                }
+                for name, s in self.servers.items()
+            },
+            "workers": [
+                {
+                    "index": w.index,
+                    "instances": w.instances.instance_ids(),
+                    "rpc": {
+                        n: {"calls": c.calls, "connects": c.connects} for n, c in w.rpc.items()
+                    },
+                }
+                for w in self.workers
+            ],
+        }
+
     # --- helpers -----------------------------------------------------------------------------
 
     def _prefix(self) -> str:
@@ -264,14 +296,13 @@ class Gateway:
         return self._tmpdir.name
 
     def _load(self, path: str) -> Runtime:
-        decl = load_file(path)
-        plugins = build_plugin_set(decl, self.catalog, self._seq)
-        env = PdkEnv(
-            decl=decl,
+        return load_runtime(
+            path,
+            self.catalog,
+            self._seq,
             node_id=self.node_id,
             client_body_buffer_size=self.options.client_body_buffer_size,
         )
-        return Runtime(decl=decl, router=Router(decl), plugins=plugins, env=env)
 
     def _pid_changed(
         self, worker: Worker, server: PluginServerProcess

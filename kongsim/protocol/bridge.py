@@ -1,6 +1,6 @@
 """One plugin event, as Kong 3.9's ``Rpc:handle_event`` and ``bridge_loop`` run it.
 
-1. get the instance id (:mod:`kongsim.instances`; may call ``StartInstance``);
+1. get the instance id (:mod:`kongsim.protocol.instances`; may call ``StartInstance``);
 2. ``plugin.HandleEvent {InstanceId, EventName}``;
 3. while the answer's ``Data`` is not ``"ret"``: answer the PDK callback it holds
    (:mod:`kongsim.pdk`) with the matching ``plugin.Step*`` RPC (``Data`` omitted for ``nil``);
@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kongsim.config.plugins import ConfiguredPlugin
 from kongsim.errors import (
     LuaError,
     RpcError,
@@ -31,12 +32,11 @@ from kongsim.errors import (
     RpcTransportError,
     WireEncodingError,
 )
-from kongsim.instances import InstanceTable
 from kongsim.pdk import Pdk, PdkAnswer, PdkEnv, UnknownPdkMethod
-from kongsim.plugins import ConfiguredPlugin
+from kongsim.protocol.instances import InstanceTable
+from kongsim.protocol.rpc import RpcClient
 from kongsim.recorder import EventRecord, Issue, Recorder, RequestRecord
-from kongsim.rpc import RpcClient
-from kongsim.state import RequestState, Terminal
+from kongsim.request.state import RequestState, Terminal
 
 log = logging.getLogger("kongsim.bridge")
 

@@ -25,9 +25,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kongsim.entities import DEFAULT_WORKSPACE_ID, DeclarativeConfig, PluginEntity
+from kongsim.config.entities import DEFAULT_WORKSPACE_ID, DeclarativeConfig, PluginEntity
+from kongsim.config.metaschema import check_schema
+from kongsim.config.schema import validate
 from kongsim.errors import ConfigError, PluginServerError
-from kongsim.schema import check_schema, validate
 
 PHASES = ("certificate", "rewrite", "log", "access", "preread", "response")
 _VERSION_RUN = re.compile(r"\d[\d.]*")

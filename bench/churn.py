@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.procs import rss_bytes, sidecar_command
+from bench.procs import rss_bytes
+from tools.stack import SidecarProcess
 
 #: Defaults of the scenario.
 BUDGET = 64 * 1024**2
@@ -111,22 +112,20 @@ def make_body(rng: random.Random, corpus: bytes, serial: int) -> bytes:
 
 def start_sidecar(
     workdir: Path, budget: int, extra_env: dict[str, str]
-) -> tuple[str, subprocess.Popen[bytes]]:
+) -> tuple[str, SidecarProcess]:
     """A sidecar with the memory tier only, serving on a unix socket in `workdir`."""
-    from sidecar.cli import probe  # noqa: PLC0415
-
     listen = f"unix:{workdir}/churn.sock"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATA_", "GRPC_"))}
     env.update(extra_env)
-    proc = subprocess.Popen(sidecar_command(listen, "--memory-max-bytes", str(budget)), env=env)
-    deadline = time.monotonic() + 30
-    while not probe(listen, 0.5):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(10)
-            raise RuntimeError("the churn sidecar did not start")
-        time.sleep(0.05)
-    return listen, proc
+    sidecar = SidecarProcess(
+        listen,
+        env=env,
+        metrics_listen="off",
+        log_level="WARNING",
+        settings={"memory_max_bytes": str(budget)},
+        inherit_output=True,
+    )
+    return listen, sidecar.start()
 
 
 def _drive(client: Any, seed: int, corpus: bytes, load: Load, stop: threading.Event) -> None:

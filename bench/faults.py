@@ -26,7 +26,7 @@ sidecar RSS.
 
 Children run the code of the checkout (the working directory, or `--checkout`): run it from
 an older worktree with ``cd WORKTREE && python -m bench faults`` (after copying
-bench/faults*.py and bench/procs.py there) or ``cd WORKTREE && PYTHONPATH=WORKTREE python
+bench/faults*.py, bench/procs.py and tools/ there) or ``cd WORKTREE && PYTHONPATH=WORKTREE python
 PATH/bench/faults.py``.
 
 Not guaranteed: figures are of one run on a shared machine; throughput, and so the number of
@@ -60,11 +60,10 @@ from bench.faults_stack import (
     Proc,
     Sidecars,
     Watch,
-    free_port,
     gateway_config,
-    probe,
     rss_bytes,
 )
+from tools.stack import free_port, probe
 
 FAULTS = ("redis", "memcached", "postgres", "sidecar", "sidecar-graceful", "sidecar-overlap")
 SERVICE_OF = {"redis": "redis", "memcached": "memcached", "postgres": "postgres"}
@@ -271,10 +270,9 @@ class Suite:
         sidecars = self._sidecar()
         old = sidecars.current
         assert old is not None
-        before = sidecars.socket_inode()
         marks.fault = time.monotonic()
         new = sidecars.spawn()
-        answered = sidecars.wait_answering(new, START_WAIT_S, replaced_inode=before)
+        answered = sidecars.wait_answering(new, START_WAIT_S)
         t_new = time.monotonic()
         if answered:
             marks.notes.append(f"new sidecar answered {t_new - marks.fault:.2f} s after start")

@@ -10,8 +10,9 @@ imports none of the product's packages.
 
 `PrivateServices` starts Redis, Memcached and PostgreSQL in a run dir of its own through
 `tools.services`, and kills and restarts them on the same port; it keeps that run dir's
-``state.json`` current (through the module's own record helpers), so ``down`` still stops
-what was restarted. It never looks at any other run dir.
+``state.json`` current (`tools.services.restart` records the new process), so ``down``
+still stops what was restarted. It never looks at any other run dir. Sidecars are started
+with `tools.stack.SidecarProcess` (which imports none of the product's modules either).
 
 Not guaranteed: that a port given up by a killed server is still free when it restarts
 (another process may take it; the restart then fails and says so); PostgreSQL's crash
@@ -23,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,19 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from bench.procs import wait_http
+from tools.stack import SidecarProcess, SidecarStartError, free_port
 
 HERE = Path(__file__).resolve().parent
 SERVICE_NAMES = ("redis", "memcached", "postgres")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _looks_like_checkout(path: Path) -> bool:
@@ -94,18 +86,6 @@ def get_json(url: str, timeout: float = 5) -> Any:
 
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.load(resp)
-
-
-def probe(address: str, timeout: float = 0.5) -> bool:
-    """True if the gRPC health service at `address` says SERVING."""
-    with grpc.insecure_channel(address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -227,50 +207,37 @@ class Sidecars:
         self.checkout = checkout
         self.workdir = workdir
         self.address = f"unix:{workdir / 'sidecar.sock'}"
-        self.path = workdir / "sidecar.sock"
         self.settings = dict(settings)
         self.watch = watch
         self.all: list[Proc] = []
         self.current: Proc | None = None
+        self._processes: dict[int, SidecarProcess] = {}  # by pid
 
     def spawn(self) -> Proc:
-        argv = [sys.executable, "-m", "sidecar", "--listen", self.address]
-        for name, value in self.settings.items():
-            argv += ["--" + name.replace("_", "-"), value]
-        log = self.workdir / f"sidecar-{len(self.all) + 1}.log"
-        with log.open("ab") as out:
-            popen = subprocess.Popen(
-                argv,
-                cwd=self.checkout.root,
-                env=self.checkout.env(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        proc = self.watch.add(Proc(f"sidecar-{len(self.all) + 1}", popen, log))
+        """Start one more sidecar (the checkout's code) without waiting for it."""
+        name = f"sidecar-{len(self.all) + 1}"
+        process = SidecarProcess(
+            self.address,
+            env=self.checkout.env(),
+            cwd=self.checkout.root,
+            settings=self.settings,
+            log=self.workdir / f"{name}.log",
+        )
+        popen = process.spawn()
+        self._processes[popen.pid] = process
+        proc = self.watch.add(Proc(name, popen, process.log or Path(os.devnull)))
         self.all.append(proc)
         return proc
 
-    def socket_inode(self) -> int | None:
+    def wait_answering(self, proc: Proc, timeout: float) -> bool:
+        """Wait until `proc` answers at the socket path as its owner (so the answer is not
+        an older sidecar's). False if `proc` exits first or time runs out (it is left
+        running then)."""
         try:
-            return self.path.stat().st_ino
-        except FileNotFoundError:
-            return None
-
-    def wait_answering(self, proc: Proc, timeout: float, replaced_inode: int | None = None) -> bool:
-        """Wait until `proc` is alive and the socket answers; with `replaced_inode`, also
-        until the socket file is no longer that inode (so the answer is not the old
-        sidecar's). False if `proc` exits first or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                return False
-            inode = self.socket_inode()
-            fresh = replaced_inode is None or (inode is not None and inode != replaced_inode)
-            if fresh and probe(self.address, 0.3):
-                return True
-            time.sleep(0.03)
-        return False
+            self._processes[proc.pid].wait_serving(timeout, kill_on_timeout=False)
+        except SidecarStartError:
+            return False
+        return True
 
     def start(self, timeout: float = 60) -> Proc:
         """Spawn one and wait until it answers (RuntimeError if it does not)."""
@@ -395,13 +362,13 @@ class PrivateServices:
 
     def __init__(self, run_dir: Path, names: Sequence[str] = SERVICE_NAMES) -> None:
         from tools import services  # noqa: PLC0415
+        from tools.services.procs import alive  # noqa: PLC0415
 
         self._services = services
+        self._alive = alive
         self.run_dir = run_dir
         self.names = list(names)
         self._killed: dict[str, list[int]] = {}
-        self._servers = {"redis": services.REDIS, "memcached": services.MEMCACHED,
-                         "postgres": services.POSTGRES}  # fmt: skip
 
     def up(self) -> dict[str, str]:
         with _detached():
@@ -411,22 +378,22 @@ class PrivateServices:
     def down(self) -> None:
         self._services.down(self.run_dir, only=self.names)
 
-    def _record(self, name: str) -> Any:
-        rec = self._services._read_state(self.run_dir).get(name)
-        if rec is None or not self._services._is_ours(self._servers[name], rec):
+    def _pid(self, name: str) -> int:
+        rec = self._services.running(self.run_dir, name)
+        if rec is None:
             raise RuntimeError(f"{name} of {self.run_dir} is not running")
-        return rec
+        return rec.pid
 
     def kill(self, name: str) -> None:
         """SIGKILL the server (PostgreSQL: the postmaster and all its processes at once)."""
-        rec = self._record(name)
-        pids = [rec.pid, *(_children(rec.pid) if name == "postgres" else [])]
-        for pid in pids:
+        pid = self._pid(name)
+        pids = [pid, *(_children(pid) if name == "postgres" else [])]
+        for each in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(each, signal.SIGKILL)
         self._killed[name] = pids
         deadline = time.monotonic() + 10
-        while any(self._services._alive(pid) for pid in pids) and time.monotonic() < deadline:
+        while any(self._alive(each) for each in pids) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def restart(self, name: str, timeout: float = 60) -> None:
@@ -435,20 +402,11 @@ class PrivateServices:
         First waits (up to 10 s) until the killed processes are reaped: PostgreSQL refuses
         to start while the pid in its lock file exists, even as a zombie, and an orphan is
         reaped only when init gets to it."""
-        services, server = self._services, self._servers[name]
         killed, deadline = self._killed.pop(name, []), time.monotonic() + 10
         while any(_exists(pid) for pid in killed) and time.monotonic() < deadline:
             time.sleep(0.02)
-        old = services._read_state(self.run_dir)[name]
         with _detached():
-            rec = server.start(self.run_dir, old.port, services.Options(timeout=timeout))
-        services._save_record(self.run_dir, name, rec)
-        services._wait_healthy(server, rec, self.run_dir, timeout)
+            self._services.restart(self.run_dir, name, timeout)
 
     def healthy(self, name: str) -> bool:
-        try:
-            rec = self._record(name)
-            self._servers[name].check(rec)
-        except Exception:
-            return False
-        return True
+        return bool(self._services.healthy(self.run_dir, name))

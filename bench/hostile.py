@@ -53,8 +53,8 @@ import grpc
 from strata.v1 import cache_pb2 as pb
 from strata.v1 import cache_pb2_grpc as pb_grpc
 
-from bench.procs import rss_bytes, sidecar_command
-from sidecar.cli import probe
+from bench.procs import rss_bytes
+from tools.stack import SidecarProcess
 
 SCENARIOS = (
     "batch",
@@ -101,7 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def start_sidecar(
     workdir: Path, memory_max_bytes: int, extra: list[str], checkout: str = ""
-) -> tuple[str, subprocess.Popen[bytes]]:
+) -> tuple[str, SidecarProcess]:
     """A sidecar on a unix socket in `workdir`, SERVING before this returns. Its log
     (warnings and up) goes to ``workdir/sidecar.log``."""
     listen = f"unix:{workdir}/hostile.sock"
@@ -110,18 +110,19 @@ def start_sidecar(
     if checkout:  # run from there too: `-m` puts the working directory first on sys.path
         cwd = Path(checkout).resolve()
         env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(cwd / "proto")])
-    args = sidecar_command(listen, "--memory-max-bytes", str(memory_max_bytes), *extra)
-    log = (workdir / "sidecar.log").open("wb")
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
-    log.close()
-    deadline = time.monotonic() + 30
-    while not probe(listen, 0.5):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(10)
-            raise RuntimeError(f"the sidecar did not start (see {workdir}/sidecar.log)")
-        time.sleep(0.05)
-    return listen, proc
+    log = workdir / "sidecar.log"
+    log.write_bytes(b"")  # this sidecar's lines only
+    sidecar = SidecarProcess(
+        listen,
+        env=env,
+        metrics_listen="off",
+        log_level="WARNING",
+        settings={"memory_max_bytes": str(memory_max_bytes)},
+        args=extra,
+        log=log,
+        cwd=cwd,
+    )
+    return listen, sidecar.start()
 
 
 class RssSampler:

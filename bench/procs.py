@@ -1,4 +1,5 @@
-"""Starting and waiting for the processes a benchmark runs: shared by every scenario.
+"""Waiting for the HTTP processes a benchmark runs, and reading their memory: shared by
+every scenario (sidecars are started with `tools.stack.SidecarProcess`).
 
 Imports none of the product's packages, so a scenario can drive another checkout's code.
 """
@@ -6,25 +7,8 @@ Imports none of the product's packages, so a scenario can drive another checkout
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 import urllib.request
-
-
-def sidecar_command(listen: str, *extra: str) -> list[str]:
-    """The command line of a sidecar on `listen` without metrics, logging warnings only."""
-    return [
-        sys.executable,
-        "-m",
-        "sidecar",
-        "--listen",
-        listen,
-        "--metrics-listen",
-        "off",
-        "--log-level",
-        "WARNING",
-        *extra,
-    ]
 
 
 def wait_http(

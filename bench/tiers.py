@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import median_of, summarize
+from tools.stack import SidecarProcess, SidecarStartError
 
 KEY = b"v1:bench:tiers:2k"
 TIERS = ("memory", "redis", "postgres")
@@ -105,16 +106,19 @@ def _services_problem(redis_url: str, dsn: str) -> str | None:
     return None
 
 
-def _sidecar_argv(tier: str, listen: str, redis_url: str, dsn: str, ns: str) -> list[str]:
-    argv = [sys.executable, "-m", "sidecar", "--listen", listen, "--metrics-listen", "off"]
+def _sidecar(
+    tier: str, listen: str, redis_url: str, dsn: str, ns: str, env: dict[str, str], log: Path
+) -> SidecarProcess:
+    settings = {"namespace": ns, "shared_min_hits": "0"}
     # Placement would keep a never-looked-up key out of Redis (one-hit wonders stay out of
     # shared RAM); this benchmark measures hit latency per tier, so every key may go there.
-    argv += ["--log-level", "WARNING", "--namespace", ns, "--shared-min-hits", "0"]
     if tier == "redis":
-        argv += ["--memory-max-bytes", "0", "--redis-url", redis_url]
+        settings |= {"memory_max_bytes": "0", "redis_url": redis_url}
     elif tier == "postgres":
-        argv += ["--memory-max-bytes", "0", "--postgres-dsn", dsn]
-    return argv
+        settings |= {"memory_max_bytes": "0", "postgres_dsn": dsn}
+    return SidecarProcess(
+        listen, env=env, metrics_listen="off", log_level="WARNING", settings=settings, log=log
+    )
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -122,43 +126,6 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-def _wait_serving(
-    procs: dict[str, subprocess.Popen[bytes]],
-    listens: dict[str, str],
-    logs: dict[str, Path],
-    timeout: float = 30.0,
-) -> None:
-    from sidecar.cli import probe  # noqa: PLC0415
-
-    deadline = time.monotonic() + timeout
-    waiting = set(procs)
-    while waiting:
-        for tier in sorted(waiting):
-            if procs[tier].poll() is not None:
-                raise SystemExit(
-                    f"the {tier} sidecar exited with {procs[tier].returncode}:\n"
-                    + _tail(logs[tier])
-                )
-            if probe(listens[tier], 0.5):
-                waiting.discard(tier)
-        if waiting and time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for the sidecars {sorted(waiting)}")
-        if waiting:
-            time.sleep(0.1)
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
 
 def _cleanup(redis_url: str, dsn: str, ns: str) -> None:
@@ -212,22 +179,20 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def _run_sidecars_and_client(
     args: argparse.Namespace, redis_url: str, dsn: str, ns: str, env: dict[str, str]
 ) -> dict[str, Any]:
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    sidecars: dict[str, SidecarProcess] = {}
     with tempfile.TemporaryDirectory(prefix="strata-bench-", dir="/tmp") as d:
         work = Path(d)
         listens = {tier: f"unix:{work}/{tier}.sock" for tier in TIERS}
         logs = {tier: work / f"{tier}.log" for tier in TIERS}
         try:
+            for tier in TIERS:  # all three start at once, then each is waited for
+                sidecars[tier] = _sidecar(tier, listens[tier], redis_url, dsn, ns, env, logs[tier])
+                sidecars[tier].spawn()
             for tier in TIERS:
-                with logs[tier].open("wb") as log:
-                    procs[tier] = subprocess.Popen(
-                        _sidecar_argv(tier, listens[tier], redis_url, dsn, ns),
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-            _wait_serving(procs, listens, logs)
+                try:
+                    sidecars[tier].wait_serving()
+                except SidecarStartError as exc:
+                    raise SystemExit(f"the {tier} sidecar did not start: {exc}") from None
             job = {
                 "addresses": listens,
                 "redis_url": redis_url,
@@ -253,7 +218,10 @@ def _run_sidecars_and_client(
                 )
             measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         finally:
-            _stop(list(procs.values()))
+            for sidecar in sidecars.values():
+                sidecar.terminate()
+            for sidecar in sidecars.values():
+                sidecar.stop()
             _cleanup(redis_url, dsn, ns)
     return measured
 

@@ -37,11 +37,12 @@ from aiohttp import web
 
 from kong_plugin.cache_key import route_prefix
 from kongsim.errors import RpcError
-from kongsim.process import PluginServerSpec, default_spec
-from kongsim.rpc import RpcClient
+from kongsim.protocol.rpc import RpcClient
+from kongsim.protocol.spec import PluginServerSpec, default_spec
 from kongsim.testing import KongSim
 from tests.conftest import free_port
-from tests.e2e.stack import REPO, Sidecar
+from tests.support.sidecar import clean_env, unix_sidecar
+from tools.stack import REPO, SidecarProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -175,7 +176,7 @@ def kong_yml(origin: str, sidecar: str) -> dict[str, Any]:
 class Env:
     sim: KongSim
     origin: Origin
-    sidecar: Sidecar
+    sidecar: SidecarProcess
     http: aiohttp.ClientSession
 
     async def get(
@@ -216,10 +217,7 @@ async def env() -> AsyncIterator[Env]:
         await runner.setup()
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        sidecar = Sidecar(
-            tmp / "sidecar.sock",
-            {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")},
-        )
+        sidecar = unix_sidecar(tmp / "sidecar.sock", clean_env())
         await asyncio.to_thread(sidecar.start)
         path = tmp / "kong.yml"
         path.write_text(yaml.safe_dump(kong_yml(f"http://127.0.0.1:{port}", sidecar.address)))

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from kongsim.testing import KongSim
 from tests.conftest import free_port
-from tests.e2e.stack import Sidecar, Stack
+from tests.support.sidecar import example_stack, unix_sidecar
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -80,7 +80,7 @@ async def world() -> AsyncIterator[World]:
         tmp = Path(d)
         origin = Origin(free_port())
         await origin.start()
-        sidecar = Sidecar(tmp / "sidecar.sock", {})
+        sidecar = unix_sidecar(tmp / "sidecar.sock", {})
         await asyncio.to_thread(sidecar.start)
         config: dict[str, Any] = {
             "_format_version": "3.0",
@@ -213,7 +213,7 @@ async def test_a_hung_sidecar_costs_its_timeout_not_the_coalescing_wait() -> Non
     """Coalescing is on by default (5 s): a sidecar that stops answering must not hold a
     request for the whole wait (the waiting lookup is sent only after a plain one answered)."""
     with tempfile.TemporaryDirectory(prefix="strata-hung-", dir="/tmp") as d:
-        async with Stack(Path(d)) as stack, aiohttp.ClientSession() as http:
+        async with example_stack(Path(d)) as stack, aiohttp.ClientSession() as http:
             assert stack.sidecar.proc is not None
             async with http.get(stack.base_url + "/counter?t=connected") as resp:
                 assert resp.headers["X-Cache-Status"] == "Miss"  # the channel is up

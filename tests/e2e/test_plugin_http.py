@@ -20,7 +20,8 @@ import yaml
 
 from kongsim.errors import ConfigError as KongsimConfigError
 from kongsim.testing import KongSim
-from tests.e2e.stack import Stack, stack_config
+from tests.support.sidecar import example_stack, stack_config
+from tools.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -44,7 +45,7 @@ CACHE_HEADERS = {
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack() -> AsyncIterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="strata-e2e-", dir="/tmp") as d:
-        async with Stack(Path(d)) as s:
+        async with example_stack(Path(d)) as s:
             yield s
 
 
@@ -287,7 +288,7 @@ async def test_pdk_round_trips_per_request(stack: Stack, http: aiohttp.ClientSes
 
 async def test_killed_sidecar_gives_no_client_errors() -> None:
     with tempfile.TemporaryDirectory(prefix="strata-kill-", dir="/tmp") as d:
-        async with Stack(Path(d)) as stack, aiohttp.ClientSession() as http:
+        async with example_stack(Path(d)) as stack, aiohttp.ClientSession() as http:
             url = stack.base_url + "/counter?t=kill"
             statuses: list[tuple[int, str]] = []
             for i in range(40):

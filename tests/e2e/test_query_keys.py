@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 
-from tests.e2e.stack import Stack
+from tests.support.sidecar import example_stack
+from tools.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack() -> AsyncIterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="strata-e2e-", dir="/tmp") as d:
-        async with Stack(Path(d)) as s:
+        async with example_stack(Path(d)) as s:
             yield s
 
 

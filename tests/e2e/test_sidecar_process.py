@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -17,28 +16,17 @@ import pytest
 from strata.v1 import cache_pb2 as pb
 
 from kong_plugin.client import SidecarClient, SidecarRejectedError
-from sidecar.cli import probe
 from tests.conftest import free_port
+from tools.stack import SidecarProcess, wait_serving
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_serving(address: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"sidecar exited early with {proc.returncode}")
-        if probe(address, timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"sidecar at {address} never became SERVING")
-
-
 @pytest.fixture
 def sidecar(
     short_tmp: Path, sidecar_env: dict[str, str]
-) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+) -> Iterator[tuple[str, str, SidecarProcess]]:
     listen = f"unix:{short_tmp}/sidecar.sock"
     metrics = f"127.0.0.1:{free_port()}"
     env = {
@@ -47,21 +35,15 @@ def sidecar(
         "STRATA_METRICS_LISTEN": metrics,
         "STRATA_SHUTDOWN_GRACE_SECONDS": "5",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sidecar"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process = SidecarProcess(listen, env=env, listen_arg=False)
     try:
-        wait_serving(listen, proc)
-        yield listen, metrics, proc
+        process.start()
+        yield listen, metrics, process
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        if proc.stdout:
-            proc.stdout.close()
+        process.kill()
 
 
-def test_metrics_endpoint_counts_lookups(sidecar: tuple[str, str, subprocess.Popen[bytes]]) -> None:
+def test_metrics_endpoint_counts_lookups(sidecar: tuple[str, str, SidecarProcess]) -> None:
     listen, metrics, _ = sidecar
     client = SidecarClient(listen, timeout_s=2.0)
     client.lookup(b"k")
@@ -79,9 +61,9 @@ def test_metrics_endpoint_counts_lookups(sidecar: tuple[str, str, subprocess.Pop
 
 
 def test_sigterm_lets_in_flight_calls_finish(
-    sidecar: tuple[str, str, subprocess.Popen[bytes]],
+    sidecar: tuple[str, str, SidecarProcess],
 ) -> None:
-    listen, _, proc = sidecar
+    listen, _, process = sidecar
     holder = SidecarClient(listen, timeout_s=5.0)
     assert holder.lookup(b"slow", coalesce_wait_ms=1).fill_lease
     result: dict[str, object] = {}
@@ -98,13 +80,13 @@ def test_sigterm_lets_in_flight_calls_finish(
     t = threading.Thread(target=waiter)
     t.start()
     time.sleep(0.5)  # the waiter is now inside the server, waiting on the lease
-    proc.send_signal(signal.SIGTERM)
+    process.signal(signal.SIGTERM)
     t.join(10)
     assert "error" not in result, result
     assert result["outcome"] == pb.OUTCOME_MISS  # its wait ran out normally
-    assert proc.wait(10) == 0
+    assert process.wait(10) == 0
     assert not Path(listen[len("unix:") :]).exists()
-    out = proc.stdout.read().decode() if proc.stdout else ""
+    out = process.output().text
     assert '"message":"sidecar stopped"' in out
     assert "Traceback" not in out
 
@@ -130,7 +112,7 @@ def test_make_run_serves_the_example_stack_and_stops_on_ctrl_c(
         start_new_session=True,
     )
     try:
-        wait_serving(listen, proc, timeout=120)
+        wait_serving(listen, timeout=120, proc=proc)
         words: list[str] = []
         deadline = time.monotonic() + 60
         while len(words) < 2 and time.monotonic() < deadline:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -23,7 +22,8 @@ from strata.v1 import cache_pb2 as pb
 
 from kong_plugin.client import SidecarClient, SidecarError
 from tests.conftest import free_port
-from tests.e2e.stack import Sidecar
+from tests.support.sidecar import unix_sidecar
+from tools.stack import SidecarProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -79,26 +79,23 @@ class Load:
 
 
 @pytest.fixture
-def launched(short_tmp: Path, sidecar_env: dict[str, str]) -> Iterator[list[Sidecar]]:
+def launched(short_tmp: Path, sidecar_env: dict[str, str]) -> Iterator[list[SidecarProcess]]:
     """Sidecars a test starts (`make`), all stopped at the end."""
-    made: list[Sidecar] = []
+    made: list[SidecarProcess] = []
     yield made
     for s in made:
-        if s.proc is not None and s.proc.poll() is None:
-            s.proc.kill()
-        if s.proc is not None:
-            s.proc.wait(10)
+        s.kill()
 
 
 def make(
-    launched: list[Sidecar],
+    launched: list[SidecarProcess],
     tmp: Path,
     env: dict[str, str],
     name: str,
     metrics: str = "off",
     grace: float = 10.0,
-) -> Sidecar:
-    sidecar = Sidecar(
+) -> SidecarProcess:
+    sidecar = unix_sidecar(
         tmp / "sidecar.sock",
         env,
         metrics_listen=metrics,
@@ -109,13 +106,13 @@ def make(
     return sidecar
 
 
-def proc_of(sidecar: Sidecar) -> subprocess.Popen[bytes]:
+def proc_of(sidecar: SidecarProcess) -> subprocess.Popen[bytes]:
     assert sidecar.proc is not None
     return sidecar.proc
 
 
 def test_sigterm_with_idle_streams_exits_well_before_the_grace_period(
-    short_tmp: Path, sidecar_env: dict[str, str], launched: list[Sidecar]
+    short_tmp: Path, sidecar_env: dict[str, str], launched: list[SidecarProcess]
 ) -> None:
     a = make(launched, short_tmp, sidecar_env, "a", grace=10.0)
     a.start()
@@ -136,7 +133,7 @@ def test_sigterm_with_idle_streams_exits_well_before_the_grace_period(
     a.terminate()
     assert proc_of(a).wait(15) == 0
     assert time.monotonic() - t0 < 3.0  # was the full 10 s grace period
-    assert not a.socket_path.exists()
+    assert not (short_tmp / "sidecar.sock").exists()  # a's socket path
     client.close()
     log = (short_tmp / "a.log").read_text()
     assert "Traceback" not in log, log
@@ -144,7 +141,10 @@ def test_sigterm_with_idle_streams_exits_well_before_the_grace_period(
 
 @pytest.mark.parametrize("old_gets_sigterm", [True, False], ids=["sigterm-old", "takeover-only"])
 def test_starting_a_new_sidecar_under_load_fails_no_call(
-    short_tmp: Path, sidecar_env: dict[str, str], launched: list[Sidecar], old_gets_sigterm: bool
+    short_tmp: Path,
+    sidecar_env: dict[str, str],
+    launched: list[SidecarProcess],
+    old_gets_sigterm: bool,
 ) -> None:
     metrics = f"127.0.0.1:{free_port()}"
     a = make(launched, short_tmp, sidecar_env, "a", metrics=metrics)
@@ -171,7 +171,7 @@ def test_starting_a_new_sidecar_under_load_fails_no_call(
 
 @pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
 def test_client_is_back_soon_after_a_stopped_sidecar_is_started_again(
-    short_tmp: Path, sidecar_env: dict[str, str], launched: list[Sidecar], stop: str
+    short_tmp: Path, sidecar_env: dict[str, str], launched: list[SidecarProcess], stop: str
 ) -> None:
     a = make(launched, short_tmp, sidecar_env, "a")
     b = make(launched, short_tmp, sidecar_env, "b")
@@ -193,15 +193,9 @@ def test_client_is_back_soon_after_a_stopped_sidecar_is_started_again(
 
 def start_refused(listen: str, env: dict[str, str]) -> str:
     """Start a sidecar on `listen` that must refuse to start: its stderr."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "sidecar", "--listen", listen, "--metrics-listen", "off"],
-        env=env,
-        check=False,
-        capture_output=True,
-        timeout=60,
-    )
-    assert proc.returncode == 1, proc
-    return proc.stderr.decode()
+    refused = SidecarProcess(listen, env=env, metrics_listen="off").expect_refusal()
+    assert refused.returncode == 1, refused
+    return refused.stderr
 
 
 def test_a_regular_file_at_the_socket_path_is_kept_and_named(
@@ -235,30 +229,19 @@ def test_a_metrics_port_in_use_is_a_one_line_start_up_error(
         holder.listen()
         port = holder.getsockname()[1]
         path = short_tmp / "sidecar.sock"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sidecar",
-                "--listen",
-                f"unix:{path}",
-                "--metrics-listen",
-                f"127.0.0.1:{port}",
-            ],
-            env=sidecar_env,
-            check=False,
-            capture_output=True,
-            timeout=60,
+        sidecar = SidecarProcess(
+            f"unix:{path}", env=sidecar_env, metrics_listen=f"127.0.0.1:{port}"
         )
-    assert proc.returncode == 1
-    err = proc.stderr.decode() + proc.stdout.decode()
+        refused = sidecar.expect_refusal()
+    assert refused.returncode == 1
+    err = refused.stderr + refused.stdout
     assert "metrics_listen" in err and "Traceback" not in err, err
     assert "Event loop is closed" not in err
     assert os.listdir(short_tmp) == []
 
 
 def test_taking_over_from_a_sidecar_without_reuseport_waits_for_its_metrics_port(
-    short_tmp: Path, sidecar_env: dict[str, str], launched: list[Sidecar]
+    short_tmp: Path, sidecar_env: dict[str, str], launched: list[SidecarProcess]
 ) -> None:
     """An older sidecar holds the metrics port without SO_REUSEPORT: the new one starts
     anyway, takes the socket over, and serves /metrics once the port is free."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,11 @@ from deploy.upstream.app import State, build_app
 from kong_plugin.client import SidecarClient, SidecarUntrustedError
 from kongsim.testing import KongSim
 from tests.conftest import free_port
-from tests.e2e.stack import Sidecar, stack_config
 from tests.other_user import OTHER_UID, Impostor, needs_root, shared_folder
+from tests.support.sidecar import stack_config, unix_sidecar
+from tools.stack import SidecarProcess
 
 pytestmark = pytest.mark.e2e
-
-METRICS_OFF = ("--metrics-listen", "off")
 
 
 @pytest.fixture
@@ -67,7 +64,7 @@ def test_a_socket_taken_while_the_sidecar_was_down_gets_nothing_on_reconnect(
     folder: Path, sidecar_env: dict[str, str]
 ) -> None:
     path = folder / "sidecar.sock"
-    sidecar = Sidecar(path, sidecar_env, log=folder / "sidecar.log")
+    sidecar = unix_sidecar(path, sidecar_env, log=folder / "sidecar.log")
     sidecar.start()
     client = SidecarClient(sidecar.address, timeout_s=2.0)
     try:
@@ -96,15 +93,10 @@ def test_a_socket_taken_while_the_sidecar_was_down_gets_nothing_on_reconnect(
 
 def start_refused(listen: str, env: dict[str, str], *args: str) -> str:
     """Start a sidecar that must refuse to start: its one line of stderr."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "sidecar", "--listen", listen, *METRICS_OFF, *args],
-        env=env,
-        check=False,
-        capture_output=True,
-        timeout=60,
-    )
-    assert proc.returncode == 1, proc
-    err = proc.stderr.decode()
+    sidecar = SidecarProcess(listen, env=env, metrics_listen="off", args=args)
+    refused = sidecar.expect_refusal()
+    assert refused.returncode == 1, refused
+    err = refused.stderr
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     return err
 
@@ -113,7 +105,7 @@ def test_socket_takeover_false_refuses_to_start_beside_a_running_sidecar(
     short_tmp: Path, sidecar_env: dict[str, str]
 ) -> None:
     path = short_tmp / "sidecar.sock"
-    running = Sidecar(path, sidecar_env, log=short_tmp / "a.log")
+    running = unix_sidecar(path, sidecar_env, log=short_tmp / "a.log")
     running.start()
     try:
         err = start_refused(f"unix:{path}", sidecar_env, "--socket-takeover", "false")

@@ -1,4 +1,4 @@
-"""The servers started by ``tools/services.py`` really answer their protocols.
+"""The servers started by ``tools/services`` really answer their protocols.
 
 Needs ``make services-up`` (``python -m tools.services up``) first; without its env file every
 test here fails (it does not skip), so a CI run cannot pass by silently testing nothing.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -14,9 +12,9 @@ import pytest
 from strata.v1 import cache_pb2 as pb
 
 from kong_plugin.client import SidecarClient
-from sidecar.cli import probe
 from tests.conftest import free_port
 from tools import services
+from tools.stack import SidecarProcess
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +35,9 @@ def test_prometheus_scrapes_sidecar_metrics(short_tmp: Path, sidecar_env: dict[s
     targets_file = env["STRATA_TEST_PROMETHEUS_TARGETS_FILE"]
     listen = f"unix:{short_tmp}/s.sock"
     metrics = f"127.0.0.1:{free_port()}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "--listen", listen, "--metrics-listen", metrics],
-        env=sidecar_env,
-        stdout=subprocess.DEVNULL,
-    )
+    sidecar = SidecarProcess(listen, env=sidecar_env, metrics_listen=metrics)
     try:
-        deadline = time.monotonic() + 20
-        while not probe(listen, 0.5):
-            assert proc.poll() is None and time.monotonic() < deadline, "sidecar did not start"
-            time.sleep(0.1)
+        sidecar.start()
         client = SidecarClient(listen, timeout_s=2.0)
         client.store(b"k", pb.Entry(status=200, body=b"x" * 100, ttl_ms=600_000))
         for _ in range(3):
@@ -69,5 +60,4 @@ def test_prometheus_scrapes_sidecar_metrics(short_tmp: Path, sidecar_env: dict[s
         assert float(entries[0]["value"][1]) == 1.0  # type: ignore[index]
     finally:
         services.write_prometheus_targets_file(targets_file, [])
-        proc.terminate()
-        proc.wait(15)
+        sidecar.stop()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,51 +14,13 @@ from pymemcache.client.base import Client as MemcacheClient
 from strata.v1 import cache_pb2 as pb
 
 from kong_plugin.client import SidecarClient
-from sidecar.cli import probe
 from sidecar.tiers.memcached import parse_servers
 from sidecar.tiers.memcached import storage_key as memcached_key
 from tests.conftest import free_port
 from tests.integration.servers import services_env
+from tools.stack import SidecarProcess
 
 pytestmark = pytest.mark.integration
-
-
-class SidecarProcess:
-    def __init__(self, listen: str, env: dict[str, str]) -> None:
-        self.listen = listen
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "--listen", self.listen, "--metrics-listen", "off"],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while not probe(self.listen, 0.3):
-            assert self.proc.poll() is None, self.output()
-            assert time.monotonic() < deadline, "sidecar did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> str:
-        out = ""
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(15)
-            out = self.output()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.proc = None
-        return out
-
-    def output(self) -> str:
-        if self.proc is None or self.proc.stdout is None:
-            return ""
-        if self.proc.poll() is None:
-            return ""
-        return self.proc.stdout.read().decode(errors="replace")
 
 
 @pytest.fixture
@@ -79,7 +38,7 @@ def tiered_env(sidecar_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def sidecar(short_tmp: Path, tiered_env: dict[str, str]) -> Iterator[SidecarProcess]:
-    proc = SidecarProcess(f"unix:{short_tmp}/s.sock", tiered_env)
+    proc = SidecarProcess(f"unix:{short_tmp}/s.sock", env=tiered_env, metrics_listen="off")
     yield proc
     proc.stop()
 
@@ -90,7 +49,7 @@ def entry(body: bytes) -> pb.Entry:
 
 def test_a_restarted_sidecar_is_served_from_the_shared_tiers(sidecar: SidecarProcess) -> None:
     sidecar.start()
-    client = SidecarClient(sidecar.listen, timeout_s=3.0)
+    client = SidecarClient(sidecar.address, timeout_s=3.0)
     for _ in range(2):  # hot: placement puts it in shared RAM (Redis) too
         assert client.lookup(b"v1:r:shared").outcome == pb.OUTCOME_MISS
     assert client.store(b"v1:r:shared", entry(b"one copy for every node")).result == (
@@ -101,7 +60,7 @@ def test_a_restarted_sidecar_is_served_from_the_shared_tiers(sidecar: SidecarPro
     sidecar.stop()
 
     sidecar.start()  # a new process: its memory tier is empty
-    client = SidecarClient(sidecar.listen, timeout_s=3.0)
+    client = SidecarClient(sidecar.address, timeout_s=3.0)
     first = client.lookup(b"v1:r:shared")
     assert first.outcome == pb.OUTCOME_HIT
     assert first.tier == "redis"
@@ -114,7 +73,7 @@ def test_a_restarted_sidecar_is_served_from_the_shared_tiers(sidecar: SidecarPro
     sidecar.stop()
 
     sidecar.start()  # and it misses on a fresh node too (Redis, Memcached, PostgreSQL)
-    client = SidecarClient(sidecar.listen, timeout_s=3.0)
+    client = SidecarClient(sidecar.address, timeout_s=3.0)
     assert client.lookup(b"v1:r:shared").outcome == pb.OUTCOME_MISS
     client.close()
 
@@ -126,10 +85,10 @@ def test_memcached_serves_and_route_purges_reach_it(
     Memcached, not Redis) is served from Memcached, and a route purge (a bump in Redis, no
     key walk) makes it miss there. (Generations stay in Redis: a sidecar with node-local
     ones cannot vouch for entries another process stamped, and misses them.)"""
-    proc = SidecarProcess(f"unix:{short_tmp}/s3.sock", tiered_env)
+    proc = SidecarProcess(f"unix:{short_tmp}/s3.sock", env=tiered_env, metrics_listen="off")
     proc.start()
     try:
-        client = SidecarClient(proc.listen, timeout_s=3.0)
+        client = SidecarClient(proc.address, timeout_s=3.0)
         for _ in range(2):
             client.lookup(b"v1:m:1")
         big = os.urandom(100 * 1024)  # incompressible, above redis_max_entry_bytes
@@ -138,7 +97,7 @@ def test_memcached_serves_and_route_purges_reach_it(
         proc.stop()
         proc.env = {**tiered_env, "STRATA_POSTGRES_DSN": ""}
         proc.start()
-        client = SidecarClient(proc.listen, timeout_s=3.0)
+        client = SidecarClient(proc.address, timeout_s=3.0)
         hit = client.lookup(b"v1:m:1")
         assert hit.outcome == pb.OUTCOME_HIT
         assert hit.tier == "memcached"
@@ -156,16 +115,17 @@ def test_an_unreachable_tier_is_skipped(short_tmp: Path, tiered_env: dict[str, s
         "STRATA_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "STRATA_MEMCACHED_SERVERS": "",
     }
-    proc = SidecarProcess(f"unix:{short_tmp}/s2.sock", env)
+    proc = SidecarProcess(f"unix:{short_tmp}/s2.sock", env=env, metrics_listen="off")
     proc.start()
     try:
-        client = SidecarClient(proc.listen, timeout_s=3.0)
+        client = SidecarClient(proc.address, timeout_s=3.0)
         assert client.store(b"v1:r:pg", entry(b"durable")).result == pb.STORE_RESULT_STORED
         client.close()
-        out = proc.stop()
+        proc.stop()
+        out = proc.output().text
         assert "tier unreachable at start-up" in out
         proc.start()
-        client = SidecarClient(proc.listen, timeout_s=3.0)
+        client = SidecarClient(proc.address, timeout_s=3.0)
         # stamped with generations local to the first process (Redis was unreachable):
         # no one can prove it unpurged now, so it is a miss rather than a risk
         assert client.lookup(b"v1:r:pg").outcome == pb.OUTCOME_MISS
@@ -185,7 +145,7 @@ def test_placement_cold_entries_go_to_postgres_hot_ones_to_redis_too(
     and PostgreSQL (small: not Memcached)."""
     ns = tiered_env["STRATA_NAMESPACE"]
     sidecar.start()
-    client = SidecarClient(sidecar.listen, timeout_s=3.0)
+    client = SidecarClient(sidecar.address, timeout_s=3.0)
     try:
         client.lookup(b"v1:p:cold")
         assert client.store(b"v1:p:cold", entry(b"cold")).result == pb.STORE_RESULT_STORED

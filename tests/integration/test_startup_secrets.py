@@ -5,16 +5,14 @@ exists, so both refuse; DEBUG logging, so the drivers' own lines are there too).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from sidecar.cli import probe
 from tests.integration.servers import service
+from tools.stack import SidecarProcess
 
 pytestmark = pytest.mark.integration
 
@@ -25,21 +23,14 @@ SECRETS = ("redis-url-pw-7Qx", "pg se'cret-9Kz", "cret-9Kz", "ssl-key-pw-3Lm", "
 def run_sidecar(env: dict[str, str], listen: str, linger_s: float = 0.0) -> tuple[str, str]:
     """Start a sidecar with `env` on `listen`, wait until it serves, let it run `linger_s`
     more (failed calls after start-up: breaker probes, retries), stop it; its output."""
-    argv = [sys.executable, "-m", "sidecar", "--listen", listen, "--metrics-listen", "off"]
-    proc = subprocess.Popen(
-        argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    sidecar = SidecarProcess(listen, env=env, metrics_listen="off", cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
-        while not probe(listen, 0.3):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "sidecar did not start"
-            time.sleep(0.05)
+        sidecar.start()
         time.sleep(linger_s)
     finally:
-        proc.terminate()
-        stdout, stderr = proc.communicate(timeout=30)
-    return stdout, stderr
+        sidecar.stop(30)
+    output = sidecar.output()
+    return output.stdout, output.stderr
 
 
 def test_refused_credentials_never_reach_stdout_or_stderr(

@@ -26,8 +26,9 @@ from typing import Any
 
 import yaml
 
-from bench.procs import sidecar_command, wait_http
+from bench.procs import wait_http
 from bench.stats import median_of, summarize
+from tools.stack import SidecarProcess
 
 TARGET_SPEEDUP_OVER_10MS = 5.0
 
@@ -163,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
         upstream = f"127.0.0.1:{_free_port()}"
         gateway = f"127.0.0.1:{_free_port()}"
         sidecar = f"unix:{work}/sidecar.sock"
+        sidecar_process = SidecarProcess(
+            sidecar, env=env, metrics_listen="off", log_level="WARNING", log=work / "sidecar.log"
+        )
         try:
             log = (work / "processes.log").open("wb")
 
@@ -170,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                 procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=log))
 
             start([sys.executable, "-m", "deploy.upstream.app", "--listen", upstream, "--quiet"])
-            start(sidecar_command(sidecar))
+            sidecar_process.start()
             wait_http(f"http://{upstream}/delay", "the upstream")
             config = work / "kong.yml"
             config.write_text(yaml.safe_dump(_config(upstream, sidecar)))
@@ -223,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
                     p.wait(15)
                 except subprocess.TimeoutExpired:
                     p.kill()
+            sidecar_process.stop()
     s = {k: median_of(v) for k, v in seq.items()}
     c = {k: median_of(v) for k, v in conc.items()}
     added_us = s["hit"]["p50_us"] - s["no_plugin"]["p50_us"]

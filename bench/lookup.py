@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procs import sidecar_command
 from tools.services import load_env
+from tools.stack import SidecarProcess
 
 TARGET_P50_RATIO = 1.5
 TARGET_THROUGHPUT_RATIO = 0.7
@@ -104,11 +104,11 @@ def run_variant(
     mode, kind, grpc_env = VARIANTS[name]
     listen = f"unix:{workdir}/{name}.sock" if kind == "unix" else f"127.0.0.1:{_free_port()}"
     env = _clean_env(grpc_env)
-    sidecar = subprocess.Popen(sidecar_command(listen), env=env)
+    sidecar = SidecarProcess(
+        listen, env=env, metrics_listen="off", log_level="WARNING", inherit_output=True
+    )
     try:
-        from sidecar.cli import probe  # noqa: PLC0415
-
-        _wait(lambda: probe(listen, 0.5), f"the {name} sidecar")
+        sidecar.start()
         _seed(listen, redis_url, env)
         cmd = [
             sys.executable,
@@ -136,8 +136,7 @@ def run_variant(
             raise SystemExit(f"worker for {name} failed:\n{done.stdout}\n{done.stderr}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     finally:
-        sidecar.terminate()
-        sidecar.wait(15)
+        sidecar.stop()
     seq, conc = result["sequential"], result[f"threads_{args.threads}"]
     result["p50_ratio"] = round(seq["sidecar"]["p50_us"] / seq["redis"]["p50_us"], 2)
     result["p99_ratio"] = round(seq["sidecar"]["p99_us"] / seq["redis"]["p99_us"], 2)

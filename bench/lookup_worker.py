@@ -79,10 +79,12 @@ def main(argv: list[str]) -> int:
     from strata.v1 import cache_pb2 as pb  # noqa: PLC0415
     from strata.v1 import cache_pb2_grpc as pb_grpc  # noqa: PLC0415
 
+    from bench.mux_transport import MuxClient  # noqa: PLC0415
     from kong_plugin.client import SidecarClient  # noqa: PLC0415
 
     key = a.key.encode()
-    client = SidecarClient(a.address, timeout_s=5.0, mode="mux" if a.mode == "mux" else "stream")
+    client_class = MuxClient if a.mode == "mux" else SidecarClient
+    client = client_class(a.address, timeout_s=5.0)
     channel = grpc.insecure_channel(a.address)
     stub = pb_grpc.CacheServiceStub(channel)
     lookup_req = pb.LookupRequest(key=key)

@@ -41,22 +41,25 @@ re-made by grpc before the watch reports it is checked only at the next sign of 
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from queue import SimpleQueue
-from typing import Any
 
 import grpc
 from strata.v1 import cache_pb2 as pb
 from strata.v1 import cache_pb2_grpc as pb_grpc
 
 from kong_plugin.peer import PeerCheck, Verdict, check_peer, expected_uid, same_file
+from kong_plugin.streams import Stream, Watchdog
+from kong_plugin.wire import (
+    HeaderLines,
+    invalidate_request,
+    lookup_request,
+    release_request,
+    store_request,
+)
 
 log = logging.getLogger("strata.plugin")
 
@@ -74,9 +77,6 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
 ]
 
-#: How often the watchdog looks for late streams at most (coarse on purpose: it is idle
-#: work on every call otherwise). A deadline is enforced within this much.
-WATCHDOG_GRANULARITY_S = 0.002
 #: How long an untrusted socket's verdict is reused (while the path names the same file).
 UNTRUSTED_RECHECK_S = 1.0
 #: Least time between two log lines about an untrusted socket (per client).
@@ -121,180 +121,20 @@ def socket_path_of(target: str) -> str | None:
     return path[2:] if path.startswith("///") else path
 
 
-_CLOSE = object()
-
-
-class _Stream:
-    """One Exchange stream, used by one thread at a time."""
-
-    def __init__(self, stub: pb_grpc.CacheServiceStub) -> None:
-        self._queue: SimpleQueue[Any] = SimpleQueue()
-        self._call: Any = stub.Exchange(self._requests())
-        self.inflight: int | None = None
-        self.used = False
-
-    def _requests(self) -> Iterator[pb.ExchangeRequest]:
-        while True:
-            item = self._queue.get()
-            if item is _CLOSE:
-                return
-            yield item
-
-    def roundtrip(self, request: pb.ExchangeRequest) -> pb.ExchangeResponse:
-        self._queue.put(request)
-        self.used = True
-        return next(self._call)  # type: ignore[no-any-return]
-
-    def ended(self) -> bool:
-        """The stream is over (the sidecar ended it, or its connection died)."""
-        return bool(self._call.done())
-
-    def cancel(self) -> None:
-        self._call.cancel()
-
-    def close(self) -> None:
-        self._queue.put(_CLOSE)
-        self._call.cancel()
-
-
-class _Slot:
-    __slots__ = ("event", "reply")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.reply: pb.Reply | None = None
-
-
-class _MuxStream:
-    """One Exchange stream shared by every thread of the process.
-
-    Callers queue calls; grpc's request thread sends whatever has queued up meanwhile as one
-    batch; a reader thread hands each reply to its caller by id. Under concurrency this
-    turns many small messages into few large ones (the per-message cost of Python gRPC is
-    the bottleneck); alone, it costs one more thread hop than `_Stream`. A late reply only
-    fails its own caller; the stream stays usable.
-    """
-
-    MAX_BATCH = 64
-
-    def __init__(self, stub: pb_grpc.CacheServiceStub) -> None:
-        self._queue: SimpleQueue[Any] = SimpleQueue()
-        self._slots: dict[int, _Slot] = {}
-        self.broken = False
-        self._call: Any = stub.Exchange(self._requests())
-        self._reader = threading.Thread(target=self._read, name="strata-mux-reader", daemon=True)
-        self._reader.start()
-
-    def _requests(self) -> Iterator[pb.ExchangeRequest]:
-        queue = self._queue
-        while True:
-            item = queue.get()
-            if item is _CLOSE:
-                return
-            calls = [item]
-            while len(calls) < self.MAX_BATCH and not queue.empty():
-                nxt = queue.get()
-                if nxt is _CLOSE:
-                    yield pb.ExchangeRequest(calls=calls)
-                    return
-                calls.append(nxt)
-            yield pb.ExchangeRequest(calls=calls)
-
-    def _read(self) -> None:
-        try:
-            for response in self._call:
-                for reply in response.replies:
-                    slot = self._slots.pop(reply.id, None)
-                    if slot is not None:
-                        slot.reply = reply
-                        slot.event.set()
-        except grpc.RpcError:
-            pass
-        finally:
-            self.broken = True
-            for slot in list(self._slots.values()):
-                slot.event.set()
-
-    def roundtrip(self, call: pb.Call, deadline: float) -> pb.Reply:
-        slot = _Slot()
-        self._slots[call.id] = slot
-        if self.broken:
-            self._slots.pop(call.id, None)
-            raise SidecarUnavailableError("sidecar stream is closed")
-        self._queue.put(call)
-        if not slot.event.wait(max(0.0, deadline - time.monotonic())):
-            self._slots.pop(call.id, None)
-            raise SidecarUnavailableError("sidecar did not answer in time")
-        if slot.reply is None:
-            raise SidecarUnavailableError("sidecar stream closed before answering")
-        return slot.reply
-
-    def close(self) -> None:
-        self._queue.put(_CLOSE)
-        self._call.cancel()
-
-
-@dataclass(order=True)
-class _Deadline:
-    at: float
-    seq: int
-    stream: _Stream = field(compare=False)
-
-
-class _Watchdog:
-    """Cancels streams whose call outlived its deadline (one daemon thread per process)."""
-
-    def __init__(self) -> None:
-        self._heap: list[_Deadline] = []
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="strata-watchdog", daemon=True)
-        self._thread.start()
-
-    def arm(self, stream: _Stream, seq: int, at: float) -> None:
-        with self._cond:
-            first = not self._heap or at < self._heap[0].at
-            heapq.heappush(self._heap, _Deadline(at, seq, stream))
-            if first:
-                self._cond.notify()
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                now = time.monotonic()
-                wait = self._heap[0].at - now
-                if wait > 0:
-                    self._cond.wait(max(wait, WATCHDOG_GRANULARITY_S))
-                    continue
-                while self._heap and self._heap[0].at <= now:
-                    d = heapq.heappop(self._heap)
-                    if d.stream.inflight == d.seq:
-                        d.stream.cancel()
-
-
 class SidecarClient:
     """Thread-safe client. Create one per process (channels do not survive fork).
 
-    `mode="stream"` lends each call a pooled stream (lowest latency for one caller);
-    `mode="mux"` shares one stream and batches concurrent calls (highest throughput).
+    Each call borrows a pooled stream of its own (see the module docstring).
     """
-
-    MODES = ("stream", "mux")
 
     def __init__(
         self,
         address: str,
         timeout_s: float = 0.05,
-        mode: str = "stream",
         expected_uid: int | None = None,
     ) -> None:
-        if mode not in self.MODES:
-            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
         self.address = target_for(address)
         self.timeout_s = timeout_s
-        self.mode = mode
         #: The uid the sidecar must run as on a unix socket (None: this process's euid).
         self.expected_uid = expected_uid
         self._socket_path = socket_path_of(self.address)
@@ -304,13 +144,12 @@ class SidecarClient:
         self._untrusted: PeerCheck | None = None
         self._untrusted_until = 0.0
         self._next_log = 0.0
-        self._mux: _MuxStream | None = None
         self._pid = -1
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
         self._stub: pb_grpc.CacheServiceStub | None = None
-        self._pool: list[_Stream] = []
-        self._watchdog: _Watchdog | None = None
+        self._pool: list[Stream] = []
+        self._watchdog: Watchdog | None = None
         self._seq = itertools.count(1)
         self._connectivity: grpc.ChannelConnectivity | None = None
 
@@ -335,9 +174,8 @@ class SidecarClient:
                 # flight, so a reconnection completes without waiting for one.
                 self._channel.subscribe(self._on_connectivity, try_to_connect=True)
                 self._stub = pb_grpc.CacheServiceStub(self._channel)
-                self._watchdog = _Watchdog()
+                self._watchdog = Watchdog()
                 self._pool = []
-                self._mux = None
                 self._pid = os.getpid()
             return self._stub
 
@@ -383,7 +221,7 @@ class SidecarClient:
         """The channel last reported that it cannot connect (a retry would fail too)."""
         return self._connectivity is grpc.ChannelConnectivity.TRANSIENT_FAILURE
 
-    def _stream(self) -> _Stream:
+    def _stream(self) -> Stream:
         """An idle pooled stream that is still open, or a new one (list.pop is atomic
         under the GIL)."""
         stub = self._ensure()
@@ -391,14 +229,14 @@ class SidecarClient:
             try:
                 stream = self._pool.pop()
             except IndexError:
-                return _Stream(stub)
+                return Stream(stub)
             if not stream.ended():
                 return stream
             stream.close()
             self._suspect()  # its connection may be gone: check before opening another
             stub = self._ensure()
 
-    def _discard(self, stream: _Stream) -> None:
+    def _discard(self, stream: Stream) -> None:
         stream.close()
 
     def close(self) -> None:
@@ -407,9 +245,6 @@ class SidecarClient:
             self._close_locked()
 
     def _close_locked(self) -> None:
-        if self._mux is not None:
-            self._mux.close()
-            self._mux = None
         while self._pool:
             self._pool.pop().close()
         if self._channel is not None:
@@ -426,8 +261,6 @@ class SidecarClient:
         """Send one call on this thread's stream and wait for its reply. With `retry`, a
         call whose stream broke is sent once more on a new stream if time is left."""
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
-        if self.mode == "mux":
-            return self._mux_call(call, deadline, retry)
         stream = self._stream()
         for attempt in (1, 2):
             try:
@@ -440,43 +273,13 @@ class SidecarClient:
                 if attempt == 2 or not retry or self._down() or time.monotonic() >= deadline:
                     raise
                 self._suspect()  # the stream broke: its connection may have been replaced
-                stream = _Stream(self._ensure())  # never another pooled one: it may be as old
+                stream = Stream(self._ensure())  # never another pooled one: it may be as old
             else:
                 self._pool.append(stream)
                 return reply
         raise AssertionError("unreachable")
 
-    def _mux_stream(self) -> _MuxStream:
-        if self._mux is not None and self._mux.broken:
-            self._suspect()  # its connection may be gone: check before opening another
-        stub = self._ensure()
-        mux = self._mux
-        if mux is None or mux.broken:
-            with self._lock:
-                if self._mux is None or self._mux.broken:
-                    self._mux = _MuxStream(stub)
-                mux = self._mux
-        return mux
-
-    def _mux_call(self, call: pb.Call, deadline: float, retry: bool) -> pb.Reply:
-        call.id = next(self._seq)
-        for attempt in (1, 2):
-            mux = self._mux_stream()
-            try:
-                reply = mux.roundtrip(call, deadline)
-                break
-            except SidecarUnavailableError:
-                if (
-                    not (retry and attempt == 1 and mux.broken)
-                    or self._down()
-                    or time.monotonic() >= deadline
-                ):
-                    raise
-        if reply.WhichOneof("result") == "error":
-            raise SidecarRejectedError(reply.error.code, reply.error.message)
-        return reply
-
-    def _roundtrip(self, stream: _Stream, call: pb.Call, deadline: float) -> pb.Reply:
+    def _roundtrip(self, stream: Stream, call: pb.Call, deadline: float) -> pb.Reply:
         assert self._watchdog is not None
         seq = next(self._seq)
         call.id = seq
@@ -502,13 +305,13 @@ class SidecarClient:
     def lookup(
         self,
         key: bytes,
-        request_headers: list[tuple[bytes, bytes]] | None = None,
+        request_headers: HeaderLines | None = None,
         coalesce_wait_ms: int = 0,
         timeout_s: float | None = None,
     ) -> pb.LookupResponse:
-        req = pb.LookupRequest(key=key, coalesce_wait_ms=coalesce_wait_ms)
-        if request_headers:
-            req.request_headers.extend(pb.Header(name=n, value=v) for n, v in request_headers)
+        """Look `key` up; with `coalesce_wait_ms`, the deadline (unless given) grows by the
+        wait."""
+        req = lookup_request(key, request_headers, coalesce_wait_ms)
         if coalesce_wait_ms and timeout_s is None:
             timeout_s = self.timeout_s + coalesce_wait_ms / 1000.0
         return self.call(pb.Call(lookup=req), timeout_s).lookup
@@ -517,16 +320,17 @@ class SidecarClient:
         self,
         key: bytes,
         entry: pb.Entry,
-        request_headers: list[tuple[bytes, bytes]] | None = None,
+        request_headers: HeaderLines | None = None,
         timeout_s: float | None = None,
+        route: str = "",
     ) -> pb.StoreResponse:
-        req = pb.StoreRequest(key=key, entry=entry)
-        if request_headers:
-            req.request_headers.extend(pb.Header(name=n, value=v) for n, v in request_headers)
+        """Store `entry` under `key`; `route` is the key prefix of the entry's route
+        (`kong_plugin.wire.store_request`)."""
+        req = store_request(key, entry, request_headers, route)
         return self.call(pb.Call(store=req), timeout_s).store
 
     def release(self, key: bytes, timeout_s: float | None = None) -> pb.ReleaseResponse:
-        return self.call(pb.Call(release=pb.ReleaseRequest(key=key)), timeout_s).release
+        return self.call(pb.Call(release=release_request(key)), timeout_s).release
 
     def invalidate(
         self,
@@ -536,7 +340,5 @@ class SidecarClient:
         tag: str | None = None,
         timeout_s: float | None = None,
     ) -> pb.InvalidateResponse:
-        if sum(x is not None for x in (key, prefix, tag)) != 1:
-            raise ValueError("give exactly one of key, prefix or tag")
-        req = pb.InvalidateRequest(key=key, prefix=prefix, tag=tag)
+        req = invalidate_request(key, prefix, tag)
         return self.call(pb.Call(invalidate=req), timeout_s).invalidate

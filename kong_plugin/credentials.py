@@ -11,7 +11,7 @@ So such a request is *guarded* (`guard` names the rule: ``cookie`` or ``authoriz
 * it is served a stored entry only if that entry's ``Cache-Control`` allows sharing, and
   its own response is stored only if that response does (`allows_sharing`);
 * otherwise it goes to the origin, stores nothing, never waits for another client's fill
-  and leaves the stored entry alone (`kong_plugin.handler`).
+  and leaves the stored entry alone (`kong_plugin.decide`).
 
 "Allows sharing" means ``public`` or ``s-maxage`` (an origin that says either has thought
 about shared caches). RFC 9111 §3.5 also lets ``must-revalidate`` share a response to a

@@ -30,9 +30,18 @@ revalidate; fresh -> serve unless ``min-fresh`` fails; stale -> serve within
 ``max-stale`` unless forbidden, else revalidate. Whether the entry may stand in for an
 upstream error (500/502/503/504 or no answer) is reported separately.
 
+Why the sidecar's verdict (HIT/STALE, its clock, ms) and this module's both exist: the
+sidecar must judge entries without seeing the request, to expire them and to hand the fill
+lease to the first request that finds one stale. Only the plugin sees the request's and
+the stored response's ``Cache-Control`` (``max-age``, ``min-fresh``, ``max-stale``,
+``no-cache``), so the RFC 9111 reuse decision (`evaluate_reuse`) is made here. Both use
+the same age, the sidecar's (``LookupResponse.age_ms``, converted to seconds once by
+`kong_plugin.wire`); later in a request (after the origin answered) an entry's age is that
+plus the time since on the plugin's clock (`age_later`).
+
 Not guaranteed: the ``Date``-based apparent age trusts the upstream's clock (RFC 9111
-behaviour); a skewed upstream clock ages entries. Times are float seconds from the
-caller's clock; nothing here reads a clock.
+behaviour); a skewed upstream clock ages entries. Times are float seconds (the one unit
+here) from the caller's clock; nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -201,6 +210,13 @@ class EntryTiming:
             stale_if_error_ms // 1000,
             storage_ttl_ms // 1000,
         )
+
+
+def age_later(age_at_lookup: float, looked_up_at: float, now: float) -> float:
+    """The age at `now` of an entry the sidecar reported `age_at_lookup` seconds old when
+    the plugin's clock read `looked_up_at`: only a duration of the plugin's clock is added,
+    so an offset between the two clocks does not matter."""
+    return age_at_lookup + max(0.0, now - looked_up_at)
 
 
 def is_fresh(timing: EntryTiming, age: float) -> bool:

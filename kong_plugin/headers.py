@@ -167,6 +167,19 @@ def kong_line_count(headers: RawHeaders | None) -> int:
     return sum(len(v) if isinstance(v, (list, tuple)) else 1 for v in headers.values())
 
 
+def header_lines(headers: Mapping[str, object]) -> list[tuple[bytes, bytes]]:
+    """Kong's header map (name -> str | list[str]) as ordered byte lines: names in
+    latin-1, values in UTF-8 (a value that came in as undecodable bytes goes back as them)."""
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers.items():
+        n = name.encode("latin-1", "replace")
+        if isinstance(value, (list, tuple)):
+            out.extend((n, str(v).encode("utf-8", "surrogateescape")) for v in value)
+        else:
+            out.append((n, str(value).encode("utf-8", "surrogateescape")))
+    return out
+
+
 def split_list(value: str) -> list[str]:
     """Split a comma-separated list field (RFC 9110 §5.6.1), dropping empty elements."""
     return [item for item in (part.strip() for part in value.split(",")) if item]

@@ -13,9 +13,10 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+from kong_plugin.cache_control import CacheControl
 from kong_plugin.credentials import Guard
+from kong_plugin.stored import StoredEntry
 
 
 @dataclass(slots=True)
@@ -27,12 +28,15 @@ class RequestState:
     host: str
     path: str
     key: str = ""
+    route: str = ""  # the key's route prefix (kong_plugin.cache_key.route_prefix)
     request_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    request_cc: Any = None
+    request_cc: CacheControl | None = None
     guard: Guard = ""  # the request's credential rule (kong_plugin.credentials.guard)
-    request_time: float = 0.0
+    request_time: float = 0.0  # the plugin's clock when the access phase started
     fill_lease: bool = False
-    stale: Any = None  # the stored pb.Entry being revalidated or kept for stale-if-error
+    stale: StoredEntry | None = None  # the entry being revalidated / kept for stale-if-error
+    stale_age_s: float = 0.0  # its age on the sidecar's clock when it was looked up
+    looked_up_at: float = 0.0  # the plugin's clock just after that lookup
     stale_if_error: bool = False
     status_word: str = "Miss"  # X-Cache-Status to report if the response is proxied
     fwd: str = "uri-miss"
@@ -40,6 +44,16 @@ class RequestState:
     debug: bool = False
     origin: str = ""  # the origin's health key (the matched route's id), "" if unknown
     created: float = field(default_factory=time.monotonic)
+
+    def revalidating(
+        self, entry: StoredEntry, age_s: float, looked_up_at: float, stale_if_error: bool
+    ) -> None:
+        """This request asks the upstream to confirm `entry` (the sidecar's age `age_s`
+        at `looked_up_at` on the plugin's clock), keeping it for a 304 or an error."""
+        self.stale, self.stale_age_s, self.looked_up_at = entry, age_s, looked_up_at
+        self.stale_if_error = stale_if_error
+        self.status_word = "Refresh"
+        self.fwd = "stale"
 
 
 class InflightTable:

@@ -23,7 +23,7 @@ from kong_plugin.schema import (
     find_field,
     plugin_schema,
 )
-from kongsim.schema import check_schema
+from kongsim.config.metaschema import check_schema
 
 # Attributes Kong's metaschema accepts that this schema may use, and the types each may
 # appear on (kong/db/schema/metaschema.lua).

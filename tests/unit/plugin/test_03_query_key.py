@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from kong_plugin.cache_key import build_key
 from kong_plugin.config import PluginConfig, parse_config
-from kong_plugin.handler import Plugin, parse_request_line
+from kong_plugin.handler import Plugin
 from kong_plugin.headers import Headers
+from kong_plugin.pdk import parse_request_line, request_target
 from kong_plugin.query_key import QueryUnit, name_fold, normalize_escapes, query_units
 
 CONFIGS = {
@@ -223,7 +224,7 @@ def test_the_handler_keys_the_raw_query_of_the_request_line() -> None:
 
     def key_of(line: str) -> str:
         method, target = parse_request_line(line)
-        host, path, query = plugin._target(None, target, Headers.of({"host": "h"}))
+        host, path, query = request_target(None, target, Headers.of({"host": "h"}))
         assert plugin.config is not None
         return build_key(method, host, path, query, {}, None, "r", plugin.config).key
 

@@ -1,4 +1,4 @@
-"""Pure helpers of the handler: request line, query decoding, header lines."""
+"""The handler's PDK glue and pure helpers: request line, header lines, upstream headers."""
 
 from __future__ import annotations
 
@@ -6,14 +6,8 @@ from typing import Any
 
 import pytest
 
-from kong_plugin.handler import (
-    PdkError,
-    Plugin,
-    header_lines,
-    parse_request_line,
-    pdk,
-)
-from kong_plugin.headers import MAX_HEADER_LINES, kong_line_count
+from kong_plugin.headers import MAX_HEADER_LINES, header_lines, kong_line_count
+from kong_plugin.pdk import PdkError, parse_request_line, pdk, upstream_headers
 
 
 @pytest.mark.parametrize(
@@ -54,16 +48,14 @@ def _kong(buffered: Any, response_headers: Any) -> Any:
 
 
 def test_upstream_headers_come_from_kongs_buffered_response_when_it_has_them() -> None:
-    plugin = Plugin({})
     buffered = {"Content-Type": "text/plain", "X-Up": ["1", "2"]}
-    assert plugin._upstream_headers(_kong(buffered, {"x-plugin": "p"})) == (buffered, True)
+    assert upstream_headers(_kong(buffered, {"x-plugin": "p"})) == (buffered, True)
 
 
 def test_upstream_headers_fall_back_to_the_response_and_say_when_cut_short() -> None:
-    plugin = Plugin({})
     few = {"content-type": "text/plain"}
-    assert plugin._upstream_headers(_kong(None, few)) == (few, True)
-    assert plugin._upstream_headers(_kong([], few)) == (few, True)  # an empty Lua table
+    assert upstream_headers(_kong(None, few)) == (few, True)
+    assert upstream_headers(_kong([], few)) == (few, True)  # an empty Lua table
     many = {f"x-{i}": "v" for i in range(MAX_HEADER_LINES - 1)} | {"set-cookie": ["a", "b"]}
     assert kong_line_count(many) == MAX_HEADER_LINES + 1
-    assert plugin._upstream_headers(_kong(None, many)) == (many, False)
+    assert upstream_headers(_kong(None, many)) == (many, False)

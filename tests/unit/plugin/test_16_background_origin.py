@@ -9,7 +9,7 @@ from typing import Any
 
 from strata.v1 import cache_pb2 as pb
 
-from kong_plugin import handler
+from kong_plugin import handler, runtime
 from kong_plugin.background import RELEASE_CAP, Background, Submitted
 from kong_plugin.inflight import RequestState
 from kong_plugin.origin import OriginHealth
@@ -204,14 +204,14 @@ class FakeKong:
 
 def test_a_store_refused_by_a_full_queue_is_reported_truthfully(monkeypatch: Any) -> None:
     bg = Background(workers=1, max_jobs=1)
-    monkeypatch.setattr(handler, "_background", bg)
-    monkeypatch.setattr(handler, "_reporter", Reporter(interval_s=0))
+    monkeypatch.setattr(runtime, "background", bg)
+    monkeypatch.setattr(runtime, "reporter", Reporter(interval_s=0))
     gate = _blocked(bg, 1)
     try:
         bg.submit_store(b"other", 1, lambda: None)  # the queue is now full
         plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
         state = RequestState("store", "GET", "h", "/p", key="v1:r:k", request_time=0.0)
-        token = handler._inflight.put(state)
+        token = runtime.inflight.put(state)
         kong = FakeKong(
             token,
             200,
@@ -233,8 +233,8 @@ def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
     monkeypatch: Any,
 ) -> None:
     health = OriginHealth(distinct_keys=3)
-    monkeypatch.setattr(handler, "_origins", health)
-    monkeypatch.setattr(handler, "_reporter", Reporter(interval_s=0))
+    monkeypatch.setattr(runtime, "origins", health)
+    monkeypatch.setattr(runtime, "reporter", Reporter(interval_s=0))
     released: list[bytes] = []
 
     class Client:
@@ -244,19 +244,19 @@ def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
             released.append(key)
             return pb.ReleaseResponse()
 
-    monkeypatch.setattr(handler, "client_for", lambda address, timeout, uid=None: Client())
+    monkeypatch.setattr(runtime, "client_for", lambda address, timeout, uid=None: Client())
     plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
     state = RequestState("store", "GET", "h", "/p", key="v1:r:k", fill_lease=True, origin="r1")
-    token = handler._inflight.put(state)
+    token = runtime.inflight.put(state)
     kong = FakeKong(token, 502, {}, b"")
     kong.nginx = SimpleNamespace(get_ctx=lambda k: True if k == "KONG_PROXIED" else None)
     plugin.log(kong)
-    assert handler._background.join(5)
+    assert runtime.background.join(5)
     assert released == [b"v1:r:k"]
     assert health.is_down("r1", "v1:r:k") and not health.is_down("r1")  # one key so far
 
     # a request another plugin ended in access was never proxied: not an origin failure
     state = RequestState("store", "GET", "h", "/p", key="v1:r:k2", origin="r2")
-    kong = FakeKong(handler._inflight.put(state), 200, {}, b"")
+    kong = FakeKong(runtime.inflight.put(state), 200, {}, b"")
     plugin.log(kong)
     assert not health.is_down("r2", "v1:r:k2")

@@ -2,10 +2,11 @@
 
 Kong evaluates the ``match_all``/``match_none``/``match_any`` rules of `SCHEMA` when it loads
 ``kong.yml``; `parse_config` re-checks them in Python when an instance starts. Both are run
-here -- the schema through kongsim's emulation of Kong's validator (`kongsim.schema.validate`,
-Lua patterns on bytes via `kongsim.luapattern`) -- on a corpus of good and bad values and on
-generated ones: for every field whose rule a pattern can express they must agree exactly,
-and `parse_config` may be stricter only for ``content_type`` parameters (documented).
+here -- the schema through kongsim's emulation of Kong's validator
+(`kongsim.config.schema.validate`, Lua patterns on bytes via `kongsim.config.luapattern`) -- on a
+corpus of good and bad values and on generated ones: for every field whose rule a pattern can
+express they must agree exactly, and `parse_config` may be stricter only for ``content_type``
+parameters (documented).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from hypothesis import strategies as st
 from kong_plugin.config import parse_config
 from kong_plugin.errors import ConfigError
 from kong_plugin.schema import SCHEMA
-from kongsim.luapattern import lua_match
-from kongsim.schema import validate
+from kongsim.config.luapattern import lua_match
+from kongsim.config.schema import validate
 
 ROOT = Path(__file__).resolve().parents[3]
 

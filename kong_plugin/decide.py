@@ -1,0 +1,333 @@
+"""The handler's decisions, as pure functions of plain inputs: what to do with a lookup's
+answer (``access``) and with the upstream's response (``response``).
+
+No PDK, no I/O, no clock: the time is an argument (`now`, the plugin's clock) and an
+entry's age is the sidecar's (`kong_plugin.stored.Found`). Each function returns a value
+saying what to do; `kong_plugin.handler` does it (PDK calls, sidecar calls, process state).
+
+After a lookup (`after_lookup`):
+
+* an entry stored for someone else, found by a request with credentials the key does not
+  separate -> `Bypass` with that rule (or the only-if-cached 504), entry left alone;
+* an entry the rules let answer -> `Serve` (fresh, or stale within
+  ``stale-while-revalidate`` / ``max-stale``);
+* an entry that must be revalidated, or a stale one whose fill lease this request holds
+  -> `Revalidate` (conditional upstream request); its `Revalidate.if_origin_down` is the
+  `Serve` to use instead when the origin is failing and the entry may stand in for it;
+* no entry: ``only-if-cached`` -> `OnlyIfCachedMiss`; a request that may not store ->
+  `Bypass`; else `Forward` (fetch and store).
+
+After the upstream answered (`after_response`): a 304 to a revalidation -> `Refresh` (the
+entry with merged headers and new timing, stored again if it may be); a 500/502/503/504
+while the entry may stand in -> `Serve` (stale-if-error); anything else -> `Proxied` with
+the store decision, then `plan_store` and `proxied_headers`.
+
+Not guaranteed: these functions decide, they do not check what the sidecar or Kong will do
+with the result (a store may be refused, an entry evicted meanwhile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kong_plugin.cache_control import EMPTY, parse_cache_control
+from kong_plugin.cache_status import XCacheStatus, cache_status_value
+from kong_plugin.cacheability import RequestDecision, StoreDecision, response_decision
+from kong_plugin.config import PluginConfig
+from kong_plugin.credentials import Guard, allows_sharing
+from kong_plugin.freshness import ERROR_STATUSES, age_later, evaluate_reuse
+from kong_plugin.headers import Headers, storable_headers
+from kong_plugin.inflight import RequestState
+from kong_plugin.invalidation import entry_tags
+from kong_plugin.replies import Served, names_to_clear
+from kong_plugin.stored import Found, StoredEntry
+from kong_plugin.validation import merge_304, revalidation_headers
+
+#: The client's own validators (cleared upstream when the entry has none to send instead).
+CONDITIONAL = ("if-none-match", "if-modified-since")
+#: Not-stored reasons that come from the request, not the response (a client must not be
+#: able to turn coalescing off for a key).
+REQUEST_REASONS = frozenset(
+    {"head", "method", "request-no-store", "too-many-headers", "cookie", "authorization"}
+)
+
+
+# -- access ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Serve:
+    """End the request with a stored entry; `release`: give up the fill lease first."""
+
+    served: Served
+    release: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Revalidate:
+    """Ask the upstream, with the entry's validators (`set_upstream`) or without the
+    client's (`clear_upstream`); keep the entry for a 304 or an error."""
+
+    entry: StoredEntry
+    stale_if_error: bool
+    client_conditional: bool
+    set_upstream: dict[str, str] = field(default_factory=dict)
+    clear_upstream: tuple[str, ...] = ()
+    if_origin_down: Serve | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bypass:
+    """Proxy without the cache (``Cache-Status: fwd=bypass; detail=<reason>``); after a
+    lookup, the fill lease is given up first (as for `OnlyIfCachedMiss`)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OnlyIfCachedMiss:
+    """Answer 504: no stored response may answer an ``only-if-cached`` request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Proxy, and store the response if it may be stored (a miss)."""
+
+
+AccessStep = Serve | Revalidate | Bypass | OnlyIfCachedMiss | Forward
+
+
+def shareable(entry: StoredEntry, rule: Guard, cfg: PluginConfig) -> bool:
+    """May a request under credential rule `rule` (`kong_plugin.credentials`) be served
+    this stored entry?"""
+    return allows_sharing(parse_cache_control(entry.headers.get_all("cache-control")), rule, cfg)
+
+
+def after_lookup(
+    found: Found, request: RequestDecision, rule: Guard, headers: Headers, cfg: PluginConfig
+) -> AccessStep:
+    """What to do with a lookup's answer (module docstring). `request`: the request's
+    `request_decision`; `rule`: its credential rule; `headers`: its headers."""
+    entry = found.entry
+    if entry is not None:
+        if rule and not shareable(entry, rule, cfg):
+            # stored for someone else: go upstream, store nothing, leave the entry alone
+            return OnlyIfCachedMiss() if request.only_if_cached else Bypass(rule)
+        return _stored(entry, found, request, headers, cfg)
+    if request.only_if_cached:
+        return OnlyIfCachedMiss()
+    if not request.store:
+        return Bypass(request.reason or "request")
+    return Forward()
+
+
+def _stored(
+    entry: StoredEntry,
+    found: Found,
+    request: RequestDecision,
+    headers: Headers,
+    cfg: PluginConfig,
+) -> Serve | Revalidate:
+    stored_cc = parse_cache_control(entry.headers.get_all("cache-control"))
+    reuse = evaluate_reuse(entry.timing, found.age_s, stored_cc, request.cc, cfg)
+    action = reuse.action
+    if action == "stale" and reuse.background_revalidate and found.fill_lease:
+        action = "revalidate"  # this request refreshes the entry for everyone
+    if action != "revalidate":
+        word = XCacheStatus.HIT if action == "fresh" else XCacheStatus.STALE
+        detail = None if action == "fresh" else reuse.detail
+        member = cache_status_value(cfg.cache_status_name, hit=True, ttl=reuse.ttl, detail=detail)
+        return Serve(Served(entry, found.age_s, word, member, conditional=headers))
+    if_origin_down = None
+    if reuse.stale_if_error:
+        # the origin is failing: answer from the stored copy instead of adding to it
+        member = cache_status_value(
+            cfg.cache_status_name, hit=True, ttl=reuse.ttl, detail="origin-down"
+        )
+        served = Served(entry, found.age_s, XCacheStatus.STALE, member, conditional=headers)
+        if_origin_down = Serve(served, release=True)
+    client_conditional = any(name in headers for name in CONDITIONAL)
+    conditional = revalidation_headers(entry.headers)
+    return Revalidate(
+        entry,
+        reuse.stale_if_error,
+        client_conditional,
+        set_upstream=conditional,
+        clear_upstream=CONDITIONAL if not conditional and client_conditional else (),
+        if_origin_down=if_origin_down,
+    )
+
+
+# -- response --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """The upstream confirmed the entry (304): answer with `served`; store `store` (None:
+    the refreshed entry may not be stored, give up the fill lease)."""
+
+    served: Served
+    store: StoredEntry | None
+
+
+@dataclass(frozen=True, slots=True)
+class Proxied:
+    """The upstream's response goes to the client; `decision` says whether it may be
+    stored (before its body is read)."""
+
+    decision: StoreDecision
+
+
+ResponseStep = Refresh | Serve | Proxied
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """The upstream's answer as the ``response`` phase read it: `complete` says whether
+    `headers` holds all of its header lines; `now` is the plugin's clock."""
+
+    status: int
+    headers: Mapping[str, Any]
+    complete: bool
+    now: float
+
+
+def after_response(state: RequestState, upstream: Upstream, cfg: PluginConfig) -> ResponseStep:
+    """What to do with the upstream's answer to a cacheable request (module docstring)."""
+    status = upstream.status
+    stale = state.stale
+    request_cc = state.request_cc or EMPTY
+    if stale is not None and status == 304:
+        return _refresh(state, stale, upstream, cfg)
+    if stale is not None and state.stale_if_error and status in ERROR_STATUSES:
+        member = cache_status_value(
+            cfg.cache_status_name, hit=True, fwd_status=status, detail="stale-if-error"
+        )
+        age = age_later(state.stale_age_s, state.looked_up_at, upstream.now)
+        clear = names_to_clear(upstream.headers, upstream.complete)
+        return Serve(Served(stale, age, XCacheStatus.STALE, member, clear=clear), release=True)
+    if not upstream.complete:
+        return Proxied(StoreDecision(False, "too-many-headers"))
+    decision = response_decision(
+        state.method,
+        status,
+        upstream.headers,
+        request_cc,
+        cfg,
+        request_time=state.request_time,
+        response_time=upstream.now,
+        guard=state.guard,
+    )
+    return Proxied(decision)
+
+
+def _refresh(
+    state: RequestState, stale: StoredEntry, upstream: Upstream, cfg: PluginConfig
+) -> Refresh:
+    """The entry with the 304's headers merged in; stored again with new timing when the
+    merged response may be stored; served (a 304 if the client's validators match)."""
+    merged = merge_304(stale.headers, upstream.headers)
+    decision = response_decision(
+        state.method,
+        stale.status,
+        merged,
+        state.request_cc or EMPTY,
+        cfg,
+        request_time=state.request_time,
+        response_time=upstream.now,
+        guard=state.guard,
+    )
+    member = cache_status_value(
+        cfg.cache_status_name, hit=True, fwd="stale", fwd_status=304, detail="revalidated"
+    )
+    conditional = None
+    if state.client_conditional:
+        conditional = Headers.of(
+            {
+                n.decode("latin-1"): v.decode("utf-8", "surrogateescape")
+                for n, v in state.request_headers
+            }
+        )
+    if upstream.complete and decision.store and decision.timing is not None:
+        refreshed = StoredEntry(
+            stale.status, merged, stale.body, decision.timing, stale.tags, stale.vary
+        )
+        age = decision.timing.age(upstream.now)
+        store: StoredEntry | None = refreshed
+    else:
+        refreshed = StoredEntry(
+            stale.status, merged, stale.body, stale.timing, stale.tags, stale.vary
+        )
+        age = age_later(state.stale_age_s, state.looked_up_at, upstream.now)
+        store = None
+    served = Served(
+        refreshed,
+        age,
+        XCacheStatus.REFRESH,
+        member,
+        conditional,
+        names_to_clear(upstream.headers, upstream.complete),
+    )
+    return Refresh(served, store)
+
+
+@dataclass(frozen=True, slots=True)
+class StorePlan:
+    """What to store of a proxied response: `entry` (None: nothing), whether the response
+    may be stored at all (`storable`, after the body's size is known) and the
+    ``Cache-Status`` detail when it is not stored."""
+
+    entry: StoredEntry | None
+    storable: bool
+    detail: str | None
+
+
+def plan_store(
+    state: RequestState,
+    upstream: Upstream,
+    decision: StoreDecision,
+    body: bytes,
+    cfg: PluginConfig,
+) -> StorePlan:
+    """The entry to store for a response `decision` allowed (`body` read only then)."""
+    if decision.store and len(body) > cfg.max_body_bytes:
+        return StorePlan(None, False, "too-large")
+    if not decision.store:
+        return StorePlan(None, False, decision.reason)
+    if decision.timing is None:
+        return StorePlan(None, True, None)
+    tags = entry_tags(state.host, state.path, upstream.headers, cfg)
+    if tags.dropped:
+        return StorePlan(None, True, "tags-dropped")
+    entry = StoredEntry(
+        status=upstream.status,
+        headers=storable_headers(upstream.headers, strip=decision.strip_headers),
+        body=body,
+        timing=decision.timing,
+        tags=tuple(tags.tags),
+        vary=tuple(decision.vary),
+    )
+    return StorePlan(entry, True, None)
+
+
+def proxied_status(
+    state: RequestState, status: int, plan: StorePlan, stored: bool, cfg: PluginConfig
+) -> tuple[str, str]:
+    """(``X-Cache-Status``, ``Cache-Status`` member) of a proxied response; `stored`: its
+    store was queued."""
+    detail = plan.detail
+    if plan.entry is not None and not stored:
+        detail = "store-queue-full"
+    word = state.status_word
+    if not stored and word == XCacheStatus.MISS.value and not plan.storable:
+        word = XCacheStatus.BYPASS.value  # as Kong's proxy-cache: not cacheable
+    member = cache_status_value(
+        cfg.cache_status_name,
+        fwd=state.fwd,  # type: ignore[arg-type]
+        fwd_status=status,
+        stored=stored,
+        detail=detail,
+    )
+    return word, member

@@ -1,42 +1,29 @@
-"""Wires a configuration into a running sidecar and runs it until told to stop.
-
-Start-up order: socket path checked -> metrics endpoint -> engine -> gRPC server (bound
-beside the socket path, started, health SERVING) -> socket published at its path (taking
-it over from a running sidecar, which then drains) -> sweeper. Shutdown (SIGTERM/SIGINT,
-`stop`, or the path taken over): metrics closed, health NOT_SERVING, no new calls, Exchange
-streams ended, in-flight calls get at most `shutdown_grace_seconds`, then everything is
-closed and the socket path removed if it is still this sidecar's (`sidecar.lifecycle`).
+"""From a configuration to the objects that serve it: limits, tiers (each shared one behind
+its circuit breaker), fill leases, tag generations, placement, byte budgets and the engine.
+Nothing here connects except `open_tiers`; running them is `sidecar.serve`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-
-from sidecar import __version__, lifecycle
 from sidecar.config import SidecarConfig
-from sidecar.core.clock import Clock, SystemClock
+from sidecar.core.clock import Clock
 from sidecar.core.errors import TierError
 from sidecar.core.limits import Limits
 from sidecar.core.observer import Observer
-from sidecar.engine.budgets import Budgets
+from sidecar.engine.budgets import NO_BUDGETS, Budgets
 from sidecar.engine.coalesce import Leases
-from sidecar.engine.engine import Engine
+from sidecar.engine.engine import FREQUENCY_CAPACITY, Engine
 from sidecar.engine.generations import Generations, LocalGenerations
-from sidecar.engine.placement import PlacementPolicy
-from sidecar.observability.metrics import PrometheusObserver, TierCollector
+from sidecar.engine.placement import PlacementPolicy, SharedBand
+from sidecar.policy.shared import shared_policy_factory
+from sidecar.policy.sketch import FrequencySketch
 from sidecar.rpc.bounds import RpcLimits
-from sidecar.rpc.server import create_server, start_serving
-from sidecar.rpc.unix_socket import PathKind
 from sidecar.tiers.base import Tier
 from sidecar.tiers.breaker import CircuitBreakerTier
-from sidecar.tiers.memory import MemoryTier
+from sidecar.tiers.memory import SKETCH_ENTRIES_PER_MIB, MemoryTier
 
 if TYPE_CHECKING:
     from sidecar.cluster.leases import RedisLeases
@@ -73,12 +60,28 @@ def rpc_limits_from(config: SidecarConfig) -> RpcLimits:
     )
 
 
-def build_tiers(config: SidecarConfig, clock: Clock, observer: Observer) -> list[Tier]:
+def build_tiers(
+    config: SidecarConfig,
+    clock: Clock,
+    observer: Observer,
+    frequencies: FrequencySketch | None = None,
+) -> list[Tier]:
     """The tiers `config` asks for, fastest first: memory, then Redis, Memcached and
     PostgreSQL for each one that is configured, every shared one behind a circuit breaker.
     Nothing connects here. (Memcached cannot enumerate keys: tag and route purges reach it
     through tag generations; an arbitrary prefix purge does not.)"""
-    tiers: list[Tier] = [MemoryTier(config.memory_max_bytes, clock, config.admission, observer)]
+    memory = (
+        MemoryTier(config.memory_max_bytes, clock, config.admission, observer)
+        if frequencies is None  # its admission counts its own reads
+        else MemoryTier(  # admission reads the engine's counts (`sidecar.policy.shared`)
+            config.memory_max_bytes,
+            clock,
+            config.admission,
+            observer,
+            policy_factory=shared_policy_factory(frequencies),
+        )
+    )
+    tiers: list[Tier] = [memory]
 
     def guarded(tier: Tier) -> Tier:
         """A shared tier behind a circuit breaker: skipped fast while it keeps failing."""
@@ -176,8 +179,10 @@ def build_generations(config: SidecarConfig, clock: Clock, observer: Observer) -
 def placement_from(config: SidecarConfig) -> PlacementPolicy:
     return PlacementPolicy(
         shared_min_hits=config.shared_min_hits,
-        redis_max_entry_bytes=config.redis_max_entry_bytes,
-        memcached_max_entry_bytes=config.memcached_max_entry_bytes,
+        bands=(
+            SharedBand("redis", config.redis_max_entry_bytes),
+            SharedBand("memcached", config.memcached_max_entry_bytes),
+        ),
         durable=config.durable_tier,
     )
 
@@ -190,11 +195,7 @@ def budgets_from(config: SidecarConfig, tiers: list[Tier], clock: Clock) -> Budg
         "memcached": config.memcached_max_bytes,
         "postgres": config.postgres_max_bytes,
     }
-    usage = {
-        t.name: read
-        for t in tiers
-        if max_bytes.get(t.name, 0) > 0 and (read := getattr(t, "usage", None)) is not None
-    }
+    usage = {t.name: t.usage for t in tiers if max_bytes.get(t.name, 0) > 0}
     budgets = Budgets(max_bytes, usage, clock)
     return budgets if budgets else None
 
@@ -208,7 +209,9 @@ def build_engine(
 ) -> Engine:
     """The engine over the tiers of `config` (the memory tier alone by default), placing
     entries per `placement_from(config)` within the byte budgets of `budgets_from`."""
-    tiers = build_tiers(config, clock, observer)
+    memory_keys = config.memory_max_bytes // 1024**2 * SKETCH_ENTRIES_PER_MIB
+    frequencies = FrequencySketch(max(FREQUENCY_CAPACITY, memory_keys))  # one per sidecar
+    tiers = build_tiers(config, clock, observer, frequencies)
     return Engine(
         tiers,
         clock,
@@ -218,7 +221,8 @@ def build_engine(
         leases=leases,
         generations=generations,
         placement=placement_from(config),
-        budgets=budgets_from(config, tiers, clock),
+        frequencies=frequencies,
+        budgets=budgets_from(config, tiers, clock) or NO_BUDGETS,
         lookup_budget_ms=config.lookup_budget_ms,
     )
 
@@ -242,170 +246,3 @@ async def open_tiers(engine: Engine) -> None:
 
 def max_message_bytes(config: SidecarConfig) -> int:
     return 2 * (config.max_body_bytes + config.max_header_bytes) + MESSAGE_HEADROOM_BYTES
-
-
-async def _sweep_forever(engine: Engine, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await engine.sweep()
-        except Exception:
-            log.exception("sweep failed")
-
-
-async def _sample_budgets_forever(budgets: Budgets, interval: float) -> None:
-    """Sample the budgeted tiers' usage now and every `interval` seconds (a failing tier
-    keeps its previous sample; `Budgets` logs that at most once a minute)."""
-    while True:
-        try:
-            await budgets.sample()
-        except Exception:
-            log.exception("budget sample failed")
-        await asyncio.sleep(interval)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def _open_or_warn(opening: Awaitable[None], action: str, message: str) -> None:
-    """Open a Redis-backed helper; unreachable is a warning, not a failed start (it
-    retries on later calls)."""
-    try:
-        await opening
-    except TierError as exc:
-        log.warning(message, extra={"event.action": action, "error.message": str(exc)})
-
-
-#: The key a starting sidecar looks up once in every tier before it takes calls.
-WARM_UP_KEY = b"v1:strata-warm-up:0"
-
-
-async def _warm_up(engine: Engine) -> None:
-    """One read of every tier before the socket is published (or taken over from a running
-    sidecar): connection pools, worker threads and first-call code paths are then ready, so
-    the first real calls do not miss the plugin's deadline. Not counted as a lookup; never
-    fails the start (a failing tier is the breaker's business, as for any call)."""
-    for tier in engine.tiers:
-        try:
-            await tier.get(WARM_UP_KEY)
-        except Exception:
-            log.debug("warm-up read of tier %s failed", tier.name, exc_info=True)
-
-
-def _stop_handling(
-    loop: asyncio.AbstractEventLoop, sig: signal.Signals, ignore_after: bool
-) -> None:
-    loop.remove_signal_handler(sig)
-    if ignore_after:
-        signal.signal(sig, signal.SIG_IGN)  # already stopping: a second signal is moot
-
-
-async def serve(
-    config: SidecarConfig,
-    stop: asyncio.Event | None = None,
-    on_ready: Callable[[str], None] | None = None,
-    clock: Clock | None = None,
-    ignore_signals_after: bool = False,
-) -> None:
-    """Run the sidecar until `stop` is set, SIGTERM/SIGINT arrives or another sidecar takes
-    its socket path over; then drain (see `sidecar.lifecycle`) and close everything.
-    `ignore_signals_after` (the process entry point): SIGTERM/SIGINT are ignored once this
-    returns, so one arriving while the process exits cannot kill it half-way.
-
-    A start-up failure (a non-socket at the socket path, a metrics port in use, ...)
-    raises OSError after closing whatever had started; nothing that was at the socket
-    path is touched then."""
-    stop = stop or asyncio.Event()
-    async with contextlib.AsyncExitStack() as stack:
-        # Handled from the start to the very end: a signal during start-up stops the
-        # sidecar once started, one during the drain is not a second, abrupt stop.
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-                stack.callback(_stop_handling, loop, sig, ignore_signals_after)
-        # Cheap checks first, so a bad path or a taken port fails before any tier connects.
-        before = lifecycle.check_listen_path(config.listen, config.socket_takeover)
-        registry = CollectorRegistry()
-        metrics = lifecycle.Metrics(
-            config.metrics_listen,
-            registry,
-            wait_for_port=before is not None and before.kind is PathKind.LIVE,
-        )
-        started = False
-
-        def log_stopped() -> None:  # the very last step, after a start that completed
-            if started:
-                log.info("sidecar stopped", extra={"event.action": "stopped"})
-
-        stack.callback(log_stopped)
-        stack.callback(metrics.close)
-        observer = PrometheusObserver(registry)
-        clock = clock or SystemClock()
-        leases = build_leases(config, clock, observer)
-        if leases is not None:
-            stack.push_async_callback(leases.close)
-            await _open_or_warn(
-                leases.open(),
-                "leases_open",
-                "Redis unreachable for fill leases; coalescing per node until it answers",
-            )
-        generations = build_generations(config, clock, observer)
-        stack.push_async_callback(_close_quietly, generations)
-        await _open_or_warn(
-            generations.open(),
-            "generations_open",
-            "Redis unreachable for tag generations; purges are node-local until it answers",
-        )
-        engine = build_engine(config, clock, observer, leases, generations)
-        stack.push_async_callback(engine.close)
-        await open_tiers(engine)
-        registry.register(TierCollector(engine.snapshot))
-        running = create_server(
-            engine,
-            config.listen,
-            max_message_bytes(config),
-            socket_takeover=config.socket_takeover,
-            limits=rpc_limits_from(config),
-        )
-        if running.socket is not None:
-            stack.callback(running.socket.release)  # only if the path is still ours
-        stack.push_async_callback(lifecycle.drain, running, config.shutdown_grace_seconds)
-        stack.callback(metrics.close)  # first thing when draining: scrapes go to the new one
-        await _warm_up(engine)
-        lifecycle.log_published(running, await start_serving(running))
-        tasks = [asyncio.create_task(_sweep_forever(engine, config.sweep_interval_seconds))]
-        if engine.budgets is not None:
-            tasks.append(
-                asyncio.create_task(
-                    _sample_budgets_forever(engine.budgets, config.budget_sample_seconds)
-                )
-            )
-        if running.socket is not None:
-            tasks.append(asyncio.create_task(lifecycle.watch_ownership(running.socket, stop)))
-        for task in tasks:
-            stack.push_async_callback(_cancel, task)
-        log.info(
-            "sidecar started",
-            extra={
-                "event.action": "start",
-                "service.version": __version__,
-                "strata.listen": running.address,
-                "strata.metrics_listen": config.metrics_listen or "off",
-                "strata.tiers": [t.name for t in engine.snapshot()],
-                "strata.config": config.redacted(),
-            },
-        )
-        started = True
-        if on_ready is not None:
-            on_ready(running.address)
-        await stop.wait()
-        log.info("sidecar stopping", extra={"event.action": "stop"})
-
-
-async def _close_quietly(generations: Generations) -> None:
-    with contextlib.suppress(TierError):
-        await generations.close()

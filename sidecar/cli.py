@@ -98,8 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(config: SidecarConfig) -> int:
-    from sidecar.app import serve  # noqa: PLC0415
     from sidecar.observability.logs import configure_logging  # noqa: PLC0415
+    from sidecar.serve import serve  # noqa: PLC0415
 
     configure_logging(config.log_level, config.log_format)
     scrubber = scrubber_for(config)

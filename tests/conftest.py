@@ -1,4 +1,5 @@
-"""Shared fixtures: free ports, short unix socket paths, the services env."""
+"""Shared fixtures: free ports, short unix socket paths, the services env, a manual clock
+(`clock`, from tests/support/clock.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+#: Fixtures every test module may ask for without defining them.
+pytest_plugins = ["tests.support.clock"]
 
 
 def free_port() -> int:

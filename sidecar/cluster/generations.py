@@ -31,8 +31,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
+from sidecar.cluster.generation_scripts import BUMP_LUA, RESTORE_LUA, STAMP_LUA, record_value
 from sidecar.cluster.outage import Outage
 from sidecar.core.clock import Clock
 from sidecar.core.errors import TierError
@@ -52,61 +53,6 @@ OBSERVER_TIER = "redis_generations"
 MAX_CONNECTIONS = 32
 #: Records per pipeline when replaying kept purges.
 _BATCH = 500
-
-#: KEYS[1] record; ARGV nonce, lifetime ms. A missing record, or a counter written by an
-#: older build (not negative), becomes the nonce; a record is never shortened. Returns
-#: {value, ttl ms}. Values are compared as strings (Lua numbers are doubles).
-_STAMP_LUA = """
-local v = redis.call('GET', KEYS[1])
-local want = tonumber(ARGV[2])
-if not v or string.sub(v, 1, 1) ~= '-' then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', want)
-  return {ARGV[1], want}
-end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < want then
-  redis.call('PEXPIRE', KEYS[1], want)
-  ttl = want
-end
-return {v, ttl}
-"""
-#: KEYS[1] record; ARGV value, lifetime ms. Puts back a record Redis lost, unless one is
-#: there (another node restored it first). Returns {value, ttl ms}.
-_RESTORE_LUA = """
-local v = redis.call('GET', KEYS[1])
-if v then return {v, redis.call('PTTL', KEYS[1])} end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
-return {ARGV[1], tonumber(ARGV[2])}
-"""
-#: KEYS[1] record; ARGV nonce, lifetime ms. A live record takes the nonce, keeping its TTL
-#: (returns 1); no record: nothing to purge (0) unless the caller knows the record (lifetime
-#: > 0: Redis lost it; set it, so that nobody restores the value before the purge); an
-#: older build's counter is deleted (0).
-_BUMP_LUA = """
-local v = redis.call('GET', KEYS[1])
-if not v then
-  local lifetime = tonumber(ARGV[2])
-  if lifetime > 0 then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', lifetime)
-    return 1
-  end
-  return 0
-end
-if string.sub(v, 1, 1) ~= '-' then
-  redis.call('DEL', KEYS[1])
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-return 1
-"""
-
-
-def _value(raw: Any) -> int:
-    """A record value read from Redis: the nonce, or 0 (absent, or an older counter)."""
-    if raw is None:
-        return 0
-    number = int(raw)
-    return number if number < 0 else 0
 
 
 class RedisGenerations:
@@ -211,7 +157,7 @@ class RedisGenerations:
         fetched: dict[str, int] = {}
         lost: list[tuple[str, Record]] = []
         for i, name in enumerate(missing):
-            value, ttl = _value(raw[2 * i]), int(raw[2 * i + 1])
+            value, ttl = record_value(raw[2 * i]), int(raw[2 * i + 1])
             known = self._known.get(name, now)
             if not value and known is not None and known.value:
                 lost.append((name, known))  # gone from Redis before its time
@@ -235,7 +181,7 @@ class RedisGenerations:
         pipe = self._client.pipeline(transaction=False)
         for name, record in lost:
             lifetime = max(1, record.expires_at_ms - now)
-            pipe.execute_command("EVAL", _RESTORE_LUA, 1, self._key(name), record.value, lifetime)
+            pipe.execute_command("EVAL", RESTORE_LUA, 1, self._key(name), record.value, lifetime)
         try:
             replies = await pipe.execute()
         except DRIVER_ERRORS as exc:
@@ -282,7 +228,7 @@ class RedisGenerations:
             pipe = self._client.pipeline(transaction=False)
             for i in todo:
                 pipe.execute_command(
-                    "EVAL", _STAMP_LUA, 1, self._key(names[i]), new_nonce(), lifetime_ms
+                    "EVAL", STAMP_LUA, 1, self._key(names[i]), new_nonce(), lifetime_ms
                 )
             try:
                 replies = await pipe.execute()
@@ -312,19 +258,30 @@ class RedisGenerations:
     async def bump_all(self) -> None:
         await self._bump(EPOCH)
 
-    async def _bump(self, name: str) -> None:
+    async def carry(self, tag: str, expires_at_ms: int) -> None:
+        """Nothing to note: `stamp` keeps a record in Redis for every tag it stamps."""
+
+    async def bump_carried(self, tag: str) -> bool:
+        """Like `bump`, which stores nothing for a tag no entry carries (no record in
+        Redis): True if Redis had a record to bump; False if it had none or could not be
+        reached (the bump is then kept for replay, as `bump` does)."""
+        return await self._bump(tag)
+
+    async def _bump(self, name: str) -> bool:
+        """Whether Redis applied the bump (it had, or now has, a record of `name`)."""
         now = self._clock.now_ms()
         if await self._reachable():
             nonce = new_nonce()
             try:
                 done = await self._client.execute_command(
-                    "EVAL", _BUMP_LUA, 1, self._key(name), nonce, self._lifetime(name, now)
+                    "EVAL", BUMP_LUA, 1, self._key(name), nonce, self._lifetime(name, now)
                 )
             except DRIVER_ERRORS as exc:
                 self._failed("bump", exc)
             else:
-                self._learn_bump(name, nonce, bool(int(done)), now)
-                return
+                applied = bool(int(done))
+                self._learn_bump(name, nonce, applied, now)
+                return applied
         record = self._known.get(name, now)
         if record is not None and record.value:
             record.value = new_nonce()  # applies here now; Redis gets its own on replay
@@ -335,6 +292,7 @@ class RedisGenerations:
             if self._pending.all_due:  # overflowed: the epoch stands for them all
                 self._bump_epoch_locally(now)
         self._start_retry()
+        return False
 
     def _lifetime(self, name: str, now: int) -> int:
         """How long this node knows `name`'s record to live (ms), 0 if it knows none."""
@@ -375,7 +333,7 @@ class RedisGenerations:
             if self._pending.all_due:
                 nonce = new_nonce()
                 done = await self._client.execute_command(
-                    "EVAL", _BUMP_LUA, 1, self._epoch_key, nonce, self._lifetime(EPOCH, now)
+                    "EVAL", BUMP_LUA, 1, self._epoch_key, nonce, self._lifetime(EPOCH, now)
                 )
                 self._learn_bump(EPOCH, nonce, bool(int(done)), now)
                 self._pending.all_done()
@@ -385,7 +343,7 @@ class RedisGenerations:
                 nonces = [new_nonce() for _ in batch]
                 for name, nonce in zip(batch, nonces, strict=True):
                     lifetime = self._lifetime(name, now)
-                    pipe.execute_command("EVAL", _BUMP_LUA, 1, self._key(name), nonce, lifetime)
+                    pipe.execute_command("EVAL", BUMP_LUA, 1, self._key(name), nonce, lifetime)
                 replies = await pipe.execute()
                 for name, nonce, done in zip(batch, nonces, replies, strict=True):
                     self._learn_bump(name, nonce, bool(int(done)), now)

@@ -152,7 +152,7 @@ class RedisLeases:
         held = self._held.get(key)
         if held is not None and held[1] > now:
             return False
-        if now < self._outage.down_until:
+        if self._outage.is_down():
             return await self._local.try_acquire(key)
         token = secrets.token_hex(16).encode()
         try:
@@ -168,7 +168,7 @@ class RedisLeases:
         """Join (or start) this process's poll of the key's lease; see `Leases.wait`. A
         lease held locally (since a Redis error) is waited for locally, and while Redis is
         failing there is nothing to wait for unless one is."""
-        if self._local.is_held(key) or self._clock.monotonic() < self._outage.down_until:
+        if self._local.is_held(key) or self._outage.is_down():
             return await self._local.wait(key, timeout_s)
         watch = self._watches.get(key)
         if watch is None:

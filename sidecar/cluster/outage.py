@@ -3,13 +3,15 @@
 `Outage` remembers that Redis failed, tells the caller to stay away from it for
 `retry_after_s` (so a hung Redis costs one deadline per interval, not one per call),
 reports every failure to the observer and logs at most once per `log_every_s` with the
-number of failures it did not log. It does not retry anything itself.
+number of failures it did not log (`sidecar.core.backoff`: `Backoff` and `LogLimit`, on
+`clock.monotonic()`). It does not retry anything itself; callers ask `is_down()`.
 """
 
 from __future__ import annotations
 
 import logging
 
+from sidecar.core.backoff import Backoff, LogLimit
 from sidecar.core.clock import Clock
 from sidecar.core.errors import TierError
 from sidecar.core.observer import Observer
@@ -36,34 +38,28 @@ class Outage:
         self._consequence = consequence
         self._action = action
         self._log = logger
-        self._retry_after = retry_after_s
-        self._log_every = log_every_s
-        self.down_until = float("-inf")
-        self._last_log = float("-inf")
-        self._unlogged = 0
+        self._backoff = Backoff(retry_after_s)
+        self._log_limit = LogLimit(log_every_s)
 
     def is_down(self) -> bool:
         """True while callers should not ask Redis (inside the back-off after a failure)."""
-        return self._clock.monotonic() < self.down_until
+        return self._backoff.is_down(self._clock.monotonic())
 
     def failed(self, op: str, exc: BaseException) -> TierError:
         """Record a failure of `op`: back off, report, maybe log. Returns the error to raise
         or to swallow."""
         error = TierError(f"{self._what} {op} failed: {type(exc).__name__}: {exc}")
         now = self._clock.monotonic()
-        self.down_until = now + self._retry_after
+        self._backoff.failed(now)
         self._observer.tier_error(self._label, op)
-        if now - self._last_log >= self._log_every:
+        held = self._log_limit.take(now)
+        if held is not None:
             self._log.warning(
                 f"{self._what} failing; {self._consequence}",
                 extra={
                     "event.action": self._action,
                     "error.message": str(error),
-                    "strata.suppressed": self._unlogged,
+                    "strata.suppressed": held,
                 },
             )
-            self._last_log = now
-            self._unlogged = 0
-        else:
-            self._unlogged += 1
         return error

@@ -14,7 +14,8 @@ and in any text that may quote them (log lines, error messages, tracebacks).
 `secrets_in(value)` lists the secret substrings of a setting, as written and decoded;
 `Scrubber` masks those literally (and a quoted piece of one, as drivers quote in their
 errors), plus the patterns above, in arbitrary text;
-`RedactingFormatter` applies a `Scrubber` to every formatted log record.
+`RedactingFormatter` applies a `Scrubber` to every formatted log record;
+`quotes_masked(message)` masks every quoted piece of a parser's error message.
 
 Not guaranteed: a secret quoted in another encoding (base64, split across lines, ...) is
 not recognised; a secret shorter than `MIN_LITERAL` characters is masked only where a
@@ -52,6 +53,12 @@ _TEXT_PARAM_RE = re.compile(
     rf"(?<![\w.\-])({_SECRET_NAME})(\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&#\"',;]*)",
     re.IGNORECASE,
 )
+
+
+def quotes_masked(message: str) -> str:
+    """A driver's parse error with every quoted piece masked: libpq and URL parsers quote
+    the part of the string they stumbled on, which may be a piece of a password."""
+    return re.sub(r"\"[^\"]*\"|'[^']*'", '"***"', message)
 
 
 def is_secret_name(name: str) -> bool:

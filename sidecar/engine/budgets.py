@@ -22,6 +22,8 @@ budget by what is written in between; entries already there stay until evicted, 
 or purged (a budget stops new writes, it does not evict). A failed sample keeps the
 previous value (logged at most once a minute per tier); a tier never sampled successfully
 counts as within its budget.
+
+`NoBudgets` is the do-nothing version (no tier has a budget): the engine's default.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from typing import Protocol
 
 from sidecar.core.clock import Clock
 from sidecar.core.model import TierSnapshot
 
-__all__ = ["LOG_EVERY_S", "Budgets", "UsageReader"]
+__all__ = ["LOG_EVERY_S", "NO_BUDGETS", "Budgets", "ByteBudgets", "NoBudgets", "UsageReader"]
 
 log = logging.getLogger("strata.sidecar.budgets")
 
@@ -41,6 +44,46 @@ log = logging.getLogger("strata.sidecar.budgets")
 LOG_EVERY_S = 60.0
 
 UsageReader = Callable[[], Awaitable[int | None]]
+
+
+class ByteBudgets(Protocol):
+    """What the engine and its owner use of byte budgets (`Budgets`, `NoBudgets`)."""
+
+    def __bool__(self) -> bool:
+        """Whether any tier has a budget (nothing to sample otherwise)."""
+        ...
+
+    async def sample(self) -> None: ...
+
+    def over_budget(self) -> frozenset[str]: ...
+
+    def usage(self, name: str) -> int | None: ...
+
+    def annotate(self, snapshot: TierSnapshot) -> TierSnapshot: ...
+
+
+class NoBudgets:
+    """No tier has a byte budget: nothing is ever over one, snapshots are left alone."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    async def sample(self) -> None:
+        """Nothing to sample."""
+
+    def over_budget(self) -> frozenset[str]:
+        return frozenset()
+
+    def usage(self, name: str) -> int | None:
+        return None
+
+    def annotate(self, snapshot: TierSnapshot) -> TierSnapshot:
+        return snapshot
+
+
+NO_BUDGETS = NoBudgets()
 
 
 class Budgets:

@@ -22,6 +22,7 @@ __all__ = [
     "HASH_FLOOD_THRESHOLD",
     "Admitter",
     "AlwaysAdmit",
+    "SharedTinyLfuAdmitter",
     "TinyLfuAdmitter",
 ]
 
@@ -88,3 +89,17 @@ class TinyLfuAdmitter:
         if candidate_freq <= HASH_FLOOD_THRESHOLD:
             return False
         return self._rng.randrange(HASH_FLOOD_ADMIT_ONE_IN) == 0
+
+
+class SharedTinyLfuAdmitter(TinyLfuAdmitter):
+    """TinyLFU over a sketch its owner feeds: ``record`` counts nothing.
+
+    For a sketch shared with someone who counts every access once already (the engine
+    counts each lookup of a key, `sidecar.engine.engine`, and reads the same sketch for
+    placement): were the memory tier to count its reads too, every lookup would count twice.
+    """
+
+    __slots__ = ()
+
+    def record(self, key: Hashable) -> None:
+        """Do nothing: the sketch's owner counts accesses."""

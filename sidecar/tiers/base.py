@@ -54,6 +54,9 @@ NODE_LOCAL = "node_local"
 SHARED_RAM = "shared_ram"
 #: ... or disk that survives restarts (PostgreSQL; every entry, when durable placement is on).
 DURABLE = "durable"
+#: `usage()` measures the bytes the tier's server holds (for byte budgets,
+#: `sidecar.engine.budgets`); a tier without it answers None there, without I/O.
+MEASURABLE = "measurable"
 
 
 class Tier(Protocol):
@@ -66,9 +69,11 @@ class Tier(Protocol):
 
     @property
     def capabilities(self) -> frozenset[str]:
-        """Which optional operations really work here (`PREFIX_DELETE`, `TAG_DELETE`); a
-        tier without one answers 0 to that delete instead of dropping anything. A tier
-        declaring `EAGER_PURGE` is purged eagerly by the engine's tag and route purges."""
+        """Which optional operations really work here (`PREFIX_DELETE`, `TAG_DELETE`,
+        `MEASURABLE`); a tier without one answers 0 to that delete (None to `usage`)
+        instead of dropping (measuring) anything. A tier declaring `EAGER_PURGE` is purged
+        eagerly by the engine's tag and route purges. Every tier also declares where it
+        keeps entries: exactly one of `NODE_LOCAL`, `SHARED_RAM`, `DURABLE`."""
         ...
 
     async def open(self) -> None:
@@ -101,6 +106,12 @@ class Tier(Protocol):
         """Drop expired entries now; the number dropped."""
         ...
 
+    async def usage(self) -> int | None:
+        """Bytes the tier's server holds now, as its server counts them (one cheap round
+        trip; a tier documents what it measures), or None without I/O if the tier does not
+        declare `MEASURABLE`."""
+        ...
+
     def snapshot(self) -> TierSnapshot:
         """Occupancy and counters, without I/O (remote tiers report what they know)."""
         ...
@@ -112,7 +123,9 @@ class Tier(Protocol):
 
 class WrappedTier:
     """Base of a tier that wraps another (circuit breaker, purge replay): its name and
-    capabilities are the inner tier's; subclasses decide what each call does."""
+    capabilities are the inner tier's; subclasses decide what each call does (`usage`
+    included: a wrapper answers None without asking an inner tier that is not
+    `MEASURABLE`)."""
 
     def __init__(self, inner: Tier) -> None:
         self._inner = inner

@@ -20,9 +20,10 @@ States, reported to the observer as 'closed', 'open' and 'half_open':
 * half_open: the first call after that is the probe and reaches the inner tier; calls
   arriving while it is in flight are skipped the same way. Probe success closes the
   circuit, probe failure (a timeout or a cancellation included) opens it again for
-  `open_for_s`. The period is fixed, no back-off: a probe costs at most one inner timeout
-  (or what is left of its caller's deadline) per period, and a tier that comes back is
-  used again within `open_for_s`.
+  `open_for_s` (`sidecar.core.backoff.Backoff`, the fixed interval every back-off in the
+  sidecar uses; nothing grows): a probe costs at most one inner timeout (or what is left
+  of its caller's deadline) per period, and a tier that comes back is used again within
+  `open_for_s`.
 
 Deadlines (`sidecar.tiers.deadline`): a call made under a caller's deadline is bounded by
 it (`asyncio.timeout_at`), so it costs the smaller of the inner tier's own timeout and the
@@ -35,9 +36,9 @@ reason)``), not as a tier error: no I/O was attempted. `open()` always reaches t
 tier, with no deadline, and its result counts like any call (a failure towards the
 threshold or as a failed probe, a success resets the count or closes the circuit);
 `close()` always reaches it and is not counted; `snapshot()` delegates, no I/O; `usage()`
-(byte budgets) is a call like any other, or None when the inner tier has none. Logs: a
-WARNING when the circuit trips (closed -> open), an INFO when it closes, a DEBUG when a
-failed probe re-opens it; never one per call.
+(byte budgets) is a call like any other, or None without a call when the inner tier is not
+`MEASURABLE`. Logs: a WARNING when the circuit trips (closed -> open), an INFO when it
+closes, a DEBUG when a failed probe re-opens it; never one per call.
 
 What is NOT guaranteed:
 
@@ -65,14 +66,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from typing import TypeVar
 
+from sidecar.core.backoff import Backoff
 from sidecar.core.clock import Clock
 from sidecar.core.errors import TierError
 from sidecar.core.model import CachedResponse, TierSnapshot
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.tiers import deadline
-from sidecar.tiers.base import SetStatus, Tier, TierSkippedError, WrappedTier
+from sidecar.tiers.base import MEASURABLE, SetStatus, Tier, TierSkippedError, WrappedTier
 
 CLOSED = "closed"
 OPEN = "open"
@@ -102,11 +104,10 @@ class CircuitBreakerTier(WrappedTier):
         super().__init__(inner)
         self._clock = clock
         self._threshold = failure_threshold
-        self._open_for_s = open_for_s
+        self._open_for = Backoff(open_for_s)  # failed() when the circuit opens
         self._observer = observer or NullObserver()
         self._state = CLOSED
         self._failures = 0
-        self._opened_at = 0.0
         self._generation = 0  # bumped on every state change; older calls are not counted
         self._streak_at = float("-inf")  # clock.monotonic() of the last counted failure
         self._probing = False
@@ -139,11 +140,11 @@ class CircuitBreakerTier(WrappedTier):
         return await self._call(self._inner.sweep)
 
     async def usage(self) -> int | None:
-        """The inner tier's `usage()` through the breaker (None if it has none)."""
-        read = getattr(self._inner, "usage", None)
-        if read is None:
+        """The inner tier's `usage()` through the breaker; None, without a call, if the
+        inner tier is not `MEASURABLE`."""
+        if MEASURABLE not in self._inner.capabilities:
             return None
-        return cast(int | None, await self._call(read))
+        return await self._call(self._inner.usage)
 
     def snapshot(self) -> TierSnapshot:
         return self._inner.snapshot()
@@ -185,7 +186,7 @@ class CircuitBreakerTier(WrappedTier):
     def _admit(self, at: float | None) -> bool:
         """Whether this call is the probe; raises `TierSkippedError` if it may not go through
         (circuit open, a probe in flight, or the caller's deadline `at` already passed)."""
-        if self._state == OPEN and self._clock.monotonic() - self._opened_at < self._open_for_s:
+        if self._state == OPEN and self._open_for.is_down(self._clock.monotonic()):
             raise self._skip("circuit_open")
         if self._state != CLOSED and self._probing:
             raise self._skip("circuit_open")
@@ -216,7 +217,7 @@ class CircuitBreakerTier(WrappedTier):
                 return
             log.warning(
                 "tier failing; circuit opened, skipping it for %.3gs between probes",
-                self._open_for_s,
+                self._open_for.interval_s,
                 extra={
                     "event.action": "circuit_open",
                     "strata.tier": self.name,
@@ -244,7 +245,9 @@ class CircuitBreakerTier(WrappedTier):
         self._failures = 0
         self._streak_at = float("-inf")
         if state == OPEN:
-            self._opened_at = self._clock.monotonic()
+            self._open_for.failed(self._clock.monotonic())
+        elif state == CLOSED:
+            self._open_for.succeeded()
         if state != self._state:
             self._state = state
             self._observer.circuit(self.name, state)

@@ -11,24 +11,14 @@ some other program wrote under our name) is a miss, never another key's entry. A
 that cannot be read (bad framing, other key, `CorruptEntryError`) is deleted, reported as
 ``evicted("memcached", "corrupt", 1)`` and answered as a miss.
 
-Servers. Each key belongs to one server, chosen by `RendezvousHash` over "host:port" ids;
-each server has its own pymemcache `PooledClient` (``no_delay``, connect and I/O timeout
-``timeout_s``, at most ``pool_size`` connections, no retries inside pymemcache). pymemcache
-is blocking, so every call runs on a small thread pool owned by the tier (``pool_size``
-threads, so a server's connection pool can never be exhausted); encoding and decoding run
-there too, keeping the event loop free. A server that refuses connections, or fails
-(reset, timed out) twice in a row, is marked down for ``dead_retry_s`` (1 s): calls for its
-keys raise `TierError` at once instead of each paying a timeout, and the first call after
-that window probes it again. "In a row" counts failure episodes, not calls: a failure of a
-call that started before the previous failure was seen belongs to the same episode (calls
-in flight together all time out together when the process stalls), so one slow moment -
-a 1 MiB value that took longer than ``timeout_s`` under load - fails only the calls it
-caught, never the server's next second of calls. A server that answers
-``SERVER_ERROR out of memory storing object`` (its slab class for that size is full and
-nothing can be evicted, e.g. ``-M``) is healthy: that set is NOT_ADMITTED, not an error. A pooled
-connection the server has closed (it restarted, or idle connections were dropped) fails
-instantly; it is discarded and the call moves on to the next connection - fresh ones
-included - so a restarted server is used again without recreating the tier.
+Servers (`sidecar.tiers.memcached_pool`). Each key belongs to one server, chosen by
+rendezvous hash; pymemcache is blocking, so every call runs on a small thread pool
+(encoding and decoding run there too, keeping the event loop free). A server that refuses
+connections, or fails twice in a row, is marked down for ``dead_retry_s`` (1 s): calls for
+its keys raise `TierError` at once, and the first call after that window probes it again.
+A server that answers ``SERVER_ERROR out of memory storing object`` (its slab class for
+that size is full and nothing can be evicted, e.g. ``-M``) is healthy: that set is
+NOT_ADMITTED, not an error. A restarted server is used again without recreating the tier.
 
 What this tier does NOT guarantee:
 
@@ -37,8 +27,9 @@ What this tier does NOT guarantee:
   to ~1 s longer - `get` drops those itself - or, by its coarse clock, drop it up to ~1 s
   earlier). Lifetimes above 30 days are sent as absolute Unix times, so they rely on the
   server's clock agreeing with ours.
-* Any enumeration: Memcached cannot list keys, so `capabilities` is empty and
-  `delete_prefix` / `delete_tag` drop nothing and answer 0. The engine purges those by other
+* Any enumeration: Memcached cannot list keys, so `capabilities` has neither
+  ``PREFIX_DELETE`` nor ``TAG_DELETE`` and `delete_prefix` / `delete_tag` drop nothing and
+  answer 0. The engine purges those by other
   means (tag generation counters), not through this tier.
 * Availability of a key while its server is down: keys are never moved to another server
   (a moved key would miss invalidations sent while its owner was away, then serve stale
@@ -62,75 +53,82 @@ import asyncio
 import base64
 import hashlib
 import struct
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TypeVar
 
 from pymemcache.client.base import PooledClient
-from pymemcache.exceptions import (
-    MemcacheError,
-    MemcacheServerError,
-    MemcacheUnexpectedCloseError,
-)
+from pymemcache.exceptions import MemcacheServerError
 
 from sidecar.core.clock import Clock
 from sidecar.core.errors import TierError
 from sidecar.core.model import CachedResponse, TierSnapshot
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.tiers import codec
-from sidecar.tiers.base import SetStatus
+from sidecar.tiers.base import MEASURABLE, SHARED_RAM, SetStatus
 from sidecar.tiers.codec import CorruptEntryError
-from sidecar.tiers.hashing import RendezvousHash
-
-T = TypeVar("T")
+from sidecar.tiers.memcached_pool import Server, ServerPool
 
 #: Memcached reads an expiry above this many seconds as an absolute Unix time.
 MAX_RELATIVE_EXPIRY_S = 30 * 24 * 3600
 MAX_KEY_BYTES = 250
 _KEY_LEN = struct.Struct(">I")
 _DIGEST_KEY_CHARS = 43  # base64url of 32 bytes, unpadded
-#: A pooled connection the server already closed fails at once with one of these.
-_STALE_CONNECTION = (MemcacheUnexpectedCloseError, ConnectionResetError, BrokenPipeError)
-#: The server is unreachable or broken: mark it down for a while.
-_SERVER_DOWN = (OSError, MemcacheUnexpectedCloseError)
-#: Failure episodes in a row (see the module docstring) after which a server is marked down;
-#: a refused connection marks it down at once.
-DOWN_AFTER_FAILURES = 2
+
+
+class ServerListError(ValueError):
+    """One item of a server list is refused. ``str()`` quotes the item; `position`
+    (1-based) and `reason` (a phrase such as "is not HOST:PORT") name it without quoting it,
+    for messages that must not echo what may be a password."""
+
+    def __init__(self, position: int, item: str, reason: str) -> None:
+        super().__init__(f"memcached server {item!r} {reason}")
+        self.position = position
+        self.reason = reason
 
 
 def parse_servers(text: str) -> list[tuple[str, int]]:
-    """``"host:port,host:port"`` (IPv6 as ``[::1]:11211``) as ``(host, port)`` pairs.
+    """``"host:port,host:port"`` (IPv6 as ``[::1]:11211``) as ``(host, port)`` pairs: the
+    one parser of the ``memcached_servers`` setting (the configuration calls it too).
 
-    Raises ValueError naming the offending item. Whitespace around items is ignored; an
-    empty item, a missing or out-of-range port, an unbracketed IPv6 address or a duplicate
-    server is refused. Host names are not resolved here.
+    Raises `ServerListError` naming the offending item. Whitespace around items is ignored;
+    an empty item, a missing or out-of-range port, an unbracketed IPv6 address, a user or
+    password (``user:pw@host``) or a duplicate server is refused. Host names are not
+    resolved here.
     """
     servers: list[tuple[str, int]] = []
-    for raw in text.split(","):
+    for position, raw in enumerate(text.split(","), 1):
         item = raw.strip()
-        host, sep, port_text = item.rpartition(":")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-            if not host or "[" in host or "]" in host:
-                raise ValueError(f"memcached server {item!r}: bad IPv6 address")
-        elif ":" in host:
-            raise ValueError(f"memcached server {item!r}: write IPv6 addresses as [addr]:port")
-        if not sep or not host or any(c.isspace() or c in "[]/" for c in host):
-            raise ValueError(f"memcached server {item!r}: expected host:port")
-        if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"memcached server {item!r}: port must be 1-65535")
-        server = (host, int(port_text))
-        if server in servers:
-            raise ValueError(f"memcached server {item!r}: listed twice")
-        servers.append(server)
+        reason = _server_problem(item)
+        if reason is None and _host_port(item) in servers:
+            reason = "is listed twice"
+        if reason is not None:
+            raise ServerListError(position, item, reason)
+        servers.append(_host_port(item))
     return servers
 
 
-def server_id(server: tuple[str, int]) -> str:
-    """The stable id a server is hashed under: ``host:port`` or ``[v6]:port``."""
-    host, port = server
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def _server_problem(item: str) -> str | None:
+    """Why `item` is not a ``host:port`` server (a phrase), or None if it is one."""
+    if not item:
+        return "is empty"
+    if "@" in item:
+        return "takes no user or password (expected HOST:PORT)"
+    host, sep, port = item.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host or "[" in host or "]" in host:
+            return "has a bad IPv6 address"
+    elif ":" in host:
+        return "has an IPv6 address without brackets (write [addr]:port)"
+    if not sep or not host or any(c.isspace() or c in "[]/" for c in host):
+        return "is not HOST:PORT"
+    if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        return "has a port outside 1-65535"
+    return None
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    """A ``host:port`` item `_server_problem` accepted, as a pair (IPv6 unbracketed)."""
+    host, _, port = item.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def storage_key(namespace: str, key: bytes) -> bytes:
@@ -170,28 +168,6 @@ def unpack_value(key: bytes, data: bytes) -> CachedResponse:
     return codec.decode(data[start + key_len :])
 
 
-@dataclass(slots=True)
-class _Server:
-    """One server and what the event-loop thread knows of its health (only it touches these)."""
-
-    id: str
-    client: PooledClient
-    dead_until: float = 0.0  # clock.monotonic(); 0 = believed alive
-    failures: int = 0  # failure episodes in a row
-    failed_at: float = float("-inf")  # clock.monotonic() of the last failure seen
-
-    def failed(self, started: float, now: float, refused: bool) -> bool:
-        """Note a failure of a call started at `started`; True if the server is now down."""
-        if started >= self.failed_at:  # not a call caught in the same episode
-            self.failures += 1
-        self.failed_at = now
-        return refused or self.failures >= DOWN_AFTER_FAILURES
-
-    def answered(self) -> None:
-        self.dead_until = 0.0
-        self.failures = 0
-
-
 class MemcachedTier:
     """The shared Memcached tier. See the module docstring for what it does not guarantee."""
 
@@ -219,27 +195,10 @@ class MemcachedTier:
         self._clock = clock
         self._namespace = namespace
         self._max_item_bytes = max_item_bytes
-        self._dead_retry_s = dead_retry_s
         self._observer = observer or NullObserver()
-        self._pool_size = pool_size
-        self._servers = [
-            _Server(
-                server_id(s),
-                PooledClient(
-                    s,
-                    connect_timeout=timeout_s,
-                    timeout=timeout_s,
-                    no_delay=True,
-                    max_pool_size=pool_size,
-                    default_noreply=False,
-                ),
-            )
-            for s in servers
-        ]
-        self._ring = RendezvousHash(s.id for s in self._servers)
-        # Threads start on first use; one per possible connection of a server's pool.
-        self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="strata-memcached")
-        self._closed = False
+        self._pool = ServerPool(
+            servers, clock, timeout_s=timeout_s, pool_size=pool_size, dead_retry_s=dead_retry_s
+        )
         self._hits = 0
         self._misses = 0
         self._corrupt = 0
@@ -251,7 +210,7 @@ class MemcachedTier:
 
     @property
     def capabilities(self) -> frozenset[str]:
-        return frozenset()
+        return frozenset({SHARED_RAM, MEASURABLE})
 
     def storage_key(self, key: bytes) -> bytes:
         """The Memcached key `key` is stored under."""
@@ -259,20 +218,23 @@ class MemcachedTier:
 
     def server_for(self, key: bytes) -> str:
         """The id of the server that holds `key`."""
-        return self._ring.node_for(self.storage_key(key))
+        return self._pool.server_id_for(self.storage_key(key))
 
     async def open(self) -> None:
         """Ask every server for its version (even one marked down). `TierError` only if
         none answers; those that fail are marked down and probed again later."""
         results = await asyncio.gather(
-            *(self._call(s, "open", lambda c: c.version(), probe=True) for s in self._servers),
+            *(
+                self._pool.call(s, "open", lambda c: c.version(), probe=True)
+                for s in self._pool.servers
+            ),
             return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         for failure in failures:
             if not isinstance(failure, TierError):
                 raise failure
-        if len(failures) == len(self._servers):
+        if len(failures) == len(self._pool.servers):
             raise TierError(f"no memcached server answered: {failures[0]}") from failures[0]
 
     async def get(self, key: bytes) -> CachedResponse | None:
@@ -288,7 +250,7 @@ class MemcachedTier:
                 client.delete(mkey)
                 return None, True
 
-        entry, corrupt = await self._call(server, "get", fetch)
+        entry, corrupt = await self._pool.call(server, "get", fetch)
         if corrupt:
             self._corrupt += 1
             self._observer.evicted(self.name, "corrupt", 1)
@@ -320,7 +282,7 @@ class MemcachedTier:
                 return SetStatus.NOT_ADMITTED
             return SetStatus.STORED
 
-        status = await self._call(server, "set", store)
+        status = await self._pool.call(server, "set", store)
         if status is SetStatus.TOO_LARGE:
             self._too_large += 1
         if status is not SetStatus.STORED:
@@ -329,7 +291,7 @@ class MemcachedTier:
 
     async def delete(self, key: bytes) -> bool:
         server, mkey = self._route(key)
-        return bool(await self._call(server, "delete", lambda c: c.delete(mkey)))
+        return bool(await self._pool.call(server, "delete", lambda c: c.delete(mkey)))
 
     async def delete_prefix(self, prefix: bytes) -> int:
         """Not possible on Memcached (no key listing): drops nothing, answers 0."""
@@ -355,7 +317,8 @@ class MemcachedTier:
             return int(value)
 
         results = await asyncio.gather(
-            *(self._call(s, "stats", read) for s in self._servers), return_exceptions=True
+            *(self._pool.call(s, "stats", read) for s in self._pool.servers),
+            return_exceptions=True,
         )
         counted = [r for r in results if isinstance(r, int)]
         if not counted:
@@ -379,55 +342,8 @@ class MemcachedTier:
 
     async def close(self) -> None:
         """Wait for calls in flight (each bounded by the timeout), then drop connections."""
-        if self._closed:
-            return
-        self._closed = True
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
-        for server in self._servers:
-            server.client.close()
+        await self._pool.close()
 
-    # -- plumbing ----------------------------------------------------------------------
-
-    def _route(self, key: bytes) -> tuple[_Server, bytes]:
+    def _route(self, key: bytes) -> tuple[Server, bytes]:
         mkey = self.storage_key(key)
-        return self._servers[self._ring.index_for(mkey)], mkey
-
-    async def _call(
-        self, server: _Server, op: str, fn: Callable[[PooledClient], T], *, probe: bool = False
-    ) -> T:
-        """Run `fn(client)` on the thread pool; every failure becomes `TierError`."""
-        if self._closed:
-            raise TierError("memcached tier is closed")
-        now = self._clock.monotonic()
-        if server.dead_until and not probe:
-            if now < server.dead_until:
-                raise TierError(
-                    f"memcached {server.id} is marked down for another "
-                    f"{server.dead_until - now:.2f} s after a failure"
-                )
-            server.dead_until = now + self._dead_retry_s  # this call probes; others fail fast
-        loop = asyncio.get_running_loop()
-        try:
-            result = await loop.run_in_executor(self._executor, self._attempts, server, fn)
-        except _SERVER_DOWN as exc:
-            later = self._clock.monotonic()
-            if server.failed(now, later, isinstance(exc, ConnectionRefusedError)):
-                server.dead_until = later + self._dead_retry_s
-            raise TierError(f"memcached {server.id}: {op} failed: {exc!r}") from exc
-        except (MemcacheError, RuntimeError) as exc:  # RuntimeError: pool or executor closed
-            server.answered()  # it answered, if only with an error
-            raise TierError(f"memcached {server.id}: {op} failed: {exc!r}") from exc
-        server.answered()
-        return result
-
-    def _attempts(self, server: _Server, fn: Callable[[PooledClient], T]) -> T:
-        """In a worker thread: `fn`, moving past pooled connections the server closed.
-
-        Such a connection fails at once and is discarded by the pool, so this costs no
-        timeout; after ``pool_size`` of them the next attempt uses a new connection."""
-        for _ in range(self._pool_size):
-            try:
-                return fn(server.client)
-            except _STALE_CONNECTION:
-                continue
-        return fn(server.client)
+        return self._pool.server_for(mkey), mkey

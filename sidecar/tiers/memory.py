@@ -17,7 +17,8 @@ the process hold (`memory_cost.meta_cost`): the entry's objects (key, headers, t
 generations), its share of the tier's structures (its slot in the entries dict and in the
 policy's ordered dict, its expiry heap items, including a stale one and the key copy it
 may keep alive until the heap is compacted, and, per tag, the tag index's dict slot, record
-and set membership), each dict and set counted at its worst load (just after it grew), plus
+and set membership: `sidecar.tiers.tag_index`), each dict and set counted at its worst
+load (just after it grew), plus
 its body's heap cost as stored (a short body: its `bytes` object; a pooled one:
 `BodyPool.charge`, the possibly compressed `bytes` object and the pool's record, as if it
 held the body alone). Tag strings are interned through the tag
@@ -31,7 +32,7 @@ entries under the same budget. What the charge does NOT cover: what the allocato
 beyond the objects (fragmentation of pymalloc's arenas and glibc's heap after churn), the
 interpreter and its imports, the frequency sketch (fixed at start-up), requests in flight
 (their decoded messages live until answered), and exactness (dict and heap slots are
-charged at their worst load; `tests/unit/sidecar/test_memory_accounting.py` pins
+charged at their worst load; `tests/unit/sidecar/tiers/test_memory_accounting.py` pins
 real <= charged under churn with tracemalloc, and the RSS of a real sidecar filled with
 many tags, many small entries or mid-size bodies stays within 1.5x the budget:
 `tests/integration/test_sidecar_memory_fill.py`, `python -m bench memory
@@ -57,9 +58,10 @@ from sidecar.policy import (
     TinyLfuAdmitter,
     WindowTinyLfuPolicy,
 )
-from sidecar.tiers.base import EAGER_PURGE, PREFIX_DELETE, TAG_DELETE, SetStatus
+from sidecar.tiers.base import EAGER_PURGE, NODE_LOCAL, PREFIX_DELETE, TAG_DELETE, SetStatus
 from sidecar.tiers.bodies import BodyPool
 from sidecar.tiers.memory_cost import bytes_cost, meta_cost
+from sidecar.tiers.tag_index import TagIndex
 
 #: The frequency sketch is sized for this many keys per MiB of budget: about 4x the
 #: resident entries at an average of ~4 KiB each (the simulator's hit ratio keeps rising
@@ -99,17 +101,6 @@ class _Slot:
         self.meta_size = meta_size
 
 
-class _Tag:
-    """The tag index's record of one tag: its one string object (every entry carrying the
-    tag holds this one) and the key, or the set of keys, carrying it."""
-
-    __slots__ = ("keys", "name")
-
-    def __init__(self, name: str, key: bytes) -> None:
-        self.name = name
-        self.keys: bytes | set[bytes] = key
-
-
 class MemoryTier:
     """The node-local tier. See the module docstring for what it does not guarantee."""
 
@@ -129,7 +120,7 @@ class MemoryTier:
         self._entries: dict[bytes, _Slot] = {}
         self._meta_total = 0
         self._pool = BodyPool()
-        self._tags: dict[str, _Tag] = {}
+        self._tags = TagIndex()
         self._expiry: list[tuple[int, bytes]] = []
         self._hits = 0
         self._misses = 0
@@ -142,7 +133,7 @@ class MemoryTier:
 
     @property
     def capabilities(self) -> frozenset[str]:
-        return frozenset({PREFIX_DELETE, TAG_DELETE, EAGER_PURGE})
+        return frozenset({PREFIX_DELETE, TAG_DELETE, EAGER_PURGE, NODE_LOCAL})
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -200,11 +191,11 @@ class MemoryTier:
             return SetStatus.TOO_LARGE
         old = self._entries.get(key)
         if old is not None:
-            self._unindex(key, old.entry)
+            self._tags.remove(key, old.entry.tags)
             if old.digest:
                 self._pool.release(old.digest)
             self._meta_total -= old.meta_size
-        meta = dataclasses.replace(entry, body=b"", tags=self._intern(entry.tags))
+        meta = dataclasses.replace(entry, body=b"", tags=self._tags.intern(entry.tags))
         self._entries[key] = _Slot(meta, digest, body, meta_size)
         self._meta_total += meta_size
         policy = self._policy
@@ -230,11 +221,7 @@ class MemoryTier:
         return len(victims)
 
     async def delete_tag(self, tag: str) -> int:
-        record = self._tags.get(tag)
-        if record is None:
-            return 0
-        keys = record.keys
-        victims = [keys] if isinstance(keys, bytes) else list(keys)
+        victims = self._tags.keys(tag)
         for k in victims:
             self._drop(k, EvictionCause.EXPLICIT)
         return len(victims)
@@ -255,6 +242,10 @@ class MemoryTier:
                 dropped += 1
         self._compact_expiry()
         return dropped
+
+    async def usage(self) -> None:
+        """Not `MEASURABLE` (its budget is enforced as it stores, see `snapshot`): None."""
+        return None
 
     def snapshot(self) -> TierSnapshot:
         return TierSnapshot(
@@ -296,26 +287,10 @@ class MemoryTier:
 
     # -- bookkeeping -------------------------------------------------------------------
 
-    def _intern(self, tags: tuple[str, ...]) -> tuple[str, ...]:
-        """`tags` with each string replaced by the index's object for it, if any."""
-        if not tags:
-            return tags
-        index = self._tags
-        return tuple(r.name if (r := index.get(t)) is not None else t for t in tags)
-
     def _index(self, key: bytes, entry: CachedResponse) -> None:
         heapq.heappush(self._expiry, (entry.expires_at_ms, key))
         self._compact_expiry()
-        index = self._tags
-        for tag in entry.tags:
-            record = index.get(tag)
-            if record is None:
-                index[tag] = _Tag(tag, key)
-            elif isinstance(record.keys, bytes):
-                if record.keys != key:
-                    record.keys = {record.keys, key}
-            else:
-                record.keys.add(key)
+        self._tags.add(key, entry.tags)
 
     def _compact_expiry(self) -> None:
         """Compact the expiry heap once stale items (of evicted, replaced or deleted keys)
@@ -334,23 +309,6 @@ class MemoryTier:
             heapq.heapify(live)
             self._expiry = live
 
-    def _unindex(self, key: bytes, entry: CachedResponse) -> None:
-        index = self._tags
-        for tag in entry.tags:
-            record = index.get(tag)
-            if record is None:
-                continue
-            keys = record.keys
-            if isinstance(keys, bytes):
-                if keys == key:
-                    del index[tag]
-                continue
-            keys.discard(key)
-            if len(keys) == 1:
-                record.keys = next(iter(keys))  # a set costs ~200 bytes more than a key
-            elif not keys:
-                del index[tag]
-
     def _drop(self, key: bytes, cause: EvictionCause) -> None:
         """Remove a present key from the dict, the indexes and the policy."""
         self._policy.remove(key)
@@ -364,7 +322,7 @@ class MemoryTier:
         if slot.digest:
             self._pool.release(slot.digest)
         self._meta_total -= slot.meta_size
-        self._unindex(key, slot.entry)
+        self._tags.remove(key, slot.entry.tags)
         if cause in (EvictionCause.SIZE, EvictionCause.REJECTED):
             self._evictions += 1
             if cause is EvictionCause.REJECTED:

@@ -85,7 +85,7 @@ from sidecar.core.errors import TierError
 from sidecar.core.model import CachedResponse, TierSnapshot
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.tiers import codec
-from sidecar.tiers.base import PREFIX_DELETE, TAG_DELETE, SetStatus
+from sidecar.tiers.base import MEASURABLE, PREFIX_DELETE, SHARED_RAM, TAG_DELETE, SetStatus
 from sidecar.tiers.redis_conn import DRIVER_ERRORS, connect, is_cluster_url
 
 #: Keys handled per pipeline by delete_tag / delete_prefix, and SCAN's COUNT hint.
@@ -177,7 +177,7 @@ class RedisTier:
 
     @property
     def capabilities(self) -> frozenset[str]:
-        return frozenset({PREFIX_DELETE, TAG_DELETE})
+        return frozenset({PREFIX_DELETE, TAG_DELETE, SHARED_RAM, MEASURABLE})
 
     async def open(self) -> None:
         """PING once; `TierError` if unreachable (later calls connect again)."""

@@ -17,9 +17,13 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.exceptions import RedisClusterException, RedisError
 
+from sidecar.core.redact import quotes_masked
+
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 #: What a driver call can raise; callers wrap these into `TierError`.
 DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 
@@ -51,9 +55,29 @@ def parse_cluster_url(url: str) -> tuple[list[ClusterNode], dict[str, Any]]:
     return nodes, options
 
 
+def check_url(url: str) -> None:
+    """ValueError unless `connect` can use `url`: a known scheme, then host, port, db and
+    options as the driver (or `parse_cluster_url`) reads them. The one parser of the
+    ``redis_url`` setting (the configuration calls it too); the message masks every quoted
+    piece of the driver's reason (it may be a piece of a password)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
+        raise ValueError(f"unsupported scheme {scheme!r}: use one of {known}")
+    try:
+        if is_cluster_url(url):
+            parse_cluster_url(url)
+        else:
+            parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ValueError(f"not a valid Redis URL: {quotes_masked(str(exc))}") from None
+
+
 def connect(url: str, timeout_s: float, max_connections: int) -> Redis | RedisCluster:
     """A client for `url` (no I/O yet): timeouts of `timeout_s`, no retries, a blocking
-    pool of `max_connections` (waiting for a free connection is bounded too)."""
+    pool of `max_connections` (waiting for a free connection is bounded too). ValueError
+    (from `check_url`) if `url` cannot be used."""
+    check_url(url)
     common: dict[str, Any] = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": timeout_s,

@@ -36,7 +36,7 @@ from sidecar.core.errors import TierError
 from sidecar.core.model import CachedResponse, TierSnapshot
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.core.pending import MAX_PENDING, PendingPurges, retry_until_done
-from sidecar.tiers.base import SetStatus, Tier, TierSkippedError, WrappedTier
+from sidecar.tiers.base import MEASURABLE, SetStatus, Tier, TierSkippedError, WrappedTier
 
 #: Kept purges replayed at once.
 CONCURRENCY = 32
@@ -97,12 +97,12 @@ class ReplayingTier(WrappedTier):
         return await self._inner.sweep()
 
     async def usage(self) -> int | None:
-        read = getattr(self._inner, "usage", None)
-        if read is None:
+        """The inner tier's, after replaying kept purges; None, without either, if the
+        inner tier is not `MEASURABLE`."""
+        if MEASURABLE not in self._inner.capabilities:
             return None
         await self._settle()
-        value = await read()
-        return None if value is None else int(value)
+        return await self._inner.usage()
 
     def snapshot(self) -> TierSnapshot:
         return self._inner.snapshot()

@@ -107,7 +107,7 @@ async def start_stack(
 async def hang_and_load(stack: Stack, tier: str, hang: Callable[[], object]) -> None:
     """Hang the tier under load; the circuit must open, then the load must mostly be
     answered in time, and skipped calls must not count as errors."""
-    client = SidecarClient(stack.address, CLIENT_DEADLINE_S, mode="stream")
+    client = SidecarClient(stack.address, CLIENT_DEADLINE_S)
     for _ in range(5):  # streams and connections opened (a generous deadline: not measured)
         await asyncio.to_thread(client.lookup, b"v1:r:warm", None, 0, 2.0)
     load = Load(client)
@@ -158,7 +158,7 @@ def _signal_all(pids: list[int], sig: signal.Signals) -> None:
 async def postgres_stack() -> AsyncIterator[tuple[Stack, Cluster]]:
     """A private PostgreSQL cluster (stopped and removed at the end) and a stack over it."""
     try:
-        services._pg_bin()
+        services.pg_bin()
     except services.ServiceError as exc:
         pytest.skip(str(exc))
     root = Path(tempfile.mkdtemp(prefix="strata-hung-", dir="/tmp"))

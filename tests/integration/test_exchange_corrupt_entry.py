@@ -16,7 +16,7 @@ from sidecar.core.clock import ManualClock
 from sidecar.core.observer import RecordingObserver
 from sidecar.engine.engine import Engine
 from sidecar.rpc.server import RunningServer, create_server
-from tests.unit.sidecar.tiers.test_deadlines import CorruptingMemory
+from tests.support.fakes import CorruptingMemory
 
 BAD, GOOD = b"v1:r:bad", b"v1:r:good"
 

@@ -11,19 +11,21 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import pytest
 
 from sidecar.cluster.generations import OBSERVER_TIER, RedisGenerations
 from sidecar.core.clock import SystemClock
-from sidecar.core.model import CachedResponse, Outcome
+from sidecar.core.model import Outcome
 from sidecar.core.observer import RecordingObserver
 from sidecar.engine.engine import Engine
 from sidecar.tiers.memcached import MemcachedTier, parse_servers
 from sidecar.tiers.memory import MemoryTier
 from tests.conftest import free_port
 from tests.integration.servers import service
+from tests.support import entries
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +33,7 @@ CLOCK = SystemClock()
 CACHE_MS = 100
 
 
-def entry(tags: tuple[str, ...] = ()) -> CachedResponse:
-    return CachedResponse(200, (), b"body", stored_at_ms=CLOCK.now_ms(), ttl_ms=60_000, tags=tags)
+entry = partial(entries.entry, body=b"body", headers=())
 
 
 class CountingClient:
@@ -108,8 +109,8 @@ async def test_a_tag_purge_on_one_sidecar_misses_on_the_other_within_cache_ms(
     b, gens_b, _ = await make_engine()
     await gens_a.open()
     await gens_b.open()
-    await a.store(b"v1:r:1", entry(("users",)))
-    await a.store(b"v1:r:2", entry(("orders",)))
+    await a.store(b"v1:r:1", entry(tags=("users",)), route="v1:r:")
+    await a.store(b"v1:r:2", entry(tags=("orders",)), route="v1:r:")
     # B reads them from the shared Memcached tier, caching the generations
     assert (await b.lookup(b"v1:r:1")).tier == "memcached"
     assert (await b.lookup(b"v1:r:1")).tier == "memory"
@@ -138,12 +139,12 @@ async def test_a_purge_costs_o1_redis_commands_whatever_the_entries(
     for n in (1, 200):
         tag = f"t{n}"
         for i in range(n):
-            await engine.store(f"k{tag}-{i}".encode(), entry((tag,)))
+            await engine.store(f"k{tag}-{i}".encode(), entry(tags=(tag,)))
         counting.commands.clear()
         assert await engine.invalidate_tag(tag) == n  # eager in memory only
         assert counting.commands == ["execute_command"], n  # one script
     # reads of a hot tag: one MGET per cache_ms, not one per lookup
-    await engine.store(b"khot", entry(("hot",)))
+    await engine.store(b"khot", entry(tags=("hot",)))
     counting.commands.clear()
     for _ in range(50):
         assert (await engine.lookup(b"khot")).outcome is Outcome.HIT
@@ -154,7 +155,7 @@ async def test_redis_down_generations_fall_back_locally_and_lookups_stay_fast(
     make_engine: Callable[..., Any],
 ) -> None:
     engine, _gens, observer = await make_engine(url=f"redis://127.0.0.1:{free_port()}/0")
-    await engine.store(b"v1:r:down", entry(("t",)))
+    await engine.store(b"v1:r:down", entry(tags=("t",)))
     assert (await engine.lookup(b"v1:r:down")).outcome is Outcome.HIT
     started = time.monotonic()
     for _ in range(100):

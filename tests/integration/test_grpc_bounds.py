@@ -32,6 +32,7 @@ from sidecar.core.observer import NullObserver
 from sidecar.engine.engine import Engine
 from sidecar.rpc.bounds import RpcLimits
 from sidecar.rpc.server import RunningServer, create_server, start_serving
+from tools.stack import SidecarProcess
 
 MIB = 1024 * 1024
 BUDGET = 32 * MIB
@@ -43,18 +44,18 @@ _T = TypeVar("_T")
 
 
 @pytest.fixture
-def sidecar(short_tmp: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def sidecar(short_tmp: Path) -> Iterator[tuple[str, SidecarProcess]]:
     """A sidecar process with default limits and a 32 MiB memory budget."""
     address, proc = hostile.start_sidecar(short_tmp, BUDGET, [])
     try:
         yield address, proc
     finally:
         proc.kill()
-        proc.wait(10)
+        proc.close()
 
 
 async def under_attack(
-    sidecar: tuple[str, subprocess.Popen[bytes]], attack: Callable[[], Awaitable[_T]]
+    sidecar: tuple[str, SidecarProcess], attack: Callable[[], Awaitable[_T]]
 ) -> _T:
     """Run `attack` while a victim client calls the sidecar every 50 ms; then assert what
     every attack must leave: no victim call failed or missed its deadline, and the
@@ -80,7 +81,7 @@ async def store_big_entry(address: str) -> None:
 
 
 async def test_huge_batches_are_refused_at_once_and_others_are_served(
-    sidecar: tuple[str, subprocess.Popen[bytes]],
+    sidecar: tuple[str, SidecarProcess],
 ) -> None:
     """Before: 200k lookups were answered after 21 s, the victim stalled past its deadline,
     RSS grew 1,189 MiB."""
@@ -101,7 +102,7 @@ async def test_huge_batches_are_refused_at_once_and_others_are_served(
 
 
 async def test_slow_readers_cannot_hold_more_than_the_reply_budget(
-    sidecar: tuple[str, subprocess.Popen[bytes]],
+    sidecar: tuple[str, SidecarProcess],
 ) -> None:
     """Before: RSS grew 485 MiB."""
     address, _ = sidecar
@@ -116,7 +117,7 @@ async def test_slow_readers_cannot_hold_more_than_the_reply_budget(
 
 
 async def test_requests_of_millions_of_tiny_fields_are_refused_unparsed_and_freed(
-    sidecar: tuple[str, subprocess.Popen[bytes]],
+    sidecar: tuple[str, SidecarProcess],
 ) -> None:
     """Before: +170 MiB to parse each, and each refused unary one held until a full GC."""
     address, proc = sidecar
@@ -130,7 +131,7 @@ async def test_requests_of_millions_of_tiny_fields_are_refused_unparsed_and_free
 
 
 async def test_unary_slow_readers_cannot_hold_more_than_the_reply_budget(
-    sidecar: tuple[str, subprocess.Popen[bytes]],
+    sidecar: tuple[str, SidecarProcess],
 ) -> None:
     """Before: RSS grew 200 MiB."""
     address, proc = sidecar

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from sidecar.cluster import leases as leases_redis
 from sidecar.cluster.leases import OBSERVER_TIER, RedisLeases
 from sidecar.core.clock import SystemClock
 from sidecar.core.errors import TierError
-from sidecar.core.model import CachedResponse, LookupResult, Outcome
+from sidecar.core.model import LookupResult, Outcome
 from sidecar.core.observer import RecordingObserver
 from sidecar.engine.coalesce import Leases
 from sidecar.engine.engine import Engine
@@ -32,14 +33,14 @@ from sidecar.tiers.memory import MemoryTier
 from sidecar.tiers.redis import RedisTier
 from tests.conftest import free_port
 from tests.integration.servers import service, start_cluster_node, start_redis
+from tests.support import entries
 
 pytestmark = pytest.mark.integration
 
 CLOCK = SystemClock()
 
 
-def entry(ttl_ms: int = 60_000) -> CachedResponse:
-    return CachedResponse(200, (), b"filled", stored_at_ms=CLOCK.now_ms(), ttl_ms=ttl_ms)
+entry = partial(entries.entry, body=b"filled", headers=())
 
 
 @dataclass

@@ -14,17 +14,18 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 
 from sidecar.core.clock import SystemClock
 from sidecar.core.errors import TierError
-from sidecar.core.model import CachedResponse
 from sidecar.core.observer import RecordingObserver
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.breaker import CLOSED, CircuitBreakerTier
 from sidecar.tiers.memcached import MemcachedTier
 from tests.integration.test_tier_memcached import Memcached
+from tests.support import entries
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +49,7 @@ def memcached() -> Iterator[MakeServer]:
         m.kill()
 
 
-def entry(body: bytes) -> CachedResponse:
-    now = SystemClock().now_ms()
-    return CachedResponse(status=200, headers=(), body=body, stored_at_ms=now, ttl_ms=60_000)
+entry = partial(entries.entry, headers=())
 
 
 def guarded(
@@ -80,7 +79,7 @@ async def test_one_stall_fails_only_the_calls_it_caught(memcached: MakeServer) -
     tier = guarded(m, obs, timeout_s=0.2, dead_retry_s=5.0)
     try:
         await tier.open()
-        assert await tier.set(b"k", entry(b"v")) is SetStatus.STORED
+        assert await tier.set(b"k", entry(body=b"v")) is SetStatus.STORED
         m.pause(True)
         try:
             results = await asyncio.gather(
@@ -105,11 +104,11 @@ async def test_a_server_out_of_memory_declines_the_set_and_drops_the_old_value(
     tier = guarded(m, obs, timeout_s=0.5)
     try:
         await tier.open()
-        assert await tier.set(b"old", entry(b"o")) is SetStatus.STORED
-        statuses = [await tier.set(b"k%d" % i, entry(os.urandom(100_000))) for i in range(40)]
+        assert await tier.set(b"old", entry(body=b"o")) is SetStatus.STORED
+        statuses = [await tier.set(b"k%d" % i, entry(body=os.urandom(100_000))) for i in range(40)]
         assert SetStatus.NOT_ADMITTED in statuses  # 2 MiB cannot hold 40 x 100 kB
         refused = statuses.index(SetStatus.NOT_ADMITTED)
-        assert await tier.set(b"old", entry(os.urandom(100_000))) is SetStatus.NOT_ADMITTED
+        assert await tier.set(b"old", entry(body=os.urandom(100_000))) is SetStatus.NOT_ADMITTED
         assert await tier.get(b"old") is None  # the refused value's predecessor is gone
         assert await tier.get(b"k%d" % (refused - 1)) is not None
         assert tier.state == CLOSED and opened(obs) == 0
@@ -141,7 +140,7 @@ async def test_concurrent_large_values_keep_a_healthy_servers_circuit_closed(
         while time.monotonic() < stop:
             n += 1
             key = b"w%d:%d" % (i, n % 16)
-            for call in (tier.set(key, entry(bodies[(i + n) % 8])), tier.get(key)):
+            for call in (tier.set(key, entry(body=bodies[(i + n) % 8])), tier.get(key)):
                 try:
                     await call
                     ok += 1

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -27,14 +28,14 @@ from sidecar.tiers.redis import RedisTier
 from sidecar.tiers.replaying import ReplayingTier
 from tests.conftest import free_port
 from tests.integration.servers import HOST, start_redis
+from tests.support import entries
 
 pytestmark = pytest.mark.integration
 
 CLOCK = SystemClock()
 
 
-def entry(tags: tuple[str, ...] = ()) -> CachedResponse:
-    return CachedResponse(200, (), b"body", stored_at_ms=CLOCK.now_ms(), ttl_ms=600_000, tags=tags)
+entry = partial(entries.entry, body=b"body", ttl_ms=600_000, headers=())
 
 
 async def wait_replayed(engine: Engine, gens: RedisGenerations, within_s: float = 10) -> None:
@@ -61,10 +62,10 @@ async def test_purges_while_redis_is_dead_are_replayed_when_it_returns(
     await gens.open()
     keys = [b"v1:r:key", b"v1:r:tagged", b"v1:route:x", b"plain:1", b"v1:r:kept"]
     await a.store(keys[0], entry())
-    await a.store(keys[1], entry(("users",)))
+    await a.store(keys[1], entry(tags=("users",)))
     await a.store(keys[2], entry())
     await a.store(keys[3], entry())
-    await a.store(keys[4], entry(("orders",)))
+    await a.store(keys[4], entry(tags=("orders",)))
     with redis.Redis(HOST, port) as client:
         client.save()
     processes[0].kill()
@@ -99,7 +100,7 @@ async def test_generation_keys_in_redis_expire_with_their_entries(
     for i in range(200):  # writes through the gateway purge URIs nobody cached
         await engine.invalidate_tag(f"uri:h/p/{i}")
     short = CachedResponse(200, (), b"b", stored_at_ms=CLOCK.now_ms(), ttl_ms=1_000, tags=("t",))
-    await engine.store(b"v1:r:1", short)
+    await engine.store(b"v1:r:1", short, route="v1:r:")
     await engine.invalidate_tag("t")
     with redis.Redis(HOST, port) as client:
         names = list(client.scan_iter(match="x:g*"))
@@ -164,9 +165,9 @@ async def test_records_redis_lost_in_a_restart_are_restored_not_every_entry_purg
     b = Engine([MemoryTier(1 << 20, CLOCK, admission="always")], CLOCK, generations=gens_b)
     await gens_a.open()
     await gens_b.open()
-    await a.store(b"v1:r:one", entry(("users",)))
-    await a.store(b"v1:r:two", entry(("orders",)))
-    await b.store(b"v1:r:two", entry(("orders",)))
+    await a.store(b"v1:r:one", entry(tags=("users",)))
+    await a.store(b"v1:r:two", entry(tags=("orders",)))
+    await b.store(b"v1:r:two", entry(tags=("orders",)))
     processes[0].kill()
     processes[0].wait(10)
     (tmp_path / "empty").mkdir()

@@ -82,6 +82,21 @@ async def test_store_lookup_invalidate_stats(stub: pb_grpc.CacheServiceStub) -> 
     assert stats.tiers[0].name == "memory" and stats.tiers[0].max_bytes == CONFIG.memory_max_bytes
 
 
+async def test_a_store_with_its_route_is_purged_by_that_prefix(
+    stub: pb_grpc.CacheServiceStub,
+) -> None:
+    stored = await stub.Store(pb.StoreRequest(key=b"v1:rt:1", entry=entry(), route="v1:rt:"))
+    assert stored.result == pb.STORE_RESULT_STORED
+    await stub.Store(pb.StoreRequest(key=b"v1:other:1", entry=entry(), route="v1:other:"))
+    hit = await stub.Lookup(pb.LookupRequest(key=b"v1:rt:1"))
+    assert hit.outcome == pb.OUTCOME_HIT
+    assert list(hit.entry.tags) == ["users", "route:v1:rt:"]  # the route's purge tag
+    dropped = await stub.Invalidate(pb.InvalidateRequest(prefix=b"v1:rt:"))
+    assert dropped.dropped == 1
+    assert (await stub.Lookup(pb.LookupRequest(key=b"v1:rt:1"))).outcome == pb.OUTCOME_MISS
+    assert (await stub.Lookup(pb.LookupRequest(key=b"v1:other:1"))).outcome == pb.OUTCOME_HIT
+
+
 @pytest.mark.parametrize(
     ("request_msg", "method", "fragment"),
     [
@@ -108,6 +123,16 @@ async def test_store_lookup_invalidate_stats(stub: pb_grpc.CacheServiceStub) -> 
             "entry.headers[0].name",
         ),
         (pb.InvalidateRequest(), "Invalidate", "set one of key, prefix or tag"),
+        (
+            pb.StoreRequest(key=b"v1:a:1", entry=entry(), route="v1:b:"),
+            "Store",
+            "route: the key does not start with the route 'v1:b:'",
+        ),
+        (
+            pb.StoreRequest(key=b"v1:a b:1", entry=entry(), route="v1:a b:"),
+            "Store",
+            "route: 'v1:a b:' cannot name a route",
+        ),
     ],
 )
 async def test_bad_requests_get_invalid_argument_and_service_carries_on(

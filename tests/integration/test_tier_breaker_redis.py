@@ -6,20 +6,20 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from sidecar.core.clock import SystemClock
 from sidecar.core.errors import TierError
-from sidecar.core.model import CachedResponse
 from sidecar.core.observer import RecordingObserver
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreakerTier
 from sidecar.tiers.redis import RedisTier
 from tests.conftest import free_port
 from tests.integration.servers import start_redis
+from tests.support import entries
 
 pytestmark = pytest.mark.integration
 
@@ -28,29 +28,15 @@ THRESHOLD = 3
 OPEN_FOR_S = 0.3
 
 
-@pytest.fixture
-def servers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Servers the test started; each is killed (by its own handle) at the end."""
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(5)
-
-
-def entry() -> CachedResponse:
-    now = SystemClock().now_ms()
-    return CachedResponse(status=200, headers=(), body=b"v", stored_at_ms=now, ttl_ms=60_000)
+entry = partial(entries.entry, body=b"v", headers=())
 
 
 @pytest.mark.timeout(10)
 async def test_killed_server_fails_fast_and_restarted_server_is_used_after_one_probe(
-    short_tmp: Path, servers: list[subprocess.Popen[bytes]]
+    short_tmp: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     port = free_port()
-    servers.append(start_redis(port, short_tmp))
+    processes.append(start_redis(port, short_tmp))
     obs = RecordingObserver()
     clock = SystemClock()
     redis_tier = RedisTier(f"redis://{HOST}:{port}/0", clock, timeout_s=0.2)
@@ -62,8 +48,8 @@ async def test_killed_server_fails_fast_and_restarted_server_is_used_after_one_p
         assert await tier.set(b"k", entry()) is SetStatus.STORED
         assert await tier.get(b"k") is not None
 
-        servers[0].kill()  # SIGKILL
-        servers[0].wait(5)
+        processes[0].kill()  # SIGKILL
+        processes[0].wait(5)
         for _ in range(THRESHOLD):
             with pytest.raises(TierError, match="redis get failed"):
                 await tier.get(b"k")
@@ -74,7 +60,7 @@ async def test_killed_server_fails_fast_and_restarted_server_is_used_after_one_p
                 await tier.get(b"k")
             assert time.perf_counter() - t0 < 0.01
 
-        servers.append(start_redis(port, short_tmp))  # same port, empty
+        processes.append(start_redis(port, short_tmp))  # same port, empty
         seen = len(obs.events)
         restarted = time.monotonic()
         while True:

@@ -13,10 +13,10 @@ import redis
 from sidecar.app import build_engine, open_tiers
 from sidecar.config import SidecarConfig
 from sidecar.core.clock import SystemClock
-from sidecar.core.model import CachedResponse
 from sidecar.core.observer import RecordingObserver
 from sidecar.engine.engine import Engine
 from tests.integration.servers import services_env
+from tests.support.entries import entry
 
 pytestmark = pytest.mark.integration
 
@@ -56,20 +56,12 @@ async def make_engine() -> AsyncIterator[MakeEngine]:
         await engine.close()
 
 
-def _entry(clock: SystemClock) -> CachedResponse:
-    return CachedResponse(
-        status=200,
-        headers=((b"content-type", b"text/plain"),),
-        body=b"small hot body",
-        stored_at_ms=clock.now_ms(),
-        ttl_ms=60_000,
-    )
-
-
 async def _store_hot(engine: Engine, key: bytes) -> None:
     for _ in range(3):  # hot: above shared_min_hits
         await engine.lookup(key)
-    await engine.store(key, _entry(SystemClock()))
+    await engine.store(
+        key, entry(body=b"small hot body", headers=((b"content-type", b"text/plain"),))
+    )
 
 
 def _in_redis(config: SidecarConfig, key: bytes) -> bool:
@@ -105,7 +97,7 @@ async def test_tiny_redis_budget_keeps_hot_entries_out_of_redis(make_engine: Mak
 
 async def test_no_budget_writes_hot_entries_to_redis(make_engine: MakeEngine) -> None:
     engine, config, obs = await make_engine()
-    assert engine.budgets is None
+    assert not engine.budgets  # NoBudgets
     await _store_hot(engine, b"hot")
     assert _in_redis(config, b"hot")
     assert _in_postgres(config, b"hot")

@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -23,11 +24,12 @@ from pymemcache.client.base import Client
 
 from sidecar.core.clock import ManualClock, SystemClock
 from sidecar.core.errors import TierError
-from sidecar.core.model import CachedResponse
 from sidecar.core.observer import RecordingObserver
 from sidecar.tiers.base import SetStatus
-from sidecar.tiers.memcached import MemcachedTier, pack_value, parse_servers, server_id
+from sidecar.tiers.memcached import MemcachedTier, pack_value, parse_servers
+from sidecar.tiers.memcached_pool import server_id
 from tests.conftest import free_port
+from tests.support import entries
 from tools import services
 
 pytestmark = pytest.mark.integration
@@ -35,11 +37,7 @@ pytestmark = pytest.mark.integration
 DAY_MS = 24 * 3600 * 1000
 
 
-def entry(
-    body: bytes = b"hello", ttl_ms: int = 60_000, now_ms: int | None = None
-) -> CachedResponse:
-    now = SystemClock().now_ms() if now_ms is None else now_ms
-    return CachedResponse(200, ((b"content-type", b"text/plain"),), body, now, ttl_ms)
+entry = partial(entries.entry, headers=((b"content-type", b"text/plain"),))
 
 
 def unique() -> str:
@@ -222,12 +220,12 @@ async def test_expiry_follows_the_tier_clock_and_long_lifetimes_are_absolute(
     clock = ManualClock(SystemClock().now_ms())
     t = MemcachedTier(shared_servers(), clock, namespace=unique())
     try:
-        assert await t.set(b"old", entry(ttl_ms=0, now_ms=clock.now_ms())) is (
+        assert await t.set(b"old", entry(ttl_ms=0, stored_at_ms=clock.now_ms())) is (
             SetStatus.NOT_ADMITTED
         )
         assert raw.get(t.storage_key(b"old")) is None
-        await t.set(b"soon", entry(ttl_ms=5000, now_ms=clock.now_ms()))
-        await t.set(b"40d", entry(ttl_ms=40 * DAY_MS, now_ms=clock.now_ms()))
+        await t.set(b"soon", entry(ttl_ms=5000, stored_at_ms=clock.now_ms()))
+        await t.set(b"40d", entry(ttl_ms=40 * DAY_MS, stored_at_ms=clock.now_ms()))
         assert await t.get(b"soon") is not None
         clock.advance(5000)  # Memcached still holds it (real time), the tier must not serve it
         assert raw.get(t.storage_key(b"soon")) is not None

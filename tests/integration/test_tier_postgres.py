@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,14 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from sidecar.core.clock import Clock, ManualClock, SystemClock
+from sidecar.core.clock import ManualClock, SystemClock
 from sidecar.core.errors import TierError
-from sidecar.core.model import CachedResponse
 from sidecar.core.observer import RecordingObserver
 from sidecar.tiers import pg_schema
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.postgres import MAX_INDEXED_BYTES, PostgresTier, prefix_successor
 from tests.conftest import free_port
+from tests.support import entries
 from tools import services
 
 pytestmark = pytest.mark.integration
@@ -55,10 +56,7 @@ def _dsn() -> str:
     return env["STRATA_TEST_POSTGRES_DSN"]
 
 
-def entry(clock: Clock | None = None, ttl_ms: int = 60_000, **kw: Any) -> CachedResponse:
-    now = (clock or SystemClock()).now_ms()
-    kw.setdefault("body", b"x" * 100)
-    return CachedResponse(status=200, headers=(), stored_at_ms=now, ttl_ms=ttl_ms, **kw)
+entry = partial(entries.entry, body=b"x" * 100, headers=())
 
 
 @pytest.fixture
@@ -427,8 +425,8 @@ class Cluster:
 
     def _pg(self, *argv: str) -> None:
         log = self.root / "postgres.log"
-        rc = services._pg_run([*argv], self.root, log, timeout=60)
-        assert rc == 0, f"{argv[0]} failed:\n{services._log_tail(log)}"
+        rc = services.pg_run([*argv], self.root, log, timeout=60)
+        assert rc == 0, f"{argv[0]} failed:\n{services.log_tail(log)}"
 
     def initdb(self) -> None:
         sock = self.root / "sock"
@@ -436,18 +434,18 @@ class Cluster:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(sock, "postgres", "postgres")
-        self._pg(str(services._pg_bin() / "initdb"), "-D", str(self.root / "data"),
+        self._pg(str(services.pg_bin() / "initdb"), "-D", str(self.root / "data"),
                  "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")  # fmt: skip
 
     async def start(self) -> None:
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root / 'sock'}"
                 " -c fsync=off -c full_page_writes=off")  # fmt: skip
-        pg_ctl = str(services._pg_bin() / "pg_ctl")
+        pg_ctl = str(services.pg_bin() / "pg_ctl")
         await asyncio.to_thread(self._pg, pg_ctl, "-D", str(self.root / "data"), "-w", "-o", opts,
                                 "start")  # fmt: skip
 
     async def stop(self, mode: str = "immediate") -> None:
-        pg_ctl = str(services._pg_bin() / "pg_ctl")
+        pg_ctl = str(services.pg_bin() / "pg_ctl")
         await asyncio.to_thread(self._pg, pg_ctl, "-D", str(self.root / "data"), "-m", mode,
                                 "-w", "stop")  # fmt: skip
 
@@ -458,7 +456,7 @@ class Cluster:
 @pytest.fixture
 async def cluster() -> AsyncIterator[Cluster]:
     try:
-        services._pg_bin()
+        services.pg_bin()
     except services.ServiceError as exc:
         pytest.skip(str(exc))
     root = Path(tempfile.mkdtemp(prefix="strata-pgtier-", dir="/tmp"))

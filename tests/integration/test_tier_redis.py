@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,14 @@ from sidecar.tiers.redis import RedisTier, escape_glob
 from sidecar.tiers.redis_conn import parse_cluster_url
 from tests.conftest import free_port
 from tests.integration.servers import service, start_cluster_node, start_redis
+from tests.support import entries
 
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
 
 
-def entry(ttl_ms: int = 60_000, body: bytes = b"x", **kw: Any) -> CachedResponse:
-    now = SystemClock().now_ms()
-    return CachedResponse(status=200, headers=(), body=body, stored_at_ms=now, ttl_ms=ttl_ms, **kw)
+entry = partial(entries.entry, body=b"x", headers=())
 
 
 @pytest.fixture
@@ -148,7 +148,12 @@ async def test_prefix_with_glob_metacharacters_is_literal(tier: RedisTier) -> No
 def test_construction_does_no_io_and_gives_a_tier() -> None:
     for url in (f"redis://{HOST}:{free_port()}/0", f"redis+cluster://{HOST}:{free_port()}"):
         tier: Tier = RedisTier(url, SystemClock())  # nothing listens there
-        assert tier.name == "redis" and tier.capabilities == {"prefix_delete", "tag_delete"}
+        assert tier.name == "redis" and tier.capabilities == {
+            "prefix_delete",
+            "tag_delete",
+            "shared_ram",
+            "measurable",
+        }
 
 
 def test_cluster_urls_are_parsed() -> None:

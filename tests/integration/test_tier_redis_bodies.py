@@ -10,18 +10,18 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
 
 from sidecar.core.clock import SystemClock
-from sidecar.core.model import CachedResponse
 from sidecar.tiers.redis import BODY_REF_MIN_BYTES, RedisTier
 from tests.conftest import free_port
 from tests.integration.servers import service, start_redis
+from tests.support import entries
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +31,7 @@ BODY = json.dumps(
 DIGEST = hashlib.sha256(BODY).hexdigest()
 
 
-def entry(body: bytes = BODY, ttl_ms: int = 60_000, **kw: Any) -> CachedResponse:
-    now = SystemClock().now_ms()
-    return CachedResponse(200, (), body, stored_at_ms=now, ttl_ms=ttl_ms, **kw)
+entry = partial(entries.entry, body=BODY, headers=())
 
 
 @pytest.fixture

@@ -14,12 +14,15 @@ from sidecar.core.clock import ManualClock
 from sidecar.core.errors import ConfigError, TierError
 from sidecar.core.model import TierSnapshot
 from sidecar.core.observer import NullObserver, RecordingObserver
-from sidecar.engine.budgets import LOG_EVERY_S, Budgets
+from sidecar.engine.budgets import LOG_EVERY_S, NO_BUDGETS, Budgets
 from sidecar.engine.engine import Engine
 from sidecar.engine.placement import PlacementPolicy
 from sidecar.observability.metrics import PrometheusObserver
+from sidecar.tiers.base import MEASURABLE
 from sidecar.tiers.breaker import CircuitBreakerTier
-from tests.unit.sidecar.engine.test_engine import DictTier, entry
+from tests.support.entries import entry
+from tests.support.fakes import DictTier
+from tests.support.tier_roles import described, role_tier
 
 ALL = ("memory", "redis", "memcached", "postgres")
 KIB = 1024
@@ -51,7 +54,7 @@ POLICY = PlacementPolicy()
 def test_policy_skips_over_budget_tiers(
     size: int, frequency: int, available: tuple[str, ...], over: set[str], expected: set[str]
 ) -> None:
-    got = POLICY.tiers_for(size, frequency, available, over_budget=frozenset(over))
+    got = POLICY.tiers_for(size, frequency, described(available), over_budget=frozenset(over))
     assert got == frozenset(expected)
 
 
@@ -71,11 +74,6 @@ class FakeUsage:
         if self.fail:
             raise TierError("down")
         return self.value
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 async def test_over_budget_at_or_above_the_budget(clock: ManualClock) -> None:
@@ -139,7 +137,7 @@ def holders(tiers: dict[str, DictTier], key: bytes) -> set[str]:
 
 
 async def test_engine_skips_an_over_budget_tier_and_counts_it(clock: ManualClock) -> None:
-    tiers = {name: DictTier(name, clock) for name in ALL}
+    tiers = {name: role_tier(name, clock) for name in ALL}
     usage = FakeUsage(0)
     budgets = Budgets({"redis": 1000}, {"redis": usage}, clock)
     obs = RecordingObserver()
@@ -168,7 +166,7 @@ async def test_engine_skips_an_over_budget_tier_and_counts_it(clock: ManualClock
 
 
 async def test_backfill_skips_an_over_budget_tier(clock: ManualClock) -> None:
-    tiers = {name: DictTier(name, clock) for name in ("memory", "redis", "postgres")}
+    tiers = {name: role_tier(name, clock) for name in ("memory", "redis", "postgres")}
     budgets = Budgets({"redis": 1}, {"redis": FakeUsage(5)}, clock)
     engine = Engine(list(tiers.values()), clock, placement=POLICY, budgets=budgets)
     await budgets.sample()
@@ -210,6 +208,10 @@ def test_settings_parse_and_check() -> None:
 
 async def test_budgets_from_config_reads_usage_through_the_breaker(clock: ManualClock) -> None:
     class UsageTier(DictTier):
+        @property
+        def capabilities(self) -> frozenset[str]:
+            return super().capabilities | {MEASURABLE}
+
         async def usage(self) -> int:
             return 7
 
@@ -230,7 +232,7 @@ async def test_budgets_from_config_reads_usage_through_the_breaker(clock: Manual
 
 def test_engine_without_shared_tiers_has_no_budgets() -> None:
     config = SidecarConfig(redis_max_bytes=1)
-    assert build_engine(config, ManualClock(), NullObserver()).budgets is None
+    assert build_engine(config, ManualClock(), NullObserver()).budgets is NO_BUDGETS
 
 
 def test_prometheus_counts_skipped_placements() -> None:

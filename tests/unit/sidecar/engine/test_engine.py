@@ -7,104 +7,15 @@ import asyncio
 import pytest
 
 from sidecar.core.clock import ManualClock
-from sidecar.core.errors import InvalidRequestError, TierError
+from sidecar.core.errors import InvalidRequestError
 from sidecar.core.limits import Limits
-from sidecar.core.model import CachedResponse, Outcome, StoreStatus, TierSnapshot
+from sidecar.core.model import CachedResponse, Outcome, StoreStatus
 from sidecar.core.observer import RecordingObserver
 from sidecar.engine.coalesce import LocalLeases
 from sidecar.engine.engine import Engine
-from sidecar.tiers.base import SetStatus
 from sidecar.tiers.memory import MemoryTier
-
-
-class DictTier:
-    """A fake tier: a dict, optionally broken, counting its reads."""
-
-    def __init__(self, name: str, clock: ManualClock, delay: float = 0.0) -> None:
-        self._name = name
-        self.clock = clock
-        self.data: dict[bytes, CachedResponse] = {}
-        self.broken = False
-        self.gets = 0
-        self.delay = delay
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def capabilities(self) -> frozenset[str]:
-        return frozenset({"prefix_delete", "tag_delete"})
-
-    async def open(self) -> None:
-        pass
-
-    def _check(self) -> None:
-        if self.broken:
-            raise TierError(f"{self._name} is down")
-
-    async def get(self, key: bytes) -> CachedResponse | None:
-        self._check()
-        self.gets += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        e = self.data.get(key)
-        if e is not None and e.expires_at_ms <= self.clock.now_ms():
-            return None
-        return e
-
-    async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:
-        self._check()
-        self.data[key] = entry
-        return SetStatus.STORED
-
-    async def delete(self, key: bytes) -> bool:
-        self._check()
-        return self.data.pop(key, None) is not None
-
-    async def delete_prefix(self, prefix: bytes) -> int:
-        self._check()
-        victims = [k for k in self.data if k.startswith(prefix)]
-        for k in victims:
-            del self.data[k]
-        return len(victims)
-
-    async def delete_tag(self, tag: str) -> int:
-        self._check()
-        victims = [k for k, e in self.data.items() if tag in e.tags]
-        for k in victims:
-            del self.data[k]
-        return len(victims)
-
-    async def sweep(self) -> int:
-        return 0
-
-    def snapshot(self) -> TierSnapshot:
-        return TierSnapshot(self._name, len(self.data), 0, 0)
-
-    async def close(self) -> None:
-        self.data.clear()
-
-
-def entry(
-    clock: ManualClock,
-    ttl_ms: int = 60_000,
-    body: bytes = b"hello",
-    **kw: object,
-) -> CachedResponse:
-    return CachedResponse(
-        status=200,
-        headers=((b"content-type", b"text/plain"), (b"x-a", b"1"), (b"x-a", b"2")),
-        body=body,
-        stored_at_ms=clock.now_ms(),
-        ttl_ms=ttl_ms,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+from tests.support.entries import entry
+from tests.support.fakes import DictTier
 
 
 @pytest.fixture

@@ -7,13 +7,16 @@ from dataclasses import replace
 import pytest
 
 from sidecar.core.clock import ManualClock
+from sidecar.core.errors import InvalidRequestError
 from sidecar.core.model import CachedResponse, Outcome
 from sidecar.core.observer import RecordingObserver
-from sidecar.engine.engine import Engine, route_tag
+from sidecar.engine.engine import Engine
 from sidecar.engine.generations import LocalGenerations
+from sidecar.engine.purge import route_tag
 from sidecar.tiers import codec
 from sidecar.tiers.memory import MemoryTier
-from tests.unit.sidecar.engine.test_engine import DictTier, entry
+from tests.support.entries import entry
+from tests.support.fakes import DictTier
 
 
 class CountingTier(DictTier):
@@ -34,11 +37,6 @@ class CountingTier(DictTier):
     async def delete_tag(self, tag: str) -> int:
         self.calls.append("delete_tag")
         return await super().delete_tag(tag)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture
@@ -64,28 +62,18 @@ def engine(
     return Engine([memory, remote], clock, observer=obs, generations=gens)
 
 
-def test_route_tag_is_the_text_up_to_the_second_colon() -> None:
-    assert route_tag(b"v1:users:abc") == "route:v1:users:"
-    assert route_tag(b"v1:users:") == "route:v1:users:"
-    assert route_tag(b"v1::abc") is None
-    assert route_tag(b"v1:nocolon") is None
-    assert route_tag(b"k") is None
-
-
-def test_route_tag_accepts_every_key_format_version() -> None:
-    """The plugin's key format is v2 since keys are built from the raw query; v1 keys
-    (older plugins, a rolling upgrade) keep their own route tag."""
-    assert route_tag(b"v2:users:abc") == "route:v2:users:"
-    assert route_tag(b"v999:users:abc") == "route:v999:users:"
-    for key in (b"v0:users:abc", b"v:users:abc", b"vx:users:abc", b"v1000:users:abc"):
-        assert route_tag(key) is None, key
+def test_route_tag_is_a_pure_function_of_the_route() -> None:
+    """The plugin sends the route (its key prefix) with each store; nothing parses keys."""
+    assert route_tag("v1:users:") == "route:v1:users:"
+    assert route_tag("v2:users:") == "route:v2:users:"
+    assert route_tag("anything") == "route:anything"
 
 
 async def test_a_v2_route_prefix_purge_bumps_only_its_tag(
     engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
 ) -> None:
-    await engine.store(b"v2:routeA:1", entry(clock))
-    await engine.store(b"v1:routeA:1", entry(clock))
+    await engine.store(b"v2:routeA:1", entry(clock), route="v2:routeA:")
+    await engine.store(b"v1:routeA:1", entry(clock), route="v1:routeA:")
     await engine.tiers[0].delete_prefix(b"v")  # only the remote has them
     remote.calls.clear()
     assert await engine.invalidate_prefix(b"v2:routeA:") == 0
@@ -97,13 +85,14 @@ async def test_a_v2_route_prefix_purge_bumps_only_its_tag(
 async def test_store_stamps_the_generations_of_tags_and_route(
     engine: Engine, remote: CountingTier, gens: LocalGenerations
 ) -> None:
-    await engine.store(b"v1:r:1", entry(engine_clock(engine), tags=("a", "b")))
+    await engine.store(b"v1:r:1", entry(engine_clock(engine), tags=("a", "b")), route="v1:r:")
+    assert remote.data[b"v1:r:1"].tags == ("a", "b", "route:v1:r:")
     stamp = remote.data[b"v1:r:1"].tag_generations
     # a, b, the route, then the namespace epoch (node-local: 0 until purged here)
     assert stamp == await gens.current(["a", "b", "route:v1:r:"]) == (0, 0, 0, 0)
     await gens.bump("a")
     assert (await gens.current(["a"]))[0] not in (0, stamp[0])
-    await engine.store(b"v1:r:2", entry(engine_clock(engine), tags=("a", "b")))
+    await engine.store(b"v1:r:2", entry(engine_clock(engine), tags=("a", "b")), route="v1:r:")
     stamp = remote.data[b"v1:r:2"].tag_generations
     assert stamp[0] < 0 and stamp[1:] == (0, 0, 0)  # a purged tag's nonce
     await engine.store(b"plain", entry(engine_clock(engine)))
@@ -156,9 +145,10 @@ async def test_a_purge_hides_entries_found_only_in_a_shared_tier(
 async def test_route_prefix_purge_bumps_the_implicit_tag(
     engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
 ) -> None:
-    await engine.store(b"v1:routeA:1", entry(clock))
-    await engine.store(b"v1:routeA:2", entry(clock, vary=("accept",)), ((b"accept", b"x"),))
-    await engine.store(b"v1:routeB:1", entry(clock))
+    await engine.store(b"v1:routeA:1", entry(clock), route="v1:routeA:")
+    varied = entry(clock, vary=("accept",))
+    await engine.store(b"v1:routeA:2", varied, ((b"accept", b"x"),), route="v1:routeA:")
+    await engine.store(b"v1:routeB:1", entry(clock), route="v1:routeB:")
     memory_copies = await engine.tiers[0].delete_prefix(b"v1:")  # only the remote has them
     assert memory_copies == 4  # (the varied key's marker and variant)
     remote.calls.clear()
@@ -174,15 +164,15 @@ async def test_route_prefix_purge_bumps_the_implicit_tag(
 async def test_an_arbitrary_prefix_is_still_deleted_eagerly(
     engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
 ) -> None:
-    await engine.store(b"v1:routeA:1", entry(clock))
-    await engine.store(b"v1:routeA:2", entry(clock))
-    await engine.store(b"v1:routeB:1", entry(clock))
+    await engine.store(b"v1:routeA:1", entry(clock), route="v1:routeA:")
+    await engine.store(b"v1:routeA:2", entry(clock), route="v1:routeA:")
+    await engine.store(b"v1:routeB:1", entry(clock), route="v1:routeB:")
     before = await gens.current(["route:v1:routeA:", "route:v1:routeB:"])
     assert await engine.invalidate_prefix(b"v1:route") == 6  # 3 in memory + 3 remote
     assert "delete_prefix" in remote.calls
     assert remote.data == {}
     assert await gens.current(["route:v1:routeA:", "route:v1:routeB:"]) == before
-    await engine.store(b"v1:routeA:1", entry(clock))
+    await engine.store(b"v1:routeA:1", entry(clock), route="v1:routeA:")
     assert await engine.invalidate_prefix(b"v1:routeA:1") == 2  # not a route prefix
     assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.MISS
 
@@ -198,7 +188,7 @@ async def test_entries_stamped_by_an_older_build_are_a_miss(
     # the codec reads a 10-element meta block (written by an older build) too
     data = codec.encode(old)
     assert codec.decode(data).tag_generations == ()
-    remote.data[b"v1:r:counted"] = replace(old, tag_generations=(0, 0))
+    remote.data[b"v1:r:counted"] = replace(old, tag_generations=(0,))  # "users", no epoch
     assert (await engine.lookup(b"v1:r:old")).outcome is Outcome.MISS
     assert (await engine.lookup(b"v1:r:counted")).outcome is Outcome.MISS
     assert remote.data == {}  # dropped lazily
@@ -223,3 +213,60 @@ async def test_untagged_lookups_do_not_ask_the_generations(clock: ManualClock) -
     eng = Engine([MemoryTier(1 << 20, clock, admission="always")], clock, generations=Exploding())
     await eng.store(b"k", entry(clock))
     assert (await eng.lookup(b"k")).outcome is Outcome.HIT
+
+
+# -- routes sent with the store -------------------------------------------------------------
+
+
+async def test_a_route_purge_reaches_a_shared_tier_that_cannot_delete_prefixes(
+    clock: ManualClock, gens: LocalGenerations
+) -> None:
+    shared = DictTier("shared", clock, capabilities=frozenset())  # no PREFIX_DELETE
+    memory = MemoryTier(1 << 20, clock, admission="always")
+    engine = Engine([memory, shared], clock, generations=gens)
+    await engine.store(b"v1:users:1", entry(clock), route="v1:users:")
+    await engine.store(b"v1:orders:1", entry(clock), route="v1:orders:")
+    assert b"v1:users:1" in shared.data
+    assert await engine.invalidate_prefix(b"v1:users:") == 1  # the memory copy, now
+    assert b"v1:users:1" in shared.data  # not walked: dropped when read
+    assert (await engine.lookup(b"v1:users:1")).outcome is Outcome.MISS
+    assert b"v1:users:1" not in shared.data
+    assert (await engine.lookup(b"v1:orders:1")).outcome is Outcome.HIT
+
+
+@pytest.mark.parametrize(
+    ("key", "route", "reason"),
+    [
+        (b"v1:users:1", "v1:orders:", "route_not_prefix"),
+        (b"v1:users:1", "v1:users:1:more", "route_not_prefix"),
+        (b"v1:us ers:1", "v1:us ers:", "bad_route"),  # a tag has no spaces
+        ("v1:\u00e9:1".encode(), "v1:\u00e9:", "bad_route"),  # nor non-ASCII
+        (b"v1:" + b"r" * 300 + b":1", "v1:" + "r" * 300 + ":", "bad_route"),  # too long
+    ],
+)
+async def test_a_store_with_a_route_its_key_does_not_start_with_is_refused(
+    engine: Engine, clock: ManualClock, key: bytes, route: str, reason: str
+) -> None:
+    with pytest.raises(InvalidRequestError, match="route") as refused:
+        await engine.store(key, entry(clock), route=route)
+    assert refused.value.reason == reason
+    assert engine.counters.rejected_by_reason == {reason: 1}
+    assert engine.counters.stores == 0
+
+
+async def test_a_prefix_purge_of_no_route_stores_no_generation_record(
+    engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
+) -> None:
+    await engine.store(b"v1:r:1", entry(clock), route="v1:r:")
+    await engine.store(b"plain:1", entry(clock))
+    assert gens.live() == 0
+    assert await engine.invalidate_prefix(b"plain:") == 2  # memory + the remote: eagerly
+    assert await engine.invalidate_prefix(b"v1:r") == 2  # a prefix of a route is no route
+    assert gens.live() == 0
+    assert "delete_prefix" in remote.calls
+    for _ in range(1000):  # a flood of purges of prefixes nobody stored under
+        await engine.invalidate_prefix(b"uri:h/p/" + str(_).encode())
+    assert gens.live() == 0
+    await engine.store(b"v1:r:1", entry(clock), route="v1:r:")
+    assert await engine.invalidate_prefix(b"v1:r:") == 1
+    assert gens.live() == 1  # the route's record, until its entries expire

@@ -3,20 +3,14 @@ never served again, whatever happens to its generation record (fake clock, no se
 
 from __future__ import annotations
 
-import pytest
-
 from sidecar.core.clock import ManualClock
 from sidecar.core.model import Outcome
 from sidecar.engine.engine import Engine
 from sidecar.engine.generation_table import GenerationTable, Record
 from sidecar.engine.generations import LocalGenerations
 from sidecar.tiers.memory import MemoryTier
-from tests.unit.sidecar.engine.test_engine import DictTier, entry
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+from tests.support.entries import entry
+from tests.support.fakes import DictTier
 
 
 def engine_with(clock: ManualClock, remote: DictTier, gens: LocalGenerations) -> Engine:

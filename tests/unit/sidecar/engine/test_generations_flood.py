@@ -15,7 +15,8 @@ from sidecar.core.model import Outcome
 from sidecar.engine.engine import Engine
 from sidecar.engine.generations import MAX_RECORDS, LocalGenerations
 from sidecar.tiers.memory import MemoryTier
-from tests.unit.sidecar.engine.test_engine import DictTier, entry
+from tests.support.entries import entry
+from tests.support.fakes import DictTier
 
 FLOOD = 200_000
 LIFETIME_MS = 3_600_000

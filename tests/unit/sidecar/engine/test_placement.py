@@ -12,8 +12,17 @@ from sidecar.core.clock import ManualClock
 from sidecar.core.errors import ConfigError
 from sidecar.core.model import Outcome
 from sidecar.engine.engine import Engine
-from sidecar.engine.placement import PlacementPolicy, entry_size
-from tests.unit.sidecar.engine.test_engine import DictTier, entry
+from sidecar.engine.placement import (
+    EVERY_TIER,
+    NoFrequencies,
+    PlacementPolicy,
+    SharedBand,
+    entry_size,
+)
+from sidecar.tiers.base import SHARED_RAM
+from tests.support.entries import entry
+from tests.support.fakes import DictTier
+from tests.support.tier_roles import Described, described, role_tier
 
 ALL = ("memory", "redis", "memcached", "postgres")
 KIB = 1024
@@ -49,17 +58,18 @@ POLICY = PlacementPolicy()
 def test_policy_table(
     size: int, frequency: int, available: tuple[str, ...], expected: set[str]
 ) -> None:
-    assert POLICY.tiers_for(size, frequency, available) == frozenset(expected)
+    assert POLICY.tiers_for(size, frequency, described(available)) == frozenset(expected)
 
 
 def test_not_durable_keeps_postgres_out() -> None:
     policy = PlacementPolicy(durable=False)
-    assert policy.tiers_for(100, 0, ALL) == {"memory"}
-    assert policy.tiers_for(100, 5, ALL) == {"memory", "redis"}
+    assert policy.tiers_for(100, 0, described(ALL)) == {"memory"}
+    assert policy.tiers_for(100, 5, described(ALL)) == {"memory", "redis"}
 
 
 def test_shared_min_hits_zero_puts_every_entry_in_shared_ram() -> None:
-    assert PlacementPolicy(shared_min_hits=0).tiers_for(10, 0, ALL) == set(ALL) - {"memcached"}
+    policy = PlacementPolicy(shared_min_hits=0)
+    assert policy.tiers_for(10, 0, described(ALL)) == set(ALL) - {"memcached"}
 
 
 @pytest.mark.parametrize("hits", [-1, 16])
@@ -82,7 +92,8 @@ def test_settings_build_the_policy() -> None:
             "STRATA_DURABLE_TIER": "false",
         }
     )
-    assert placement_from(config) == PlacementPolicy(3, 16 * KIB, 512 * KIB, False)
+    bands = (SharedBand("redis", 16 * KIB), SharedBand("memcached", 512 * KIB))
+    assert placement_from(config) == PlacementPolicy(3, bands, False)
     with pytest.raises(ConfigError, match="shared_min_hits"):
         load_config({"STRATA_SHARED_MIN_HITS": "16"})
     with pytest.raises(ConfigError, match="durable_tier"):
@@ -102,13 +113,8 @@ def test_durable_tier_accepts_a_toml_boolean(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def tiers(clock: ManualClock) -> dict[str, DictTier]:
-    return {name: DictTier(name, clock) for name in ALL}
+    return {name: role_tier(name, clock) for name in ALL}
 
 
 @pytest.fixture
@@ -214,3 +220,55 @@ async def test_without_a_policy_every_tier_is_written(
     await engine.store(b"k", entry(clock))
     assert holders(tiers, b"k") == set(ALL)
     assert engine.frequency(b"k") == 0
+
+
+# -- placement by capability ---------------------------------------------------------------
+
+
+def test_a_redis_limit_above_memcacheds_keeps_redis_first() -> None:
+    """Bands are tried in the order listed (not sorted by size), as the two settings always
+    were: Redis takes what fits its limit, Memcached only what is larger and fits its own."""
+    policy = PlacementPolicy(bands=(SharedBand("redis", 100 * KIB), SharedBand("memcached", KIB)))
+    both = described(ALL)
+    assert policy.tiers_for(10, 2, both) == {"memory", "redis", "postgres"}
+    assert policy.tiers_for(100 * KIB, 2, both) == {"memory", "redis", "postgres"}
+    assert policy.tiers_for(100 * KIB + 1, 2, both) == {"memory", "postgres"}
+    alone = described(("memory", "memcached"))
+    assert policy.tiers_for(KIB, 2, alone) == {"memory", "memcached"}
+    assert policy.tiers_for(KIB + 1, 2, alone) == {"memory"}  # the cap is Memcached's band
+    assert policy.tiers_for(100 * KIB, 2, described(("memory", "redis"))) == {"memory", "redis"}
+
+
+@pytest.mark.parametrize(
+    ("over", "size", "expected"),
+    [
+        ({"redis"}, 100, {"memory", "memcached", "postgres"}),
+        ({"memcached"}, 500 * KIB, {"memory", "redis", "postgres"}),
+        ({"postgres"}, 100, {"memory", "redis"}),
+        ({"memory", "l1"}, 100, {"memory", "redis", "postgres", "l1"}),  # never left out
+        ({"redis", "memcached"}, 100, {"memory", "postgres"}),
+    ],
+)
+def test_tiers_over_budget_are_left_out_by_capability(
+    over: set[str], size: int, expected: set[str]
+) -> None:
+    available = (*ALL, "l1") if "l1" in over else ALL
+    wanted = expected | ({"l1"} if "l1" in over else set())
+    assert POLICY.tiers_for(size, 2, described(available), frozenset(over)) == wanted
+
+
+def test_a_shared_tier_with_no_band_takes_up_to_the_cap() -> None:
+    shared = Described("other")
+    shared.capabilities = frozenset({SHARED_RAM})
+    tiers = [Described("memory"), shared]
+    assert POLICY.tiers_for(500 * KIB, 2, tiers) == {"memory", "other"}
+    assert POLICY.tiers_for(2048 * KIB, 2, tiers) == {"memory"}
+
+
+def test_every_tier_is_the_default_and_needs_no_frequencies() -> None:
+    assert EVERY_TIER.tiers_for(1, 0, described(ALL), frozenset({"redis"})) == set(ALL)
+    assert not EVERY_TIER.needs_frequencies
+    assert POLICY.needs_frequencies
+    engine = Engine([DictTier("memory", ManualClock())], ManualClock())
+    assert engine.placement is EVERY_TIER
+    assert isinstance(engine.frequencies, NoFrequencies)

@@ -10,85 +10,21 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.core.clock import ManualClock
 from sidecar.core.errors import TierError
-from sidecar.core.model import CachedResponse, Outcome, TierSnapshot
+from sidecar.core.model import CachedResponse, Outcome
 from sidecar.core.observer import RecordingObserver
 from sidecar.engine.engine import Engine
 from sidecar.observability.metrics import PrometheusObserver
 from sidecar.tiers.base import PREFIX_DELETE, SetStatus
 from sidecar.tiers.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreakerTier
+from tests.support.fakes import FakeTier
 
 ENTRY = CachedResponse(status=200, headers=(), body=b"x", stored_at_ms=1, ttl_ms=60_000)
 OPEN_MS = 2000
 
 
-class FakeTier:
-    """Fails on demand, counts calls, can be slow; `fail` and `delay` are read when a call
-    starts, so a slow call keeps the outcome it started with."""
-
-    def __init__(self) -> None:
-        self.fail = False
-        self.delay = 0.0
-        self.calls = 0
-        self.closed = 0
-
-    @property
-    def name(self) -> str:
-        return "fake"
-
-    @property
-    def capabilities(self) -> frozenset[str]:
-        return frozenset({PREFIX_DELETE})
-
-    async def _go(self) -> None:
-        self.calls += 1
-        fail, delay = self.fail, self.delay
-        if delay:
-            await asyncio.sleep(delay)
-        if fail:
-            raise TierError("fake is down")
-
-    async def open(self) -> None:
-        await self._go()
-
-    async def get(self, key: bytes) -> CachedResponse | None:
-        await self._go()
-        return None
-
-    async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:
-        await self._go()
-        return SetStatus.STORED
-
-    async def delete(self, key: bytes) -> bool:
-        await self._go()
-        return False
-
-    async def delete_prefix(self, prefix: bytes) -> int:
-        await self._go()
-        return 0
-
-    async def delete_tag(self, tag: str) -> int:
-        await self._go()
-        return 0
-
-    async def sweep(self) -> int:
-        await self._go()
-        return 0
-
-    def snapshot(self) -> TierSnapshot:
-        return TierSnapshot(name="fake", entries=7, bytes=70, max_bytes=700)
-
-    async def close(self) -> None:
-        self.closed += 1
-
-
 @pytest.fixture
 def inner() -> FakeTier:
     return FakeTier()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from sidecar.tiers.base import TierSkippedError
 from sidecar.tiers.breaker import CLOSED, OPEN, CircuitBreakerTier
 from sidecar.tiers.codec import CorruptEntryError
 from sidecar.tiers.memory import MemoryTier
-from tests.unit.sidecar.tiers.test_breaker import FakeTier
+from tests.support.entries import entry
+from tests.support.fakes import CorruptingMemory, FakeTier
 
 THRESHOLD = 3
 HANG_S = 30.0  # an inner call this slow never finishes within a test
@@ -36,12 +37,6 @@ def breaker_over(
 ) -> CircuitBreakerTier:
     return CircuitBreakerTier(
         inner, ManualClock(), failure_threshold=THRESHOLD, open_for_s=2.0, observer=obs
-    )
-
-
-def entry(clock: ManualClock | SystemClock, body: bytes = b"x") -> CachedResponse:
-    return CachedResponse(
-        status=200, headers=(), body=body, stored_at_ms=clock.now_ms(), ttl_ms=60_000
     )
 
 
@@ -259,24 +254,6 @@ async def test_a_coalesced_reader_is_not_cancelled_with_the_caller_reading_for_i
 
 
 # -- corrupt entries ---------------------------------------------------------------------------
-
-
-class CorruptingMemory(MemoryTier):
-    """The memory tier, raising `CorruptEntryError` for the keys in `corrupt` as the real
-    one does when a stored body cannot be decompressed."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        super().__init__(1 << 20, clock)
-        self.corrupt: set[bytes] = set()
-
-    async def get(self, key: bytes) -> CachedResponse | None:
-        if key in self.corrupt and key in self:
-            raise CorruptEntryError("unreadable body: test")
-        return await super().get(key)
-
-    async def delete(self, key: bytes) -> bool:
-        self.corrupt.discard(key)
-        return await super().delete(key)
 
 
 async def test_a_corrupt_entry_is_a_miss_counted_logged_and_deleted(

@@ -15,10 +15,10 @@ from sidecar.tiers.memcached import (
     expiry_seconds,
     pack_value,
     parse_servers,
-    server_id,
     storage_key,
     unpack_value,
 )
+from sidecar.tiers.memcached_pool import server_id
 
 KEYS = [f"v1:route:{i}".encode() for i in range(10_000)]
 FOUR = ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211", "10.0.0.4:11211"]

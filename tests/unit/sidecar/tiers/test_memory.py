@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from sidecar.core.clock import ManualClock
 from sidecar.core.model import CachedResponse
 from sidecar.core.observer import RecordingObserver
@@ -19,11 +17,6 @@ def mk(
     # Random bytes: incompressible and distinct, so the body pool (compression, dedup)
     # does not change what these tests measure.
     return CachedResponse(200, (), os.urandom(size), clock.now_ms(), ttl_ms, tags=tags)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 async def test_never_holds_more_bytes_than_its_budget(clock: ManualClock) -> None:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import os
 import random
+from functools import partial
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.core.clock import ManualClock
-from sidecar.core.model import CachedResponse
 from sidecar.tiers import codec
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.bodies import BodyPool
 from sidecar.tiers.memory import MemoryTier
+from tests.support.entries import JSON_HEADERS, entry
 
 
 def json_body(seed: int, items: int = 30) -> bytes:
@@ -37,17 +37,8 @@ def json_body(seed: int, items: int = 30) -> bytes:
     return json.dumps(doc).encode()
 
 
-def mk(
-    clock: ManualClock, body: bytes, ttl_ms: int = 60_000, tags: tuple[str, ...] = ()
-) -> CachedResponse:
-    return CachedResponse(
-        200, ((b"content-type", b"application/json"),), body, clock.now_ms(), ttl_ms, tags=tags
-    )
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+#: An entry as these tests store it: a JSON body under its content type.
+mk = partial(entry, headers=JSON_HEADERS)
 
 
 def check_invariant(tier: MemoryTier) -> None:

@@ -15,12 +15,8 @@ from sidecar.engine.engine import Engine
 from sidecar.engine.generations import LocalGenerations
 from sidecar.tiers.memory import MemoryTier
 from sidecar.tiers.replaying import ReplayingTier
-from tests.unit.sidecar.engine.test_engine import DictTier, entry
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+from tests.support.entries import entry
+from tests.support.fakes import DictTier
 
 
 async def test_key_and_prefix_purges_made_while_a_tier_is_down_apply_when_it_returns(

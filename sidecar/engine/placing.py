@@ -1,0 +1,49 @@
+"""The engine's side of placement: a `Placement` over its tiers, within byte budgets.
+
+`Placer.placed` asks the placement which tiers an entry belongs in, leaving out the tiers
+over their byte budget (`sidecar.engine.budgets`) and reporting each one so left out as
+``observer.placement_skipped(tier, "budget")``. `Placer.frequency` is the lookup count of a
+key placement decides by (`sidecar.engine.placement.Frequencies`).
+"""
+
+from __future__ import annotations
+
+from sidecar.core.model import CachedResponse
+from sidecar.core.observer import Observer
+from sidecar.engine.budgets import ByteBudgets
+from sidecar.engine.placement import Frequencies, Placement, entry_size
+from sidecar.tiers.base import Tier
+
+__all__ = ["Placer"]
+
+
+class Placer:
+    """Which of the engine's tiers (by index) an entry is written and backfilled to."""
+
+    def __init__(
+        self,
+        tiers: tuple[Tier, ...],
+        placement: Placement,
+        budgets: ByteBudgets,
+        frequencies: Frequencies,
+        observer: Observer,
+    ) -> None:
+        self._tiers = tiers
+        self.placement = placement
+        self.budgets = budgets
+        self.frequencies = frequencies
+        self._observer = observer
+
+    def frequency(self, key: bytes) -> int:
+        return self.frequencies.frequency(key)
+
+    def placed(self, entry: CachedResponse, frequency: int) -> frozenset[int]:
+        """Indexes of the tiers `entry` belongs in, its key looked up `frequency` times."""
+        size = entry_size(entry)
+        over = self.budgets.over_budget()
+        names = self.placement.tiers_for(size, frequency, self._tiers, over)
+        if over:
+            wanted = self.placement.tiers_for(size, frequency, self._tiers)
+            for name in sorted(wanted - names):
+                self._observer.placement_skipped(name, "budget")
+        return frozenset(i for i, tier in enumerate(self._tiers) if tier.name in names)

@@ -1,0 +1,177 @@
+"""Purges: stamping entries with their purge tags, judging them, and the three invalidations.
+
+Purges by tag and by route use generation counters (`sidecar.engine.generations`), so they
+cost O(1) whatever the number of entries:
+
+* `Purges.stamp` (at store) adds the entry's route tag to its tags when the store names a
+  route, and stamps the entry with the current counters of all its tags. The route tag of
+  a route ``R`` (the key prefix the plugin sends with each store, ``v<N>:<route>:``) is
+  ``route:R`` (`route_tag`), a pure function of the string: the engine never parses keys.
+  An entry with no tag costs nothing.
+* `Purges.purged` (at lookup) reads the counters of an entry's tags (with
+  `RedisGenerations`: one MGET per `cache_ms` per hot tag set, cached in between); if any
+  has moved past the stamp, the entry was purged (a miss, deleted from every tier lazily).
+  An entry whose stamp cannot be vouched for (stamped by an older build, or its record is
+  gone) is a miss too.
+* Purges that cannot reach a shared tier are kept and replayed before it serves again
+  (`sidecar.tiers.replaying`, wrapped around every tier without `EAGER_PURGE`: `keep_purges`).
+* `invalidate_tag` bumps the tag's counter and also deletes eagerly, now, on the tiers that
+  declare `EAGER_PURGE` (the memory tier: node-local, its tag index makes that cheap and
+  frees RAM at once). Shared tiers are never walked; their entries go when next read, or
+  expire.
+* `invalidate_prefix(P)` bumps the route tag of ``P`` if some entry carries it
+  (`Generations.bump_carried`: a prefix that is no entry's route stores no record) and then
+  deletes ``P`` eagerly on the `EAGER_PURGE` tiers; when no entry is known to carry it (or
+  its route tag would not be a valid tag), ``P`` is deleted on every tier that can (Redis,
+  PostgreSQL, memory), so such a purge does NOT reach Memcached.
+* The count an invalidation returns is the number of entries dropped now on this node by
+  those eager deletes (the bump itself drops nothing yet).
+
+With `RedisGenerations` another sidecar sees a purge within `cache_ms` (it may serve a
+purged entry until then), and an entry stored elsewhere within `cache_ms` after a purge
+may be dropped once more when that node learns the new counter (one extra miss). Entries
+stored by builds that found the route tag by parsing the key carry a stamp of another
+length: their first lookup after an upgrade is a miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+
+from sidecar.core.clock import Clock
+from sidecar.core.errors import InvalidRequestError
+from sidecar.core.limits import Limits, check_tag
+from sidecar.core.model import CachedResponse, EngineCounters
+from sidecar.core.observer import Observer
+from sidecar.engine.generations import Generations, is_current
+from sidecar.engine.tier_calls import TierCalls
+from sidecar.tiers.base import EAGER_PURGE, Tier
+from sidecar.tiers.replaying import ReplayingTier
+
+__all__ = ["ROUTE_TAG_PREFIX", "Purges", "check_route", "keep_purges", "route_tag"]
+
+#: Route tags are this followed by the route (the key prefix) itself.
+ROUTE_TAG_PREFIX = "route:"
+
+
+def route_tag(route: str) -> str:
+    """The purge tag of the entries of `route` (a pure function: no parsing)."""
+    return ROUTE_TAG_PREFIX + route
+
+
+def check_route(key: bytes, route: str, limits: Limits) -> None:
+    """A store's `route` must make a valid tag (`check_tag`: printable ASCII, no spaces,
+    at most `max_tag_bytes` with its prefix) and be a prefix of `key`."""
+    try:
+        check_tag(route_tag(route), limits, "route")
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(
+            "route",
+            f"{route[:40]!r} cannot name a route ({exc.message}; route tags are "
+            f"{ROUTE_TAG_PREFIX!r} + the route)",
+            "bad_route",
+        ) from exc
+    if not key.startswith(route.encode("ascii")):
+        raise InvalidRequestError(
+            "route", f"the key does not start with the route {route[:40]!r}", "route_not_prefix"
+        )
+
+
+def _prefix_tag(prefix: bytes, limits: Limits) -> str | None:
+    """The route tag a route equal to `prefix` would have, or None if no route can be
+    `prefix` (its tag would not pass `check_route`)."""
+    try:
+        text = prefix.decode("ascii")
+        check_tag(route_tag(text), limits)
+    except (UnicodeDecodeError, InvalidRequestError):
+        return None
+    return route_tag(text)
+
+
+def keep_purges(
+    tiers: Sequence[Tier], clock: Clock, generations: Generations, observer: Observer
+) -> tuple[Tier, ...]:
+    """Every tier not purged eagerly (the shared ones) behind a `ReplayingTier`: a purge it
+    cannot apply now is kept and applied before it serves again; too many kept become one
+    namespace-wide generation bump."""
+    return tuple(
+        tier
+        if EAGER_PURGE in tier.capabilities or isinstance(tier, ReplayingTier)
+        else ReplayingTier(tier, clock, generations.bump_all, observer=observer)
+        for tier in tiers
+    )
+
+
+class Purges:
+    """Stamps and judges entries by their purge tags; runs invalidations over the tiers."""
+
+    def __init__(
+        self,
+        calls: TierCalls,
+        generations: Generations,
+        limits: Limits,
+        counters: EngineCounters,
+        observer: Observer,
+    ) -> None:
+        self._calls = calls
+        self._generations = generations
+        self._limits = limits
+        self._counters = counters
+        self._observer = observer
+
+    async def stamp(self, entry: CachedResponse, route: str) -> CachedResponse:
+        """`entry` with its route's tag added (when `route`, already checked) and stamped
+        with the current generations of its tags; a stamp the caller sent is dropped."""
+        tags = entry.tags
+        if route:
+            tag = route_tag(route)
+            if tag not in tags:
+                tags = (*tags, tag)
+            await self._generations.carry(tag, entry.expires_at_ms)
+        if not tags and not entry.tag_generations:
+            return entry
+        stamp = await self._generations.stamp(tags, entry.expires_at_ms) if tags else ()
+        return replace(entry, tags=tags, tag_generations=stamp)
+
+    async def purged(self, entry: CachedResponse) -> bool:
+        """Whether `entry` was purged since it was stamped: a purge tag or the epoch has
+        another value now, or its record is gone (`sidecar.engine.generations`). An entry
+        with neither tags nor stamp never asks the generations."""
+        if not entry.tags and not entry.tag_generations:
+            return False
+        self._generations.observe(entry.expires_at_ms)
+        return not is_current(entry.tag_generations, await self._generations.current(entry.tags))
+
+    async def invalidate_key(self, key: bytes) -> int:
+        return await self._invalidate("key", "delete", lambda t: t.delete(key))
+
+    async def invalidate_prefix(self, prefix: bytes) -> int:
+        tag = _prefix_tag(prefix, self._limits)
+        eager_only = tag is not None and await self._generations.bump_carried(tag)
+        return await self._invalidate(
+            "prefix", "delete_prefix", lambda t: t.delete_prefix(prefix), eager_only=eager_only
+        )
+
+    async def invalidate_tag(self, tag: str) -> int:
+        await self._generations.bump(tag)
+        return await self._invalidate(
+            "tag", "delete_tag", lambda t: t.delete_tag(tag), eager_only=True
+        )
+
+    async def _invalidate(
+        self,
+        kind: str,
+        operation: str,
+        drop: Callable[[Tier], Awaitable[int | bool]],
+        *,
+        eager_only: bool = False,
+    ) -> int:
+        dropped = 0
+        for i, tier in enumerate(self._calls.tiers):
+            if eager_only and EAGER_PURGE not in tier.capabilities:
+                continue
+            dropped += await self._calls.guarded(i, operation, drop)
+        self._counters.invalidations += 1
+        self._observer.invalidated(kind, dropped)
+        return dropped

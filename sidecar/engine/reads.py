@@ -1,0 +1,174 @@
+"""Lookups: read-through over the tiers, backfill, variants, purge checks and coalescing.
+
+A lookup reads the fastest tier first; a hit below it is backfilled into the faster tiers
+placement allows for the entry (the memory tier always). Concurrent reads of one key below
+the memory tier share one read (`SingleFlight`). A key holding a variant marker is read
+again under the variant the request headers select (`sidecar.engine.variants`).
+
+Counting: each `Reads.lookup` counts its key once in the engine's `Frequencies` (the one
+sketch placement and the memory tier's admission share, `sidecar.policy.shared`), and the
+variant key once too when the key holds a marker. Nothing else is counted: not the re-read
+after a coalesced wait, not the reads a store makes to find the current marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from sidecar.core.clock import Clock
+from sidecar.core.limits import Limits, check_coalesce_wait
+from sidecar.core.model import CachedResponse, EngineCounters, Headers, LookupResult, Outcome
+from sidecar.core.observer import Observer
+from sidecar.engine.coalesce import Leases, SingleFlight
+from sidecar.engine.placing import Placer
+from sidecar.engine.purge import Purges
+from sidecar.engine.tier_calls import TierCalls
+from sidecar.engine.variants import is_marker, variant_key
+from sidecar.tiers import deadline
+
+__all__ = ["Reads"]
+
+
+class Reads:
+    """The lookup half of the engine (see the module doc; `Engine.lookup` validates)."""
+
+    def __init__(
+        self,
+        calls: TierCalls,
+        placer: Placer,
+        purges: Purges,
+        leases: Leases,
+        clock: Clock,
+        limits: Limits,
+        counters: EngineCounters,
+        observer: Observer,
+        lookup_budget_s: float,
+    ) -> None:
+        self._calls = calls
+        self._tiers = calls.tiers
+        self._placer = placer
+        self._purges = purges
+        self._leases = leases
+        self._clock = clock
+        self._limits = limits
+        self._counters = counters
+        self._observer = observer
+        self._lookup_budget_s = lookup_budget_s
+        self._count: Callable[[bytes], None] = placer.frequencies.increment
+        self._flights: SingleFlight[bytes, tuple[CachedResponse | None, int]] = SingleFlight()
+
+    async def lookup(
+        self, key: bytes, request_headers: Headers, coalesce_wait_ms: int, timeout_s: float | None
+    ) -> LookupResult:
+        """See `Engine.lookup`."""
+        self._counters.lookups += 1
+        self._count(key)
+        budget = self._lookup_budget_s or None
+        if timeout_s is not None:
+            budget = timeout_s if budget is None else min(budget, timeout_s)
+        start = deadline.now()
+        with deadline.until(None if budget is None else start + budget):
+            result = await self._find(key, request_headers, count=True)
+        if result.outcome is Outcome.STALE or (
+            result.outcome is Outcome.MISS and coalesce_wait_ms > 0
+        ):
+            wait_s = check_coalesce_wait(coalesce_wait_ms, self._limits) / 1000.0
+            with deadline.until(None if budget is None else start + budget + wait_s):
+                result = await self._coalesce(key, request_headers, result, coalesce_wait_ms)
+        self._count_outcome(result)
+        return result
+
+    async def _find(self, key: bytes, request_headers: Headers, *, count: bool) -> LookupResult:
+        now = self._clock.now_ms()
+        entry, tier = await self.read(key, key)
+        found = key
+        if entry is not None and is_marker(entry):
+            found = variant_key(key, entry, request_headers)
+            if count:
+                self._count(found)
+            entry, tier = await self.read(found, key)
+        if entry is None or is_marker(entry):
+            return LookupResult(Outcome.MISS, now_ms=now)
+        if await self._purges.purged(entry):
+            self._observer.evicted(self._tiers[tier].name, "purged", 1)
+            await self._calls.delete_everywhere(found)
+            return LookupResult(Outcome.MISS, now_ms=now)
+        age = max(0, now - entry.stored_at_ms)
+        if age < entry.ttl_ms:
+            outcome = Outcome.HIT
+        elif now < entry.expires_at_ms:
+            outcome = Outcome.STALE
+        else:
+            return LookupResult(Outcome.MISS, now_ms=now)
+        return LookupResult(outcome, entry, age_ms=age, tier=self._tiers[tier].name, now_ms=now)
+
+    async def _coalesce(
+        self, key: bytes, request_headers: Headers, found: LookupResult, wait_ms: int
+    ) -> LookupResult:
+        """First caller of a stale key (always) or of a missing key (when it asks to
+        coalesce) gets the fill lease, so one request refreshes it; others of a missing key
+        wait for that fill (bounded), others of a stale key get the stale entry at once."""
+        if await self._leases.try_acquire(key):
+            return _with(found, fill_lease=True)
+        if found.outcome is Outcome.STALE:
+            return found
+        wait_s = check_coalesce_wait(wait_ms, self._limits) / 1000.0
+        filled = await self._leases.wait(key, wait_s)
+        self._observer.coalesced("filled" if filled else "timeout")
+        if not filled:
+            return found
+        again = await self._find(key, request_headers, count=False)
+        if again.outcome is Outcome.MISS:
+            return again
+        self._counters.coalesced += 1
+        return _with(again, coalesced=True)
+
+    async def read(self, key: bytes, primary: bytes) -> tuple[CachedResponse | None, int]:
+        """The entry from the fastest tier that has it (and that tier's index), backfilling
+        faster tiers (those placement allows for it at the lookup count of `primary`, the
+        key a variant is filed under). A memory hit never reads the frequencies."""
+        first = await self._calls.get(0, key)
+        if first is not None or len(self._tiers) == 1:
+            return first, 0
+        try:
+            return await self._flights.do(
+                key, lambda: self._read_below(key, self._placer.frequency(primary))
+            )
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            return None, 0  # the caller reading for us gave up; not us: a miss below
+
+    async def _read_below(self, key: bytes, frequency: int) -> tuple[CachedResponse | None, int]:
+        for i in range(1, len(self._tiers)):
+            entry = await self._calls.get(i, key)
+            if entry is not None:
+                placed = self._placer.placed(entry, frequency)
+                for j in range(i):
+                    if j == 0 or j in placed:
+                        await self._calls.set(j, key, entry)
+                return entry, i
+        return None, 0
+
+    def _count_outcome(self, result: LookupResult) -> None:
+        if result.outcome is Outcome.HIT:
+            self._counters.hits += 1
+        elif result.outcome is Outcome.STALE:
+            self._counters.stale_hits += 1
+        else:
+            self._counters.misses += 1
+        self._observer.lookup(result.outcome.value, result.tier)
+
+
+def _with(result: LookupResult, fill_lease: bool = False, coalesced: bool = False) -> LookupResult:
+    return LookupResult(
+        result.outcome,
+        result.entry,
+        age_ms=result.age_ms,
+        tier=result.tier,
+        fill_lease=fill_lease,
+        coalesced=coalesced,
+        now_ms=result.now_ms,
+    )

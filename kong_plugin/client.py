@@ -338,7 +338,8 @@ class SidecarClient:
         key: bytes | None = None,
         prefix: bytes | None = None,
         tag: str | None = None,
+        route: str | None = None,
         timeout_s: float | None = None,
     ) -> pb.InvalidateResponse:
-        req = invalidate_request(key, prefix, tag)
+        req = invalidate_request(key, prefix, tag, route)
         return self.call(pb.Call(invalidate=req), timeout_s).invalidate

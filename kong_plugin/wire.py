@@ -121,9 +121,9 @@ def release_request(key: bytes) -> pb.ReleaseRequest:
 
 
 def invalidate_request(
-    key: bytes | None, prefix: bytes | None, tag: str | None
+    key: bytes | None, prefix: bytes | None, tag: str | None, route: str | None = None
 ) -> pb.InvalidateRequest:
-    """Exactly one of `key`, `prefix`, `tag` (ValueError otherwise)."""
-    if sum(x is not None for x in (key, prefix, tag)) != 1:
-        raise ValueError("give exactly one of key, prefix or tag")
-    return pb.InvalidateRequest(key=key, prefix=prefix, tag=tag)
+    """Exactly one of `key`, `prefix`, `tag`, `route` (ValueError otherwise)."""
+    if sum(x is not None for x in (key, prefix, tag, route)) != 1:
+        raise ValueError("give exactly one of key, prefix, tag or route")
+    return pb.InvalidateRequest(key=key, prefix=prefix, tag=tag, route=route)

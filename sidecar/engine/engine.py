@@ -52,7 +52,7 @@ from sidecar.engine.coalesce import Leases, LocalLeases
 from sidecar.engine.generations import Generations, LocalGenerations
 from sidecar.engine.placement import EVERY_TIER, NO_FREQUENCIES, Frequencies, Placement
 from sidecar.engine.placing import Placer
-from sidecar.engine.purge import Purges, check_route, keep_purges
+from sidecar.engine.purge import Purges, check_route, check_route_name, keep_purges
 from sidecar.engine.reads import Reads
 from sidecar.engine.stores import Stores
 from sidecar.engine.tier_calls import TierCalls
@@ -239,6 +239,14 @@ class Engine:
         tier that can (not Memcached). Returns the entries dropped now on this node."""
         self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
         return await self._purges.invalidate_prefix(prefix)
+
+    async def invalidate_route(self, route: str) -> int:
+        """Drop every entry stored with `route` (`store(..., route=...)`): one bump of the
+        route's tag, whether or not this node has seen the route, plus an eager delete of
+        the prefix `route` on `EAGER_PURGE` tiers. Returns the entries dropped now on this
+        node. A route that could not name a store's route is refused."""
+        self._validate("invalidate", lambda: check_route_name(route, self._limits))
+        return await self._purges.invalidate_route(route)
 
     async def invalidate_tag(self, tag: str) -> int:
         """Drop every entry carrying `tag`: one bump of its generation (O(1)), plus an

@@ -15,6 +15,9 @@ cost O(1) whatever the number of entries:
   gone) is a miss too.
 * Purges that cannot reach a shared tier are kept and replayed before it serves again
   (`sidecar.tiers.replaying`, wrapped around every tier without `EAGER_PURGE`: `keep_purges`).
+* `invalidate_route(R)` bumps the route tag of ``R`` whether or not an entry is known to
+  carry it (the way to purge a route: it reaches Memcached from any node, also after a
+  restart with node-local generations) and deletes ``R`` eagerly on the `EAGER_PURGE` tiers.
 * `invalidate_tag` bumps the tag's counter and also deletes eagerly, now, on the tiers that
   declare `EAGER_PURGE` (the memory tier: node-local, its tag index makes that cheap and
   frees RAM at once). Shared tiers are never walked; their entries go when next read, or
@@ -49,7 +52,14 @@ from sidecar.engine.tier_calls import TierCalls
 from sidecar.tiers.base import EAGER_PURGE, Tier
 from sidecar.tiers.replaying import ReplayingTier
 
-__all__ = ["ROUTE_TAG_PREFIX", "Purges", "check_route", "keep_purges", "route_tag"]
+__all__ = [
+    "ROUTE_TAG_PREFIX",
+    "Purges",
+    "check_route",
+    "check_route_name",
+    "keep_purges",
+    "route_tag",
+]
 
 #: Route tags are this followed by the route (the key prefix) itself.
 ROUTE_TAG_PREFIX = "route:"
@@ -61,8 +71,20 @@ def route_tag(route: str) -> str:
 
 
 def check_route(key: bytes, route: str, limits: Limits) -> None:
-    """A store's `route` must make a valid tag (`check_tag`: printable ASCII, no spaces,
-    at most `max_tag_bytes` with its prefix) and be a prefix of `key`."""
+    """A store's `route` must make a valid tag (`check_route_name`) and be a prefix of
+    `key`."""
+    check_route_name(route, limits)
+    if not key.startswith(route.encode("ascii")):
+        raise InvalidRequestError(
+            "route", f"the key does not start with the route {route[:40]!r}", "route_not_prefix"
+        )
+
+
+def check_route_name(route: str, limits: Limits) -> None:
+    """`route` must be non-empty and make a valid tag (`check_tag`: printable ASCII, no
+    spaces, at most `max_tag_bytes` with its prefix)."""
+    if not route:
+        raise InvalidRequestError("route", "the route is empty", "bad_route")
     try:
         check_tag(route_tag(route), limits, "route")
     except InvalidRequestError as exc:
@@ -72,10 +94,6 @@ def check_route(key: bytes, route: str, limits: Limits) -> None:
             f"{ROUTE_TAG_PREFIX!r} + the route)",
             "bad_route",
         ) from exc
-    if not key.startswith(route.encode("ascii")):
-        raise InvalidRequestError(
-            "route", f"the key does not start with the route {route[:40]!r}", "route_not_prefix"
-        )
 
 
 def _prefix_tag(prefix: bytes, limits: Limits) -> str | None:
@@ -151,6 +169,13 @@ class Purges:
         eager_only = tag is not None and await self._generations.bump_carried(tag)
         return await self._invalidate(
             "prefix", "delete_prefix", lambda t: t.delete_prefix(prefix), eager_only=eager_only
+        )
+
+    async def invalidate_route(self, route: str) -> int:
+        await self._generations.bump(route_tag(route))
+        prefix = route.encode("ascii")
+        return await self._invalidate(
+            "route", "delete_prefix", lambda t: t.delete_prefix(prefix), eager_only=True
         )
 
     async def invalidate_tag(self, tag: str) -> int:

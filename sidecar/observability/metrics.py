@@ -69,7 +69,7 @@ class PrometheusObserver:
         )
         self._invalidated = Counter(
             "strata_invalidated_entries_total",
-            "Entries dropped by invalidations, by kind (key, prefix, tag)",
+            "Entries dropped by invalidations, by kind (key, prefix, tag, route)",
             ["kind"],
             registry=registry,
         )

@@ -159,9 +159,11 @@ class Operations:
             dropped = await self.engine.invalidate_prefix(req.prefix)
         elif target == "tag":
             dropped = await self.engine.invalidate_tag(req.tag)
+        elif target == "route":
+            dropped = await self.engine.invalidate_route(req.route)
         else:
             self.engine.note_rejected("invalidate", "no_target")
-            raise InvalidRequestError("target", "set one of key, prefix or tag", "no_target")
+            raise InvalidRequestError("target", "set one of key, prefix, tag or route", "no_target")
         return _pb.InvalidateResponse(dropped=dropped)
 
     async def release(self, req: _pb.ReleaseRequest) -> _pb.ReleaseResponse:

@@ -97,6 +97,18 @@ async def test_a_store_with_its_route_is_purged_by_that_prefix(
     assert (await stub.Lookup(pb.LookupRequest(key=b"v1:other:1"))).outcome == pb.OUTCOME_HIT
 
 
+async def test_a_route_purge_drops_the_entries_of_that_route_only(
+    stub: pb_grpc.CacheServiceStub,
+) -> None:
+    await stub.Store(pb.StoreRequest(key=b"v2:rt:1", entry=entry(), route="v2:rt:"))
+    await stub.Store(pb.StoreRequest(key=b"v2:rt:2", entry=entry(), route="v2:rt:"))
+    await stub.Store(pb.StoreRequest(key=b"v2:rtx:1", entry=entry(), route="v2:rtx:"))
+    dropped = await stub.Invalidate(pb.InvalidateRequest(route="v2:rt:"))
+    assert dropped.dropped == 2
+    assert (await stub.Lookup(pb.LookupRequest(key=b"v2:rt:1"))).outcome == pb.OUTCOME_MISS
+    assert (await stub.Lookup(pb.LookupRequest(key=b"v2:rtx:1"))).outcome == pb.OUTCOME_HIT
+
+
 @pytest.mark.parametrize(
     ("request_msg", "method", "fragment"),
     [
@@ -122,7 +134,8 @@ async def test_a_store_with_its_route_is_purged_by_that_prefix(
             "Store",
             "entry.headers[0].name",
         ),
-        (pb.InvalidateRequest(), "Invalidate", "set one of key, prefix or tag"),
+        (pb.InvalidateRequest(), "Invalidate", "set one of key, prefix, tag or route"),
+        (pb.InvalidateRequest(route="v1:a b:"), "Invalidate", "route: 'v1:a b:' cannot name"),
         (
             pb.StoreRequest(key=b"v1:a:1", entry=entry(), route="v1:b:"),
             "Store",

@@ -92,7 +92,8 @@ def test_memcached_serves_and_route_purges_reach_it(
         for _ in range(2):
             client.lookup(b"v1:m:1")
         big = os.urandom(100 * 1024)  # incompressible, above redis_max_entry_bytes
-        assert client.store(b"v1:m:1", entry(big)).result == pb.STORE_RESULT_STORED
+        stored = client.store(b"v1:m:1", entry(big), route="v1:m:")
+        assert stored.result == pb.STORE_RESULT_STORED
         client.close()
         proc.stop()
         proc.env = {**tiered_env, "STRATA_POSTGRES_DSN": ""}
@@ -102,7 +103,7 @@ def test_memcached_serves_and_route_purges_reach_it(
         assert hit.outcome == pb.OUTCOME_HIT
         assert hit.tier == "memcached"
         assert hit.entry.body == big
-        assert client.invalidate(prefix=b"v1:m:").dropped == 1  # the memory copy
+        assert client.invalidate(route="v1:m:").dropped == 1  # the memory copy
         assert client.lookup(b"v1:m:1").outcome == pb.OUTCOME_MISS
         client.close()
     finally:

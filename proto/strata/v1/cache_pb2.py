@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15strata/v1/cache.proto\x12\tstrata.v1\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xf9\x01\n\x05\x45ntry\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x0e\n\x06status\x18\x02 \x01(\r\x12\"\n\x07headers\x18\x03 \x03(\x0b\x32\x11.strata.v1.Header\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x14\n\x0cstored_at_ms\x18\x05 \x01(\x03\x12\x0e\n\x06ttl_ms\x18\x06 \x01(\x03\x12!\n\x19stale_while_revalidate_ms\x18\x07 \x01(\x03\x12\x19\n\x11stale_if_error_ms\x18\x08 \x01(\x03\x12\x0c\n\x04tags\x18\t \x03(\t\x12\x0c\n\x04vary\x18\n \x03(\t\x12\x16\n\x0estorage_ttl_ms\x18\x0b \x01(\x03\"b\n\rLookupRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x18\n\x10\x63oalesce_wait_ms\x18\x02 \x01(\r\x12*\n\x0frequest_headers\x18\x03 \x03(\x0b\x32\x11.strata.v1.Header\"\xab\x01\n\x0eLookupResponse\x12#\n\x07outcome\x18\x01 \x01(\x0e\x32\x12.strata.v1.Outcome\x12\x1f\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x10.strata.v1.Entry\x12\x0e\n\x06\x61ge_ms\x18\x03 \x01(\x03\x12\x0c\n\x04tier\x18\x04 \x01(\t\x12\x12\n\nfill_lease\x18\x05 \x01(\x08\x12\x11\n\tcoalesced\x18\x06 \x01(\x08\x12\x0e\n\x06now_ms\x18\x07 \x01(\x03\"w\n\x0cStoreRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x1f\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x10.strata.v1.Entry\x12*\n\x0frequest_headers\x18\x03 \x03(\x0b\x32\x11.strata.v1.Header\x12\r\n\x05route\x18\x04 \x01(\t\"Q\n\rStoreResponse\x12&\n\x06result\x18\x01 \x01(\x0e\x32\x16.strata.v1.StoreResult\x12\x18\n\x10waiters_released\x18\x02 \x01(\r\"\x1d\n\x0eReleaseRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"+\n\x0fReleaseResponse\x12\x18\n\x10waiters_released\x18\x01 \x01(\r\"M\n\x11InvalidateRequest\x12\r\n\x03key\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\x0cH\x00\x12\r\n\x03tag\x18\x03 \x01(\tH\x00\x42\x08\n\x06target\"%\n\x12InvalidateResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x04\"\x0e\n\x0cStatsRequest\"\x9b\x01\n\tTierStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\x04\x12\x0c\n\x04hits\x18\x05 \x01(\x04\x12\x0e\n\x06misses\x18\x06 \x01(\x04\x12\x11\n\tevictions\x18\x07 \x01(\x04\x12\x1c\n\x14\x61\x64mission_rejections\x18\x08 \x01(\x04\"\xdd\x01\n\rStatsResponse\x12#\n\x05tiers\x18\x01 \x03(\x0b\x32\x14.strata.v1.TierStats\x12\x0f\n\x07lookups\x18\x02 \x01(\x04\x12\x0c\n\x04hits\x18\x03 \x01(\x04\x12\x12\n\nstale_hits\x18\x04 \x01(\x04\x12\x0e\n\x06misses\x18\x05 \x01(\x04\x12\x0e\n\x06stores\x18\x06 \x01(\x04\x12\x15\n\rinvalidations\x18\x07 \x01(\x04\x12\x11\n\tcoalesced\x18\x08 \x01(\x04\x12\x19\n\x11rejected_requests\x18\t \x01(\x04\x12\x0f\n\x07version\x18\n \x01(\t\"*\n\tCallError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd0\x01\n\x04\x43\x61ll\x12\n\n\x02id\x18\x01 \x01(\x04\x12*\n\x06lookup\x18\x02 \x01(\x0b\x32\x18.strata.v1.LookupRequestH\x00\x12(\n\x05store\x18\x03 \x01(\x0b\x32\x17.strata.v1.StoreRequestH\x00\x12\x32\n\ninvalidate\x18\x04 \x01(\x0b\x32\x1c.strata.v1.InvalidateRequestH\x00\x12,\n\x07release\x18\x05 \x01(\x0b\x32\x19.strata.v1.ReleaseRequestH\x00\x42\x04\n\x02op\"\x80\x02\n\x05Reply\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x06lookup\x18\x02 \x01(\x0b\x32\x19.strata.v1.LookupResponseH\x00\x12)\n\x05store\x18\x03 \x01(\x0b\x32\x18.strata.v1.StoreResponseH\x00\x12\x33\n\ninvalidate\x18\x04 \x01(\x0b\x32\x1d.strata.v1.InvalidateResponseH\x00\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x14.strata.v1.CallErrorH\x00\x12-\n\x07release\x18\x06 \x01(\x0b\x32\x1a.strata.v1.ReleaseResponseH\x00\x42\x08\n\x06result\"1\n\x0f\x45xchangeRequest\x12\x1e\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x0f.strata.v1.Call\"5\n\x10\x45xchangeResponse\x12!\n\x07replies\x18\x01 \x03(\x0b\x32\x10.strata.v1.Reply*X\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOUTCOME_HIT\x10\x01\x12\x11\n\rOUTCOME_STALE\x10\x02\x12\x10\n\x0cOUTCOME_MISS\x10\x03*\x99\x01\n\x0bStoreResult\x12\x1c\n\x18STORE_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13STORE_RESULT_STORED\x10\x01\x12\x1d\n\x19STORE_RESULT_NOT_ADMITTED\x10\x02\x12\x1a\n\x16STORE_RESULT_TOO_LARGE\x10\x03\x12\x18\n\x14STORE_RESULT_EXPIRED\x10\x04\x32\x9b\x03\n\x0c\x43\x61\x63heService\x12=\n\x06Lookup\x12\x18.strata.v1.LookupRequest\x1a\x19.strata.v1.LookupResponse\x12:\n\x05Store\x12\x17.strata.v1.StoreRequest\x1a\x18.strata.v1.StoreResponse\x12@\n\x07Release\x12\x19.strata.v1.ReleaseRequest\x1a\x1a.strata.v1.ReleaseResponse\x12I\n\nInvalidate\x12\x1c.strata.v1.InvalidateRequest\x1a\x1d.strata.v1.InvalidateResponse\x12:\n\x05Stats\x12\x17.strata.v1.StatsRequest\x1a\x18.strata.v1.StatsResponse\x12G\n\x08\x45xchange\x12\x1a.strata.v1.ExchangeRequest\x1a\x1b.strata.v1.ExchangeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15strata/v1/cache.proto\x12\tstrata.v1\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xf9\x01\n\x05\x45ntry\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x0e\n\x06status\x18\x02 \x01(\r\x12\"\n\x07headers\x18\x03 \x03(\x0b\x32\x11.strata.v1.Header\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x14\n\x0cstored_at_ms\x18\x05 \x01(\x03\x12\x0e\n\x06ttl_ms\x18\x06 \x01(\x03\x12!\n\x19stale_while_revalidate_ms\x18\x07 \x01(\x03\x12\x19\n\x11stale_if_error_ms\x18\x08 \x01(\x03\x12\x0c\n\x04tags\x18\t \x03(\t\x12\x0c\n\x04vary\x18\n \x03(\t\x12\x16\n\x0estorage_ttl_ms\x18\x0b \x01(\x03\"b\n\rLookupRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x18\n\x10\x63oalesce_wait_ms\x18\x02 \x01(\r\x12*\n\x0frequest_headers\x18\x03 \x03(\x0b\x32\x11.strata.v1.Header\"\xab\x01\n\x0eLookupResponse\x12#\n\x07outcome\x18\x01 \x01(\x0e\x32\x12.strata.v1.Outcome\x12\x1f\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x10.strata.v1.Entry\x12\x0e\n\x06\x61ge_ms\x18\x03 \x01(\x03\x12\x0c\n\x04tier\x18\x04 \x01(\t\x12\x12\n\nfill_lease\x18\x05 \x01(\x08\x12\x11\n\tcoalesced\x18\x06 \x01(\x08\x12\x0e\n\x06now_ms\x18\x07 \x01(\x03\"w\n\x0cStoreRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x1f\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x10.strata.v1.Entry\x12*\n\x0frequest_headers\x18\x03 \x03(\x0b\x32\x11.strata.v1.Header\x12\r\n\x05route\x18\x04 \x01(\t\"Q\n\rStoreResponse\x12&\n\x06result\x18\x01 \x01(\x0e\x32\x16.strata.v1.StoreResult\x12\x18\n\x10waiters_released\x18\x02 \x01(\r\"\x1d\n\x0eReleaseRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"+\n\x0fReleaseResponse\x12\x18\n\x10waiters_released\x18\x01 \x01(\r\"^\n\x11InvalidateRequest\x12\r\n\x03key\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\x0cH\x00\x12\r\n\x03tag\x18\x03 \x01(\tH\x00\x12\x0f\n\x05route\x18\x04 \x01(\tH\x00\x42\x08\n\x06target\"%\n\x12InvalidateResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x04\"\x0e\n\x0cStatsRequest\"\x9b\x01\n\tTierStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x11\n\tmax_bytes\x18\x04 \x01(\x04\x12\x0c\n\x04hits\x18\x05 \x01(\x04\x12\x0e\n\x06misses\x18\x06 \x01(\x04\x12\x11\n\tevictions\x18\x07 \x01(\x04\x12\x1c\n\x14\x61\x64mission_rejections\x18\x08 \x01(\x04\"\xdd\x01\n\rStatsResponse\x12#\n\x05tiers\x18\x01 \x03(\x0b\x32\x14.strata.v1.TierStats\x12\x0f\n\x07lookups\x18\x02 \x01(\x04\x12\x0c\n\x04hits\x18\x03 \x01(\x04\x12\x12\n\nstale_hits\x18\x04 \x01(\x04\x12\x0e\n\x06misses\x18\x05 \x01(\x04\x12\x0e\n\x06stores\x18\x06 \x01(\x04\x12\x15\n\rinvalidations\x18\x07 \x01(\x04\x12\x11\n\tcoalesced\x18\x08 \x01(\x04\x12\x19\n\x11rejected_requests\x18\t \x01(\x04\x12\x0f\n\x07version\x18\n \x01(\t\"*\n\tCallError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xd0\x01\n\x04\x43\x61ll\x12\n\n\x02id\x18\x01 \x01(\x04\x12*\n\x06lookup\x18\x02 \x01(\x0b\x32\x18.strata.v1.LookupRequestH\x00\x12(\n\x05store\x18\x03 \x01(\x0b\x32\x17.strata.v1.StoreRequestH\x00\x12\x32\n\ninvalidate\x18\x04 \x01(\x0b\x32\x1c.strata.v1.InvalidateRequestH\x00\x12,\n\x07release\x18\x05 \x01(\x0b\x32\x19.strata.v1.ReleaseRequestH\x00\x42\x04\n\x02op\"\x80\x02\n\x05Reply\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x06lookup\x18\x02 \x01(\x0b\x32\x19.strata.v1.LookupResponseH\x00\x12)\n\x05store\x18\x03 \x01(\x0b\x32\x18.strata.v1.StoreResponseH\x00\x12\x33\n\ninvalidate\x18\x04 \x01(\x0b\x32\x1d.strata.v1.InvalidateResponseH\x00\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x14.strata.v1.CallErrorH\x00\x12-\n\x07release\x18\x06 \x01(\x0b\x32\x1a.strata.v1.ReleaseResponseH\x00\x42\x08\n\x06result\"1\n\x0f\x45xchangeRequest\x12\x1e\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x0f.strata.v1.Call\"5\n\x10\x45xchangeResponse\x12!\n\x07replies\x18\x01 \x03(\x0b\x32\x10.strata.v1.Reply*X\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOUTCOME_HIT\x10\x01\x12\x11\n\rOUTCOME_STALE\x10\x02\x12\x10\n\x0cOUTCOME_MISS\x10\x03*\x99\x01\n\x0bStoreResult\x12\x1c\n\x18STORE_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13STORE_RESULT_STORED\x10\x01\x12\x1d\n\x19STORE_RESULT_NOT_ADMITTED\x10\x02\x12\x1a\n\x16STORE_RESULT_TOO_LARGE\x10\x03\x12\x18\n\x14STORE_RESULT_EXPIRED\x10\x04\x32\x9b\x03\n\x0c\x43\x61\x63heService\x12=\n\x06Lookup\x12\x18.strata.v1.LookupRequest\x1a\x19.strata.v1.LookupResponse\x12:\n\x05Store\x12\x17.strata.v1.StoreRequest\x1a\x18.strata.v1.StoreResponse\x12@\n\x07Release\x12\x19.strata.v1.ReleaseRequest\x1a\x1a.strata.v1.ReleaseResponse\x12I\n\nInvalidate\x12\x1c.strata.v1.InvalidateRequest\x1a\x1d.strata.v1.InvalidateResponse\x12:\n\x05Stats\x12\x17.strata.v1.StatsRequest\x1a\x18.strata.v1.StatsResponse\x12G\n\x08\x45xchange\x12\x1a.strata.v1.ExchangeRequest\x1a\x1b.strata.v1.ExchangeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'strata.v1.cache_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=2017
-  _globals['_OUTCOME']._serialized_end=2105
-  _globals['_STORERESULT']._serialized_start=2108
-  _globals['_STORERESULT']._serialized_end=2261
+  _globals['_OUTCOME']._serialized_start=2034
+  _globals['_OUTCOME']._serialized_end=2122
+  _globals['_STORERESULT']._serialized_start=2125
+  _globals['_STORERESULT']._serialized_end=2278
   _globals['_HEADER']._serialized_start=36
   _globals['_HEADER']._serialized_end=73
   _globals['_ENTRY']._serialized_start=76
@@ -52,25 +52,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELEASERESPONSE']._serialized_start=836
   _globals['_RELEASERESPONSE']._serialized_end=879
   _globals['_INVALIDATEREQUEST']._serialized_start=881
-  _globals['_INVALIDATEREQUEST']._serialized_end=958
-  _globals['_INVALIDATERESPONSE']._serialized_start=960
-  _globals['_INVALIDATERESPONSE']._serialized_end=997
-  _globals['_STATSREQUEST']._serialized_start=999
-  _globals['_STATSREQUEST']._serialized_end=1013
-  _globals['_TIERSTATS']._serialized_start=1016
-  _globals['_TIERSTATS']._serialized_end=1171
-  _globals['_STATSRESPONSE']._serialized_start=1174
-  _globals['_STATSRESPONSE']._serialized_end=1395
-  _globals['_CALLERROR']._serialized_start=1397
-  _globals['_CALLERROR']._serialized_end=1439
-  _globals['_CALL']._serialized_start=1442
-  _globals['_CALL']._serialized_end=1650
-  _globals['_REPLY']._serialized_start=1653
-  _globals['_REPLY']._serialized_end=1909
-  _globals['_EXCHANGEREQUEST']._serialized_start=1911
-  _globals['_EXCHANGEREQUEST']._serialized_end=1960
-  _globals['_EXCHANGERESPONSE']._serialized_start=1962
-  _globals['_EXCHANGERESPONSE']._serialized_end=2015
-  _globals['_CACHESERVICE']._serialized_start=2264
-  _globals['_CACHESERVICE']._serialized_end=2675
+  _globals['_INVALIDATEREQUEST']._serialized_end=975
+  _globals['_INVALIDATERESPONSE']._serialized_start=977
+  _globals['_INVALIDATERESPONSE']._serialized_end=1014
+  _globals['_STATSREQUEST']._serialized_start=1016
+  _globals['_STATSREQUEST']._serialized_end=1030
+  _globals['_TIERSTATS']._serialized_start=1033
+  _globals['_TIERSTATS']._serialized_end=1188
+  _globals['_STATSRESPONSE']._serialized_start=1191
+  _globals['_STATSRESPONSE']._serialized_end=1412
+  _globals['_CALLERROR']._serialized_start=1414
+  _globals['_CALLERROR']._serialized_end=1456
+  _globals['_CALL']._serialized_start=1459
+  _globals['_CALL']._serialized_end=1667
+  _globals['_REPLY']._serialized_start=1670
+  _globals['_REPLY']._serialized_end=1926
+  _globals['_EXCHANGEREQUEST']._serialized_start=1928
+  _globals['_EXCHANGEREQUEST']._serialized_end=1977
+  _globals['_EXCHANGERESPONSE']._serialized_start=1979
+  _globals['_EXCHANGERESPONSE']._serialized_end=2032
+  _globals['_CACHESERVICE']._serialized_start=2281
+  _globals['_CACHESERVICE']._serialized_end=2692
 # @@protoc_insertion_point(module_scope)

@@ -126,14 +126,16 @@ class ReleaseResponse(_message.Message):
     def __init__(self, waiters_released: _Optional[int] = ...) -> None: ...
 
 class InvalidateRequest(_message.Message):
-    __slots__ = ("key", "prefix", "tag")
+    __slots__ = ("key", "prefix", "tag", "route")
     KEY_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     prefix: bytes
     tag: str
-    def __init__(self, key: _Optional[bytes] = ..., prefix: _Optional[bytes] = ..., tag: _Optional[str] = ...) -> None: ...
+    route: str
+    def __init__(self, key: _Optional[bytes] = ..., prefix: _Optional[bytes] = ..., tag: _Optional[str] = ..., route: _Optional[str] = ...) -> None: ...
 
 class InvalidateResponse(_message.Message):
     __slots__ = ("dropped",)

@@ -270,3 +270,61 @@ async def test_a_prefix_purge_of_no_route_stores_no_generation_record(
     await engine.store(b"v1:r:1", entry(clock), route="v1:r:")
     assert await engine.invalidate_prefix(b"v1:r:") == 1
     assert gens.live() == 1  # the route's record, until its entries expire
+
+
+class NoPrefixTier(CountingTier):
+    """A shared tier that cannot delete by prefix (as Memcached): answers 0, drops nothing."""
+
+    async def delete_prefix(self, prefix: bytes) -> int:
+        self.calls.append("delete_prefix")
+        return 0
+
+
+async def test_a_route_purge_reaches_a_no_prefix_tier_after_a_restart(clock: ManualClock) -> None:
+    """Node-local generations start empty after a restart: the node knows of no entry of
+    the route, so a prefix purge cannot reach the copies in a tier without prefix deletes;
+    a route purge does (one bump, whether or not the route was seen)."""
+    shared = NoPrefixTier("memcached", clock)
+    before = Engine(
+        [MemoryTier(1 << 20, clock, admission="always"), shared],
+        clock,
+        generations=LocalGenerations(clock),
+    )
+    await before.store(b"v2:r:1", entry(clock), route="v2:r:")
+
+    def restarted() -> Engine:
+        memory = MemoryTier(1 << 20, clock, admission="always")
+        return Engine([memory, shared], clock, generations=LocalGenerations(clock))
+
+    by_prefix = restarted()
+    assert await by_prefix.invalidate_prefix(b"v2:r:") == 0
+    assert (await by_prefix.lookup(b"v2:r:1")).outcome is Outcome.HIT  # not reached
+    by_route = restarted()
+    shared.calls.clear()
+    assert await by_route.invalidate_route("v2:r:") == 0  # nothing in its memory yet
+    assert shared.calls == []  # no walk of the shared tier
+    assert (await by_route.lookup(b"v2:r:1")).outcome is Outcome.MISS
+
+
+@pytest.mark.parametrize("route", ["", "v2:a b:", "v2:\u00e9:", "v2:" + "r" * 300 + ":"])
+async def test_a_route_purge_of_a_route_no_store_could_name_is_refused(
+    engine: Engine, route: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        await engine.invalidate_route(route)
+    assert caught.value.field == "route"
+    assert caught.value.reason == "bad_route"
+
+
+async def test_a_route_purge_drops_the_memory_copies_now_and_counts_them(
+    engine: Engine, clock: ManualClock, remote: CountingTier, obs: RecordingObserver
+) -> None:
+    await engine.store(b"v2:r:1", entry(clock), route="v2:r:")
+    await engine.store(b"v2:r:2", entry(clock), route="v2:r:")
+    await engine.store(b"v2:s:1", entry(clock), route="v2:s:")
+    remote.calls.clear()
+    assert await engine.invalidate_route("v2:r:") == 2
+    assert remote.calls == []
+    assert (await engine.lookup(b"v2:r:2")).outcome is Outcome.MISS
+    assert (await engine.lookup(b"v2:s:1")).outcome is Outcome.HIT
+    assert ("invalidated", "route", 2) in obs.events

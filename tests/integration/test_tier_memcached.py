@@ -271,7 +271,7 @@ async def test_server_that_disappears_and_comes_back(memcached: Callable[[], Mem
 
 async def test_hung_server_costs_two_timeouts(memcached: Callable[[], Memcached]) -> None:
     """Two failures in a row mark it down (one could be a slow moment: see
-    test_memcached_load.py); then calls fail fast until `dead_retry_s` has passed."""
+    test_tier_memcached_load.py); then calls fail fast until `dead_retry_s` has passed."""
     m = memcached()
     t = MemcachedTier([m.server], SystemClock(), timeout_s=0.2, dead_retry_s=0.3)
     try:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import subprocess
 import tempfile
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.procs import rss_bytes
+from bench.procs import clean_env, rss_bytes
 from tools.stack import SidecarProcess
 
 #: Defaults of the scenario.
@@ -115,7 +114,7 @@ def start_sidecar(
 ) -> tuple[str, SidecarProcess]:
     """A sidecar with the memory tier only, serving on a unix socket in `workdir`."""
     listen = f"unix:{workdir}/churn.sock"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATA_", "GRPC_"))}
+    env = clean_env()
     env.update(extra_env)
     sidecar = SidecarProcess(
         listen,
@@ -162,7 +161,8 @@ def _drive(client: Any, seed: int, corpus: bytes, load: Load, stop: threading.Ev
                 load.errors += 1
 
 
-def _tier_stats(listen: str) -> dict[str, int]:
+def memory_tier_stats(listen: str) -> dict[str, int]:
+    """The memory tier's bytes, entries and evictions, from the sidecar's Stats call."""
     import grpc  # noqa: PLC0415
     from strata.v1 import cache_pb2 as pb  # noqa: PLC0415
     from strata.v1 import cache_pb2_grpc as pb_grpc  # noqa: PLC0415
@@ -228,7 +228,7 @@ def churn(
                         "rss_bytes": rss,
                         "ratio": round((rss - baseline) / budget, 3),
                         "stores": load.stores,
-                        **_tier_stats(listen),
+                        **memory_tier_stats(listen),
                     }
                 )
             stop.set()

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.churn import start_sidecar
+from bench.churn import memory_tier_stats, start_sidecar
 from bench.procs import rss_bytes
 
 BUDGET = 32 * 1024**2
@@ -55,17 +55,6 @@ def _entry(pattern: str, i: int, rng: random.Random) -> Any:
         body = rng.randbytes(rng.randint(4096, 32768))
         return pb.Entry(status=200, headers=headers, body=body, ttl_ms=3_600_000)
     raise ValueError(f"unknown pattern {pattern!r}")
-
-
-def _memory_tier(listen: str) -> dict[str, int]:
-    import grpc  # noqa: PLC0415
-    from strata.v1 import cache_pb2 as pb  # noqa: PLC0415
-    from strata.v1 import cache_pb2_grpc as pb_grpc  # noqa: PLC0415
-
-    with grpc.insecure_channel(listen) as channel:
-        reply = pb_grpc.CacheServiceStub(channel).Stats(pb.StatsRequest(), timeout=5)
-    memory = next(t for t in reply.tiers if t.name == "memory")
-    return {"entries": memory.entries, "tier_bytes": memory.bytes, "evictions": memory.evictions}
 
 
 def fill(pattern: str, stores: int | None = None, budget: int = BUDGET) -> dict[str, Any]:
@@ -106,7 +95,7 @@ def fill(pattern: str, stores: int | None = None, budget: int = BUDGET) -> dict[
             seconds = time.monotonic() - start
             time.sleep(0.5)
             rss = rss_bytes(proc.pid)
-            tier = _memory_tier(listen)
+            tier = memory_tier_stats(listen)
         finally:
             client.close()
             proc.terminate()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from bench.procs import wait_http
+from bench.procs import clean_env, wait_http
 from bench.stats import median_of, summarize
-from tools.stack import SidecarProcess
+from tools.stack import SidecarProcess, free_port
 
 TARGET_SPEEDUP_OVER_10MS = 5.0
 
@@ -39,14 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clients", type=int, default=8, help="concurrent clients")
     p.add_argument("--seconds", type=float, default=3.0, help="per concurrent round")
     p.add_argument("--quick", action="store_true", help="small counts (smoke test)")
-
-
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(upstream: str, sidecar: str) -> dict[str, Any]:
@@ -157,12 +148,12 @@ def _sidecar_rtt(address: str, n: int) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.n, args.rounds, args.seconds = 200, 1, 1.0
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATA_", "GRPC_"))}
+    env = clean_env()
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="strata-bench-", dir="/tmp") as d:
         work = Path(d)
-        upstream = f"127.0.0.1:{_free_port()}"
-        gateway = f"127.0.0.1:{_free_port()}"
+        upstream = f"127.0.0.1:{free_port()}"
+        gateway = f"127.0.0.1:{free_port()}"
         sidecar = f"unix:{work}/sidecar.sock"
         sidecar_process = SidecarProcess(
             sidecar, env=env, metrics_listen="off", log_level="WARNING", log=work / "sidecar.log"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.procs import clean_env
 from tools.services import load_env
-from tools.stack import SidecarProcess
+from tools.stack import SidecarProcess, free_port
 
 TARGET_P50_RATIO = 1.5
 TARGET_THROUGHPUT_RATIO = 0.7
@@ -50,19 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small counts (smoke test)")
 
 
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_redis(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     exe = shutil.which("redis-server")
     if exe is None:
         raise SystemExit("redis-server is not installed: run `make install`")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             exe,
@@ -93,7 +85,7 @@ def _wait(cond: Any, what: str, timeout: float = 20.0) -> None:
 
 
 def _clean_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRATA_", "GRPC_"))}
+    env = clean_env()
     env.update(extra)
     return env
 
@@ -102,7 +94,7 @@ def run_variant(
     name: str, redis_url: str, workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     mode, kind, grpc_env = VARIANTS[name]
-    listen = f"unix:{workdir}/{name}.sock" if kind == "unix" else f"127.0.0.1:{_free_port()}"
+    listen = f"unix:{workdir}/{name}.sock" if kind == "unix" else f"127.0.0.1:{free_port()}"
     env = _clean_env(grpc_env)
     sidecar = SidecarProcess(
         listen, env=env, metrics_listen="off", log_level="WARNING", inherit_output=True

@@ -1,14 +1,22 @@
-"""Waiting for the HTTP processes a benchmark runs, and reading their memory: shared by
-every scenario (sidecars are started with `tools.stack.SidecarProcess`).
+"""Waiting for the HTTP processes a benchmark runs, the environment it gives them, and
+reading their memory: shared by every scenario (sidecars are started with
+`tools.stack.SidecarProcess`).
 
 Imports none of the product's packages, so a scenario can drive another checkout's code.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import urllib.request
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without ``STRATA_*`` and ``GRPC_*`` variables: a child
+    sidecar or client then runs on its defaults and the settings it is given."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("STRATA_", "GRPC_"))}
 
 
 def wait_http(

@@ -1,10 +1,9 @@
-"""Shared fixtures: free ports, short unix socket paths, the services env, a manual clock
+"""Shared fixtures: short unix socket paths, the services env, a manual clock
 (`clock`, from tests/support/clock.py)."""
 
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +12,6 @@ import pytest
 
 #: Fixtures every test module may ask for without defining them.
 pytest_plugins = ["tests.support.clock"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

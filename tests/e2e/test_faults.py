@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bench.faults import FAULTS, Options, run_suite
+from bench.faults_suite import FAULTS, Options, run_suite
 
 pytestmark = pytest.mark.e2e
 

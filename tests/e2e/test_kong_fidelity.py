@@ -40,9 +40,8 @@ from kongsim.errors import RpcError
 from kongsim.protocol.rpc import RpcClient
 from kongsim.protocol.spec import PluginServerSpec, default_spec
 from kongsim.testing import KongSim
-from tests.conftest import free_port
 from tests.support.sidecar import clean_env, unix_sidecar
-from tools.stack import REPO, SidecarProcess
+from tools.stack import REPO, SidecarProcess, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

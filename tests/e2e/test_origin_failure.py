@@ -22,8 +22,8 @@ import yaml
 from aiohttp import web
 
 from kongsim.testing import KongSim
-from tests.conftest import free_port
 from tests.support.sidecar import example_stack, unix_sidecar
+from tools.stack import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

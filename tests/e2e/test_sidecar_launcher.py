@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tools.stack import SidecarProcess, SidecarStartError, probe, socket_owner
+from tools.stack import SidecarProcess, SidecarStartError, free_port, probe, socket_owner
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,7 @@ import pytest
 from strata.v1 import cache_pb2 as pb
 
 from kong_plugin.client import SidecarClient, SidecarRejectedError
-from tests.conftest import free_port
-from tools.stack import SidecarProcess, wait_serving
+from tools.stack import SidecarProcess, free_port, wait_serving
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

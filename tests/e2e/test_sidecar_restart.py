@@ -21,9 +21,8 @@ import pytest
 from strata.v1 import cache_pb2 as pb
 
 from kong_plugin.client import SidecarClient, SidecarError
-from tests.conftest import free_port
 from tests.support.sidecar import unix_sidecar
-from tools.stack import SidecarProcess
+from tools.stack import SidecarProcess, free_port
 
 pytestmark = pytest.mark.e2e
 

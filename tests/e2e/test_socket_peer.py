@@ -23,10 +23,9 @@ from strata.v1 import cache_pb2 as pb
 from deploy.upstream.app import State, build_app
 from kong_plugin.client import SidecarClient, SidecarUntrustedError
 from kongsim.testing import KongSim
-from tests.conftest import free_port
 from tests.other_user import OTHER_UID, Impostor, needs_root, shared_folder
 from tests.support.sidecar import stack_config, unix_sidecar
-from tools.stack import SidecarProcess
+from tools.stack import SidecarProcess, free_port
 
 pytestmark = pytest.mark.e2e
 

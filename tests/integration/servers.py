@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port
 from tools import services
+from tools.stack import free_port
 
 HOST = "127.0.0.1"
 

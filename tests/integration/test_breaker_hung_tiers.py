@@ -38,10 +38,10 @@ from sidecar.engine.engine import Engine
 from sidecar.observability.metrics import CIRCUIT_STATE_VALUES, PrometheusObserver
 from sidecar.rpc.server import create_server, set_serving
 from sidecar.tiers.breaker import OPEN
-from tests.conftest import free_port
 from tests.integration.servers import start_redis
 from tests.integration.test_tier_postgres import Cluster
 from tools import services
+from tools.stack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,9 @@ from sidecar.core.observer import RecordingObserver
 from sidecar.engine.engine import Engine
 from sidecar.tiers.memcached import MemcachedTier, parse_servers
 from sidecar.tiers.memory import MemoryTier
-from tests.conftest import free_port
 from tests.integration.servers import service
 from tests.support import entries
+from tools.stack import free_port
 
 pytestmark = pytest.mark.integration
 

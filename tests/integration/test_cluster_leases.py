@@ -31,9 +31,9 @@ from sidecar.engine.coalesce import Leases
 from sidecar.engine.engine import Engine
 from sidecar.tiers.memory import MemoryTier
 from sidecar.tiers.redis import RedisTier
-from tests.conftest import free_port
 from tests.integration.servers import service, start_cluster_node, start_redis
 from tests.support import entries
+from tools.stack import free_port
 
 pytestmark = pytest.mark.integration
 

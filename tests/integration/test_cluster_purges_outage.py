@@ -26,9 +26,9 @@ from sidecar.tiers.memcached import MemcachedTier
 from sidecar.tiers.memory import MemoryTier
 from sidecar.tiers.redis import RedisTier
 from sidecar.tiers.replaying import ReplayingTier
-from tests.conftest import free_port
 from tests.integration.servers import HOST, start_redis
 from tests.support import entries
+from tools.stack import free_port
 
 pytestmark = pytest.mark.integration
 

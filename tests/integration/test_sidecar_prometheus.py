@@ -12,9 +12,8 @@ import pytest
 from strata.v1 import cache_pb2 as pb
 
 from kong_plugin.client import SidecarClient
-from tests.conftest import free_port
 from tools import services
-from tools.stack import SidecarProcess
+from tools.stack import SidecarProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,8 @@ from strata.v1 import cache_pb2 as pb
 from kong_plugin.client import SidecarClient
 from sidecar.tiers.memcached import parse_servers
 from sidecar.tiers.memcached import storage_key as memcached_key
-from tests.conftest import free_port
 from tests.integration.servers import services_env
-from tools.stack import SidecarProcess
+from tools.stack import SidecarProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from sidecar.core.observer import RecordingObserver
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreakerTier
 from sidecar.tiers.redis import RedisTier
-from tests.conftest import free_port
 from tests.integration.servers import start_redis
 from tests.support import entries
+from tools.stack import free_port
 
 pytestmark = pytest.mark.integration
 

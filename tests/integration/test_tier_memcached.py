@@ -28,9 +28,9 @@ from sidecar.core.observer import RecordingObserver
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.memcached import MemcachedTier, pack_value, parse_servers
 from sidecar.tiers.memcached_pool import server_id
-from tests.conftest import free_port
 from tests.support import entries
 from tools import services
+from tools.stack import free_port
 
 pytestmark = pytest.mark.integration
 

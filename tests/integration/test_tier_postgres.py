@@ -34,9 +34,9 @@ from sidecar.core.observer import RecordingObserver
 from sidecar.tiers import pg_schema
 from sidecar.tiers.base import SetStatus
 from sidecar.tiers.postgres import MAX_INDEXED_BYTES, PostgresTier, prefix_successor
-from tests.conftest import free_port
 from tests.support import entries
 from tools import services
+from tools.stack import free_port
 
 pytestmark = pytest.mark.integration
 

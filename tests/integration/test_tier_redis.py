@@ -28,9 +28,9 @@ from sidecar.core.observer import RecordingObserver
 from sidecar.tiers.base import SetStatus, Tier
 from sidecar.tiers.redis import RedisTier, escape_glob
 from sidecar.tiers.redis_conn import parse_cluster_url
-from tests.conftest import free_port
 from tests.integration.servers import service, start_cluster_node, start_redis
 from tests.support import entries
+from tools.stack import free_port
 
 pytestmark = pytest.mark.integration
 

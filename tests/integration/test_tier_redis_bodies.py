@@ -19,9 +19,9 @@ import redis.asyncio
 
 from sidecar.core.clock import SystemClock
 from sidecar.tiers.redis import BODY_REF_MIN_BYTES, RedisTier
-from tests.conftest import free_port
 from tests.integration.servers import service, start_redis
 from tests.support import entries
+from tools.stack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import pytest
 
 from kongsim.errors import ConfigError, PluginServerError
 from kongsim.testing import KongSim
-from tests.conftest import free_port
+from tools.stack import free_port
 
 from .conftest import Upstream, plugin_spec, write_config
 

@@ -244,7 +244,7 @@ def _service(key: str) -> str:
 
 
 def _nothing_listens() -> int:
-    from tests.conftest import free_port  # noqa: PLC0415
+    from tools.stack import free_port  # noqa: PLC0415
 
     return free_port()  # nothing listens here
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from tools.services.procs import free_port
 from tools.stack.example import REPO, Stack, kong_config
 from tools.stack.sidecar import (
     START_TIMEOUT_S,
@@ -12,7 +13,6 @@ from tools.stack.sidecar import (
     Output,
     SidecarProcess,
     SidecarStartError,
-    free_port,
     probe,
     sidecar_argv,
     socket_owner,

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tools.stack.sidecar import SidecarProcess, free_port
+from tools.services.procs import free_port
+from tools.stack.sidecar import SidecarProcess
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -37,13 +37,6 @@ STOP_TIMEOUT_S = 15.0
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free on `host` a moment ago (another process may take it since)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def probe(address: str, timeout: float = 0.5) -> bool:
     """True if the gRPC health service at `address` says SERVING."""
     import grpc  # noqa: PLC0415 - keep importing this module light

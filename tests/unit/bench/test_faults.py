@@ -7,8 +7,8 @@ import json
 import random
 from collections import Counter
 
-from bench.faults import markdown
 from bench.faults_load import NO_CACHE_STATUS, Sample, Timeline, Zipf
+from bench.faults_report import markdown
 from bench.faults_upstream import LARGE, SMALL, body, body_size
 
 

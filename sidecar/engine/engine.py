@@ -233,10 +233,11 @@ class Engine:
         return await self._purges.invalidate_key(key)
 
     async def invalidate_prefix(self, prefix: bytes) -> int:
-        """Drop every key starting with `prefix` (variants included): the entries stored
-        with `prefix` as their route by one generation bump plus an eager delete on
-        `EAGER_PURGE` tiers; when no entry carries that route, an eager delete on every
-        tier that can (not Memcached). Returns the entries dropped now on this node."""
+        """Drop every key starting with `prefix` (variants included): a delete on every
+        tier that can (a walk of Redis and PostgreSQL; not Memcached), plus one bump of the
+        route tag of `prefix` when an entry is known to carry it, which reaches that
+        route's copies in Memcached too (`sidecar.engine.purge`). Returns the entries
+        dropped now on this node."""
         self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
         return await self._purges.invalidate_prefix(prefix)
 

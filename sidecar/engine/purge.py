@@ -22,11 +22,14 @@ cost O(1) whatever the number of entries:
   declare `EAGER_PURGE` (the memory tier: node-local, its tag index makes that cheap and
   frees RAM at once). Shared tiers are never walked; their entries go when next read, or
   expire.
-* `invalidate_prefix(P)` bumps the route tag of ``P`` if some entry carries it
-  (`Generations.bump_carried`: a prefix that is no entry's route stores no record) and then
-  deletes ``P`` eagerly on the `EAGER_PURGE` tiers; when no entry is known to carry it (or
-  its route tag would not be a valid tag), ``P`` is deleted on every tier that can (Redis,
-  PostgreSQL, memory), so such a purge does NOT reach Memcached.
+* `invalidate_prefix(P)` drops every key starting with ``P``: it deletes ``P`` on every
+  tier that can (memory, Redis by SCAN, PostgreSQL by key range: a walk, not O(1)) and
+  also bumps the route tag of ``P`` if some entry is known to carry it
+  (`Generations.bump_carried`: with Redis generations any live entry of the route; with
+  node-local ones an entry this node stored or read since it started; a prefix that is no
+  entry's route stores no record), which is how it reaches the route's copies in
+  Memcached. Keys under ``P`` in Memcached that carry no such route tag are NOT reached
+  (they expire). To purge a route in O(1) everywhere, use `invalidate_route`.
 * The count an invalidation returns is the number of entries dropped now on this node by
   those eager deletes (the bump itself drops nothing yet).
 
@@ -159,6 +162,9 @@ class Purges:
         if not entry.tags and not entry.tag_generations:
             return False
         self._generations.observe(entry.expires_at_ms)
+        for tag in entry.tags:
+            if tag.startswith(ROUTE_TAG_PREFIX):  # a prefix purge of the route must reach it
+                await self._generations.carry(tag, entry.expires_at_ms)
         return not is_current(entry.tag_generations, await self._generations.current(entry.tags))
 
     async def invalidate_key(self, key: bytes) -> int:
@@ -166,10 +172,9 @@ class Purges:
 
     async def invalidate_prefix(self, prefix: bytes) -> int:
         tag = _prefix_tag(prefix, self._limits)
-        eager_only = tag is not None and await self._generations.bump_carried(tag)
-        return await self._invalidate(
-            "prefix", "delete_prefix", lambda t: t.delete_prefix(prefix), eager_only=eager_only
-        )
+        if tag is not None:
+            await self._generations.bump_carried(tag)
+        return await self._invalidate("prefix", "delete_prefix", lambda t: t.delete_prefix(prefix))
 
     async def invalidate_route(self, route: str) -> int:
         await self._generations.bump(route_tag(route))

@@ -12,7 +12,7 @@ size through deletions until it grows again), so its slot is charged as 6 slots.
 Conservative on purpose: under churn (stores evicting others all the time) the tables sit
 anywhere in that range and the expiry heap holds stale items; the charge covers the worst,
 so an idle tier with few deletions holds less than it is charged (about 0.6-0.9 of it, see
-`tests/unit/sidecar/test_memory_accounting.py`). Objects shared by entries (a body, a tag's
+`tests/unit/sidecar/tiers/test_memory_accounting.py`). Objects shared by entries (a body, a tag's
 string) are charged to every entry holding them. Not guaranteed: exactness; what the C
 allocator keeps beyond these objects (fragmentation, free lists, arenas), the interpreter
 and requests in flight are not an entry's cost (`python -m bench memory --churn-seconds`

@@ -13,7 +13,7 @@ import asyncio
 from sidecar.core.clock import Clock
 from sidecar.core.errors import TierError
 from sidecar.core.model import CachedResponse, TierSnapshot
-from sidecar.tiers.base import PREFIX_DELETE, SetStatus
+from sidecar.tiers.base import PREFIX_DELETE, TAG_DELETE, SetStatus
 from sidecar.tiers.codec import CorruptEntryError
 from sidecar.tiers.memory import MemoryTier
 
@@ -26,7 +26,7 @@ class DictTier:
         name: str,
         clock: Clock,
         delay: float = 0.0,
-        capabilities: frozenset[str] = frozenset({"prefix_delete", "tag_delete"}),
+        capabilities: frozenset[str] = frozenset({PREFIX_DELETE, TAG_DELETE}),
     ) -> None:
         self._name = name
         self._capabilities = capabilities
@@ -72,6 +72,8 @@ class DictTier:
 
     async def delete_prefix(self, prefix: bytes) -> int:
         self._check()
+        if PREFIX_DELETE not in self._capabilities:  # the contract: answer 0, drop nothing
+            return 0
         victims = [k for k in self.data if k.startswith(prefix)]
         for k in victims:
             del self.data[k]
@@ -79,6 +81,8 @@ class DictTier:
 
     async def delete_tag(self, tag: str) -> int:
         self._check()
+        if TAG_DELETE not in self._capabilities:
+            return 0
         victims = [k for k, e in self.data.items() if tag in e.tags]
         for k in victims:
             del self.data[k]

@@ -76,8 +76,10 @@ async def test_a_v2_route_prefix_purge_bumps_only_its_tag(
     await engine.store(b"v1:routeA:1", entry(clock), route="v1:routeA:")
     await engine.tiers[0].delete_prefix(b"v")  # only the remote has them
     remote.calls.clear()
-    assert await engine.invalidate_prefix(b"v2:routeA:") == 0
-    assert remote.calls == []  # a generation bump, not a walk
+    before = await gens.current(["route:v2:routeA:", "route:v1:routeA:"])
+    assert await engine.invalidate_prefix(b"v2:routeA:") == 1  # the remote copy
+    after = await gens.current(["route:v2:routeA:", "route:v1:routeA:"])
+    assert after[0] != before[0] and after[1:] == before[1:]  # only its own route's tag
     assert (await engine.lookup(b"v2:routeA:1")).outcome is Outcome.MISS
     assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.HIT
 
@@ -153,9 +155,9 @@ async def test_route_prefix_purge_bumps_the_implicit_tag(
     assert memory_copies == 4  # (the varied key's marker and variant)
     remote.calls.clear()
     before = await gens.current(["route:v1:routeA:"])
-    assert await engine.invalidate_prefix(b"v1:routeA:") == 0
-    assert remote.calls == []  # O(1): no walk of the remote tier
-    assert (await gens.current(["route:v1:routeA:"]))[0] not in (0, before[0])
+    assert await engine.invalidate_prefix(b"v1:routeA:") == 3  # walked where it can be
+    assert remote.calls == ["delete_prefix"]
+    assert (await gens.current(["route:v1:routeA:"]))[0] not in (0, before[0])  # and bumped
     assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.MISS
     assert (await engine.lookup(b"v1:routeA:2", ((b"accept", b"x"),))).outcome is Outcome.MISS
     assert (await engine.lookup(b"v1:routeB:1")).outcome is Outcome.HIT
@@ -228,7 +230,7 @@ async def test_a_route_purge_reaches_a_shared_tier_that_cannot_delete_prefixes(
     await engine.store(b"v1:orders:1", entry(clock), route="v1:orders:")
     assert b"v1:users:1" in shared.data
     assert await engine.invalidate_prefix(b"v1:users:") == 1  # the memory copy, now
-    assert b"v1:users:1" in shared.data  # not walked: dropped when read
+    assert b"v1:users:1" in shared.data  # cannot be walked: dropped when read
     assert (await engine.lookup(b"v1:users:1")).outcome is Outcome.MISS
     assert b"v1:users:1" not in shared.data
     assert (await engine.lookup(b"v1:orders:1")).outcome is Outcome.HIT
@@ -268,7 +270,7 @@ async def test_a_prefix_purge_of_no_route_stores_no_generation_record(
         await engine.invalidate_prefix(b"uri:h/p/" + str(_).encode())
     assert gens.live() == 0
     await engine.store(b"v1:r:1", entry(clock), route="v1:r:")
-    assert await engine.invalidate_prefix(b"v1:r:") == 1
+    assert await engine.invalidate_prefix(b"v1:r:") == 2  # memory + the remote
     assert gens.live() == 1  # the route's record, until its entries expire
 
 
@@ -328,3 +330,47 @@ async def test_a_route_purge_drops_the_memory_copies_now_and_counts_them(
     assert (await engine.lookup(b"v2:r:2")).outcome is Outcome.MISS
     assert (await engine.lookup(b"v2:s:1")).outcome is Outcome.HIT
     assert ("invalidated", "route", 2) in obs.events
+
+
+async def test_a_prefix_purge_drops_every_key_under_it_where_tiers_can_delete_prefixes(
+    clock: ManualClock,
+) -> None:
+    """Entries of the route, of a longer route and of no route alike go from the tiers that
+    delete by prefix; in a tier that cannot (Memcached), only the route's own entries go
+    (through its tag), the others stay until they expire."""
+    walkable = DictTier("redis", clock)
+    no_prefix = NoPrefixTier("memcached", clock)
+    engine = Engine(
+        [MemoryTier(1 << 20, clock, admission="always"), walkable, no_prefix],
+        clock,
+        generations=LocalGenerations(clock),
+    )
+    stored = {b"v2:n:1": "v2:n:", b"v2:n:x:1": "v2:n:x:", b"v2:n:2": "", b"v2:m:1": "v2:m:"}
+    for key, route in stored.items():
+        await engine.store(key, entry(clock), route=route)
+    await engine.invalidate_prefix(b"v2:n:")
+    assert sorted(walkable.data) == [b"v2:m:1"]
+    assert (await engine.lookup(b"v2:n:1")).outcome is Outcome.MISS  # its route's tag
+    for key in (b"v2:n:x:1", b"v2:n:2"):  # only in the tier that cannot walk
+        found = await engine.lookup(key)
+        assert (found.outcome, found.tier) == (Outcome.HIT, "memcached")
+    assert (await engine.lookup(b"v2:m:1")).outcome is Outcome.HIT
+
+
+async def test_a_node_that_read_a_route_reaches_it_with_a_prefix_purge(
+    clock: ManualClock,
+) -> None:
+    """Node-local generations: a route this node only read (another node stored it in
+    Memcached) is known to it, so its prefix purge bumps the route's tag."""
+    shared = NoPrefixTier("memcached", clock)
+
+    def node() -> Engine:
+        memory = MemoryTier(1 << 20, clock, admission="always")
+        return Engine([memory, shared], clock, generations=LocalGenerations(clock))
+
+    a, b = node(), node()
+    await a.store(b"v2:r:1", entry(clock), route="v2:r:")
+    assert (await b.lookup(b"v2:r:1")).outcome is Outcome.HIT
+    await b.tiers[0].delete_prefix(b"v2:")  # B's memory copy gone: only Memcached has it
+    await b.invalidate_prefix(b"v2:r:")
+    assert (await b.lookup(b"v2:r:1")).outcome is Outcome.MISS

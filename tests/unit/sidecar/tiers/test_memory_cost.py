@@ -72,7 +72,7 @@ async def test_charge_covers_the_real_heap_cost_without_churn(
 ) -> None:
     """Without deletions the tier's dicts sit at their best load: the charge (their worst,
     `memory_cost`) is above what they hold, by at most half for the tiniest entries.
-    Under churn: `tests/unit/sidecar/test_memory_accounting.py`."""
+    Under churn: `tests/unit/sidecar/tiers/test_memory_accounting.py`."""
     real, charged = await _heap_per_entry(headers, body_len, tags)
     assert 0.5 <= real / charged <= 1.0, f"real {real:.0f} B/entry, charged {charged:.0f}"
 

@@ -81,7 +81,9 @@ async def test_key_ttl_is_the_remaining_lifetime(
     expected = e.expires_at_ms - SystemClock().now_ms()  # 50 s
     for kind in ("e", "k"):
         pttl = await raw.pttl(f"{namespace}:{kind}:k")
-        assert expected - 5000 <= pttl <= expected, kind  # generous: loaded machines
+        # generous below (loaded machines); above, 1-2 ms of rounding between our
+        # millisecond clock and Redis's
+        assert expected - 5000 <= pttl <= expected + 2, kind
 
 
 async def test_already_expired_entry_is_not_admitted(

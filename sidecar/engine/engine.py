@@ -34,6 +34,7 @@ what is counted.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from sidecar.core.clock import Clock
 from sidecar.core.errors import InvalidRequestError
@@ -52,7 +53,7 @@ from sidecar.engine.coalesce import Leases, LocalLeases
 from sidecar.engine.generations import Generations, LocalGenerations
 from sidecar.engine.placement import EVERY_TIER, NO_FREQUENCIES, Frequencies, Placement
 from sidecar.engine.placing import Placer
-from sidecar.engine.purge import Purges, check_route, check_route_name, keep_purges
+from sidecar.engine.purge import Purges, check_route, check_route_name, keep_purges, route_tag
 from sidecar.engine.reads import Reads
 from sidecar.engine.stores import Stores
 from sidecar.engine.tier_calls import TierCalls
@@ -207,7 +208,11 @@ class Engine:
         (`sidecar.engine.entry_bounds`). `route`: the key prefix of the entry's route
         (empty: none); `invalidate_prefix(route)` then reaches the entry on every tier. A
         route that `key` does not start with, or that cannot make a tag, is refused
-        (`InvalidRequestError`, reason ``route_not_prefix`` / ``bad_route``)."""
+        (`InvalidRequestError`, reason ``route_not_prefix`` / ``bad_route``). The route's
+        own tag among `entry.tags` (an entry read back and stored again, e.g. refreshed by a
+        304) is not counted against `max_tags`: it is the engine's to add."""
+        if route and (tag := route_tag(route)) in entry.tags:
+            entry = replace(entry, tags=tuple(t for t in entry.tags if t != tag))
         self._validate("store", lambda: self._check_store(key, entry, request_headers, route))
         return await self._stores.store(key, entry, request_headers, route)
 

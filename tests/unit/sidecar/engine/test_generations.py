@@ -374,3 +374,18 @@ async def test_a_node_that_read_a_route_reaches_it_with_a_prefix_purge(
     await b.tiers[0].delete_prefix(b"v2:")  # B's memory copy gone: only Memcached has it
     await b.invalidate_prefix(b"v2:r:")
     assert (await b.lookup(b"v2:r:1")).outcome is Outcome.MISS
+
+
+async def test_an_entry_read_back_with_its_route_tag_can_be_stored_again(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A 304 refresh stores the entry it read, whose tags include the route's own tag:
+    that tag does not count against max_tags, and the entry keeps it once."""
+    tags = tuple(f"t{i}" for i in range(engine.limits.max_tags))
+    await engine.store(b"v2:r:1", entry(clock, tags=tags), route="v2:r:")
+    found = await engine.lookup(b"v2:r:1")
+    assert found.entry is not None and found.entry.tags == (*tags, "route:v2:r:")
+    await engine.store(b"v2:r:1", found.entry, route="v2:r:")
+    again = await engine.lookup(b"v2:r:1")
+    assert again.outcome is Outcome.HIT
+    assert again.entry is not None and again.entry.tags == (*tags, "route:v2:r:")

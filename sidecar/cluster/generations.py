@@ -258,17 +258,7 @@ class RedisGenerations:
     async def bump_all(self) -> None:
         await self._bump(EPOCH)
 
-    async def carry(self, tag: str, expires_at_ms: int) -> None:
-        """Nothing to note: `stamp` keeps a record in Redis for every tag it stamps."""
-
-    async def bump_carried(self, tag: str) -> bool:
-        """Like `bump`, which stores nothing for a tag no entry carries (no record in
-        Redis): True if Redis had a record to bump; False if it had none or could not be
-        reached (the bump is then kept for replay, as `bump` does)."""
-        return await self._bump(tag)
-
-    async def _bump(self, name: str) -> bool:
-        """Whether Redis applied the bump (it had, or now has, a record of `name`)."""
+    async def _bump(self, name: str) -> None:
         now = self._clock.now_ms()
         if await self._reachable():
             nonce = new_nonce()
@@ -279,9 +269,8 @@ class RedisGenerations:
             except DRIVER_ERRORS as exc:
                 self._failed("bump", exc)
             else:
-                applied = bool(int(done))
-                self._learn_bump(name, nonce, applied, now)
-                return applied
+                self._learn_bump(name, nonce, bool(int(done)), now)
+                return
         record = self._known.get(name, now)
         if record is not None and record.value:
             record.value = new_nonce()  # applies here now; Redis gets its own on replay
@@ -292,7 +281,6 @@ class RedisGenerations:
             if self._pending.all_due:  # overflowed: the epoch stands for them all
                 self._bump_epoch_locally(now)
         self._start_retry()
-        return False
 
     def _lifetime(self, name: str, now: int) -> int:
         """How long this node knows `name`'s record to live (ms), 0 if it knows none."""

@@ -206,7 +206,7 @@ class Engine:
         then end the fill lease on `key`, waking coalesced lookups. A stored_at ahead of the
         clock, and durations beyond `max_ttl_ms`, are clamped first
         (`sidecar.engine.entry_bounds`). `route`: the key prefix of the entry's route
-        (empty: none); `invalidate_prefix(route)` then reaches the entry on every tier. A
+        (empty: none); `invalidate_route(route)` then reaches the entry on every tier. A
         route that `key` does not start with, or that cannot make a tag, is refused
         (`InvalidRequestError`, reason ``route_not_prefix`` / ``bad_route``). The route's
         own tag among `entry.tags` (an entry read back and stored again, e.g. refreshed by a
@@ -238,11 +238,10 @@ class Engine:
         return await self._purges.invalidate_key(key)
 
     async def invalidate_prefix(self, prefix: bytes) -> int:
-        """Drop every key starting with `prefix` (variants included): a delete on every
-        tier that can (a walk of Redis and PostgreSQL; not Memcached), plus one bump of the
-        route tag of `prefix` when an entry is known to carry it, which reaches that
-        route's copies in Memcached too (`sidecar.engine.purge`). Returns the entries
-        dropped now on this node."""
+        """Drop every key starting with `prefix` (variants included) on every tier that
+        can (a walk of Redis and PostgreSQL; not Memcached, see `sidecar.engine.purge`;
+        `invalidate_route` is the O(1) purge of a route, on every tier). Returns the
+        entries dropped now on this node."""
         self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
         return await self._purges.invalidate_prefix(prefix)
 

@@ -82,17 +82,6 @@ class Generations(Protocol):
         """Purge every entry stamped with `tag`'s current value."""
         ...
 
-    async def carry(self, tag: str, expires_at_ms: int) -> None:
-        """An entry living until `expires_at_ms` carries `tag` (a route tag): a later
-        `bump_carried(tag)` must reach it."""
-        ...
-
-    async def bump_carried(self, tag: str) -> bool:
-        """`bump(tag)` if some entry may carry `tag` (one was stamped with it, here or, with
-        a shared store, anywhere): True. Else nothing is stored and the answer is False
-        (also when that cannot be known now: the caller then purges by other means)."""
-        ...
-
     async def bump_all(self) -> None:
         """Purge every stamped entry (a new epoch)."""
         ...
@@ -143,8 +132,6 @@ class LocalGenerations:
         self._max = max_records
         self._max_lifetime = max_lifetime_ms
         self._table = GenerationTable(max_records + 1)
-        #: Tags `carry` was told of (route tags), until the entries carrying them expire.
-        self._carried = GenerationTable(max_records)
         self._horizon_ms = 0  # the latest expiry of an entry stamped or read here
 
     def observe(self, expires_at_ms: int) -> None:
@@ -193,27 +180,6 @@ class LocalGenerations:
     async def bump_all(self) -> None:
         await self.bump(EPOCH)
 
-    async def carry(self, tag: str, expires_at_ms: int) -> None:
-        """Remember that `tag` is carried until `expires_at_ms` (not a generation record:
-        its value stays 0 until purged, so entries of other nodes stay current here)."""
-        now = self._now()
-        record = self._carried.get(tag, now)
-        if record is None:
-            self._carried.put(tag, Record(0, expires_at_ms))
-        else:
-            self._carried.extend(tag, record, expires_at_ms)
-
-    async def bump_carried(self, tag: str) -> bool:
-        """Bump `tag` if an entry stamped here carries it (`carry`) or it was purged here
-        and may still be carried; else store nothing. Not guaranteed: that entries of that
-        tag stored by another node, or before a restart, and never stamped here are
-        reached (a shared tier's copies then go only by the caller's other means)."""
-        now = self._now()
-        if self._carried.get(tag, now) is None and self._table.get(tag, now) is None:
-            return False
-        await self.bump(tag)
-        return True
-
     def live(self) -> int:
         self._now()
         return len(self._table)
@@ -227,5 +193,4 @@ class LocalGenerations:
     def _now(self) -> int:
         now = self._clock.now_ms()
         self._table.prune(now)
-        self._carried.prune(now)
         return now

@@ -15,21 +15,18 @@ cost O(1) whatever the number of entries:
   gone) is a miss too.
 * Purges that cannot reach a shared tier are kept and replayed before it serves again
   (`sidecar.tiers.replaying`, wrapped around every tier without `EAGER_PURGE`: `keep_purges`).
-* `invalidate_route(R)` bumps the route tag of ``R`` whether or not an entry is known to
-  carry it (the way to purge a route: it reaches Memcached from any node, also after a
-  restart with node-local generations) and deletes ``R`` eagerly on the `EAGER_PURGE` tiers.
+* `invalidate_route(R)` bumps the route tag of ``R`` (one write whatever the number of
+  entries; it reaches every tier, Memcached included, from any node, also after a restart
+  with node-local generations) and deletes ``R`` eagerly on the `EAGER_PURGE` tiers.
 * `invalidate_tag` bumps the tag's counter and also deletes eagerly, now, on the tiers that
   declare `EAGER_PURGE` (the memory tier: node-local, its tag index makes that cheap and
   frees RAM at once). Shared tiers are never walked; their entries go when next read, or
   expire.
-* `invalidate_prefix(P)` drops every key starting with ``P``: it deletes ``P`` on every
-  tier that can (memory, Redis by SCAN, PostgreSQL by key range: a walk, not O(1)) and
-  also bumps the route tag of ``P`` if some entry is known to carry it
-  (`Generations.bump_carried`: with Redis generations any live entry of the route; with
-  node-local ones an entry this node stored or read since it started; a prefix that is no
-  entry's route stores no record), which is how it reaches the route's copies in
-  Memcached. Keys under ``P`` in Memcached that carry no such route tag are NOT reached
-  (they expire). To purge a route in O(1) everywhere, use `invalidate_route`.
+* `invalidate_prefix(P)` drops every key starting with ``P`` on every tier that can
+  (memory, Redis by SCAN, PostgreSQL by key range: a walk, not O(1)). A tier that cannot
+  delete by prefix (Memcached) is NOT reached: its entries expire. A prefix is a key
+  prefix, never read as a route (the engine does not parse keys): to purge a route, use
+  `invalidate_route`.
 * The count an invalidation returns is the number of entries dropped now on this node by
   those eager deletes (the bump itself drops nothing yet).
 
@@ -99,17 +96,6 @@ def check_route_name(route: str, limits: Limits) -> None:
         ) from exc
 
 
-def _prefix_tag(prefix: bytes, limits: Limits) -> str | None:
-    """The route tag a route equal to `prefix` would have, or None if no route can be
-    `prefix` (its tag would not pass `check_route`)."""
-    try:
-        text = prefix.decode("ascii")
-        check_tag(route_tag(text), limits)
-    except (UnicodeDecodeError, InvalidRequestError):
-        return None
-    return route_tag(text)
-
-
 def keep_purges(
     tiers: Sequence[Tier], clock: Clock, generations: Generations, observer: Observer
 ) -> tuple[Tier, ...]:
@@ -149,7 +135,6 @@ class Purges:
             tag = route_tag(route)
             if tag not in tags:
                 tags = (*tags, tag)
-            await self._generations.carry(tag, entry.expires_at_ms)
         if not tags and not entry.tag_generations:
             return entry
         stamp = await self._generations.stamp(tags, entry.expires_at_ms) if tags else ()
@@ -162,18 +147,12 @@ class Purges:
         if not entry.tags and not entry.tag_generations:
             return False
         self._generations.observe(entry.expires_at_ms)
-        for tag in entry.tags:
-            if tag.startswith(ROUTE_TAG_PREFIX):  # a prefix purge of the route must reach it
-                await self._generations.carry(tag, entry.expires_at_ms)
         return not is_current(entry.tag_generations, await self._generations.current(entry.tags))
 
     async def invalidate_key(self, key: bytes) -> int:
         return await self._invalidate("key", "delete", lambda t: t.delete(key))
 
     async def invalidate_prefix(self, prefix: bytes) -> int:
-        tag = _prefix_tag(prefix, self._limits)
-        if tag is not None:
-            await self._generations.bump_carried(tag)
         return await self._invalidate("prefix", "delete_prefix", lambda t: t.delete_prefix(prefix))
 
     async def invalidate_route(self, route: str) -> int:

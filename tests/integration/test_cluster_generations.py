@@ -124,7 +124,7 @@ async def test_a_tag_purge_on_one_sidecar_misses_on_the_other_within_cache_ms(
     # route purges travel the same way
     await asyncio.sleep(CACHE_MS / 1000)
     assert (await b.lookup(b"v1:r:2")).outcome is Outcome.HIT
-    await a.invalidate_prefix(b"v1:r:")
+    await a.invalidate_route("v1:r:")
     await asyncio.sleep(CACHE_MS / 1000 + 0.05)
     assert (await b.lookup(b"v1:r:2")).outcome is Outcome.MISS
 

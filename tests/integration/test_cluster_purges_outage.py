@@ -63,7 +63,7 @@ async def test_purges_while_redis_is_dead_are_replayed_when_it_returns(
     keys = [b"v1:r:key", b"v1:r:tagged", b"v1:route:x", b"plain:1", b"v1:r:kept"]
     await a.store(keys[0], entry())
     await a.store(keys[1], entry(tags=("users",)))
-    await a.store(keys[2], entry())
+    await a.store(keys[2], entry(), route="v1:route:")
     await a.store(keys[3], entry())
     await a.store(keys[4], entry(tags=("orders",)))
     with redis.Redis(HOST, port) as client:
@@ -72,7 +72,7 @@ async def test_purges_while_redis_is_dead_are_replayed_when_it_returns(
     processes[0].wait(10)
     await a.invalidate_key(keys[0])
     await a.invalidate_tag("users")
-    await a.invalidate_prefix(b"v1:route:")  # a route: a generation bump
+    await a.invalidate_route("v1:route:")  # a route: a generation bump
     await a.invalidate_prefix(b"plain:")  # any other prefix: a delete on every tier
     processes.append(start_redis(port, tmp_path))  # loads the dump: the entries are back
     with redis.Redis(HOST, port) as client:

@@ -69,7 +69,7 @@ def test_route_tag_is_a_pure_function_of_the_route() -> None:
     assert route_tag("anything") == "route:anything"
 
 
-async def test_a_v2_route_prefix_purge_bumps_only_its_tag(
+async def test_a_route_purge_bumps_only_its_own_tag(
     engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
 ) -> None:
     await engine.store(b"v2:routeA:1", entry(clock), route="v2:routeA:")
@@ -77,9 +77,10 @@ async def test_a_v2_route_prefix_purge_bumps_only_its_tag(
     await engine.tiers[0].delete_prefix(b"v")  # only the remote has them
     remote.calls.clear()
     before = await gens.current(["route:v2:routeA:", "route:v1:routeA:"])
-    assert await engine.invalidate_prefix(b"v2:routeA:") == 1  # the remote copy
+    assert await engine.invalidate_route("v2:routeA:") == 0  # nothing in memory
+    assert remote.calls == []  # a generation bump, not a walk
     after = await gens.current(["route:v2:routeA:", "route:v1:routeA:"])
-    assert after[0] != before[0] and after[1:] == before[1:]  # only its own route's tag
+    assert after[0] != before[0] and after[1:] == before[1:]
     assert (await engine.lookup(b"v2:routeA:1")).outcome is Outcome.MISS
     assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.HIT
 
@@ -144,8 +145,8 @@ async def test_a_purge_hides_entries_found_only_in_a_shared_tier(
     assert b"v1:r:x" not in remote.data
 
 
-async def test_route_prefix_purge_bumps_the_implicit_tag(
-    engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
+async def test_a_route_purge_reaches_variants_without_walking_the_remote_tier(
+    engine: Engine, clock: ManualClock, remote: CountingTier
 ) -> None:
     await engine.store(b"v1:routeA:1", entry(clock), route="v1:routeA:")
     varied = entry(clock, vary=("accept",))
@@ -154,29 +155,27 @@ async def test_route_prefix_purge_bumps_the_implicit_tag(
     memory_copies = await engine.tiers[0].delete_prefix(b"v1:")  # only the remote has them
     assert memory_copies == 4  # (the varied key's marker and variant)
     remote.calls.clear()
-    before = await gens.current(["route:v1:routeA:"])
-    assert await engine.invalidate_prefix(b"v1:routeA:") == 3  # walked where it can be
-    assert remote.calls == ["delete_prefix"]
-    assert (await gens.current(["route:v1:routeA:"]))[0] not in (0, before[0])  # and bumped
+    assert await engine.invalidate_route("v1:routeA:") == 0
+    assert remote.calls == []  # O(1): no walk of the remote tier
     assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.MISS
     assert (await engine.lookup(b"v1:routeA:2", ((b"accept", b"x"),))).outcome is Outcome.MISS
     assert (await engine.lookup(b"v1:routeB:1")).outcome is Outcome.HIT
 
 
-async def test_an_arbitrary_prefix_is_still_deleted_eagerly(
+async def test_a_prefix_purge_is_a_walk_that_bumps_nothing(
     engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
 ) -> None:
     await engine.store(b"v1:routeA:1", entry(clock), route="v1:routeA:")
     await engine.store(b"v1:routeA:2", entry(clock), route="v1:routeA:")
     await engine.store(b"v1:routeB:1", entry(clock), route="v1:routeB:")
-    before = await gens.current(["route:v1:routeA:", "route:v1:routeB:"])
-    assert await engine.invalidate_prefix(b"v1:route") == 6  # 3 in memory + 3 remote
-    assert "delete_prefix" in remote.calls
+    await engine.store(b"v1:routeA:3", entry(clock))  # no route: a prefix reaches it too
+    assert await engine.invalidate_prefix(b"v1:routeA:") == 6  # 3 in memory + 3 remote
+    assert remote.calls == ["delete_prefix"]
+    assert sorted(remote.data) == [b"v1:routeB:1"]
+    assert gens.live() == 0  # a key prefix is never read as a route: no record
+    assert await engine.invalidate_prefix(b"v1:route") == 2
     assert remote.data == {}
-    assert await gens.current(["route:v1:routeA:", "route:v1:routeB:"]) == before
-    await engine.store(b"v1:routeA:1", entry(clock), route="v1:routeA:")
-    assert await engine.invalidate_prefix(b"v1:routeA:1") == 2  # not a route prefix
-    assert (await engine.lookup(b"v1:routeA:1")).outcome is Outcome.MISS
+    assert gens.live() == 0
 
 
 async def test_entries_stamped_by_an_older_build_are_a_miss(
@@ -229,8 +228,11 @@ async def test_a_route_purge_reaches_a_shared_tier_that_cannot_delete_prefixes(
     await engine.store(b"v1:users:1", entry(clock), route="v1:users:")
     await engine.store(b"v1:orders:1", entry(clock), route="v1:orders:")
     assert b"v1:users:1" in shared.data
-    assert await engine.invalidate_prefix(b"v1:users:") == 1  # the memory copy, now
-    assert b"v1:users:1" in shared.data  # cannot be walked: dropped when read
+    assert await engine.invalidate_prefix(b"v1:users:") == 1  # the memory copy only
+    found = await engine.lookup(b"v1:users:1")
+    assert (found.outcome, found.tier) == (Outcome.HIT, "shared")  # a prefix cannot reach it
+    assert await engine.invalidate_route("v1:users:") == 1  # the backfilled memory copy
+    assert b"v1:users:1" in shared.data  # not walked: dropped when read
     assert (await engine.lookup(b"v1:users:1")).outcome is Outcome.MISS
     assert b"v1:users:1" not in shared.data
     assert (await engine.lookup(b"v1:orders:1")).outcome is Outcome.HIT
@@ -256,21 +258,15 @@ async def test_a_store_with_a_route_its_key_does_not_start_with_is_refused(
     assert engine.counters.stores == 0
 
 
-async def test_a_prefix_purge_of_no_route_stores_no_generation_record(
-    engine: Engine, clock: ManualClock, remote: CountingTier, gens: LocalGenerations
+async def test_a_flood_of_prefix_purges_stores_no_generation_record(
+    engine: Engine, clock: ManualClock, gens: LocalGenerations
 ) -> None:
     await engine.store(b"v1:r:1", entry(clock), route="v1:r:")
-    await engine.store(b"plain:1", entry(clock))
+    for i in range(1000):  # prefixes nobody stored under, and the route's own
+        await engine.invalidate_prefix(b"uri:h/p/" + str(i).encode())
+        await engine.invalidate_prefix(b"v1:r:")
     assert gens.live() == 0
-    assert await engine.invalidate_prefix(b"plain:") == 2  # memory + the remote: eagerly
-    assert await engine.invalidate_prefix(b"v1:r") == 2  # a prefix of a route is no route
-    assert gens.live() == 0
-    assert "delete_prefix" in remote.calls
-    for _ in range(1000):  # a flood of purges of prefixes nobody stored under
-        await engine.invalidate_prefix(b"uri:h/p/" + str(_).encode())
-    assert gens.live() == 0
-    await engine.store(b"v1:r:1", entry(clock), route="v1:r:")
-    assert await engine.invalidate_prefix(b"v1:r:") == 2  # memory + the remote
+    await engine.invalidate_route("v1:r:")
     assert gens.live() == 1  # the route's record, until its entries expire
 
 
@@ -283,9 +279,8 @@ class NoPrefixTier(CountingTier):
 
 
 async def test_a_route_purge_reaches_a_no_prefix_tier_after_a_restart(clock: ManualClock) -> None:
-    """Node-local generations start empty after a restart: the node knows of no entry of
-    the route, so a prefix purge cannot reach the copies in a tier without prefix deletes;
-    a route purge does (one bump, whether or not the route was seen)."""
+    """Node-local generations start empty after a restart; a route purge still reaches
+    the route's copies in a tier without prefix deletes (one bump, no walk)."""
     shared = NoPrefixTier("memcached", clock)
     before = Engine(
         [MemoryTier(1 << 20, clock, admission="always"), shared],
@@ -293,19 +288,12 @@ async def test_a_route_purge_reaches_a_no_prefix_tier_after_a_restart(clock: Man
         generations=LocalGenerations(clock),
     )
     await before.store(b"v2:r:1", entry(clock), route="v2:r:")
-
-    def restarted() -> Engine:
-        memory = MemoryTier(1 << 20, clock, admission="always")
-        return Engine([memory, shared], clock, generations=LocalGenerations(clock))
-
-    by_prefix = restarted()
-    assert await by_prefix.invalidate_prefix(b"v2:r:") == 0
-    assert (await by_prefix.lookup(b"v2:r:1")).outcome is Outcome.HIT  # not reached
-    by_route = restarted()
+    memory = MemoryTier(1 << 20, clock, admission="always")
+    restarted = Engine([memory, shared], clock, generations=LocalGenerations(clock))
     shared.calls.clear()
-    assert await by_route.invalidate_route("v2:r:") == 0  # nothing in its memory yet
+    assert await restarted.invalidate_route("v2:r:") == 0  # nothing in its memory yet
     assert shared.calls == []  # no walk of the shared tier
-    assert (await by_route.lookup(b"v2:r:1")).outcome is Outcome.MISS
+    assert (await restarted.lookup(b"v2:r:1")).outcome is Outcome.MISS
 
 
 @pytest.mark.parametrize("route", ["", "v2:a b:", "v2:\u00e9:", "v2:" + "r" * 300 + ":"])
@@ -330,50 +318,6 @@ async def test_a_route_purge_drops_the_memory_copies_now_and_counts_them(
     assert (await engine.lookup(b"v2:r:2")).outcome is Outcome.MISS
     assert (await engine.lookup(b"v2:s:1")).outcome is Outcome.HIT
     assert ("invalidated", "route", 2) in obs.events
-
-
-async def test_a_prefix_purge_drops_every_key_under_it_where_tiers_can_delete_prefixes(
-    clock: ManualClock,
-) -> None:
-    """Entries of the route, of a longer route and of no route alike go from the tiers that
-    delete by prefix; in a tier that cannot (Memcached), only the route's own entries go
-    (through its tag), the others stay until they expire."""
-    walkable = DictTier("redis", clock)
-    no_prefix = NoPrefixTier("memcached", clock)
-    engine = Engine(
-        [MemoryTier(1 << 20, clock, admission="always"), walkable, no_prefix],
-        clock,
-        generations=LocalGenerations(clock),
-    )
-    stored = {b"v2:n:1": "v2:n:", b"v2:n:x:1": "v2:n:x:", b"v2:n:2": "", b"v2:m:1": "v2:m:"}
-    for key, route in stored.items():
-        await engine.store(key, entry(clock), route=route)
-    await engine.invalidate_prefix(b"v2:n:")
-    assert sorted(walkable.data) == [b"v2:m:1"]
-    assert (await engine.lookup(b"v2:n:1")).outcome is Outcome.MISS  # its route's tag
-    for key in (b"v2:n:x:1", b"v2:n:2"):  # only in the tier that cannot walk
-        found = await engine.lookup(key)
-        assert (found.outcome, found.tier) == (Outcome.HIT, "memcached")
-    assert (await engine.lookup(b"v2:m:1")).outcome is Outcome.HIT
-
-
-async def test_a_node_that_read_a_route_reaches_it_with_a_prefix_purge(
-    clock: ManualClock,
-) -> None:
-    """Node-local generations: a route this node only read (another node stored it in
-    Memcached) is known to it, so its prefix purge bumps the route's tag."""
-    shared = NoPrefixTier("memcached", clock)
-
-    def node() -> Engine:
-        memory = MemoryTier(1 << 20, clock, admission="always")
-        return Engine([memory, shared], clock, generations=LocalGenerations(clock))
-
-    a, b = node(), node()
-    await a.store(b"v2:r:1", entry(clock), route="v2:r:")
-    assert (await b.lookup(b"v2:r:1")).outcome is Outcome.HIT
-    await b.tiers[0].delete_prefix(b"v2:")  # B's memory copy gone: only Memcached has it
-    await b.invalidate_prefix(b"v2:r:")
-    assert (await b.lookup(b"v2:r:1")).outcome is Outcome.MISS
 
 
 async def test_an_entry_read_back_with_its_route_tag_can_be_stored_again(

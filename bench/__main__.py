@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import faults, gateway, hostile, lookup, memory, tiers
+from bench import faults, gateway, hostile, invalidation, lookup, memory, tiers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     memory.add_arguments(sub.add_parser("memory", help=memory.__doc__.splitlines()[0]))
     faults.add_arguments(sub.add_parser("faults", help=faults.__doc__.splitlines()[0]))
     hostile.add_arguments(sub.add_parser("hostile", help=hostile.__doc__.splitlines()[0]))
+    invalidation.add_arguments(
+        sub.add_parser("invalidation", help=invalidation.__doc__.splitlines()[0])
+    )
     args = parser.parse_args(argv)
     if args.scenario == "lookup":
         return lookup.run(args)
@@ -30,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         return faults.run(args)
     if args.scenario == "hostile":
         return hostile.run(args)
+    if args.scenario == "invalidation":
+        return invalidation.run(args)
     return 2
 
 

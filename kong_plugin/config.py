@@ -151,6 +151,7 @@ class PluginConfig:
     tags: tuple[str, ...]
     tag_headers: tuple[str, ...]
     invalidate_on_write: bool
+    event_tags: bool
     ignore_query_params: tuple[str, ...]
     consumer_scope: ConsumerScope
     max_body_bytes: int
@@ -345,6 +346,7 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
         tags=_unique(c["tags"]),
         tag_headers=tag_headers,
         invalidate_on_write=c["invalidate_on_write"],
+        event_tags=c["event_tags"],
         ignore_query_params=ignore,
         consumer_scope=c["consumer_scope"],
         max_body_bytes=c["max_body_bytes"],

@@ -37,11 +37,13 @@ from kong_plugin.cache_status import XCacheStatus, cache_status_value
 from kong_plugin.cacheability import RequestDecision, StoreDecision, response_decision
 from kong_plugin.config import PluginConfig
 from kong_plugin.credentials import Guard, allows_sharing
+from kong_plugin.event_tags import entry_tags as event_entry_tags
 from kong_plugin.freshness import ERROR_STATUSES, age_later, evaluate_reuse
 from kong_plugin.headers import Headers, storable_headers
 from kong_plugin.inflight import RequestState
 from kong_plugin.invalidation import entry_tags
 from kong_plugin.replies import Served, names_to_clear
+from kong_plugin.route_facts import Names
 from kong_plugin.stored import Found, StoredEntry
 from kong_plugin.validation import merge_304, revalidation_headers
 
@@ -284,21 +286,40 @@ class StorePlan:
     detail: str | None
 
 
+def storable(decision: StoreDecision, body: bytes, cfg: PluginConfig) -> bool:
+    """`plan_store` will make an entry of this response (unless its tags do not fit)."""
+    return decision.store and decision.timing is not None and len(body) <= cfg.max_body_bytes
+
+
 def plan_store(
     state: RequestState,
     upstream: Upstream,
     decision: StoreDecision,
     body: bytes,
     cfg: PluginConfig,
+    names: Names | None = None,
 ) -> StorePlan:
-    """The entry to store for a response `decision` allowed (`body` read only then)."""
+    """The entry to store for a response `decision` allowed (`body` read only then).
+
+    With ``event_tags`` on, the entry also carries the event tags of the request's path
+    and query as sent (`kong_plugin.event_tags`) and of `names` (None: no names known)."""
     if decision.store and len(body) > cfg.max_body_bytes:
         return StorePlan(None, False, "too-large")
     if not decision.store:
         return StorePlan(None, False, decision.reason)
     if decision.timing is None:
         return StorePlan(None, True, None)
-    tags = entry_tags(state.host, state.path, upstream.headers, cfg)
+    scheme: tuple[str, ...] = ()
+    if cfg.event_tags:
+        names = names or Names()
+        scheme = event_entry_tags(
+            state.path,
+            state.query,
+            fold_case=cfg.ignore_uri_case,
+            route_name=names.route,
+            service_name=names.service,
+        )
+    tags = entry_tags(state.host, state.path, upstream.headers, cfg, scheme)
     if tags.dropped:
         return StorePlan(None, True, "tags-dropped")
     entry = StoredEntry(

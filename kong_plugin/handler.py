@@ -12,7 +12,10 @@ Rules this file lives by (see the plugin-server protocol notes):
 * Few PDK round trips: a hit costs 3 (2 when `consumer_scope` is `never`; one more when
   the plugin is not attached to a route, to learn the matched route), a miss 9 (plus one
   ``clear_header`` per override header it carries, `kong_plugin.poisoning`); the ``log``
-  phase (a Kong timer, after the response) costs 1.
+  phase (a Kong timer, after the response) costs 1. Per route, not per request: its
+  service's ``read_timeout`` (1, on the first miss that may wait) and, on the store path,
+  the route's and service's names for the event tags (up to 2, once per 60 s;
+  `kong_plugin.route_facts`).
 * A request with credentials the key does not separate (`kong_plugin.credentials`) is
   served only entries that allow sharing, never waits for another request's fill, and
   stores only a response that allows sharing.
@@ -60,8 +63,9 @@ from kong_plugin.pdk import (
     request_headers,
     request_line,
     request_target,
+    route_name,
     service_body,
-    service_read_timeout,
+    service_facts,
     upstream_headers,
 )
 from kong_plugin.poisoning import present, without
@@ -72,13 +76,13 @@ from kong_plugin.replies import (
     entry_reply,
     only_if_cached_miss,
 )
+from kong_plugin.route_facts import Names, RouteFacts
 from kong_plugin.sidecar_jobs import invalidate, release, store_later
 
 log = logging.getLogger("strata.plugin")
 
 CTX_KEY = "strata_cache"
 DEBUG_HEADER = "kong-debug"
-MAX_ROUTES_REMEMBERED = 4096
 
 #: The plugin's clock: seconds since the epoch (what `EntryTiming.stored_at` is written in).
 Clock = Callable[[], float]
@@ -89,15 +93,23 @@ class Plugin:
 
     `clock` is the plugin's one clock (request and response times, new entries' timing);
     a stored entry's age comes from the sidecar instead (`kong_plugin.freshness`).
+    `ticker` (monotonic seconds) dates what is remembered per route
+    (`kong_plugin.route_facts`: the service's read_timeout, the route's and service's
+    names, read again after 60 s).
     """
 
-    def __init__(self, config: Mapping[str, Any], clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        clock: Clock = time.time,
+        ticker: Clock = time.monotonic,
+    ) -> None:
         self.config: PluginConfig | None = None
         self.config_error: str | None = None
         self.route_id: str | None = None
         self._clock = clock
-        #: route id -> its service's read_timeout in ms (a config change makes a new instance)
-        self._read_timeouts: dict[str, int] = {}
+        #: route id -> read_timeout and names (a config change makes a new instance)
+        self._routes = RouteFacts(ticker)
         try:
             self.config = parse_config(config)
             route = config.get("route_id") if isinstance(config, Mapping) else None
@@ -151,7 +163,11 @@ class Plugin:
             self._bypass(kong, cfg, debug, reason or "request")
             return
         host, path, query = request_target(kong, target, h)
-        route_id = self.route_id or matched_route(kong)
+        route_id = self.route_id
+        if route_id is None:
+            route_id, name = matched_route(kong)
+            if route_id is not None and cfg.event_tags:
+                self._routes.note_route_name(route_id, name)  # read anyway: no extra call
         who = identify(kong, h, cfg)
         key = build_key(
             method, host, path, query, h, who.consumer_id, route_id, cfg, anonymous=who.anonymous
@@ -169,6 +185,7 @@ class Plugin:
             method,
             host,
             path,
+            query=query,
             key=key.key,
             route=key.prefix,
             request_headers=lines,
@@ -292,7 +309,10 @@ class Plugin:
         # only now pull the body across the socket: status, headers and a declared
         # Content-Length already said the response may be stored
         body = service_body(kong) if decision.store else b""
-        plan = decide.plan_store(state, upstream, decision, body, cfg)
+        names = None
+        if cfg.event_tags and decide.storable(decision, body, cfg):
+            names = self._names(kong, state.origin)
+        plan = decide.plan_store(state, upstream, decision, body, cfg, names)
         stored = plan.entry is not None and store_later(kong, client, state, plan.entry)
         if not stored:
             release(client, state)
@@ -335,12 +355,13 @@ class Plugin:
         wait = cfg.coalesce_wait_ms
         if wait <= 0 or key in runtime.uncacheable:
             return 0
-        cap = self._read_timeouts.get(route_id or "")
-        if cap is None:
-            cap = service_read_timeout(kong) or wait
-            if len(self._read_timeouts) < MAX_ROUTES_REMEMBERED:
-                self._read_timeouts[route_id or ""] = cap
+        cap = self._routes.read_timeout(route_id or "", lambda: service_facts(kong)) or wait
         return min(wait, cap)
+
+    def _names(self, kong: Any, route_id: str) -> Names:
+        """The names of the matched route and its service, for the entry's event tags:
+        remembered per route id, read again (a PDK call each) after 60 s."""
+        return self._routes.names(route_id, lambda: route_name(kong), lambda: service_facts(kong))
 
     def _remember(self, kong: Any, state: RequestState) -> None:
         kong.ctx.shared.set(CTX_KEY, runtime.inflight.put(state))

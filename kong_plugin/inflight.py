@@ -27,6 +27,7 @@ class RequestState:
     method: str
     host: str
     path: str
+    query: str = ""  # the raw query as sent (no "?"), for the entry's event tags
     key: str = ""
     route: str = ""  # the key's route prefix (kong_plugin.cache_key.route_prefix)
     request_headers: list[tuple[bytes, bytes]] = field(default_factory=list)

@@ -8,7 +8,10 @@ purges by exact key, key prefix or tag:
   of that path (RFC 9111 §4.4 asks for the target URI; invalidating more is allowed);
 * the route's static ``tags``;
 * tags the upstream names in ``tag_headers``: ``Surrogate-Key`` (and any header whose name
-  contains "surrogate") is space-separated, every other header comma-separated.
+  contains "surrogate") is space-separated, every other header comma-separated;
+* with ``event_tags`` on, the tags an invalidation event's URLs, prefixes and flushes
+  reach (`kong_plugin.event_tags`: ``url:``, ``path:``, ``route-name:``, ``service:``);
+  they come right after the path tag, so the plugin's own tags are never the ones cut.
 
 `entry_tags` gives the tags to store an entry with; `invalidation_targets` the tags to
 purge after a write: for an unsafe method (not GET/HEAD/OPTIONS/TRACE, and not a method
@@ -18,9 +21,11 @@ to the same host (§4.4: never another host), the response's tag headers, and th
 ``tags`` (a write through this route purges everything filed under them).
 
 The sidecar accepts tags of 1-256 printable ASCII characters without spaces, at most 256
-per entry: a longer or non-ASCII path tag is replaced by ``uri#<sha256 hex>``; other tags
-that do not fit are dropped and reported in `Tags.dropped` -- the handler should then not
-store the entry, since it could not be purged by the dropped tag.
+per entry: a longer or non-ASCII path tag is replaced by ``uri#<sha256 hex>`` (event tags
+by ``url#``/``path#``); other tags that do not fit, or beyond the 256th (the path and event
+tags take at most 13, static tags at most 64, so only a response's tag headers can reach
+it), are dropped and reported in `Tags.dropped` -- the handler then does not store the
+entry, since it could not be purged by the dropped tag.
 
 Not guaranteed: writes are seen only where this plugin runs (put it on the service, not
 only on the GET route); the scheme is not compared (same host = same origin); a path tag
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -89,9 +95,18 @@ def _collect(candidates: list[str]) -> Tags:
     return Tags(tuple(kept), tuple(dropped))
 
 
-def entry_tags(host: str, path: str, response_headers: HeaderInput, config: PluginConfig) -> Tags:
-    """Tags to store an entry with: path tag (if invalidate_on_write), static, header tags."""
+def entry_tags(
+    host: str,
+    path: str,
+    response_headers: HeaderInput,
+    config: PluginConfig,
+    event_tags: Sequence[str] = (),
+) -> Tags:
+    """Tags to store an entry with: path tag (if invalidate_on_write), the `event_tags`
+    (`kong_plugin.event_tags`, at most ``PREFIX_DEPTH + 4``, always valid), static tags,
+    header tags."""
     candidates = [uri_tag(host, path, config)] if config.invalidate_on_write else []
+    candidates.extend(event_tags)
     candidates.extend(config.tags)
     candidates.extend(header_tags(response_headers, config))
     return _collect(candidates)

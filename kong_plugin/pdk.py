@@ -100,19 +100,34 @@ def upstream_headers(kong: Any) -> tuple[Mapping[str, Any], bool]:
     return headers, kong_line_count(headers) < MAX_HEADER_LINES
 
 
-def matched_route(kong: Any) -> str | None:
-    """The id of the route Kong matched. A plugin attached to a route knows it from its
-    config; one on a service or global one must ask (its config has no ``route_id``)."""
+def _name(entity: Any) -> str:
+    name = entity.get("name") if isinstance(entity, Mapping) else None
+    return name if isinstance(name, str) else ""
+
+
+def matched_route(kong: Any) -> tuple[str | None, str]:
+    """(id, name) of the route Kong matched (name ``""`` when it has none). A plugin
+    attached to a route knows the id from its config; one on a service or a global one
+    must ask (its config has no ``route_id``)."""
     route = pdk(kong.router.get_route())
     route_id = route.get("id") if isinstance(route, Mapping) else None
-    return route_id if isinstance(route_id, str) and route_id else None
+    return (route_id if isinstance(route_id, str) and route_id else None), _name(route)
 
 
-def service_read_timeout(kong: Any) -> int | None:
-    """The matched service's ``read_timeout`` in ms (None when it has none)."""
+def route_name(kong: Any) -> str:
+    """The matched route's name (``""`` when it has none or no route matched)."""
+    return _name(pdk(kong.router.get_route()))
+
+
+def service_facts(kong: Any) -> tuple[str, int | None]:
+    """The matched service's name (``""``: none) and ``read_timeout`` in ms (None: none).
+
+    Kong 3.9's ``kong.router.get_service()`` is ``ngx.ctx.service``
+    (``kong/pdk/router.lua``), allowed from ``access`` to ``log``."""
     service = pdk(kong.router.get_service())
     timeout = service.get("read_timeout") if isinstance(service, Mapping) else None
-    return timeout if isinstance(timeout, int) and timeout > 0 else None
+    valid = isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0
+    return _name(service), (timeout if valid else None)
 
 
 def service_body(kong: Any) -> bytes:

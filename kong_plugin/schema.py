@@ -440,6 +440,16 @@ SCHEMA: list[SchemaField] = [
         }
     },
     {
+        "event_tags": {
+            "type": "boolean",
+            "required": True,
+            "default": True,
+            "description": "Stamp every stored entry with the tags invalidation events reach: "
+            "url:<path?query>, path:<prefix> per path segment, route-name:<route> and "
+            "service:<service> (so that an event's urls, prefixes and flush purge it).",
+        }
+    },
+    {
         "ignore_query_params": {
             "type": "array",
             "required": True,

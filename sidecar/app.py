@@ -1,6 +1,7 @@
 """From a configuration to the objects that serve it: limits, tiers (each shared one behind
-its circuit breaker), fill leases, tag generations, placement, byte budgets and the engine.
-Nothing here connects except `open_tiers`; running them is `sidecar.serve`.
+its circuit breaker), fill leases, tag generations, placement, byte budgets, the engine and
+the invalidation service. Nothing here connects except `open_tiers`; running them is
+`sidecar.serve`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sidecar.engine.coalesce import Leases
 from sidecar.engine.engine import FREQUENCY_CAPACITY, Engine
 from sidecar.engine.generations import Generations, LocalGenerations
 from sidecar.engine.placement import PlacementPolicy, SharedBand
+from sidecar.invalidation import Invalidations
 from sidecar.policy.shared import shared_policy_factory
 from sidecar.policy.sketch import FrequencySketch
 from sidecar.rpc.bounds import RpcLimits
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
     from sidecar.cluster.leases import RedisLeases
 
 log = logging.getLogger("strata.sidecar")
+
+#: The node id of a sidecar without Kafka and without `node_id` (its events go nowhere).
+LOCAL_NODE_ID = "local"
 
 #: Transport headroom over the largest body, so oversized bodies reach validation.
 MESSAGE_HEADROOM_BYTES = 1024 * 1024
@@ -225,6 +230,20 @@ def build_engine(
         budgets=budgets_from(config, tiers, clock) or NO_BUDGETS,
         lookup_budget_ms=config.lookup_budget_ms,
     )
+
+
+def build_invalidations(
+    config: SidecarConfig, engine: Engine, clock: Clock, observer: Observer
+) -> Invalidations:
+    """The invalidation service of `engine` (publishing nowhere until a bus is attached,
+    `sidecar.invalidation.kafka.start_bus`). Its node id: `node_id`, else derived from the
+    host name and `listen` when Kafka is configured, else `LOCAL_NODE_ID`."""
+    name = config.node_id or LOCAL_NODE_ID
+    if config.kafka_bootstrap:
+        from sidecar.invalidation.kafka import node_id  # noqa: PLC0415  (loads the Kafka client)
+
+        name = node_id(config)
+    return Invalidations(engine, name, clock, observer)
 
 
 async def open_tiers(engine: Engine) -> None:

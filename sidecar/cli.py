@@ -25,7 +25,7 @@ from sidecar import __version__
 from sidecar.config import SETTINGS, SidecarConfig, env_name, load_config
 from sidecar.core.errors import ConfigError
 from sidecar.core.quantities import Range
-from sidecar.core.redact import RedactingFormatter, Scrubber
+from sidecar.core.redact import RedactingFormatter, Scrubber, secrets_in
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +110,9 @@ def run(config: SidecarConfig) -> int:
         reason = scrubber.scrub(os_error_text(exc))
         print(f"strata-sidecar: cannot start: {reason}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # found at start (the admin token file changed since loading)
+        print(f"strata-sidecar: {scrubber.scrub(str(exc))}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -125,7 +128,10 @@ def os_error_text(exc: OSError) -> str:
 def scrubber_for(config: SidecarConfig) -> Scrubber:
     """Masks the secrets of `config`'s secret settings (and credential-like patterns)."""
     values = [getattr(config, f.name) for f in SETTINGS if f.metadata["secret"]]
-    return Scrubber.of_settings(v for v in values if isinstance(v, str))
+    found = [s for v in values if isinstance(v, str) for s in secrets_in(v)]
+    if config.admin_token.strip():  # an opaque token: no URL or DSN pattern finds it
+        found.append(config.admin_token.strip())
+    return Scrubber(found)
 
 
 def mask_secrets_in_output(scrubber: Scrubber) -> None:

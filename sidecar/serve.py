@@ -1,12 +1,15 @@
 """Runs a configured sidecar until told to stop.
 
-Start-up order: socket path checked -> metrics endpoint -> engine (`sidecar.app`) -> gRPC
-server (bound beside the socket path, started, health SERVING) -> socket published at its
-path (taking it over from a running sidecar, which then drains) -> sweeper. Shutdown
-(SIGTERM/SIGINT, `stop`, or the path taken over): metrics closed, health NOT_SERVING, no
-new calls, Exchange streams ended, in-flight calls get at most `shutdown_grace_seconds`,
-then everything is closed and the socket path removed if it is still this sidecar's
-(`sidecar.lifecycle`).
+Start-up order: socket path checked -> metrics endpoint -> engine (`sidecar.app`) ->
+invalidation service, and its Kafka bus when configured (`sidecar.invalidation.kafka`: never
+waits on the broker) -> gRPC server (bound beside the socket path, started, health
+SERVING) -> socket published at its path (taking it over from a running sidecar, which then
+drains) -> sweeper. Shutdown (SIGTERM/SIGINT, `stop`, or the path taken over): metrics
+closed, health NOT_SERVING, no new calls, Exchange streams ended, in-flight calls get at
+most `shutdown_grace_seconds`, then the Kafka bus is closed (its outbox flushed for at
+most `shutdown_grace_seconds`, at least `BUS_DRAIN_MIN_S`; what is left is dropped and
+logged), then everything else is closed and the socket path removed if it is still this
+sidecar's (`sidecar.lifecycle`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CollectorRegistry
 
 from sidecar import __version__, lifecycle
+from sidecar.admin import start_admin
 from sidecar.app import (
     build_engine,
     build_generations,
+    build_invalidations,
     build_leases,
     max_message_bytes,
     open_tiers,
@@ -34,6 +39,7 @@ from sidecar.core.errors import TierError
 from sidecar.engine.budgets import ByteBudgets
 from sidecar.engine.engine import Engine
 from sidecar.engine.generations import Generations
+from sidecar.observability.event_metrics import BusCollector
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
 from sidecar.rpc.server import create_server, start_serving
 from sidecar.rpc.unix_socket import PathKind
@@ -75,6 +81,9 @@ async def _open_or_warn(opening: Awaitable[None], action: str, message: str) -> 
     except TierError as exc:
         log.warning(message, extra={"event.action": action, "error.message": str(exc)})
 
+
+#: The shortest time the Kafka bus gets to flush its outbox when stopping.
+BUS_DRAIN_MIN_S = 1.0
 
 #: The key a starting sidecar looks up once in every tier before it takes calls.
 WARM_UP_KEY = b"v1:strata-warm-up:0"
@@ -161,17 +170,41 @@ async def serve(
         stack.push_async_callback(engine.close)
         await open_tiers(engine)
         registry.register(TierCollector(engine.snapshot))
+        invalidations = build_invalidations(config, engine, clock, observer)
+        if config.kafka_bootstrap:
+            from sidecar.invalidation.kafka import start_bus  # noqa: PLC0415
+
+            bus, topics = await start_bus(config, invalidations)
+            # Closed after the gRPC drain (purges in flight are published), before the engine.
+            stack.push_async_callback(
+                bus.close, max(config.shutdown_grace_seconds, BUS_DRAIN_MIN_S)
+            )
+            stack.push_async_callback(_cancel, topics)
+            registry.register(BusCollector(bus.stats))
+        admin = await start_admin(
+            config,
+            invalidations,
+            engine,
+            observer,
+            clock,
+            wait_for_port=before is not None and before.kind is PathKind.LIVE,
+        )
+        if admin is not None:
+            stack.push_async_callback(admin.close)
         running = create_server(
             engine,
             config.listen,
             max_message_bytes(config),
             socket_takeover=config.socket_takeover,
             limits=rpc_limits_from(config),
+            invalidations=invalidations,
         )
         if running.socket is not None:
             stack.callback(running.socket.release)  # only if the path is still ours
         stack.push_async_callback(lifecycle.drain, running, config.shutdown_grace_seconds)
         stack.callback(metrics.close)  # first thing when draining: scrapes go to the new one
+        if admin is not None:  # as first: no purge is taken while draining
+            stack.push_async_callback(admin.close)
         await _warm_up(engine)
         lifecycle.log_published(running, await start_serving(running))
         tasks = [asyncio.create_task(_sweep_forever(engine, config.sweep_interval_seconds))]

@@ -49,6 +49,7 @@ from sidecar.cluster.kafka_consumer import (
     Position,
     Reject,
 )
+from sidecar.cluster.kafka_logs import CLIENT_LOG
 from sidecar.cluster.kafka_outbox import Outbox, OutMessage, describe
 from sidecar.cluster.kafka_producer import BatchProducer, ProducerSettings
 from sidecar.core.backoff import Backoff
@@ -150,7 +151,8 @@ class CloseReport:
 def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 10.0) -> bool:
     """Create `topic` if it is missing (blocking: call it in a thread); whether it was
     created. The bus never creates topics itself (see `kafka_producer`)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    conf: dict[str, object] = {"bootstrap.servers": bootstrap, "logger": CLIENT_LOG}
+    admin = AdminClient(conf)  # type: ignore[arg-type]  # the stubs omit "logger"
     future = admin.create_topics([NewTopic(topic, partitions)], request_timeout=timeout)[topic]
     try:
         future.result(timeout)

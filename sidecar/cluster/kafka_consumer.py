@@ -12,7 +12,8 @@ existed when it started, at the log end at that moment (a new node's memory is e
 purges mean nothing to it), and that position is committed at once so that a restart before
 the first event does not skip anything; a partition that appears later, at its beginning
 (everything in it is newer than the node). An offset out of range (the log was truncated or
-lost) restarts at the earliest offset: replaying is harmless, skipping is not.
+lost) restarts at the earliest offset: replaying is harmless, skipping is not; a broker that
+lost the log without saying so is noticed while idle (`sidecar.cluster.kafka_log_loss`).
 
 librdkafka is synchronous, so the consumer runs in a thread of its own and hands each message
 to the event loop (`asyncio.run_coroutine_threadsafe`), waiting for `apply` to finish before it
@@ -42,6 +43,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from sidecar.cluster.kafka_log_loss import LossWatch
+from sidecar.cluster.kafka_logs import CLIENT_LOG
 from sidecar.core.backoff import Backoff, LogLimit
 
 log = logging.getLogger("strata.sidecar.kafka")
@@ -96,6 +99,8 @@ class ConsumerStats:
     apply_failures: int = 0
     consume_errors: int = 0
     assigned_partitions: int = 0
+    #: Partitions read again from their beginning because the broker lost their log.
+    log_resets: int = 0
 
 
 def consumer_conf(settings: ConsumerSettings) -> dict[str, object]:
@@ -116,7 +121,7 @@ def consumer_conf(settings: ConsumerSettings) -> dict[str, object]:
         "reconnect.backoff.max.ms": 1000,
         "socket.nagle.disable": True,
         "enable.partition.eof": False,
-        "logger": log,  # librdkafka's own lines into the sidecar's logs, not stderr
+        "logger": CLIENT_LOG,  # librdkafka's own lines: in the sidecar's logs, rate-limited
     }
     conf.update(settings.options)
     return conf
@@ -136,6 +141,7 @@ class EventConsumer:
         self._assigned = asyncio.Event()
         self._current: concurrent.futures.Future[bool] | None = None
         self._committed: dict[tuple[str, int], int] = {}
+        self._loss = LossWatch(settings.topic, self._committed, _METADATA_TIMEOUT_S)
         self._log_limit = LogLimit(5.0)  # the consumer thread's log lines
         self._apply_log_limit = LogLimit(5.0)  # the event loop's
 
@@ -198,6 +204,8 @@ class EventConsumer:
                 refresh_at = time.monotonic() + settings.partition_refresh_s
             message = consumer.poll(settings.poll_s)
             if message is None:
+                if self._loss.check(consumer):  # idle: did the broker lose its log?
+                    self.stats.log_resets = self._loss.resets
                 continue
             error = message.error()
             if error is not None:

@@ -16,6 +16,7 @@ queued).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from sidecar.cluster.kafka_logs import CLIENT_LOG
 from sidecar.cluster.kafka_outbox import OutMessage
 from sidecar.core.backoff import LogLimit
 
@@ -53,7 +55,7 @@ def producer_conf(settings: ProducerSettings, on_error: object) -> dict[str, obj
         "reconnect.backoff.max.ms": 1000,
         "socket.nagle.disable": True,
         "error_cb": on_error,
-        "logger": log,  # librdkafka's own lines into the sidecar's logs, not stderr
+        "logger": CLIENT_LOG,  # librdkafka's own lines: in the sidecar's logs, rate-limited
     }
     conf.update(settings.options)
     return conf
@@ -102,11 +104,16 @@ class BatchProducer:
                 break  # the rest stays behind it, in order
             produced += 1
         deadline = time.monotonic() + self._settings.send_timeout_s + 1.0
-        while len(errors) < produced and not abort.is_set() and time.monotonic() < deadline:
-            self._producer.flush(_SLICE_S)
-        if len(errors) < produced:  # aborted (closing) or librdkafka overran its timeout
-            self._producer.purge()
-            self._producer.flush(_PURGE_WAIT_S)
+        try:
+            while len(errors) < produced and not abort.is_set() and time.monotonic() < deadline:
+                self._producer.flush(_SLICE_S)
+        except KafkaException as exc:  # e.g. a restarted broker forgot the producer id (fatal)
+            self._warn("kafka-producer-failed", f"Kafka producer failed; starting anew: {exc}")
+            self._fatal.set()
+        if len(errors) < produced:  # aborted, failed, or librdkafka overran its timeout
+            with contextlib.suppress(KafkaException):
+                self._producer.purge()
+                self._producer.flush(_PURGE_WAIT_S)
             self._fatal.set()  # purged in-flight idempotent messages: start a new producer
         failed = [m for m in batch if m.seq not in errors or errors[m.seq] is not None]
         if failed:
@@ -115,14 +122,18 @@ class BatchProducer:
                 "kafka-produce-failed",
                 f"{len(failed)} of {len(batch)} events not delivered ({first}); kept queued",
             )
-            if first is not None and first.fatal():
-                self._fatal.set()
+            # A new producer for the next attempt: an idempotent producer whose broker lost
+            # its producer id (a restart of a broker without durable state) may never deliver
+            # again, and a fresh one costs only its set-up (the outbox keeps the order; a
+            # resend applies twice at worst, which is harmless).
+            self._fatal.set()
         return failed
 
     def close(self) -> None:
         """Drop whatever librdkafka still holds (the outbox has its own copy)."""
-        self._producer.purge()
-        self._producer.flush(0)
+        with contextlib.suppress(KafkaException):
+            self._producer.purge()
+            self._producer.flush(0)
 
     def _warn(self, action: str, text: str) -> None:
         held = self._log_limit.take(time.monotonic())

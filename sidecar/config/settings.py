@@ -13,21 +13,44 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.config.kafka_values import (
+    check_bootstrap,
+    check_dead_letter_topic,
+    check_node_id,
+    check_topic,
+)
 from sidecar.config.values import (
+    check_host_port,
     check_listen,
     check_namespace,
     check_optional_host_port,
     check_postgres_dsn,
     check_redis_url,
     check_servers,
-    not_yet,
     one_of,
     parse_bool,
     parse_size,
     setting,
 )
+from sidecar.core.errors import ConfigError
 from sidecar.core.quantities import Range, count, milliseconds, seconds, whole_seconds
-from sidecar.core.redact import redact
+from sidecar.core.redact import MASK, redact
+
+#: Secret settings that are opaque tokens (no URL or DSN around the secret): masked whole.
+OPAQUE_SECRETS = frozenset({"admin_token"})
+
+
+def _check_admin_token(value: str) -> None:
+    from sidecar.admin.auth import check_token_setting  # noqa: PLC0415
+
+    check_token_setting(value)
+
+
+def _check_admin_token_file(value: str) -> None:
+    from sidecar.admin.auth import check_token_file_setting  # noqa: PLC0415
+
+    check_token_file_setting(value)
+
 
 #: The node-local default shared with the plugin's `sidecar.address` default.
 DEFAULT_LISTEN = "unix:/run/strata/sidecar.sock"
@@ -310,11 +333,76 @@ class SidecarConfig:
         "prefix of every key in the shared tiers (separates clusters sharing a server)",
         check=check_namespace,
     )
+    admin_listen: str = setting(
+        "127.0.0.1:8790",
+        "HOST:PORT of the admin purge API (strata purge); it runs only when admin_token or "
+        "admin_token_file is set; an address other than loopback is warned about at start",
+        check=check_host_port,
+    )
+    admin_token: str = setting(
+        "",
+        "bearer token the admin API requires (printable ASCII, no spaces); prefer "
+        "admin_token_file (an environment variable or flag can be read by other users)",
+        check=_check_admin_token,
+        secret=True,
+    )
+    admin_token_file: str = setting(
+        "",
+        "file holding the admin API's bearer token (read once at start, whitespace trimmed)",
+        check=_check_admin_token_file,
+    )
     kafka_bootstrap: str = setting(
         "",
-        "Kafka bootstrap servers for invalidation events; empty = not used",
-        check=not_yet("kafka"),
+        "Kafka bootstrap servers (host:port[,host:port]) carrying invalidation events to "
+        "and from every sidecar; empty = not used (purges reach other sidecars through the "
+        "Redis generations only)",
+        check=check_bootstrap,
     )
+    kafka_topic: str = setting(
+        "strata.invalidations", "Kafka topic of invalidation events", check=check_topic
+    )
+    kafka_topic_partitions: int = setting(
+        1,
+        "partitions of the invalidation topic when the sidecar creates it (at start, when "
+        "it is missing); an existing topic is left as it is",
+        parse=count,
+        check=Range(1, 1000),
+    )
+    node_id: str = setting(
+        "",
+        "this sidecar's id on the invalidation topic (its offsets, and the origin of its "
+        "events): stable across restarts, distinct per sidecar; empty = host name + a hash "
+        "of listen",
+        check=check_node_id,
+    )
+    kafka_dead_letter_topic: str = setting(
+        "",
+        "Kafka topic refused invalidation events are copied to; empty = none",
+        check=check_dead_letter_topic,
+    )
+    kafka_fetch_wait_ms: int = setting(
+        10,
+        "longest a fetch of invalidation events waits on the broker: the latency of a purge "
+        "on brokers that do not wake a waiting fetch, against broker CPU while idle",
+        parse=milliseconds,
+        check=Range(1, MINUTE_MS, "ms", zero="answer at once"),
+    )
+    kafka_outbox_max_events: int = setting(
+        10_000,
+        "invalidation events kept for publishing while the broker is unreachable; beyond "
+        "it the oldest are dropped (counted, logged with the event)",
+        parse=count,
+        check=Range(1, 10_000_000),
+    )
+
+    def __post_init__(self) -> None:
+        """Checks across settings (each setting's own check ran when it was read)."""
+        if self.kafka_dead_letter_topic and self.kafka_dead_letter_topic == self.kafka_topic:
+            raise ConfigError(
+                "kafka_dead_letter_topic",
+                f"is the invalidation topic itself ({self.kafka_topic!r}): refused events "
+                "would be read again",
+            )
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict, secrets (passwords in URLs/DSNs) masked."""
@@ -322,7 +410,7 @@ class SidecarConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.metadata["secret"] and isinstance(value, str):
-                value = redact(value)
+                value = (MASK if value else "") if f.name in OPAQUE_SECRETS else redact(value)
             out[f.name] = value
         return out
 

@@ -85,6 +85,19 @@ class LookupResult:
     now_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Peeked:
+    """What a lookup of a key would find, seen without side effects (`Engine.peek`): the
+    tier it was read from, the entry as a lookup would answer it (a soft-purged entry with
+    its freshness cut at the purge), and its `state`: ``"fresh"``, ``"stale"`` (past its
+    freshness lifetime, inside a stale window) or ``"soft_purged"`` (stale because of a
+    soft purge, inside a stale window that started at the purge)."""
+
+    tier: str
+    entry: CachedResponse
+    state: str
+
+
 class StoreStatus(enum.Enum):
     """What became of a store."""
 

@@ -57,6 +57,22 @@ class Observer(Protocol):
         """A stored entry's `field` was brought within bounds (`sidecar.engine.entry_bounds`): a
         stored_at ahead of the clock, or a duration beyond max_ttl_seconds."""
 
+    def event_received(self, source: str) -> None:
+        """An invalidation event was read from the topic and parsed: source own (this node
+        published it) or remote."""
+
+    def event_applied(self, source: str, lag_s: float | None) -> None:
+        """An invalidation event was applied: source local (submitted here), own (this
+        node's event read back, e.g. after a restart) or remote; `lag_s`: from its ``ts``
+        to now (None without ``ts``)."""
+
+    def event_rejected(self, reason: str) -> None:
+        """An invalidation event (or an item of one) was refused, for `reason` (an
+        `EventError` reason, or engine_refused: an item over this node's limits)."""
+
+    def event_replay_skipped(self, source: str) -> None:
+        """An invalidation event already applied here was read again and skipped."""
+
 
 class NullObserver:
     """Observes nothing (the default, and for tests)."""
@@ -98,6 +114,18 @@ class NullObserver:
         pass
 
     def clamped(self, field: str) -> None:
+        pass
+
+    def event_received(self, source: str) -> None:
+        pass
+
+    def event_applied(self, source: str, lag_s: float | None) -> None:
+        pass
+
+    def event_rejected(self, reason: str) -> None:
+        pass
+
+    def event_replay_skipped(self, source: str) -> None:
         pass
 
 
@@ -145,3 +173,15 @@ class RecordingObserver(NullObserver):
 
     def clamped(self, field: str) -> None:
         self.events.append(("clamped", field))
+
+    def event_received(self, source: str) -> None:
+        self.events.append(("event_received", source))
+
+    def event_applied(self, source: str, lag_s: float | None) -> None:
+        self.events.append(("event_applied", source, lag_s))
+
+    def event_rejected(self, reason: str) -> None:
+        self.events.append(("event_rejected", reason))
+
+    def event_replay_skipped(self, source: str) -> None:
+        self.events.append(("event_replay_skipped", source))

@@ -17,7 +17,9 @@ What the engine does not guarantee: that an entry stored is there on the next lo
 later one to reach a tier wins), or coalescing across sidecars: that needs cluster-wide
 `leases` (e.g. `sidecar.cluster.leases.RedisLeases`), and is then only as good as they are.
 Purges by tag and by route are generation bumps, O(1) whatever the number of entries:
-see `sidecar.engine.purge` for what they reach and when.
+see `sidecar.engine.purge` for what they reach and when, and for soft purges (entries
+marked stale instead of dropped) and purges applied once per event id (`purge_tags`,
+`purge_all`). `peek` looks without side effects (`sidecar.engine.peek`).
 
 Placement (`sidecar.engine.placement`): with a `PlacementPolicy`, `store` writes an entry
 only to the tiers the policy picks for its size and its key's lookup count on this node
@@ -44,6 +46,7 @@ from sidecar.core.model import (
     EngineCounters,
     Headers,
     LookupResult,
+    Peeked,
     StoreResult,
     TierSnapshot,
 )
@@ -51,9 +54,18 @@ from sidecar.core.observer import NullObserver, Observer
 from sidecar.engine.budgets import NO_BUDGETS, ByteBudgets
 from sidecar.engine.coalesce import Leases, LocalLeases
 from sidecar.engine.generations import Generations, LocalGenerations
+from sidecar.engine.peek import peek
 from sidecar.engine.placement import EVERY_TIER, NO_FREQUENCIES, Frequencies, Placement
 from sidecar.engine.placing import Placer
-from sidecar.engine.purge import Purges, check_route, check_route_name, keep_purges, route_tag
+from sidecar.engine.purge import (
+    Purges,
+    check_once,
+    check_purge_tags,
+    check_route,
+    check_route_name,
+    keep_purges,
+    route_tag,
+)
 from sidecar.engine.reads import Reads
 from sidecar.engine.stores import Stores
 from sidecar.engine.tier_calls import TierCalls
@@ -255,9 +267,48 @@ class Engine:
 
     async def invalidate_tag(self, tag: str) -> int:
         """Drop every entry carrying `tag`: one bump of its generation (O(1)), plus an
-        eager delete on `EAGER_PURGE` tiers. Returns the entries dropped now on this node."""
+        eager delete on `EAGER_PURGE` tiers. Returns the entries dropped now on this node.
+        The same as `purge_tags([tag])`."""
         self._validate("invalidate", lambda: check_tag(tag, self._limits))
         return await self._purges.invalidate_tag(tag)
+
+    async def purge_tags(self, tags: Sequence[str], *, soft: bool = False, once: str = "") -> int:
+        """Purge (or with `soft`, mark stale) every entry carrying any of `tags`: one bump
+        per tag (O(1) each, one round trip for all with Redis), plus, when hard, an eager
+        delete on `EAGER_PURGE` tiers. A soft purge deletes nothing: entries stored before
+        it are answered STALE with their freshness cut at the purge (served within their
+        stale windows, which start then, and refreshed), or MISS when no window is left; an
+        entry stored after it is fresh; a hard purge after it wins.
+
+        `once` (an event id): the bump happens at most once per id (cluster-wide with
+        `RedisGenerations`, in this process with `LocalGenerations`); when this call bumps
+        nothing because the id was applied already, nothing is deleted eagerly either.
+        Whatever happened, this node's view is current on return (no generation cache on
+        this path). Returns the entries dropped now on this node. Invalid tags (or more than
+        `MAX_PURGE_TAGS`), or a malformed `once`, are refused (`InvalidRequestError`). No
+        tags: nothing happens (0). What is not guaranteed: see `sidecar.engine.purge`."""
+        self._validate("invalidate", lambda: self._check_purge(tags, once))
+        return await self._purges.purge_tags(tags, soft=soft, once=once)
+
+    async def purge_all(self, *, soft: bool = False, once: str = "") -> int:
+        """`purge_tags` for every stamped entry (every entry stored with a tag or a route):
+        one bump of the namespace epoch; a hard one also empties the `EAGER_PURGE` tiers
+        (entries without tags included). Not reached on shared tiers: entries stored with
+        neither tags nor route (they carry no stamp)."""
+        self._validate("invalidate", lambda: check_once(once))
+        return await self._purges.purge_all(soft=soft, once=once)
+
+    def _check_purge(self, tags: Sequence[str], once: str) -> None:
+        check_purge_tags(tags, self._limits)
+        check_once(once)
+
+    async def peek(self, key: bytes, request_headers: Headers = ()) -> Peeked | None:
+        """What a lookup of `key` (and its variant for `request_headers`) would find, or
+        None for a miss, without a lookup's side effects: no counters, no fill lease, no
+        frequency count, no backfill, no lazy delete (`sidecar.engine.peek`). For the admin
+        API. A bad key or headers are refused (`InvalidRequestError`)."""
+        self._validate("peek", lambda: self._check_lookup(key, request_headers))
+        return await peek(self._tiers, self._purges, self._clock, key, request_headers)
 
     # -- housekeeping ------------------------------------------------------------------
 

@@ -26,11 +26,14 @@ _HEAP_SLACK = 1024
 @dataclass(slots=True)
 class Record:
     """One generation: its `value` (a nonce, never 0) and when it may be forgotten.
-    `fresh_until` is for callers that cache a shared value (monotonic seconds)."""
+    `fresh_until` is for callers that cache a shared value (monotonic seconds). `soft`:
+    the values soft purges replaced, newest first, each with when it was replaced
+    (``(value, at_ms)``; `sidecar.engine.generations`); a hard purge empties it."""
 
     value: int
     expires_at_ms: int
     fresh_until: float = float("-inf")
+    soft: tuple[tuple[int, int], ...] = ()
 
 
 class GenerationTable:

@@ -26,19 +26,36 @@ epoch) compare as purged: after an upgrade their first lookup is a miss.
 `LocalGenerations` (here) keeps the records in this process (one node; purges reach it
 only). `sidecar.cluster.generations.RedisGenerations` shares them through Redis.
 
+Soft purges (`purge(..., soft=True)`) mark entries stale instead of purging them. A record
+also holds the values soft purges replaced, newest first, each with the instant it was
+replaced (`Generation.soft`, at most `MAX_SOFT`): an entry whose stamp holds one of them was
+soft-purged at that instant (`judge` answers `Verdict.SOFT`), any other mismatch is a purge.
+A hard purge empties the list, so it wins over earlier soft ones. The list comes with the
+value in the same read (in Redis: the same string), so a soft purge costs lookups nothing.
+Beyond `MAX_SOFT` soft purges of one tag in a row, entries stamped before the oldest one
+read as purged (a miss instead of a stale answer: safe). Records without a list (all
+records written before soft purges existed) read as they always did.
+
+Once per event (`purge(..., once=id)`): the purge is applied at most once per id. Here
+(`LocalGenerations`) the ids applied are remembered in this process (`RecentIds`, the last
+`MAX_RECENT_IDS`); `RedisGenerations` claims the id in Redis. A repeated id bumps nothing.
+
 What is NOT guaranteed: entries without any purge tag carry no stamp and are not reached
 by `bump_all`.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.core.clock import Clock, SystemClock
 from sidecar.engine.generation_table import GenerationTable, Record
+from sidecar.engine.recent_ids import MAX_RECENT_IDS, RecentIds
 
 log = logging.getLogger("strata.sidecar.generations")
 
@@ -53,6 +70,54 @@ MAX_RECORDS = 100_000
 MAX_LIFETIME_MS = 365 * 24 * 3600 * 1000
 #: The table key of the namespace epoch (no tag is empty).
 EPOCH = ""
+#: Soft-replaced values a record remembers (newest first); older soft purges read as hard.
+MAX_SOFT = 8
+
+Soft = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """What a lookup needs of one record: its `value` (0: no record) and the values soft
+    purges replaced, newest first, with when (``(value, at_ms)``)."""
+
+    value: int
+    soft: Soft = ()
+
+
+#: No record (a tag never purged, for `LocalGenerations`).
+ABSENT = Generation(0)
+
+
+class Verdict(enum.Enum):
+    """What the generations say of a stamped entry (`judge`)."""
+
+    CURRENT = "current"
+    SOFT = "soft"
+    PURGED = "purged"
+
+
+def judge(stamp: Sequence[int], now: Sequence[Generation]) -> tuple[Verdict, int]:
+    """The verdict on an entry stamped `stamp`, `now` being its tags' and epoch's
+    generations now (`Generations.generations`), and for `Verdict.SOFT` the instant of the
+    earliest soft purge that reached it (Unix ms; else 0). A stamp of another length (an
+    older build's) is purged."""
+    if len(stamp) != len(now):
+        return Verdict.PURGED, 0
+    since = 0
+    for value, gen in zip(stamp, now, strict=True):
+        if value == gen.value:
+            continue
+        at = next((at for old, at in gen.soft if old == value), None)
+        if at is None:
+            return Verdict.PURGED, 0
+        since = at if not since else min(since, at)
+    return (Verdict.SOFT, since) if since else (Verdict.CURRENT, 0)
+
+
+def soft_replaced(value: int, soft: Soft, now_ms: int) -> Soft:
+    """The list of a record whose `value` a soft purge replaces at `now_ms`."""
+    return ((value, now_ms), *soft[: MAX_SOFT - 1])
 
 
 def new_nonce() -> int:
@@ -61,8 +126,8 @@ def new_nonce() -> int:
 
 
 def is_current(stamp: Sequence[int], current: Sequence[int]) -> bool:
-    """Whether an entry stamped `stamp` is unpurged, `current` being the values of its
-    tags and epoch now (`Generations.current`)."""
+    """Whether an entry stamped `stamp` is unpurged (neither purged nor soft-purged),
+    `current` being the values of its tags and epoch now (`Generations.current`)."""
     return tuple(stamp) == tuple(current)
 
 
@@ -78,12 +143,23 @@ class Generations(Protocol):
         """The values of `tags` and then of the epoch now (0 for an absent record)."""
         ...
 
+    async def generations(self, tags: Sequence[str]) -> tuple[Generation, ...]:
+        """`current` with each record's soft-replaced values (for `judge`)."""
+        ...
+
     async def bump(self, tag: str) -> None:
         """Purge every entry stamped with `tag`'s current value."""
         ...
 
     async def bump_all(self) -> None:
         """Purge every stamped entry (a new epoch)."""
+        ...
+
+    async def purge(self, names: Sequence[str], *, soft: bool = False, once: str = "") -> bool:
+        """Bump each of `names` (tags; `EPOCH` for everything), soft or hard. With `once`
+        (an event id) at most once per id (see the implementation for how far that
+        reaches); whatever happened, this node knows the values of `names` now on return.
+        Whether this call bumped (False: `once` was applied already)."""
         ...
 
     def live(self) -> int:
@@ -124,15 +200,19 @@ class LocalGenerations:
         clock: Clock | None = None,
         max_records: int = MAX_RECORDS,
         max_lifetime_ms: int = MAX_LIFETIME_MS,
+        max_recent_ids: int = MAX_RECENT_IDS,
     ) -> None:
         """`max_lifetime_ms`: the longest an entry lives (the sidecar's `max_ttl_seconds`,
         `sidecar.engine.entry_bounds`): how long a purge record lives when no entry has been
-        seen yet, and at most. `max_records`: the records kept (see `MAX_RECORDS`)."""
+        seen yet, and at most. `max_records`: the records kept (see `MAX_RECORDS`).
+        `max_recent_ids`: the event ids `purge(..., once=...)` remembers (the last ones;
+        an id older than that is applied again: one extra miss per entry it reaches)."""
         self._clock = clock or SystemClock()
         self._max = max_records
         self._max_lifetime = max_lifetime_ms
         self._table = GenerationTable(max_records + 1)
         self._horizon_ms = 0  # the latest expiry of an entry stamped or read here
+        self._applied = RecentIds(max_recent_ids)
 
     def observe(self, expires_at_ms: int) -> None:
         """An entry that lives until `expires_at_ms` was read: a purge must outlive it."""
@@ -157,7 +237,26 @@ class LocalGenerations:
         get = self._table.get
         return tuple((r.value if (r := get(t, now)) is not None else 0) for t in (*tags, EPOCH))
 
+    async def generations(self, tags: Sequence[str]) -> tuple[Generation, ...]:
+        now = self._now()
+        get = self._table.get
+        return tuple(
+            ABSENT if (r := get(t, now)) is None else Generation(r.value, r.soft)
+            for t in (*tags, EPOCH)
+        )
+
+    async def purge(self, names: Sequence[str], *, soft: bool = False, once: str = "") -> bool:
+        """Applied at most once per `once` in this process (the last `max_recent_ids`)."""
+        if once and not self._applied.add(once):
+            return False
+        for name in names:
+            await self._bump(name, soft)
+        return True
+
     async def bump(self, tag: str) -> None:
+        await self._bump(tag, False)
+
+    async def _bump(self, tag: str, soft: bool) -> None:
         now = self._now()
         # until an entry has been seen, any may exist in a shared tier; none outlives the
         # longest lifetime allowed (an entry read from a shared tier may claim more)
@@ -171,14 +270,16 @@ class LocalGenerations:
                 "too many purged tags remembered; every entry is treated as purged",
                 extra={"event.action": "generations_overflow"},
             )
-        if record is None:
-            self._table.put(tag, Record(new_nonce(), until))
+        if record is None:  # no record: entries here carry 0
+            replaced = soft_replaced(0, (), now) if soft else ()
+            self._table.put(tag, Record(new_nonce(), until, soft=replaced))
         else:
+            record.soft = soft_replaced(record.value, record.soft, now) if soft else ()
             record.value = new_nonce()
             self._table.extend(tag, record, until)
 
     async def bump_all(self) -> None:
-        await self.bump(EPOCH)
+        await self._bump(EPOCH, False)
 
     def live(self) -> int:
         self._now()

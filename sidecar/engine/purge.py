@@ -27,6 +27,16 @@ cost O(1) whatever the number of entries:
   delete by prefix (Memcached) is NOT reached: its entries expire. A prefix is a key
   prefix, never read as a route (the engine does not parse keys): to purge a route, use
   `invalidate_route`.
+* `purge_tags(tags, soft=..., once=...)` / `purge_all(...)` are the purges of the contract
+  (every tag of a list; the epoch for all). Hard: a bump, then eager deletes of the tags
+  (of everything, for `purge_all`) on `EAGER_PURGE` tiers. Soft: a soft bump and no delete
+  anywhere: entries stamped before it are answered stale (`soft_stale`). With `once` (an
+  event id) the bump is made at most once per id (`Generations.purge`); when this call made
+  none (the id was applied already, here or, with Redis, on another node), nothing is
+  deleted eagerly either: this node's view of the values is current on return, so the
+  entries it holds that the purge reached are judged purged when read, while an entry
+  stored since (e.g. after another node's purge) stays. `invalidate_tag(t)` is
+  `purge_tags([t])`.
 * The count an invalidation returns is the number of entries dropped now on this node by
   those eager deletes (the bump itself drops nothing yet).
 
@@ -39,6 +49,7 @@ length: their first lookup after an upgrade is a miss.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
@@ -47,22 +58,32 @@ from sidecar.core.errors import InvalidRequestError
 from sidecar.core.limits import Limits, check_tag
 from sidecar.core.model import CachedResponse, EngineCounters
 from sidecar.core.observer import Observer
-from sidecar.engine.generations import Generations, is_current
+from sidecar.engine.generations import EPOCH, Generations, Verdict, judge
 from sidecar.engine.tier_calls import TierCalls
 from sidecar.tiers.base import EAGER_PURGE, Tier
 from sidecar.tiers.replaying import ReplayingTier
 
 __all__ = [
+    "MAX_ONCE_CHARS",
+    "MAX_PURGE_TAGS",
     "ROUTE_TAG_PREFIX",
     "Purges",
+    "check_once",
+    "check_purge_tags",
     "check_route",
     "check_route_name",
     "keep_purges",
     "route_tag",
+    "soft_stale",
 ]
 
 #: Route tags are this followed by the route (the key prefix) itself.
 ROUTE_TAG_PREFIX = "route:"
+#: Tags one `purge_tags` call may name (an event's 1000 URLs make a few tags each).
+MAX_PURGE_TAGS = 20_000
+#: The longest `once` id (an event id is at most 128 characters).
+MAX_ONCE_CHARS = 256
+_ONCE_TEXT = re.compile(r"^[\x21-\x7e]*$")
 
 
 def route_tag(route: str) -> str:
@@ -94,6 +115,42 @@ def check_route_name(route: str, limits: Limits) -> None:
             f"{ROUTE_TAG_PREFIX!r} + the route)",
             "bad_route",
         ) from exc
+
+
+def check_purge_tags(tags: Sequence[str], limits: Limits) -> None:
+    """Each tag valid (`check_tag`), at most `MAX_PURGE_TAGS` of them."""
+    if isinstance(tags, str):
+        raise InvalidRequestError("tags", "must be a list of tags, not one string", "bad_tag")
+    if len(tags) > MAX_PURGE_TAGS:
+        raise InvalidRequestError("tags", f"more than {MAX_PURGE_TAGS} tags", "too_many_tags")
+    for i, tag in enumerate(tags):
+        check_tag(tag, limits, f"tags[{i}]")
+
+
+def check_once(once: str) -> None:
+    """An idempotence id: printable ASCII without spaces, at most `MAX_ONCE_CHARS`
+    (empty: none)."""
+    if len(once) > MAX_ONCE_CHARS or not _ONCE_TEXT.match(once):
+        raise InvalidRequestError(
+            "once",
+            f"must be printable ASCII without spaces, at most {MAX_ONCE_CHARS} characters",
+            "bad_once",
+        )
+
+
+def soft_stale(entry: CachedResponse, since_ms: int, now_ms: int) -> CachedResponse | None:
+    """`entry`, soft-purged at `since_ms`, as a lookup at `now_ms` answers it: its freshness
+    lifetime cut to end at the purge (never after now, whatever the purging node's clock
+    said), so it is stale now and its stale-while-revalidate / stale-if-error windows
+    start at the purge; None when no window is left (a miss). An entry already stale
+    before the purge is unchanged."""
+    ttl = max(0, min(entry.ttl_ms, since_ms - entry.stored_at_ms, now_ms - entry.stored_at_ms))
+    if ttl == entry.ttl_ms and now_ms - entry.stored_at_ms >= ttl:
+        return entry
+    window = max(entry.stale_while_revalidate_ms, entry.stale_if_error_ms)
+    if now_ms >= entry.stored_at_ms + ttl + window:
+        return None
+    return replace(entry, ttl_ms=ttl)
 
 
 def keep_purges(
@@ -140,14 +197,16 @@ class Purges:
         stamp = await self._generations.stamp(tags, entry.expires_at_ms) if tags else ()
         return replace(entry, tags=tags, tag_generations=stamp)
 
-    async def purged(self, entry: CachedResponse) -> bool:
-        """Whether `entry` was purged since it was stamped: a purge tag or the epoch has
-        another value now, or its record is gone (`sidecar.engine.generations`). An entry
-        with neither tags nor stamp never asks the generations."""
+    async def judge(self, entry: CachedResponse, *, observe: bool = True) -> tuple[Verdict, int]:
+        """Whether `entry` was purged or soft-purged since it was stamped (and when it was
+        soft-purged), by `sidecar.engine.generations.judge`: a stamp whose record is gone
+        reads as purged. An entry with neither tags nor stamp never asks the generations.
+        `observe`: tell the generations the entry was read (not for a read-only look)."""
         if not entry.tags and not entry.tag_generations:
-            return False
-        self._generations.observe(entry.expires_at_ms)
-        return not is_current(entry.tag_generations, await self._generations.current(entry.tags))
+            return Verdict.CURRENT, 0
+        if observe:
+            self._generations.observe(entry.expires_at_ms)
+        return judge(entry.tag_generations, await self._generations.generations(entry.tags))
 
     async def invalidate_key(self, key: bytes) -> int:
         return await self._invalidate("key", "delete", lambda t: t.delete(key))
@@ -163,9 +222,28 @@ class Purges:
         )
 
     async def invalidate_tag(self, tag: str) -> int:
-        await self._generations.bump(tag)
+        return await self.purge_tags((tag,))
+
+    async def purge_tags(self, tags: Sequence[str], *, soft: bool = False, once: str = "") -> int:
+        """See `Engine.purge_tags` (the module doc)."""
+        tags = tuple(dict.fromkeys(tags))
+        bumped = bool(tags) and await self._generations.purge(tags, soft=soft, once=once)
+        if soft or not bumped:
+            return self._counted("soft_tag" if soft else "tag", 0)
+
+        async def drop(tier: Tier) -> int:
+            return sum([await tier.delete_tag(tag) for tag in tags])
+
+        return await self._invalidate("tag", "delete_tag", drop, eager_only=True)
+
+    async def purge_all(self, *, soft: bool = False, once: str = "") -> int:
+        """See `Engine.purge_all` (the module doc): the epoch, and a hard one empties the
+        `EAGER_PURGE` tiers."""
+        bumped = await self._generations.purge((EPOCH,), soft=soft, once=once)
+        if soft or not bumped:
+            return self._counted("soft_all" if soft else "all", 0)
         return await self._invalidate(
-            "tag", "delete_tag", lambda t: t.delete_tag(tag), eager_only=True
+            "all", "delete_prefix", lambda t: t.delete_prefix(b""), eager_only=True
         )
 
     async def _invalidate(
@@ -181,6 +259,9 @@ class Purges:
             if eager_only and EAGER_PURGE not in tier.capabilities:
                 continue
             dropped += await self._calls.guarded(i, operation, drop)
+        return self._counted(kind, dropped)
+
+    def _counted(self, kind: str, dropped: int) -> int:
         self._counters.invalidations += 1
         self._observer.invalidated(kind, dropped)
         return dropped

@@ -1,9 +1,12 @@
 """Lookups: read-through over the tiers, backfill, variants, purge checks and coalescing.
 
 A lookup reads the fastest tier first; a hit below it is backfilled into the faster tiers
-placement allows for the entry (the memory tier always). Concurrent reads of one key below
-the memory tier share one read (`SingleFlight`). A key holding a variant marker is read
-again under the variant the request headers select (`sidecar.engine.variants`).
+placement allows for the entry (the memory tier always). A purged entry is a miss (deleted
+from every tier); a soft-purged one is stale, its freshness cut at the purge
+(`sidecar.engine.purge.soft_stale`), or a miss (deleted) once no stale window is left.
+Concurrent reads of one key below the memory tier share one read (`SingleFlight`). A key
+holding a variant marker is read again under the variant the request headers select
+(`sidecar.engine.variants`).
 
 Counting: each `Reads.lookup` counts its key once in the engine's `Frequencies` (the one
 sketch placement and the memory tier's admission share, `sidecar.policy.shared`), and the
@@ -21,8 +24,9 @@ from sidecar.core.limits import Limits, check_coalesce_wait
 from sidecar.core.model import CachedResponse, EngineCounters, Headers, LookupResult, Outcome
 from sidecar.core.observer import Observer
 from sidecar.engine.coalesce import Leases, SingleFlight
+from sidecar.engine.generations import Verdict
 from sidecar.engine.placing import Placer
-from sidecar.engine.purge import Purges
+from sidecar.engine.purge import Purges, soft_stale
 from sidecar.engine.tier_calls import TierCalls
 from sidecar.engine.variants import is_marker, variant_key
 from sidecar.tiers import deadline
@@ -90,7 +94,11 @@ class Reads:
             entry, tier = await self.read(found, key)
         if entry is None or is_marker(entry):
             return LookupResult(Outcome.MISS, now_ms=now)
-        if await self._purges.purged(entry):
+        verdict, since = await self._purges.judge(entry)
+        if verdict is Verdict.SOFT:
+            soft = soft_stale(entry, since, now)
+            verdict, entry = (Verdict.PURGED, entry) if soft is None else (verdict, soft)
+        if verdict is Verdict.PURGED:
             self._observer.evicted(self._tiers[tier].name, "purged", 1)
             await self._calls.delete_everywhere(found)
             return LookupResult(Outcome.MISS, now_ms=now)

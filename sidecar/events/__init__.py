@@ -3,7 +3,9 @@ and the purges an event asks for. Pure: no Kafka, no engine, no I/O.
 
 * `parse` (bytes -> `InvalidationEvent`, or `EventError` with a stable `Reason`),
   `encode` (canonical bytes), `event_id` (idempotence key): `sidecar.events.event`;
-* `plan` (event -> `PurgeTag` / `PurgeAll` operations): `sidecar.events.plan`;
+* `plan` (event -> `PurgeTag` / `PurgeAll` / `PurgeRoute` / `PurgeKey` / `PurgeKeyPrefix`
+  operations): `sidecar.events.plan`;
+* the extension fields ``keys``, ``routes``, ``key_prefixes``: `sidecar.events.extensions`;
 * the tag scheme the plugin stamps on entries so that events reach them:
   `sidecar.events.tagging`.
 
@@ -14,7 +16,15 @@ The JSON Schema ``schema/strata.invalidation.v1.schema.json`` and
 from sidecar.events.errors import EventError, Reason
 from sidecar.events.event import InvalidationEvent, encode, event_id, parse
 from sidecar.events.json_input import MAX_DEPTH, MAX_EVENT_BYTES
-from sidecar.events.plan import Operation, PurgeAll, PurgeTag, plan
+from sidecar.events.plan import (
+    Operation,
+    PurgeAll,
+    PurgeKey,
+    PurgeKeyPrefix,
+    PurgeRoute,
+    PurgeTag,
+    plan,
+)
 
 __all__ = [
     "MAX_DEPTH",
@@ -23,6 +33,9 @@ __all__ = [
     "InvalidationEvent",
     "Operation",
     "PurgeAll",
+    "PurgeKey",
+    "PurgeKeyPrefix",
+    "PurgeRoute",
     "PurgeTag",
     "Reason",
     "encode",

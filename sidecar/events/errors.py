@@ -35,7 +35,9 @@ class Reason(StrEnum):
     TOO_LONG = "too_long"
     #: A string or number breaks its field's rules (characters, leading slash, range).
     BAD_VALUE = "bad_value"
-    #: Nothing to purge: no URL, tag or prefix, and no flush.
+    #: ``soft`` with ``keys`` or ``key_prefixes``: a key purge cannot mark entries stale.
+    SOFT_KEY_PURGE = "soft_key_purge"
+    #: Nothing to purge: no URL, tag, prefix, key, route or key prefix, and no flush.
     EMPTY = "empty"
 
 

@@ -12,6 +12,9 @@ for producers in other languages)::
 * ``urls``, ``tags``, ``prefixes``: arrays of strings, duplicates allowed (they collapse);
   ``flush``: a route or service name, ``"*"`` for everything. At least one URL, tag or
   prefix, or a flush. What each reaches is `sidecar.events.tagging`'s business.
+* ``keys``, ``routes``, ``key_prefixes`` (extension fields, `sidecar.events.extensions`):
+  cache keys, route key prefixes and cache-key prefixes, for the purges the sidecar's own
+  APIs accept; ``soft`` with any ``keys`` or ``key_prefixes`` is refused.
 * ``soft``: mark stale instead of removing (default false).
 * ``id``: the producer's id for the event (a replay of a given id may be skipped, see
   `event_id`); ``origin``: who sent it, for logs; ``ts``: when, an integer of
@@ -38,8 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.events.errors import EventError, Reason
+from sidecar.events.extensions import check_key, check_route
 from sidecar.events.json_input import MAX_EVENT_BYTES, json_type, quote, read_object
 from sidecar.events.tagging import MAX_TAG_CHARS, ROUTE_NAME_TAG
+from sidecar.events.text import check_text as _text
 
 __all__ = [
     "FLUSH_ALL",
@@ -80,9 +85,10 @@ NOT_URL_TEXT = re.compile(r"[\u0000-\u0020\u007f-\u009f#]")
 NOT_PREFIX_TEXT = re.compile(r"[\u0000-\u0020\u007f-\u009f#?]")
 #: Origins: no control character (spaces and non-ASCII allowed).
 NOT_ORIGIN_TEXT = re.compile(r"[\u0000-\u001f\u007f-\u009f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
-_ARRAYS = ("urls", "tags", "prefixes")
+_ARRAYS = ("urls", "tags", "prefixes", "keys", "routes", "key_prefixes")
+#: The arrays that name cache keys: a soft purge cannot apply to them.
+_KEY_ARRAYS = ("keys", "key_prefixes")
 _STRINGS = ("flush", "id", "origin")
 
 
@@ -97,6 +103,9 @@ class InvalidationEvent:
     urls: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()
+    key_prefixes: tuple[str, ...] = ()
     flush: str | None = None
     soft: bool = False
     id: str | None = None
@@ -111,22 +120,6 @@ class InvalidationEvent:
     @property
     def flushes_all(self) -> bool:
         return self.flush == FLUSH_ALL
-
-
-def _text(value: str, field: str, limit: int, forbidden: re.Pattern[str], rule: str) -> None:
-    if len(value) > limit:
-        raise EventError(
-            Reason.TOO_LONG,
-            f"{field} is {len(value)} characters, more than the {limit} allowed",
-        )
-    if not value:
-        raise EventError(Reason.BAD_VALUE, f"{field} is empty")
-    bad = forbidden.search(value) or _SURROGATE.search(value)
-    if bad:
-        raise EventError(
-            Reason.BAD_VALUE,
-            f"{field} has {quote(bad.group())} at offset {bad.start()} ({rule})",
-        )
 
 
 def _path_text(value: str, field: str, forbidden: re.Pattern[str], rule: str) -> None:
@@ -163,6 +156,9 @@ _ITEM_CHECKS: dict[str, Callable[[str, str], None]] = {
     "urls": _check_url,
     "tags": _check_tag,
     "prefixes": _check_prefix,
+    "keys": check_key,
+    "routes": check_route,
+    "key_prefixes": check_key,
 }
 
 
@@ -195,8 +191,19 @@ def _check(event: InvalidationEvent) -> None:
             Reason.BAD_VALUE,
             f"ts {quote(event.ts)} is outside 0..{MAX_TS} (milliseconds since 1970)",
         )
-    if not (event.urls or event.tags or event.prefixes or event.flush is not None):
-        raise EventError(Reason.EMPTY, "nothing to purge: no urls, tags or prefixes, and no flush")
+    if event.soft:
+        for name in _KEY_ARRAYS:
+            if getattr(event, name):
+                raise EventError(
+                    Reason.SOFT_KEY_PURGE,
+                    f"soft with {name}: a key purge removes the entry and cannot mark it "
+                    "stale (send the keys in an event without soft)",
+                )
+    if not (any(getattr(event, name) for name in _ARRAYS) or event.flush is not None):
+        raise EventError(
+            Reason.EMPTY,
+            "nothing to purge: no urls, tags, prefixes, keys, routes or key_prefixes, and no flush",
+        )
 
 
 def _version(fields: dict[str, Any]) -> None:
@@ -274,6 +281,9 @@ def parse(raw: bytes | bytearray | memoryview | None) -> InvalidationEvent:
     urls = _strings(fields, "urls")
     tags = _strings(fields, "tags")
     prefixes = _strings(fields, "prefixes")
+    keys = _strings(fields, "keys")
+    routes = _strings(fields, "routes")
+    key_prefixes = _strings(fields, "key_prefixes")
     flush = _string(fields, "flush")
     soft = _soft(fields)
     given_id = _string(fields, "id")
@@ -283,6 +293,9 @@ def parse(raw: bytes | bytearray | memoryview | None) -> InvalidationEvent:
         urls=urls,
         tags=tags,
         prefixes=prefixes,
+        keys=keys,
+        routes=routes,
+        key_prefixes=key_prefixes,
         flush=flush,
         soft=soft,
         id=given_id,

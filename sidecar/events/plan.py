@@ -11,6 +11,11 @@
 ``flush``      ``route-name:<name>`` and ``service:<name>``; ``"*"``: one `PurgeAll`
 =============  ===========================================================================
 
+The extension fields (`sidecar.events.extensions`) are not tags and are passed on as they
+are: ``routes`` as `PurgeRoute` (the engine knows its route tag), ``keys`` as `PurgeKey`,
+``key_prefixes`` as `PurgeKeyPrefix` (never soft: the event refuses that), after the tag
+purges.
+
 Every operation carries the event's ``soft`` flag (mark stale instead of removing) and the
 item that caused it (``urls[0]``, indexed in the event's canonical order, for logs). A tag
 reached by several items is purged once; a `PurgeAll` makes every other operation
@@ -28,7 +33,15 @@ from dataclasses import dataclass
 from sidecar.events.event import InvalidationEvent
 from sidecar.events.tagging import flush_tags, prefix_event_tags, url_event_tags
 
-__all__ = ["Operation", "PurgeAll", "PurgeTag", "plan"]
+__all__ = [
+    "Operation",
+    "PurgeAll",
+    "PurgeKey",
+    "PurgeKeyPrefix",
+    "PurgeRoute",
+    "PurgeTag",
+    "plan",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +61,42 @@ class PurgeAll:
     cause: str
 
 
-Operation = PurgeTag | PurgeAll
+@dataclass(frozen=True, slots=True)
+class PurgeRoute:
+    """Purge (or mark stale) every entry stored with the route key prefix `route`."""
+
+    route: str
+    soft: bool
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeKey:
+    """Remove the entry of cache key `key` (its variants with it)."""
+
+    key: str
+    cause: str
+
+    @property
+    def soft(self) -> bool:
+        """Never: a key purge removes the entry."""
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeKeyPrefix:
+    """Remove every entry whose cache key starts with `prefix`."""
+
+    prefix: str
+    cause: str
+
+    @property
+    def soft(self) -> bool:
+        """Never: a key purge removes the entry."""
+        return False
+
+
+Operation = PurgeTag | PurgeAll | PurgeRoute | PurgeKey | PurgeKeyPrefix
 
 
 def plan(event: InvalidationEvent) -> list[Operation]:
@@ -67,4 +115,12 @@ def plan(event: InvalidationEvent) -> list[Operation]:
     if event.flush is not None:
         for tag in flush_tags(event.flush):
             causes.setdefault(tag, "flush")
-    return [PurgeTag(tag, event.soft, cause) for tag, cause in causes.items()]
+    operations: list[Operation] = [
+        PurgeTag(tag, event.soft, cause) for tag, cause in causes.items()
+    ]
+    operations.extend(PurgeRoute(r, event.soft, f"routes[{i}]") for i, r in enumerate(event.routes))
+    operations.extend(PurgeKey(k, f"keys[{i}]") for i, k in enumerate(event.keys))
+    operations.extend(
+        PurgeKeyPrefix(p, f"key_prefixes[{i}]") for i, p in enumerate(event.key_prefixes)
+    )
+    return operations

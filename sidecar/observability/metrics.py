@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sidecar.core.model import TierSnapshot
+from sidecar.observability.event_metrics import EventMetrics
 
 #: Values of `strata_tier_circuit_state` for the states a circuit breaker reports.
 CIRCUIT_STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2}
@@ -113,7 +114,16 @@ class PrometheusObserver:
             ["field"],
             registry=registry,
         )
+        self._admin_requests = Counter(
+            "strata_admin_requests_total",
+            "Admin API requests by route (proxy_cache, proxy_cache_key, purge, unmatched; none: "
+            "refused before routing) and result (ok, not_found, unauthorized, bad_request, "
+            "too_large, timeout, method_not_allowed, busy, error)",
+            ["route", "result"],
+            registry=registry,
+        )
         self._lookup_children: dict[tuple[str, str], Callable[[], None]] = {}
+        self._events = EventMetrics(registry)
 
     def lookup(self, outcome: str, tier: str) -> None:
         inc = self._lookup_children.get((outcome, tier))
@@ -154,6 +164,21 @@ class PrometheusObserver:
 
     def clamped(self, field: str) -> None:
         self._clamped.labels(field).inc()
+
+    def admin_request(self, route: str, result: str) -> None:
+        self._admin_requests.labels(route, result).inc()
+
+    def event_received(self, source: str) -> None:
+        self._events.received(source)
+
+    def event_applied(self, source: str, lag_s: float | None) -> None:
+        self._events.applied(source, lag_s)
+
+    def event_rejected(self, reason: str) -> None:
+        self._events.rejected(reason)
+
+    def event_replay_skipped(self, source: str) -> None:
+        self._events.replay_skipped(source)
 
     def circuit(self, tier: str, state: str) -> None:
         """Set the state gauge; count each move into open. Any report creates both series

@@ -4,7 +4,10 @@ and the `Exchange` stream: one request message in, one reply message out.
 Refusals are counted (`Engine.note_rejected`, so `strata_rejected_requests_total`) and
 logged at most once per operation and reason every few seconds (`sidecar.rpc.refusals`).
 A store's `route` (the key prefix of its route) is handed to the engine as is: the engine
-checks it and stamps the entry with the route's purge tag.
+checks it and stamps the entry with the route's purge tag. A purge (``Invalidate``) is
+checked as the engine checks it, then becomes an invalidation event submitted to
+`sidecar.invalidation.Invalidations`: applied here, and published to every other sidecar
+when Kafka is configured; its reply's ``dropped`` counts the entries dropped here.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import grpc
 from strata.v1 import cache_pb2 as _pb
 
 from sidecar import __version__
+from sidecar.core.clock import SystemClock
 from sidecar.core.errors import InvalidRequestError
 from sidecar.engine.engine import Engine
+from sidecar.invalidation import Invalidations, request_event
 from sidecar.rpc.bounds import Gate, reply_size
 from sidecar.rpc.convert import entry_from_proto, headers_from_proto, lookup_to_proto
 from sidecar.rpc.intake import TooManyElements, Undecodable
@@ -60,8 +65,15 @@ class ReplyRefusedError(Exception):
 class Operations:
     """Lookup, Store, Invalidate, Release and Stats against one engine."""
 
-    def __init__(self, engine: Engine, max_coalesce_waiters: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_coalesce_waiters: int,
+        invalidations: Invalidations | None = None,
+    ) -> None:
+        """`invalidations`: where purges go (default: applied to `engine` only)."""
         self.engine = engine
+        self.invalidations = invalidations or Invalidations(engine, "local", SystemClock())
         self.waiters = Gate(max_coalesce_waiters)
         self.refusals = RefusalLog(log)
 
@@ -153,18 +165,16 @@ class Operations:
 
     async def invalidate(self, req: _pb.InvalidateRequest) -> _pb.InvalidateResponse:
         target = req.WhichOneof("target")
-        if target == "key":
-            dropped = await self.engine.invalidate_key(req.key)
-        elif target == "prefix":
-            dropped = await self.engine.invalidate_prefix(req.prefix)
-        elif target == "tag":
-            dropped = await self.engine.invalidate_tag(req.tag)
-        elif target == "route":
-            dropped = await self.engine.invalidate_route(req.route)
-        else:
+        if target is None:
             self.engine.note_rejected("invalidate", "no_target")
             raise InvalidRequestError("target", "set one of key, prefix, tag or route", "no_target")
-        return _pb.InvalidateResponse(dropped=dropped)
+        try:
+            event = request_event(target, getattr(req, target), self.engine.limits)
+        except InvalidRequestError as exc:
+            self.engine.note_rejected("invalidate", exc.reason)
+            raise
+        submitted = await self.invalidations.submit(event)
+        return _pb.InvalidateResponse(dropped=submitted.dropped)
 
     async def release(self, req: _pb.ReleaseRequest) -> _pb.ReleaseResponse:
         return _pb.ReleaseResponse(waiters_released=await self.engine.release(req.key))

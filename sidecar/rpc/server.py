@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from strata.v1 import cache_pb2 as _pb
 
 from sidecar.engine.engine import Engine
+from sidecar.invalidation import Invalidations
 from sidecar.rpc.bounds import RpcLimits
 from sidecar.rpc.service import CacheService, serialized
 from sidecar.rpc.unix_socket import OwnedSocket, PathState, private_umask
@@ -101,6 +102,7 @@ def create_server(
     *,
     socket_takeover: bool = True,
     limits: RpcLimits | None = None,
+    invalidations: Invalidations | None = None,
 ) -> RunningServer:
     """Bind a server for `engine` on `listen` (unix:/path or host:port).
 
@@ -109,7 +111,8 @@ def create_server(
     message) rather than being cut off by the transport (RESOURCE_EXHAUSTED).
     `socket_takeover`: whether a live socket of this uid at a unix path may be taken over.
     `limits`: the bounds of the gRPC surface (`sidecar.rpc.bounds`); their message limit
-    is set to `max_message_bytes`.
+    is set to `max_message_bytes`. `invalidations`: where purges go (default: applied to
+    `engine` only, `sidecar.rpc.operations.Operations`).
     """
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -118,7 +121,9 @@ def create_server(
     ]
     server = grpc.aio.server(options=options)
     service = CacheService(
-        engine, dataclasses.replace(limits or RpcLimits(), max_message_bytes=max_message_bytes)
+        engine,
+        dataclasses.replace(limits or RpcLimits(), max_message_bytes=max_message_bytes),
+        invalidations,
     )
     server.add_generic_rpc_handlers((_handlers(service),))
     health = health_aio.HealthServicer()

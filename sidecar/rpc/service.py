@@ -51,6 +51,7 @@ from strata.v1 import cache_pb2 as _pb
 
 from sidecar.core.errors import InvalidRequestError
 from sidecar.engine.engine import Engine
+from sidecar.invalidation import Invalidations
 from sidecar.rpc.bounds import SMALL_MESSAGE_BYTES, ByteBudget, Gate, Refusal, RpcLimits
 from sidecar.rpc.exchange import ExchangeStreams, serialized
 from sidecar.rpc.intake import Intake, OverBudget, Received, TooManyElements, Undecodable
@@ -69,14 +70,19 @@ _T = TypeVar("_T")
 class CacheService:
     """The handlers. `grpc` only appears in `sidecar.rpc`."""
 
-    def __init__(self, engine: Engine, limits: RpcLimits | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        limits: RpcLimits | None = None,
+        invalidations: Invalidations | None = None,
+    ) -> None:
         self._engine = engine
         self.limits = limits = limits or RpcLimits()
         self._closing = asyncio.Event()  # set once: the server is shutting down
         self._unary = Gate(limits.max_unary_in_flight)
         self.reply_budget = ByteBudget(limits.max_pending_reply_bytes)
         self.intake = Intake(limits)
-        self._ops = Operations(engine, limits.max_coalesce_waiters)
+        self._ops = Operations(engine, limits.max_coalesce_waiters, invalidations)
         self._streams = ExchangeStreams(
             self._ops, limits, self.reply_budget, self.intake, self._closing
         )

@@ -170,6 +170,15 @@ class MemoryTier:
             entry.tag_generations,
         )
 
+    async def peek(self, key: bytes) -> CachedResponse | None:
+        """`get` without side effects (no recency or frequency update, no hit/miss count,
+        no drop of an expired entry), for read-only looks (`sidecar.engine.peek`)."""
+        slot = self._entries.get(key)
+        if slot is None or slot.entry.expires_at_ms <= self._clock.now_ms():
+            return None
+        body = slot.body if slot.body is not None else self._pool.read(slot.digest)
+        return dataclasses.replace(slot.entry, body=body)
+
     async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:
         meta_size = meta_cost(key, entry)
         body: bytes | None = entry.body

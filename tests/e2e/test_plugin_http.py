@@ -17,7 +17,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
+from strata.v1 import cache_pb2 as pb
 
+from kong_plugin.client import SidecarClient
 from kongsim.errors import ConfigError as KongsimConfigError
 from kongsim.testing import KongSim
 from tests.support.sidecar import example_stack, stack_config
@@ -261,6 +263,11 @@ async def test_range_requests_pass_through(stack: Stack, http: aiohttp.ClientSes
 
 async def test_pdk_round_trips_per_request(stack: Stack, http: aiohttp.ClientSession) -> None:
     assert stack.sim is not None
+    # The first store of a route in 60 s also reads the route's and its service's names
+    # for the entry's event tags (kong_plugin.route_facts): at most 2 more, once a minute.
+    await get(http, stack.base_url + "/counter?t=rpcs-warm")
+    first = await stack.sim.last_request()
+    assert first["step_round_trips"] <= 12, first["events"]
     url = stack.base_url + "/counter?t=rpcs"
     await get(http, url)
     miss = await stack.sim.last_request()
@@ -284,6 +291,34 @@ async def test_pdk_round_trips_per_request(stack: Stack, http: aiohttp.ClientSes
         f"PDK round trips: hit {hit['step_round_trips']} (RPCs {hit['rpc_count']}), "
         f"miss {miss['step_round_trips']} (RPCs {miss['rpc_count']})"
     )
+
+
+async def test_stored_entries_carry_the_event_tags(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    """What the sidecar holds for a miss: the tags an event's urls, prefixes and flush
+    reach, next to the plugin's own (path tag with invalidate_on_write, static tags)."""
+    url = stack.base_url + "/products/./7?b=2&t=evtags&a=1"
+    _, h, _, _ = await get(http, url)
+    assert h["x-cache-status"] == "Miss"
+    client = SidecarClient(stack.sidecar.address, timeout_s=5.0)
+    try:
+        found = await asyncio.to_thread(client.lookup, h["x-cache-key"].encode())
+    finally:
+        client.close()
+    assert found.outcome == pb.OUTCOME_HIT
+    tags = set(found.entry.tags)
+    expected = {
+        "url:/products/7?a=1&b=2&t=evtags",
+        "path:/",
+        "path:/products/",
+        "path:/products/7",
+        "route-name:products",
+        "service:catalogue",
+        "catalogue",
+    }
+    assert expected <= tags, tags
+    assert any(t.startswith("uri:") and t.endswith("/products/7") for t in tags), tags
 
 
 async def test_killed_sidecar_gives_no_client_errors() -> None:

@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import statistics
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from sidecar.cluster.kafka_bus import (
     BadEvent,
@@ -28,8 +26,8 @@ from sidecar.cluster.kafka_bus import (
     ensure_topic,
 )
 from tests.integration.servers import HOST, service
+from tests.support.kafka import PrivateTansu
 from tools.services.procs import free_port
-from tools.services.tansu import tansu_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -241,44 +239,9 @@ async def _ignore(_value: bytes, _where: Position) -> None:
 # -- a private broker, stopped and started again -----------------------------------------
 
 
-class PrivateTansu:
-    """A Tansu of this test on a free loopback port (memory storage: a restart loses topics)."""
-
-    def __init__(self, workdir: str) -> None:
-        self.port = free_port()
-        self.bootstrap = f"{HOST}:{self.port}"
-        self._log = open(f"{workdir}/tansu.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        url = f"tcp://{HOST}:{self.port}"
-        argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url",
-                url, "--storage-engine", "memory://tansu/"]  # fmt: skip
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=1)
-                return
-            except Exception:
-                assert time.monotonic() < deadline, "the private broker did not answer"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
 @pytest.fixture
-def tansu(tmp_path) -> Iterator[PrivateTansu]:
-    broker = PrivateTansu(str(tmp_path))
-    try:
-        yield broker
-    finally:
-        broker.stop()
-        broker._log.close()
+def tansu(private_tansu: PrivateTansu) -> PrivateTansu:
+    return private_tansu
 
 
 async def test_events_queued_while_the_broker_is_down_arrive_in_order(

@@ -103,7 +103,10 @@ def _start(run_dir: Path, port: int, opts: Options) -> Record:
         if pg_run(initdb, root, log_path, timeout=120) != 0:
             raise ServiceError(f"postgres: initdb failed\n{log_tail(log_path)}")
     server_opts = (f"-p {port} -c listen_addresses={HOST} -k {shlex.quote(str(sock))} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")  # fmt: skip
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                   # logical decoding, for `strata cdc` (a replication slot per test)
+                   "-c wal_level=logical -c max_replication_slots=20 "
+                   "-c max_wal_senders=20")  # fmt: skip
     pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", str(int(opts.timeout)),
               "-o", server_opts, "start"]  # fmt: skip
     if pg_run(pg_ctl, root, log_path, timeout=opts.timeout + 10) != 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from tools.services.procs import free_port
 from tools.stack.example import REPO, Stack, kong_config
+from tools.stack.nodes import Node, SidecarNodes
 from tools.stack.sidecar import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -24,7 +25,9 @@ __all__ = [
     "REPO",
     "START_TIMEOUT_S",
     "STOP_TIMEOUT_S",
+    "Node",
     "Output",
+    "SidecarNodes",
     "SidecarProcess",
     "SidecarStartError",
     "Stack",

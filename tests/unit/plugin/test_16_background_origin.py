@@ -199,6 +199,10 @@ class FakeKong:
         )
         self.nginx = SimpleNamespace(get_ctx=lambda k: headers if k == "buffered_headers" else None)
         self.service = SimpleNamespace(response=SimpleNamespace(get_raw_body=lambda: body))
+        self.router = SimpleNamespace(  # the names of the entry's event tags
+            get_route=lambda: {"id": "r", "name": "r"},
+            get_service=lambda: {"name": "s", "read_timeout": 60_000},
+        )
         self.log = SimpleNamespace(warn=self.logged.append, err=self.logged.append)
 
 

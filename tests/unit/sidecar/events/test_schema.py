@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from sidecar.events import MAX_DEPTH, MAX_EVENT_BYTES, EventError, Reason, parse
 from sidecar.events import event as ev
+from sidecar.events import extensions as ext
 from sidecar.events.tagging import MAX_TAG_CHARS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[4] / "schema" / "strata.invalidation.v1.schema.json"
@@ -49,6 +50,15 @@ VALID: list[Any] = [
     {"v": 1, "tags": ["t"], "ts": 1.7e12},
     {"v": 1, "tags": ["t"], "future": {"anything": [1, None, "x"]}},
     {"v": 1, "tags": ["t"], "urls2": 5, "": ""},
+    {"v": 1, "keys": ["v1:route-1:GET:/products/42"]},
+    {"v": 1, "keys": ["v1:k\u00e9y with spaces\u0085"]},
+    {"v": 1, "keys": ["k" * ext.MAX_KEY_CHARS]},
+    {"v": 1, "routes": ["v1:route-1:"]},
+    {"v": 1, "routes": ["r" * ext.MAX_ROUTE_CHARS], "soft": True},
+    {"v": 1, "key_prefixes": ["v1:route-1:GET:/products/"]},
+    {"v": 1, "keys": [], "soft": True, "tags": ["t"]},
+    {"v": 1, "key_prefixes": [], "soft": True, "routes": ["r"]},
+    {"v": 1, "keys": ["k"], "soft": False},
 ]
 
 INVALID: list[Any] = [
@@ -110,6 +120,21 @@ INVALID: list[Any] = [
     {"v": 1, "tags": ["t"], "ts": "2026-01-01T00:00:00Z"},
     {"v": 1, "tags": ["t"], "ts": True},
     {"v": 1, "tags": ["t"], "ts": 1e300},
+    {"v": 1, "keys": []},
+    {"v": 1, "keys": "k"},
+    {"v": 1, "keys": [""]},
+    {"v": 1, "keys": [3]},
+    {"v": 1, "keys": ["a\nb"]},
+    {"v": 1, "keys": ["a\u007f"]},
+    {"v": 1, "keys": ["k" * (ext.MAX_KEY_CHARS + 1)]},
+    {"v": 1, "key_prefixes": ["a\u0000"]},
+    {"v": 1, "routes": ["v1:a b:"]},
+    {"v": 1, "routes": ["caf\u00e9"]},
+    {"v": 1, "routes": ["r" * (ext.MAX_ROUTE_CHARS + 1)]},
+    {"v": 1, "routes": [""]},
+    {"v": 1, "keys": ["k"], "soft": True},
+    {"v": 1, "key_prefixes": ["k"], "soft": True},
+    {"v": 1, "tags": ["t"], "key_prefixes": ["k"], "soft": True},
 ]
 
 #: Valid to the schema, refused by `parse`: (raw bytes, reason).
@@ -195,6 +220,9 @@ _GOOD: dict[str, st.SearchStrategy[Any]] = {
     "urls": st.lists(st.sampled_from(["/", "/a?b=1", "/caf\u00e9", "/a?x=%20&y"]), max_size=3),
     "tags": st.lists(st.sampled_from(["t", "products:42", "x" * 256]), max_size=3),
     "prefixes": st.lists(st.sampled_from(["/", "/a", "/a/b/"]), max_size=3),
+    "keys": st.lists(st.sampled_from(["v1:r:GET:/a", "k\u00e9 y"]), max_size=2),
+    "routes": st.lists(st.sampled_from(["v1:r:", "r" * 250]), max_size=2),
+    "key_prefixes": st.lists(st.sampled_from(["v1:", "v1:r:GET:/"]), max_size=2),
     "flush": st.sampled_from(["catalog", "*"]),
     "soft": st.booleans(),
     "id": st.sampled_from(["e1", "i" * 128]),
@@ -233,8 +261,11 @@ def test_random_documents_get_the_same_verdict(validator: Any, doc: dict[str, An
 def test_the_schema_states_the_limits_parse_enforces() -> None:
     props = SCHEMA["properties"]
     defs = SCHEMA["$defs"]
-    for name in ("urls", "tags", "prefixes"):
+    for name in ("urls", "tags", "prefixes", "keys", "routes", "key_prefixes"):
         assert props[name]["maxItems"] == ev.MAX_ITEMS
+    assert props["keys"]["items"] == props["key_prefixes"]["items"] == {"$ref": "#/$defs/key"}
+    assert defs["key"]["maxLength"] == ext.MAX_KEY_CHARS
+    assert defs["route"]["maxLength"] == ext.MAX_ROUTE_CHARS == 256 - len("route:")
     assert defs["url"]["maxLength"] == defs["prefix"]["maxLength"] == ev.MAX_URL_CHARS
     assert defs["tag"]["maxLength"] == MAX_TAG_CHARS
     assert props["flush"]["maxLength"] == ev.MAX_FLUSH_CHARS
@@ -255,3 +286,5 @@ def test_the_schema_uses_the_character_rules_parse_uses() -> None:
     assert defs["url"]["not"]["pattern"] == ev.NOT_URL_TEXT.pattern
     assert defs["prefix"]["not"]["pattern"] == ev.NOT_PREFIX_TEXT.pattern
     assert props["origin"]["not"]["pattern"] == ev.NOT_ORIGIN_TEXT.pattern
+    assert defs["key"]["not"]["pattern"] == ext.NOT_KEY_TEXT.pattern
+    assert defs["route"]["not"]["pattern"] == ext.NOT_ROUTE_TEXT.pattern

@@ -5,6 +5,8 @@ of the bearer token (`admin_token` / `admin_token_file`); and `strata purge`, it
 * `start_admin`: build and start the server from the settings (None when no token is set);
 * `sidecar.admin.server.AdminServer`: the server (limits in `sidecar.admin.http.Limits`);
 * `sidecar.admin.routes`: what each path does; `sidecar.admin.purges`: requests to events;
+* `sidecar.admin.audit`: the audit and refusal log lines (`sidecar.admin.lograte` thins the
+  refusals); `sidecar.admin.listen`: the `admin_listen` address;
 * `sidecar.admin.purge_cli`: ``strata purge``.
 
 Every purge is one invalidation event submitted to this node's `Invalidations`, which
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from sidecar.admin.auth import WEAK_TOKEN_CHARS, load_token
+from sidecar.admin.auth import load_token
 from sidecar.admin.http import Limits
 from sidecar.admin.ports import AdminObserver, Peeker, Submitter
 from sidecar.admin.routes import Routes
@@ -48,12 +50,6 @@ async def start_admin(
             extra={"event.action": "admin_off"},
         )
         return None
-    if len(token) < WEAK_TOKEN_CHARS:
-        log.warning(
-            "the admin token is shorter than %d characters: easy to guess",
-            WEAK_TOKEN_CHARS,
-            extra={"event.action": "admin_weak_token"},
-        )
     server = AdminServer(
         config.admin_listen, token, Routes(submitter, peeker, clock), observer, limits
     )

@@ -2,7 +2,8 @@
 
 The token is ``admin_token`` or the content of ``admin_token_file`` (read once at start,
 surrounding whitespace removed); with neither, the admin API does not run. It must be
-printable ASCII without spaces (what a client can send in ``Authorization: Bearer``).
+printable ASCII without spaces (what a client can send in ``Authorization: Bearer``), of
+`MIN_TOKEN_CHARS` to `MAX_TOKEN_CHARS` characters.
 
 Not guaranteed: the comparison is constant-time in the token's content, not in its length;
 the token is not rotated while the sidecar runs (restart to change it); the transport is
@@ -21,7 +22,7 @@ from sidecar.core.errors import ConfigError
 
 __all__ = [
     "MAX_TOKEN_CHARS",
-    "WEAK_TOKEN_CHARS",
+    "MIN_TOKEN_CHARS",
     "Verdict",
     "check_authorization",
     "check_token",
@@ -33,8 +34,8 @@ __all__ = [
 
 #: Longest token accepted (it travels in one header line).
 MAX_TOKEN_CHARS = 1024
-#: Tokens shorter than this are accepted with a warning at start.
-WEAK_TOKEN_CHARS = 16
+#: Shortest token accepted (a shorter one is easy to guess).
+MIN_TOKEN_CHARS = 16
 _TOKEN_TEXT = re.compile(r"[!-~]+")
 _BEARER = re.compile(r"(?i:bearer) +(\S+) *")
 
@@ -47,6 +48,11 @@ def check_token(token: str) -> None:
         raise ValueError(f"the admin token is longer than {MAX_TOKEN_CHARS} characters")
     if not _TOKEN_TEXT.fullmatch(token):
         raise ValueError("the admin token must be printable ASCII without spaces")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(
+            f"the admin token is {len(token)} characters; at least {MIN_TOKEN_CHARS} are "
+            "required (a short token is easy to guess)"
+        )
 
 
 def check_token_setting(value: str) -> None:
@@ -81,7 +87,8 @@ def check_token_file_setting(value: str) -> None:
 
 def load_token(admin_token: str, admin_token_file: str) -> str | None:
     """The configured token; None when neither setting is given (no admin API).
-    `ConfigError` naming the setting: both given, an unreadable file, an empty token."""
+    `ConfigError` naming the setting: both given, an unreadable file, an empty, short or
+    otherwise unusable token."""
     if admin_token and admin_token_file:
         raise ConfigError("admin_token", "set admin_token or admin_token_file, not both")
     setting = "admin_token" if admin_token else "admin_token_file"

@@ -28,6 +28,7 @@ __all__ = [
     "CONTINUE",
     "HttpError",
     "Limits",
+    "NoRequestError",
     "Request",
     "Response",
     "check_length",
@@ -55,7 +56,9 @@ class Limits:
     read_timeout_s: float = 10.0
     #: Seconds to hand the response to a client that does not read it.
     write_timeout_s: float = 10.0
-    #: Connections served at once; one more is answered 503 at once and closed.
+    #: Connections open at once. A newcomer above it closes the oldest connection whose
+    #: request head has not been read and authenticated yet; when every one has been, the
+    #: newcomer is answered 503 at once and closed.
     max_connections: int = 32
 
     @property
@@ -80,6 +83,11 @@ class HttpError(Exception):
         self.result = result
         self.message = message
         self.headers = headers
+
+
+class NoRequestError(HttpError):
+    """The client closed the connection without sending a byte (a port probe, a TCP health
+    check): answered 400 like any malformed request, but not worth a log line above DEBUG."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +141,11 @@ async def _line(reader: asyncio.StreamReader, what: str, too_long: HttpError) ->
     except asyncio.LimitOverrunError as exc:
         raise too_long from exc
     except asyncio.IncompleteReadError as exc:
-        where = "before the" if what == "request line" and not exc.partial else "within the"
-        raise HttpError(400, "bad_request", f"the connection closed {where} {what}") from exc
+        if what == "request line" and not exc.partial:
+            raise NoRequestError(
+                400, "bad_request", "the connection closed before the request line"
+            ) from exc
+        raise HttpError(400, "bad_request", f"the connection closed within the {what}") from exc
     if not line.endswith(b"\r\n"):
         raise HttpError(400, "bad_request", f"the {what} ends with a bare LF (use CRLF)")
     return line[:-2]

@@ -34,6 +34,12 @@ class Submitted(Protocol):
         outbox refused it)."""
         ...
 
+    @property
+    def duplicate(self) -> bool:
+        """The same event (id and content) was already applied cluster-wide: nothing was
+        purged again."""
+        ...
+
 
 class Submitter(Protocol):
     async def submit(self, event: InvalidationEvent) -> Submitted: ...
@@ -52,6 +58,12 @@ class Peeked(Protocol):
     @property
     def state(self) -> str: ...
 
+    @property
+    def stored_ttl_ms(self) -> int | None:
+        """The entry's stored freshness lifetime when a soft purge cut the one in `entry`;
+        None when `entry` is as stored."""
+        ...
+
 
 class Peeker(Protocol):
     async def peek(self, key: bytes, request_headers: Headers = ()) -> Peeked | None: ...
@@ -61,7 +73,7 @@ class AdminObserver(Protocol):
     def admin_request(self, route: str, result: str) -> None:
         """One request answered: `route` (a closed set: `sidecar.admin.routes.ROUTES` and
         ``none`` before routing) and `result` (ok, not_found, unauthorized, bad_request,
-        too_large, timeout, method_not_allowed, busy, error)."""
+        too_large, timeout, method_not_allowed, busy, evicted, error)."""
         ...
 
 

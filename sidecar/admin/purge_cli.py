@@ -5,11 +5,13 @@
     strata purge --all [--soft]
 
 Items of every kind given go into one event (purged on every node); one line on stdout says
-what happened: ``purged id=<event id> dropped=<entries dropped on that node> queued=<yes|no>``
-(queued: handed to Kafka for the other nodes). The token comes from ``--token-file``, else
-``--token`` (visible to every user in ``ps``: avoid it), else the environment variable
-``STRATA_ADMIN_TOKEN``. Exit codes: 0 purged, 1 failed (refused, unreachable: one line on stderr),
-2 usage error. Proxies from the environment are not used.
+what happened: ``purged id=<event id> dropped=<entries dropped on that node> queued=<yes|no>
+duplicate=<yes|no>`` (queued: handed to Kafka for the other nodes; duplicate: the same event
+id and content was already applied cluster-wide, so nothing was purged again). The token
+comes from ``--token-file``, else ``--token`` (visible to every user in ``ps``: avoid it),
+else the environment variable ``STRATA_ADMIN_TOKEN``. Exit codes: 0 purged, 1 failed
+(refused, unreachable: one line on stderr), 2 usage error. Proxies from the environment are
+not used.
 """
 
 from __future__ import annotations
@@ -175,6 +177,15 @@ def main(argv: Sequence[str]) -> int:
     except (OSError, ValueError) as exc:
         print(f"strata purge: failed: {exc}", file=sys.stderr)
         return 1
-    queued = "yes" if done.get("queued") else "no"
-    print(f"purged id={done.get('id')} dropped={done.get('dropped')} queued={queued}")
+    print(_summary(done))
     return 0
+
+
+def _summary(done: Mapping[str, Any]) -> str:
+    """The output line of a purge the admin API accepted."""
+    queued = "yes" if done.get("queued") else "no"
+    duplicate = "yes" if done.get("duplicate") else "no"
+    return (
+        f"purged id={done.get('id')} dropped={done.get('dropped')} queued={queued} "
+        f"duplicate={duplicate}"
+    )

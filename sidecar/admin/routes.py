@@ -11,7 +11,9 @@
 =======================================  ======================================================
 
 The Kong-style purges keep Kong's status codes (scripts test for 204) and report the event
-in headers (`EVENT_HEADERS`); ``POST /purge`` answers ``{"id", "dropped", "queued"}``.
+in headers (`EVENT_HEADERS`); ``POST /purge`` answers ``{"id", "dropped", "queued",
+"duplicate"}``. `Routes.handle` returns the response with the purge it submitted (if any),
+for the caller's audit log line.
 Keys in paths are percent-encoded (a ``/`` in a key is ``%2F``).
 """
 
@@ -38,11 +40,21 @@ from sidecar.core.clock import Clock
 from sidecar.core.errors import InvalidRequestError
 from sidecar.events import InvalidationEvent
 
-__all__ = ["EVENT_HEADERS", "ROUTES", "Match", "Routes", "describe", "match", "route_of"]
+__all__ = [
+    "EVENT_HEADERS",
+    "ROUTES",
+    "Handled",
+    "Match",
+    "Purged",
+    "Routes",
+    "describe",
+    "match",
+    "route_of",
+]
 
 #: Route labels (metrics); ``none`` is used for requests refused before routing.
 ROUTES = ("proxy_cache", "proxy_cache_key", "purge", "unmatched")
-EVENT_HEADERS = ("Strata-Event-Id", "Strata-Dropped", "Strata-Queued")
+EVENT_HEADERS = ("Strata-Event-Id", "Strata-Dropped", "Strata-Queued", "Strata-Duplicate")
 #: Bodies larger than this are hashed off the event loop.
 _HASH_INLINE_BYTES = 256 * 1024
 
@@ -54,6 +66,22 @@ class Match:
     route: str
     action: str
     key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """A purge submitted for a request: the event as asked and what became of it."""
+
+    event: InvalidationEvent
+    done: Submitted
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """A handler's response, and the purge it submitted (None for a read or a refusal)."""
+
+    response: Response
+    purge: Purged | None = None
 
 
 _ALLOW = {
@@ -104,13 +132,22 @@ def match(method: str, path: str) -> Match:
     return Match(route, action, _key(key) if key else "")
 
 
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
 def _event_headers(done: Submitted) -> tuple[tuple[str, str], ...]:
-    values = (done.id, str(done.dropped), "true" if done.queued else "false")
+    values = (done.id, str(done.dropped), _bool(done.queued), _bool(done.duplicate))
     return tuple(zip(EVENT_HEADERS, values, strict=True))
 
 
 def _event_fields(done: Submitted) -> dict[str, Any]:
-    return {"id": done.id, "dropped": done.dropped, "queued": done.queued}
+    return {
+        "id": done.id,
+        "dropped": done.dropped,
+        "queued": done.queued,
+        "duplicate": done.duplicate,
+    }
 
 
 def _peek_headers(request: Request) -> tuple[tuple[bytes, bytes], ...]:
@@ -134,28 +171,28 @@ class Routes:
         self._peeker = peeker
         self._clock = clock
 
-    async def handle(self, found: Match, request: Request, body: bytes) -> Response:
+    async def handle(self, found: Match, request: Request, body: bytes) -> Handled:
         """The response to a routed request (HttpError 400 for a bad purge)."""
         try:
             if found.action == "peek":
-                return await self._peek(found.key, request)
+                return Handled(await self._peek(found.key, request))
             if found.action == "purge":
                 return await self._purge(request, body)
             soft = soft_flag(query_params(request.query))
             if found.action == "purge_all":
-                done = await self._submit(flush_all_event(soft))
-                return Response(204, headers=_event_headers(done))
+                purged = await self._submit(flush_all_event(soft))
+                return Handled(Response(204, headers=_event_headers(purged.done)), purged)
             return await self._purge_key(found.key, soft)
         except PurgeRequestError as exc:
             raise HttpError(400, "bad_request", exc.message) from None
 
-    async def _submit(self, event: InvalidationEvent) -> Submitted:
+    async def _submit(self, event: InvalidationEvent) -> Purged:
         try:
-            return await self._submitter.submit(event)
+            return Purged(event, await self._submitter.submit(event))
         except InvalidRequestError as exc:  # the engine's own checks (a key too long, ...)
             raise HttpError(400, "bad_request", str(exc)) from None
 
-    async def _purge(self, request: Request, body: bytes) -> Response:
+    async def _purge(self, request: Request, body: bytes) -> Handled:
         params = query_params(request.query)
         if body and params:
             raise PurgeRequestError("give the purge as a JSON body or as a query, not both")
@@ -166,17 +203,18 @@ class Routes:
                 event = event_from_body(body)
         else:
             event = event_from_query(params)
-        done = await self._submit(event)
-        return json_response(200, _event_fields(done))
+        purged = await self._submit(event)
+        return Handled(json_response(200, _event_fields(purged.done)), purged)
 
-    async def _purge_key(self, key: str, soft: bool) -> Response:
+    async def _purge_key(self, key: str, soft: bool) -> Handled:
         event = key_event(key, soft)
         held = await self._peek_one(key, ())
-        done = await self._submit(event)
+        purged = await self._submit(event)
+        done = purged.done
         if held is None and not done.dropped:
             fields = {"message": "not cached on this node (purged on every node all the same)"}
-            return json_response(404, fields | _event_fields(done))
-        return Response(204, headers=_event_headers(done))
+            return Handled(json_response(404, fields | _event_fields(done)), purged)
+        return Handled(Response(204, headers=_event_headers(done)), purged)
 
     async def _peek_one(self, key: str, headers: tuple[tuple[bytes, bytes], ...]) -> Peeked | None:
         try:
@@ -197,8 +235,11 @@ class Routes:
 
 
 def describe(key: str, found: Peeked, body_sha256: str, now_ms: int) -> dict[str, Any]:
-    """The JSON view of a peeked entry: everything but the body (its size and digest)."""
+    """The JSON view of a peeked entry: everything but the body (its size and digest).
+    ``ttl_ms`` is the freshness lifetime a lookup works with (cut at a soft purge);
+    ``stored_ttl_ms`` the one the entry was stored with."""
     entry = found.entry
+    stored_ttl = found.stored_ttl_ms
     return {
         "key": key,
         "tier": found.tier,
@@ -206,6 +247,7 @@ def describe(key: str, found: Peeked, body_sha256: str, now_ms: int) -> dict[str
         "status": entry.status,
         "stored_at_ms": entry.stored_at_ms,
         "ttl_ms": entry.ttl_ms,
+        "stored_ttl_ms": entry.ttl_ms if stored_ttl is None else stored_ttl,
         "age_ms": max(0, now_ms - entry.stored_at_ms),
         "stale_while_revalidate_ms": entry.stale_while_revalidate_ms,
         "stale_if_error_ms": entry.stale_if_error_ms,

@@ -1,19 +1,33 @@
 """The admin API server: asyncio, one request per connection, bearer token required.
 
-For each connection: refused with 503 at once above `Limits.max_connections`; otherwise the
-request head is read under the read deadline, the token checked (401 with
-``WWW-Authenticate: Bearer``, counted and logged with the client address, method and path,
-never the token, and nothing read further or done), the route matched (404, 405), the body
-read (413 above the limit), the handler run, the response written under the write deadline,
-and the connection closed. Every outcome is counted (`AdminObserver.admin_request`).
+For each connection: the request head is read under the read deadline, the token checked
+(401 with ``WWW-Authenticate: Bearer``, counted, nothing read further or done), the route
+matched (404, 405), the body read (413 above the limit), the handler run, the response
+written under the write deadline, and the connection closed. Every outcome is counted
+(`AdminObserver.admin_request`).
+
+Connection slots (`Limits.max_connections`, a total cap): a connection is *unproven* until
+its request head has been read and its token accepted. A newcomer that finds every slot
+taken closes the oldest unproven connection (counted ``evicted``) and takes its place; only
+when every slot holds a proven request is it answered 503 at once. So idle, slow or
+token-less connections cannot lock an operator out: a request that arrives before
+`max_connections` newer connections do is served.
+
+Logs: every successful purge at INFO (``admin_purge``: client address, method, route, event
+id, entries dropped here, queued, soft, duplicate; never the token), reads at DEBUG.
+Refusals (401, 4xx, 408, 503, evictions) at most once per kind every few seconds, with the
+number held back (`sidecar.admin.lograte`); a connection closed before sending anything
+(a port probe) at DEBUG only.
 
 It runs on the sidecar's event loop, beside the gRPC server: the limits bound what a client
 can hold (connections, bytes, time), large bodies are parsed in a worker thread, and no
 exception of a request leaves its connection's task.
 
-Not guaranteed: fairness between clients (a client may use every connection slot for the
-read deadline each); TLS (bind to loopback, or put a TLS proxy in front); that a purge
-whose client went away was not done (a handler that started runs to the end).
+Not guaranteed: service under a flood of new connections (a client that opens connections
+faster than an operator's request arrives can evict it; the operator's client sees the
+connection closed and may retry); fairness between token holders (they may use every slot
+for the read deadline each); TLS (bind to loopback, or put a TLS proxy in front); that a
+purge whose client went away was not done (a handler that started runs to the end).
 """
 
 from __future__ import annotations
@@ -21,15 +35,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 from dataclasses import dataclass
 
+from sidecar.admin.audit import AdminLog
 from sidecar.admin.auth import check_authorization
 from sidecar.admin.http import (
     CONTINUE,
     HttpError,
     Limits,
+    NoRequestError,
     Request,
     Response,
     check_length,
@@ -39,8 +54,9 @@ from sidecar.admin.http import (
     read_body,
     read_head,
 )
+from sidecar.admin.listen import is_loopback, split_host_port
 from sidecar.admin.ports import AdminObserver
-from sidecar.admin.routes import Routes, match, route_of
+from sidecar.admin.routes import Handled, Routes, match, route_of
 
 __all__ = ["AdminServer", "is_loopback", "split_host_port"]
 
@@ -53,24 +69,6 @@ _BIND_RETRY_S = 0.2
 _LINGER_S = 1.0
 
 
-def split_host_port(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port)."""
-    host, _, port = listen.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _peer(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -78,16 +76,22 @@ def _peer(writer: asyncio.StreamWriter) -> str:
     return str(peer or "unknown")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Exchange:
-    """What is known of the request being served, for the count and the log."""
+    """One connection and what is known of its request, for the slots, the count and the
+    log. `proven`: its request head was read and its token accepted (it cannot be evicted
+    any more); `evicted`: closed to make room for a newer connection."""
 
     peer: str
+    writer: asyncio.StreamWriter
+    task: asyncio.Task[None] | None
     route: str = "none"
     method: str = ""
     path: str = ""
     auth_problem: str = ""
     body_read: bool = False
+    proven: bool = False
+    evicted: bool = False
 
 
 class AdminServer:
@@ -107,8 +111,10 @@ class AdminServer:
         self._observer = observer
         self._limits = limits or Limits()
         self._server: asyncio.Server | None = None
-        self._active = 0
+        #: Open connections, oldest first (dicts keep insertion order).
+        self._open: dict[_Exchange, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._log = AdminLog()
         self._retry: asyncio.Task[None] | None = None
         self.address = ""
 
@@ -180,22 +186,63 @@ class AdminServer:
                 await self._server.wait_closed()
             self._server = None
 
+    @property
+    def connections(self) -> int:
+        """Connections holding a slot now."""
+        return len(self._open)
+
+    @property
+    def authenticated(self) -> int:
+        """Connections holding a slot whose request head was read and its token accepted."""
+        return sum(1 for e in self._open if e.proven)
+
+    def _make_room(self, newcomer: _Exchange) -> bool:
+        """A slot for `newcomer`: free, or taken from the oldest unproven connection.
+        False when every slot holds a proven request."""
+        if len(self._open) < self._limits.max_connections:
+            return True
+        victim = next((e for e in self._open if not e.proven), None)
+        if victim is None:
+            return False
+        del self._open[victim]
+        victim.evicted = True
+        victim.writer.transport.abort()
+        if victim.task is not None:
+            victim.task.cancel()
+        self._observer.admin_request(victim.route, "evicted")
+        self._log.refused(
+            "evicted",
+            logging.INFO,
+            "admin connection closed to make room for a newer one (its request had not "
+            "arrived or was refused)",
+            victim,
+            {"strata.admin_newcomer": newcomer.peer},
+        )
+        return True
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        exchange = _Exchange(_peer(writer))
+        exchange = _Exchange(_peer(writer), writer, task)
         try:
-            if self._active >= self._limits.max_connections:
+            if not self._make_room(exchange):
                 self._observer.admin_request("none", "busy")
+                self._log.refused(
+                    "busy", logging.WARNING, "admin connection refused: every slot busy", exchange
+                )
                 busy = json_response(503, {"message": "too many admin connections"})
                 await self._send(writer, Response(503, busy.body, (("Retry-After", "1"),)))
                 return
-            self._active += 1
+            self._open[exchange] = None
             try:
                 await self._serve(reader, writer, exchange)
             finally:
-                self._active -= 1
+                self._open.pop(exchange, None)
+        except asyncio.CancelledError:
+            if not exchange.evicted or task is None:
+                raise
+            task.uncancel()  # evicted (counted and logged by `_make_room`): ends quietly
         except Exception:
             log.exception(
                 "admin connection failed",
@@ -213,8 +260,10 @@ class AdminServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, exchange: _Exchange
     ) -> None:
         try:
-            response = await self._answer(reader, writer, exchange)
+            handled = await self._answer(reader, writer, exchange)
+            response = handled.response
             result = _RESULTS.get(response.status, "error")
+            self._log.served(exchange, handled)
         except HttpError as exc:
             response = json_response(exc.status, {"message": exc.message})
             response = Response(response.status, response.body, exc.headers)
@@ -223,10 +272,7 @@ class AdminServer:
         except TimeoutError:
             response = json_response(408, {"message": "the request was not received in time"})
             result = "timeout"
-            log.info(
-                "admin request too slow",
-                extra={"event.action": "admin_timeout", "client.address": exchange.peer},
-            )
+            self._log.refused("timeout", logging.INFO, "admin request too slow", exchange)
         except Exception:
             log.exception(
                 "admin request failed",
@@ -257,7 +303,7 @@ class AdminServer:
 
     async def _answer(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, exchange: _Exchange
-    ) -> Response:
+    ) -> Handled:
         deadline = asyncio.get_running_loop().time() + self._limits.read_timeout_s
         async with asyncio.timeout_at(deadline):
             request = await read_head(reader, self._limits)
@@ -277,6 +323,7 @@ class AdminServer:
     def _authorize(self, request: Request, exchange: _Exchange) -> None:
         verdict = check_authorization(request.values("authorization"), self._token)
         if verdict.allowed:
+            exchange.proven = True
             return
         exchange.auth_problem = verdict.problem
         challenge = 'Bearer realm="strata-admin"'
@@ -290,20 +337,17 @@ class AdminServer:
         )
 
     def _log_refusal(self, exchange: _Exchange, exc: HttpError) -> None:
-        level = logging.WARNING if exc.result == "unauthorized" else logging.INFO
-        log.log(
-            level,
-            "admin request refused: %s",
-            exc.message if exc.result != "unauthorized" else f"token {exchange.auth_problem}",
-            extra={
-                "event.action": "admin_refused",
-                "event.outcome": "failure",
-                "event.reason": exc.result,
-                "client.address": exchange.peer,
-                "http.request.method": exchange.method,
-                "url.path": exchange.path,
-                "http.response.status_code": exc.status,
-            },
+        if isinstance(exc, NoRequestError):
+            self._log.no_request(exchange.peer)
+            return
+        unauthorized = exc.result == "unauthorized"
+        self._log.refused(
+            exc.result,
+            logging.WARNING if unauthorized else logging.INFO,
+            "admin request refused: "
+            + (f"token {exchange.auth_problem}" if unauthorized else exc.message),
+            exchange,
+            {"http.response.status_code": exc.status},
         )
 
     async def _send(self, writer: asyncio.StreamWriter, response: Response) -> None:

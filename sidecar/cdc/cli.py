@@ -4,7 +4,10 @@ Two sources, one per process:
 
 * the **slot** (default): a logical replication slot (``--slot``, pgoutput) and a
   publication (``--publication``, default the slot's name) on the database ``--dsn``, both
-  created when missing; ``--drop-slot`` drops both and exits;
+  created when missing and marked as the tool's; ``--drop-slot`` drops both and exits
+  (only what the tool created: `sidecar.cdc.slot`). The mapped tables are checked at start
+  (`sidecar.cdc.catalog`): missing tables or columns, and tables without a replica identity
+  for UPDATE/DELETE unless listed in ``--inserts-only``, are refused;
 * **Debezium** (``--debezium-topic T[,T]``): Debezium PostgreSQL change events on Kafka.
 
 Both map table + key to tags (``--tables``, ``--map``, ``--map-file``:
@@ -15,8 +18,10 @@ stdout (``--log-format text`` for people); the DSN's password is never printed. 
 SIGINT stops after the batch in flight.
 
 Exit codes: 0 stopped (signal, ``--once`` done, ``--drop-slot`` done); 1 failed (one line on
-stderr: database unreachable at start, slot unusable, a change that cannot be decoded);
-2 bad configuration (one line naming the option).
+stderr: database unreachable at start, a change that cannot be decoded, with ``--once`` the
+broker unreachable for ``--once-timeout-ms``); 2 bad configuration (one line naming the
+option: also a table, column, slot or publication the database refuses or that is not the
+tool's). Without ``--once`` an unreachable broker is waited for (back-off), never fatal.
 """
 
 from __future__ import annotations
@@ -34,13 +39,15 @@ from pathlib import Path
 from typing import NoReturn
 
 import psycopg
+from confluent_kafka import KafkaException
 
+from sidecar.cdc.catalog import SetupError
 from sidecar.cdc.debezium_consumer import DebeziumConfig, DebeziumRunner
 from sidecar.cdc.mapping import MappingError, TableMap, TableRule, load_map_file, parse_map
 from sidecar.cdc.pgoutput import PgOutputError
-from sidecar.cdc.publish import Publisher, PublisherConfig
+from sidecar.cdc.publish import BrokerUnavailableError, Publisher, PublisherConfig
 from sidecar.cdc.runner import SlotRunner, SlotRunnerConfig
-from sidecar.cdc.slot import SlotError, SlotReader, TableNotFoundError
+from sidecar.cdc.slot import SlotError, SlotReader
 from sidecar.cdc.translate import CdcStats, Translator
 from sidecar.core.redact import RedactingFormatter, Scrubber
 
@@ -68,6 +75,7 @@ class CdcOptions:
     slot: str = "strata_cdc"
     publication: str = ""
     rules: tuple[TableRule, ...] = ()
+    inserts_only: tuple[str, ...] = ()
     kafka_bootstrap: str = ""
     topic: str = "strata.invalidations"
     topic_partitions: int = 1
@@ -79,6 +87,7 @@ class CdcOptions:
     debezium_group: str = "strata-cdc"
     dead_letter_topic: str = ""
     once: bool = False
+    once_timeout_ms: int = 30_000
     log_level: str = "INFO"
     log_format: str = "ecs"
 
@@ -111,17 +120,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="tag templates of a table, e.g. 'products=product:{id},sku:{sku}'; repeatable",
     )
     add("--map-file", help="TOML file of [tables.<name>] with tags, key, truncate_tags")
+    add(
+        "--inserts-only",
+        metavar="TABLE[,TABLE]",
+        help="mapped tables without a replica identity to publish for INSERT and TRUNCATE "
+        "only (their UPDATE/DELETE purge nothing); default: none (such a table is refused)",
+    )
     add("--kafka-bootstrap", help="host:port[,host:port] of the Kafka brokers")
     add("--topic", help="invalidation topic (default strata.invalidations)")
     add("--topic-partitions", help="partitions of the topic when this creates it (default 1)")
     add("--poll-ms", help="wait between slot reads when idle, ms (default 50)")
     add("--batch-changes", help="rows read per slot read, about (default 1000)")
-    add("--retry-ms", help="wait before retrying the broker or the database, ms (default 1000)")
+    add(
+        "--retry-ms",
+        help="wait before retrying the broker or the database, ms (default 1000; the broker's "
+        "doubles after each failure, up to 10 s)",
+    )
     add("--drop-slot", action="store_true", help="drop the slot and the publication, then exit")
     add("--debezium-topic", help="consume Debezium change events from these topics instead")
     add("--debezium-group", help="consumer group of the Debezium topics (default strata-cdc)")
     add("--dead-letter-topic", help="copy skipped Debezium messages there (default: none)")
     add("--once", action="store_true", help="process what is there, then exit")
+    add(
+        "--once-timeout-ms",
+        help="with --once: exit 1 when the broker has not taken the events (or assigned the "
+        "Debezium partitions) within this time, ms (default 30000)",
+    )
     add("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     add("--log-format", help="ecs (JSON lines, default) or text")
     return p
@@ -197,6 +221,11 @@ def options_from(argv: Sequence[str], env: Mapping[str, str]) -> CdcOptions:
     rules = () if drop else _rules(get("tables"), maps, get("map_file"))
     if not drop and not rules:
         raise UsageError("--tables", "no table to watch (give --tables, --map or --map-file)")
+    inserts_only = tuple(t.strip() for t in (get("inserts_only") or "").split(",") if t.strip())
+    mapped = {r.name for r in rules}
+    for name in inserts_only:
+        if not drop and name not in mapped:
+            raise UsageError("--inserts-only", f"{name[:80]!r} is not a mapped table")
     level = (get("log_level") or "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise UsageError("--log-level", f"{level!r} is not DEBUG, INFO, WARNING or ERROR")
@@ -208,6 +237,7 @@ def options_from(argv: Sequence[str], env: Mapping[str, str]) -> CdcOptions:
         slot=slot,
         publication=publication,
         rules=rules,
+        inserts_only=inserts_only,
         kafka_bootstrap=bootstrap,
         topic=topic,
         topic_partitions=_int("--topic-partitions", get("topic_partitions"), 1, 1, 10_000),
@@ -219,6 +249,7 @@ def options_from(argv: Sequence[str], env: Mapping[str, str]) -> CdcOptions:
         debezium_group=get("debezium_group") or "strata-cdc",
         dead_letter_topic=dead,
         once=once,
+        once_timeout_ms=_int("--once-timeout-ms", get("once_timeout_ms"), 30_000, 100, 3_600_000),
         log_level=level,
         log_format=fmt,
     )
@@ -244,35 +275,13 @@ def run(opts: CdcOptions, stop: threading.Event) -> int:
                 extra={"event.action": "cdc-slot-dropped"},
             )
             return 0
-        translator = Translator(TableMap(opts.rules), opts.topic, stats)
-        retry_s = opts.retry_ms / 1000
-        publisher = Publisher(
-            PublisherConfig(
-                opts.kafka_bootstrap, opts.topic, opts.topic_partitions, retry_interval_s=retry_s
-            )
-        )
-        try:
-            if opts.debezium_topics:
-                config = DebeziumConfig(
-                    opts.kafka_bootstrap,
-                    opts.debezium_topics,
-                    group_id=opts.debezium_group,
-                    dead_letter_topic=opts.dead_letter_topic,
-                )
-                DebeziumRunner(config, translator, publisher, stop).run(once=opts.once)
-            else:
-                reader.ensure(opts.rules)
-                runner_config = SlotRunnerConfig(opts.poll_ms / 1000, opts.batch_changes, retry_s)
-                SlotRunner(reader, translator, publisher, runner_config, stop).run(once=opts.once)
-        finally:
-            publisher.close()
-            log.info(
-                f"stopped: {stats}",
-                extra={"event.action": "cdc-stopped", **{f"strata.{k}": v for k, v in
-                                                          dataclasses.asdict(stats).items()}},
-            )  # fmt: skip
-    except TableNotFoundError as exc:
-        return _fail(2, f"--tables: {exc}", scrubber)
+        _serve(opts, stop, reader, stats)
+    except SetupError as exc:
+        return _fail(2, str(exc), scrubber)
+    except BrokerUnavailableError as exc:
+        return _fail(1, f"broker: {exc}", scrubber)
+    except KafkaException as exc:
+        return _fail(1, f"broker {opts.kafka_bootstrap}: {exc}", scrubber)
     except (SlotError, PgOutputError) as exc:
         return _fail(1, f"slot {opts.slot}: {exc}", scrubber)
     except psycopg.Error as exc:
@@ -280,6 +289,44 @@ def run(opts: CdcOptions, stop: threading.Event) -> int:
     finally:
         reader.close()
     return 0
+
+
+def _serve(opts: CdcOptions, stop: threading.Event, reader: SlotReader, stats: CdcStats) -> None:
+    retry_s = opts.retry_ms / 1000
+    give_up_s = opts.once_timeout_ms / 1000 if opts.once else None
+    rules = opts.rules
+    if not opts.debezium_topics:
+        rules = tuple(reader.ensure(opts.rules, opts.inserts_only))
+    translator = Translator(TableMap(rules), opts.topic, stats)
+    publisher = Publisher(
+        PublisherConfig(
+            opts.kafka_bootstrap,
+            opts.topic,
+            opts.topic_partitions,
+            retry_interval_s=retry_s,
+            give_up_s=give_up_s,
+        )
+    )
+    try:
+        if opts.debezium_topics:
+            config = DebeziumConfig(
+                opts.kafka_bootstrap,
+                opts.debezium_topics,
+                group_id=opts.debezium_group,
+                dead_letter_topic=opts.dead_letter_topic,
+                assign_timeout_s=opts.once_timeout_ms / 1000,
+            )
+            DebeziumRunner(config, translator, publisher, stop).run(once=opts.once)
+        else:
+            runner_config = SlotRunnerConfig(opts.poll_ms / 1000, opts.batch_changes, retry_s)
+            SlotRunner(reader, translator, publisher, runner_config, stop).run(once=opts.once)
+    finally:
+        publisher.close()
+        log.info(
+            f"stopped: {stats}",
+            extra={"event.action": "cdc-stopped", **{f"strata.{k}": v for k, v in
+                                                      dataclasses.asdict(stats).items()}},
+        )  # fmt: skip
 
 
 def _install_signals(stop: threading.Event) -> None:

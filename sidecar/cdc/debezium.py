@@ -13,7 +13,9 @@ update that carries it (REPLICA IDENTITY FULL). Debezium sends a key change as a
 the old key and a create of the new one.
 
 A tombstone (null value, which Debezium sends after a delete for log compaction) is
-`None`; anything else that is not an envelope raises `EnvelopeError` with a stable reason.
+`None`; anything else that is not an envelope raises `EnvelopeError` with a stable reason
+-- JSON that is not strict JSON too: ``NaN``, ``Infinity`` and a number out of the float
+range (``1e999``) are ``malformed_json``, never a tag such as ``t:nan``.
 
 Values become text as in `sidecar.cdc.mapping`: strings as is, integers in decimal, a float
 with no fraction as an integer, booleans ``t``/``f``, objects and arrays as compact JSON.
@@ -22,6 +24,7 @@ with no fraction as an integer, booleans ``t``/``f``, objects and arrays as comp
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from sidecar.cdc.changes import Image, Op, RowChange
@@ -61,9 +64,20 @@ def text_of(value: object) -> str | None:
     return json.dumps(value, separators=(",", ":"), sort_keys=False)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:30]} is out of range")
+    return value
+
+
 def _json(raw: bytes, what: str) -> Any:
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EnvelopeError("malformed_json", f"{what} is not JSON: {exc}") from None
 

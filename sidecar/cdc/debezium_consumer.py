@@ -11,7 +11,10 @@ copy is delivered before the offset is committed.
 
 A partition with no committed offset starts at its beginning (Debezium topics are compacted
 or retained: replaying is harmless, skipping is not). ``once``: return after the topics
-were quiet for ``idle_s`` since the group assignment or the last message. Not guaranteed:
+were quiet for ``idle_s`` since the group assignment or the last message, and raise
+`BrokerUnavailableError` when no partition was assigned within ``assign_timeout_s`` (the
+broker unreachable, the topics missing) or a batch was not delivered in time (the
+`Publisher`'s ``give_up_s``); nothing is committed then. Not guaranteed:
 exactly once (a crash between delivery and commit replays the batch: same ids, deduped by
 the sidecars); that a commit lost with the broker is retried (the next one covers it).
 """
@@ -28,7 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from sidecar.cdc.debezium import EnvelopeError, parse_envelope
 from sidecar.cdc.outgoing import debezium_event_base
-from sidecar.cdc.publish import Outgoing, Publisher
+from sidecar.cdc.publish import BrokerUnavailableError, Outgoing, Publisher
 from sidecar.cdc.translate import Translator
 from sidecar.cluster.kafka_logs import CLIENT_LOG
 
@@ -49,6 +52,8 @@ class DebeziumConfig:
     #: Tansu holds a group's first JoinGroup for about half of this (see services.md).
     session_timeout_ms: int = 6000
     fetch_wait_max_ms: int = 10
+    #: With ``once``: give up when no partition is assigned within this many seconds.
+    assign_timeout_s: float = 30.0
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -174,13 +179,22 @@ class DebeziumRunner:
         try:
             consumer.subscribe(list(self._config.topics), on_assign=self._on_assign)
             quiet_since: float | None = None
+            started = time.monotonic()
             while not self._stop.is_set():
                 messages = consumer.consume(self._config.max_batch, self._config.poll_s)
                 if messages:
                     quiet_since = None
                     if not self._batch(consumer, messages):
                         return
-                elif once and self._assigned.is_set():
+                elif once and not self._assigned.is_set():
+                    waited = time.monotonic() - started
+                    if waited >= self._config.assign_timeout_s:
+                        raise BrokerUnavailableError(
+                            f"no partition of {', '.join(self._config.topics)} assigned within "
+                            f"{waited:.0f} s from {self._config.bootstrap} (broker unreachable or "
+                            "topics missing)"
+                        )
+                elif once:
                     now = time.monotonic()
                     quiet_since = quiet_since or now
                     if now - quiet_since >= self._config.idle_s:

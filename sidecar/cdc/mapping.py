@@ -16,8 +16,10 @@
 
   ``{column}`` is the column's text; ``{{`` and ``}}`` are literal braces. A column that is
   NULL makes no tag from that template (not an error). A column that is not in the row image
-  (a DELETE's non-key column without REPLICA IDENTITY FULL, a misspelt name) makes no tag
-  either, and is reported (`Tags.problems`: counted and logged by the caller).
+  (a DELETE's non-key column without REPLICA IDENTITY FULL; on the Debezium path, where no
+  catalog is read, a misspelt name -- the slot path refuses one at start:
+  `sidecar.cdc.catalog`) makes no tag either, and is reported (`Tags.problems`: counted and
+  logged by the caller).
 * **Every image** of the row is rendered (an UPDATE that changed the key: old and new).
 * **TRUNCATE** purges only the table's ``truncate_tags`` (default: the table's name, as
   configured): per-row tags are not purged, since the rows are not known. Stamp list pages

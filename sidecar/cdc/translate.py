@@ -4,7 +4,8 @@ A change to a table that is not mapped is counted (`CdcStats.unknown_table`), lo
 where it was read, and skipped; a tag a template cannot render is counted
 (`CdcStats.tag_problems`) and logged; the rest of the change still purges.
 
-Log lines of one kind are limited to one per 5 s (each says how many it held back).
+Warning lines of one kind (``event.action``) are limited to one per 5 s; each says in its
+text and in ``strata.suppressed`` how many it held back (the counters count them all).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class Translator:
         if held is not None:
             extra = {"event.action": action, "strata.suppressed": held}
             extra.update({f"strata.{k}": v for k, v in fields.items()})
+            if held:
+                text = f"{text} [{held} similar lines held back]"
             log.warning(text, extra=extra)
 
     def knows(self, change: RowChange) -> bool:

@@ -68,6 +68,10 @@ __all__ = [
 log = logging.getLogger("strata.sidecar.kafka")
 
 DEFAULT_TOPIC = "strata.invalidations"
+#: While sends fail, how often the bus checks that its topic still exists.
+TOPIC_CHECK_S = 5.0
+#: Events dropped at close that are logged one by one; the rest are one summary line.
+CLOSE_LOGGED_EVENTS = 10
 _NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
@@ -98,9 +102,12 @@ class KafkaBusConfig:
     send_timeout_s: float = 5.0
     #: Wait between attempts after a failed apply or a failed send.
     retry_interval_s: float = 1.0
-    partition_refresh_s: float = 30.0
+    partition_refresh_s: float = 5.0
     #: Where rejected (BadEvent) messages are copied; empty: nowhere.
     dead_letter_topic: str = ""
+    #: Partitions of the topic to create again when sends keep failing and it is missing (a
+    #: broker that lost its state, a topic deleted by hand); 0: never create it here.
+    topic_partitions: int = 0
     #: Bytes of an event's value shown in a log line (dropped events).
     log_value_bytes: int = 512
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -194,6 +201,7 @@ class KafkaBus:
         self._aborted = asyncio.Event()  # the same, for the sender task
         self._closing = False
         self._dead_lettered = 0
+        self._topic_check_at = 0.0
 
     @property
     def config(self) -> KafkaBusConfig:
@@ -252,11 +260,13 @@ class KafkaBus:
                 self._aborted.set()
                 await sender
         left = self._outbox.discard()
-        for message in left:
+        for message in left[:CLOSE_LOGGED_EVENTS]:
             self._log_dropped(message, "kafka-event-unsent", "closing with the broker unreached")
         if left:
+            shown = min(len(left), CLOSE_LOGGED_EVENTS)
             log.warning(
-                f"{len(left)} invalidation events not sent before close",
+                f"{len(left)} invalidation events not sent before close"
+                + (f" (the first {shown} logged above)" if len(left) > shown else ""),
                 extra={"event.action": "kafka-close-unsent", "strata.count": len(left)},
             )
         stopped = await consumer
@@ -302,6 +312,28 @@ class KafkaBus:
         if self._reject_hook is not None:
             self._reject_hook(value, where, bad)
 
+    async def _recreate_topic(self, now: float) -> None:
+        """While sends fail: create the topic again if the broker no longer has it, at most
+        every `TOPIC_CHECK_S` (a broker that answers but lost the topic never takes the
+        outbox otherwise). Any failure here is only logged: the send is retried anyway."""
+        partitions = self._config.topic_partitions
+        if partitions <= 0 or now < self._topic_check_at:
+            return
+        self._topic_check_at = now + TOPIC_CHECK_S
+        try:
+            created = await asyncio.to_thread(
+                ensure_topic, self._config.bootstrap, self._config.topic, partitions, 5.0
+            )
+        except Exception as exc:  # the broker is away, or refuses: the send loop retries
+            log.debug(f"Kafka topic check failed: {exc}", extra={"event.action": "kafka-topic"})
+            return
+        if created:
+            log.warning(
+                f"Kafka topic {self._config.topic} was missing and has been created again "
+                f"({partitions} partitions)",
+                extra={"event.action": "kafka-topic-recreated"},
+            )
+
     async def _send_loop(self) -> None:
         loop = asyncio.get_running_loop()
         backoff = Backoff(self._config.retry_interval_s)
@@ -324,6 +356,7 @@ class KafkaBus:
             if self._abort.is_set():
                 return
             backoff.failed(loop.time())
+            await self._recreate_topic(loop.time())
             try:
                 await asyncio.wait_for(self._aborted.wait(), backoff.remaining(loop.time()))
                 return

@@ -144,6 +144,7 @@ class EventConsumer:
         self._loss = LossWatch(settings.topic, self._committed, _METADATA_TIMEOUT_S)
         self._log_limit = LogLimit(5.0)  # the consumer thread's log lines
         self._apply_log_limit = LogLimit(5.0)  # the event loop's
+        self._reject_log_limit = LogLimit(5.0)  # rejected events (the metric counts all)
 
     def start(self) -> None:
         """Start the consumer thread (returns at once; a broker that is down is retried)."""
@@ -297,6 +298,7 @@ class EventConsumer:
 
     def _commit(self, consumer: Consumer, where: Position) -> None:
         self._committed[(where.topic, where.partition)] = where.offset + 1
+        self._loss.committed_now(where.partition)
         tp = TopicPartition(where.topic, where.partition, where.offset + 1)
         try:
             consumer.commit(offsets=[tp], asynchronous=True)
@@ -358,17 +360,21 @@ class EventConsumer:
 
     def _rejected(self, value: bytes, where: Position, bad: BadEvent) -> None:
         self.stats.rejected += 1
-        log.warning(
-            f"skipped a bad event at {where.topic}/{where.partition}@{where.offset}: {bad}",
-            extra={
-                "event.action": "kafka-event-rejected",
-                "event.reason": bad.reason,
-                "strata.kafka.topic": where.topic,
-                "strata.kafka.partition": where.partition,
-                "strata.kafka.offset": where.offset,
-                "strata.event_bytes": len(value),
-            },
-        )
+        held = self._reject_log_limit.take(time.monotonic())
+        if held is not None:  # one line per 5 s: the one shown, and how many were not
+            log.warning(
+                f"skipped a bad event at {where.topic}/{where.partition}@{where.offset}: {bad}"
+                + (f" ({held} more skipped since the last line)" if held else ""),
+                extra={
+                    "event.action": "kafka-event-rejected",
+                    "event.reason": bad.reason,
+                    "strata.kafka.topic": where.topic,
+                    "strata.kafka.partition": where.partition,
+                    "strata.kafka.offset": where.offset,
+                    "strata.event_bytes": len(value),
+                    "strata.suppressed": held,
+                },
+            )
         try:
             self._reject(value, where, bad)
         except Exception:

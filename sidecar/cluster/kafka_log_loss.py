@@ -26,6 +26,7 @@ again); events of the new log already read when the loss is noticed are applied 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, MutableMapping
 
@@ -37,6 +38,8 @@ __all__ = ["LOSS_CHECK_S", "LossWatch"]
 
 #: How often an idle consumer asks the broker whether it lost its log.
 LOSS_CHECK_S = 1.0
+#: A partition committed less than this ago is not judged (its commit may be in flight).
+SETTLE_S = 3.0
 
 
 class LossWatch:
@@ -58,8 +61,14 @@ class LossWatch:
         self._every_s = every_s
         self._clock = clock
         self._next_at = 0.0
+        self._committed_at: dict[int, float] = {}  # when this node last sent a commit
         self._highest: dict[int, int] = {}  # the highest log end seen per partition
         self.resets = 0
+
+    def committed_now(self, partition: int) -> None:
+        """The consumer just sent a commit for `partition` (asynchronously): the broker may
+        not know it for a moment, which must not read as a loss."""
+        self._committed_at[partition] = self._clock()
 
     def check(self, consumer: Consumer) -> list[int]:
         """The partitions read again from their beginning now (usually none)."""
@@ -67,7 +76,12 @@ class LossWatch:
         if now < self._next_at:
             return []
         self._next_at = now + self._every_s
-        ours = {p: o for (t, p), o in self._committed.items() if t == self._topic and o > 0}
+        settled = now - SETTLE_S
+        ours = {
+            p: o
+            for (t, p), o in self._committed.items()
+            if t == self._topic and o > 0 and self._committed_at.get(p, -math.inf) <= settled
+        }
         if not ours:
             return []
         try:

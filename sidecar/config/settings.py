@@ -20,7 +20,6 @@ from sidecar.config.kafka_values import (
     check_topic,
 )
 from sidecar.config.values import (
-    check_host_port,
     check_listen,
     check_namespace,
     check_optional_host_port,
@@ -44,6 +43,12 @@ def _check_admin_token(value: str) -> None:
     from sidecar.admin.auth import check_token_setting  # noqa: PLC0415
 
     check_token_setting(value)
+
+
+def _check_admin_listen(value: str) -> None:
+    from sidecar.admin.listen import check_admin_listen  # noqa: PLC0415
+
+    check_admin_listen(value)
 
 
 def _check_admin_token_file(value: str) -> None:
@@ -335,13 +340,14 @@ class SidecarConfig:
     )
     admin_listen: str = setting(
         "127.0.0.1:8790",
-        "HOST:PORT of the admin purge API (strata purge); it runs only when admin_token or "
+        "HOST:PORT (TCP) of the admin purge API (strata purge); it runs only when admin_token or "
         "admin_token_file is set; an address other than loopback is warned about at start",
-        check=check_host_port,
+        check=_check_admin_listen,
     )
     admin_token: str = setting(
         "",
-        "bearer token the admin API requires (printable ASCII, no spaces); prefer "
+        "bearer token the admin API requires (16-1024 printable ASCII characters, no "
+        "spaces; shorter stops start-up); prefer "
         "admin_token_file (an environment variable or flag can be read by other users)",
         check=_check_admin_token,
         secret=True,

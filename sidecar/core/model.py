@@ -91,11 +91,14 @@ class Peeked:
     tier it was read from, the entry as a lookup would answer it (a soft-purged entry with
     its freshness cut at the purge), and its `state`: ``"fresh"``, ``"stale"`` (past its
     freshness lifetime, inside a stale window) or ``"soft_purged"`` (stale because of a
-    soft purge, inside a stale window that started at the purge)."""
+    soft purge, inside a stale window that started at the purge). `stored_ttl_ms`: the
+    freshness lifetime the entry was stored with when a soft purge cut the one in `entry`;
+    None when `entry` is as stored."""
 
     tier: str
     entry: CachedResponse
     state: str
+    stored_ttl_ms: int | None = None
 
 
 class StoreStatus(enum.Enum):

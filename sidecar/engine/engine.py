@@ -244,18 +244,19 @@ class Engine:
 
     # -- invalidation ------------------------------------------------------------------
 
-    async def invalidate_key(self, key: bytes) -> int:
-        """Drop `key` (its variants become unreachable with its marker)."""
+    async def invalidate_key(self, key: bytes, *, local_only: bool = False) -> int:
+        """Drop `key` (its variants become unreachable with its marker); with `local_only`
+        from the `NODE_LOCAL` tiers only (the shared ones were purged by another node)."""
         self._validate("invalidate", lambda: check_key(key, self._limits))
-        return await self._purges.invalidate_key(key)
+        return await self._purges.invalidate_key(key, local_only=local_only)
 
-    async def invalidate_prefix(self, prefix: bytes) -> int:
+    async def invalidate_prefix(self, prefix: bytes, *, local_only: bool = False) -> int:
         """Drop every key starting with `prefix` (variants included) on every tier that
         can (a walk of Redis and PostgreSQL; not Memcached, see `sidecar.engine.purge`;
-        `invalidate_route` is the O(1) purge of a route, on every tier). Returns the
-        entries dropped now on this node."""
+        `invalidate_route` is the O(1) purge of a route, on every tier); with `local_only`
+        on the `NODE_LOCAL` tiers only. Returns the entries dropped now on this node."""
         self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
-        return await self._purges.invalidate_prefix(prefix)
+        return await self._purges.invalidate_prefix(prefix, local_only=local_only)
 
     async def invalidate_route(self, route: str) -> int:
         """Drop every entry stored with `route` (`store(..., route=...)`): one bump of the
@@ -297,6 +298,17 @@ class Engine:
         neither tags nor route (they carry no stamp)."""
         self._validate("invalidate", lambda: check_once(once))
         return await self._purges.purge_all(soft=soft, once=once)
+
+    async def purge_event(
+        self, tags: Sequence[str] | None, *, soft: bool = False, once: str = ""
+    ) -> tuple[int, bool]:
+        """`purge_tags(tags, ...)` (`purge_all` when `tags` is None), and whether it bumped
+        (False: no tags, or `once` was applied already: a duplicate event)."""
+        if tags is None:
+            self._validate("invalidate", lambda: check_once(once))
+            return await self._purges.purge_all_bumped(soft=soft, once=once)
+        self._validate("invalidate", lambda: self._check_purge(tags, once))
+        return await self._purges.purge_tags_bumped(tags, soft=soft, once=once)
 
     def _check_purge(self, tags: Sequence[str], once: str) -> None:
         check_purge_tags(tags, self._limits)

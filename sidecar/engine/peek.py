@@ -38,19 +38,21 @@ async def peek(
         return None
     entry, tier = found
     verdict, since = await purges.judge(entry, observe=False)
-    state = "fresh"
+    state, stored_ttl = "fresh", None
     if verdict is Verdict.PURGED:
         return None
     if verdict is Verdict.SOFT:
         soft = soft_stale(entry, since, now)
         if soft is None:
             return None
-        state, entry = ("soft_purged" if soft is not entry else state), soft
+        if soft is not entry:
+            state, stored_ttl = "soft_purged", entry.ttl_ms
+        entry = soft
     if now >= entry.expires_at_ms:
         return None
     if now - entry.stored_at_ms >= entry.ttl_ms and state == "fresh":
         state = "stale"
-    return Peeked(tier.name, entry, state)
+    return Peeked(tier.name, entry, state, stored_ttl)
 
 
 async def _read(tiers: tuple[Tier, ...], key: bytes) -> tuple[CachedResponse, Tier] | None:

@@ -26,7 +26,9 @@ cost O(1) whatever the number of entries:
   (memory, Redis by SCAN, PostgreSQL by key range: a walk, not O(1)). A tier that cannot
   delete by prefix (Memcached) is NOT reached: its entries expire. A prefix is a key
   prefix, never read as a route (the engine does not parse keys): to purge a route, use
-  `invalidate_route`.
+  `invalidate_route`. With ``local_only`` (an event read from the bus: the node that
+  accepted the purge deleted it from the shared tiers already) key and prefix deletes reach
+  the `NODE_LOCAL` tiers only.
 * `purge_tags(tags, soft=..., once=...)` / `purge_all(...)` are the purges of the contract
   (every tag of a list; the epoch for all). Hard: a bump, then eager deletes of the tags
   (of everything, for `purge_all`) on `EAGER_PURGE` tiers. Soft: a soft bump and no delete
@@ -60,7 +62,7 @@ from sidecar.core.model import CachedResponse, EngineCounters
 from sidecar.core.observer import Observer
 from sidecar.engine.generations import EPOCH, Generations, Verdict, judge
 from sidecar.engine.tier_calls import TierCalls
-from sidecar.tiers.base import EAGER_PURGE, Tier
+from sidecar.tiers.base import EAGER_PURGE, NODE_LOCAL, Tier
 from sidecar.tiers.replaying import ReplayingTier
 
 __all__ = [
@@ -208,11 +210,15 @@ class Purges:
             self._generations.observe(entry.expires_at_ms)
         return judge(entry.tag_generations, await self._generations.generations(entry.tags))
 
-    async def invalidate_key(self, key: bytes) -> int:
-        return await self._invalidate("key", "delete", lambda t: t.delete(key))
+    async def invalidate_key(self, key: bytes, *, local_only: bool = False) -> int:
+        return await self._invalidate(
+            "key", "delete", lambda t: t.delete(key), local_only=local_only
+        )
 
-    async def invalidate_prefix(self, prefix: bytes) -> int:
-        return await self._invalidate("prefix", "delete_prefix", lambda t: t.delete_prefix(prefix))
+    async def invalidate_prefix(self, prefix: bytes, *, local_only: bool = False) -> int:
+        return await self._invalidate(
+            "prefix", "delete_prefix", lambda t: t.delete_prefix(prefix), local_only=local_only
+        )
 
     async def invalidate_route(self, route: str) -> int:
         await self._generations.bump(route_tag(route))
@@ -226,25 +232,36 @@ class Purges:
 
     async def purge_tags(self, tags: Sequence[str], *, soft: bool = False, once: str = "") -> int:
         """See `Engine.purge_tags` (the module doc)."""
+        return (await self.purge_tags_bumped(tags, soft=soft, once=once))[0]
+
+    async def purge_tags_bumped(
+        self, tags: Sequence[str], *, soft: bool = False, once: str = ""
+    ) -> tuple[int, bool]:
+        """`purge_tags`, and whether it bumped (False: no tags, or `once` was applied)."""
         tags = tuple(dict.fromkeys(tags))
         bumped = bool(tags) and await self._generations.purge(tags, soft=soft, once=once)
         if soft or not bumped:
-            return self._counted("soft_tag" if soft else "tag", 0)
+            return self._counted("soft_tag" if soft else "tag", 0), bumped
 
         async def drop(tier: Tier) -> int:
             return sum([await tier.delete_tag(tag) for tag in tags])
 
-        return await self._invalidate("tag", "delete_tag", drop, eager_only=True)
+        return await self._invalidate("tag", "delete_tag", drop, eager_only=True), True
 
     async def purge_all(self, *, soft: bool = False, once: str = "") -> int:
-        """See `Engine.purge_all` (the module doc): the epoch, and a hard one empties the
-        `EAGER_PURGE` tiers."""
+        """See `Engine.purge_all` (the module doc)."""
+        return (await self.purge_all_bumped(soft=soft, once=once))[0]
+
+    async def purge_all_bumped(self, *, soft: bool = False, once: str = "") -> tuple[int, bool]:
+        """`purge_all` (the epoch, and a hard one empties the `EAGER_PURGE` tiers), and
+        whether it bumped (False: `once` was applied already)."""
         bumped = await self._generations.purge((EPOCH,), soft=soft, once=once)
         if soft or not bumped:
-            return self._counted("soft_all" if soft else "all", 0)
-        return await self._invalidate(
+            return self._counted("soft_all" if soft else "all", 0), bumped
+        dropped = await self._invalidate(
             "all", "delete_prefix", lambda t: t.delete_prefix(b""), eager_only=True
         )
+        return dropped, True
 
     async def _invalidate(
         self,
@@ -253,10 +270,13 @@ class Purges:
         drop: Callable[[Tier], Awaitable[int | bool]],
         *,
         eager_only: bool = False,
+        local_only: bool = False,
     ) -> int:
         dropped = 0
         for i, tier in enumerate(self._calls.tiers):
             if eager_only and EAGER_PURGE not in tier.capabilities:
+                continue
+            if local_only and NODE_LOCAL not in tier.capabilities:
                 continue
             dropped += await self._calls.guarded(i, operation, drop)
         return self._counted(kind, dropped)

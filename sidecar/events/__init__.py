@@ -2,7 +2,8 @@
 and the purges an event asks for. Pure: no Kafka, no engine, no I/O.
 
 * `parse` (bytes -> `InvalidationEvent`, or `EventError` with a stable `Reason`),
-  `encode` (canonical bytes), `event_id` (idempotence key): `sidecar.events.event`;
+  `encode` (canonical bytes), `event_id` (idempotence key), `content_digest` (what it
+  purges): `sidecar.events.event`;
 * `plan` (event -> `PurgeTag` / `PurgeAll` / `PurgeRoute` / `PurgeKey` / `PurgeKeyPrefix`
   operations): `sidecar.events.plan`;
 * the extension fields ``keys``, ``routes``, ``key_prefixes``: `sidecar.events.extensions`;
@@ -14,7 +15,7 @@ The JSON Schema ``schema/strata.invalidation.v1.schema.json`` and
 """
 
 from sidecar.events.errors import EventError, Reason
-from sidecar.events.event import InvalidationEvent, encode, event_id, parse
+from sidecar.events.event import InvalidationEvent, content_digest, encode, event_id, parse
 from sidecar.events.json_input import MAX_DEPTH, MAX_EVENT_BYTES
 from sidecar.events.plan import (
     Operation,
@@ -38,6 +39,7 @@ __all__ = [
     "PurgeRoute",
     "PurgeTag",
     "Reason",
+    "content_digest",
     "encode",
     "event_id",
     "parse",

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.events.errors import EventError, Reason
-from sidecar.events.extensions import check_key, check_route
+from sidecar.events.extensions import MAX_KEY_PREFIXES, check_key, check_route
 from sidecar.events.json_input import MAX_EVENT_BYTES, json_type, quote, read_object
 from sidecar.events.tagging import MAX_TAG_CHARS, ROUTE_NAME_TAG
 from sidecar.events.text import check_text as _text
@@ -56,6 +56,7 @@ __all__ = [
     "MAX_URL_CHARS",
     "VERSION",
     "InvalidationEvent",
+    "content_digest",
     "encode",
     "event_id",
     "parse",
@@ -172,6 +173,11 @@ def _check(event: InvalidationEvent) -> None:
                 Reason.TOO_MANY_ITEMS,
                 f"{name} has {len(items)} items, more than the {MAX_ITEMS} allowed",
             )
+        if name == "key_prefixes" and len(items) > MAX_KEY_PREFIXES:
+            raise EventError(
+                Reason.TOO_MANY_ITEMS,
+                f"key_prefixes has {len(items)} items, more than the {MAX_KEY_PREFIXES} allowed",
+            )
         for i, item in enumerate(items):
             _ITEM_CHECKS[name](item, f"{name}[{i}]")
     if event.flush is not None:
@@ -269,14 +275,17 @@ def _ts(fields: dict[str, Any]) -> int | None:
     return value
 
 
-def parse(raw: bytes | bytearray | memoryview | None) -> InvalidationEvent:
-    """The event in `raw` (a message value as read from the topic).
+def parse(
+    raw: bytes | bytearray | memoryview | None, *, yielding: bool = False
+) -> InvalidationEvent:
+    """The event in `raw` (a message value as read from the topic); `yielding`: see
+    `sidecar.events.json_input` (for a worker thread).
 
     Raises `EventError` -- and nothing else -- for anything that is not a valid version-1
     event; the checks run in a fixed order (size, encoding, JSON, object, version, each
     field in turn, something to purge), so the first problem is the one reported.
     """
-    fields = read_object(raw)
+    fields = read_object(raw, yielding=yielding)
     _version(fields)
     urls = _strings(fields, "urls")
     tags = _strings(fields, "tags")
@@ -351,3 +360,14 @@ def event_id(event: InvalidationEvent) -> str:
     if event.id is not None:
         return event.id
     return "sha256:" + hashlib.sha256(_dump(event)).hexdigest()
+
+
+def content_digest(event: InvalidationEvent) -> str:
+    """32 hex digits of the SHA-256 of what `event` purges: its canonical form without
+    ``id``, ``origin`` and ``ts``. Part of the once-key with the id, so that an id reused
+    for another purge (or guessed ahead of time) never suppresses that purge."""
+    fields = _canonical(event)
+    for name in ("id", "origin", "ts"):
+        fields.pop(name, None)
+    data = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:32]

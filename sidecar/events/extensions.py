@@ -9,8 +9,15 @@ the admin API) travel as an event, so that it reaches every node:
 * ``routes``: route key prefixes, as ``InvalidateRequest.route`` and ``StoreRequest.route``
   carry them (``v1:<route id>:``); each one purges the route's tag (``route:<route>``),
   which every entry stored with that route carries.
-* ``key_prefixes``: cache-key prefixes; every key starting with one is dropped on the tiers
-  that can walk keys (memory, Redis, PostgreSQL; not Memcached, whose entries expire).
+* ``key_prefixes``: cache-key prefixes (at most `MAX_KEY_PREFIXES`); every key starting
+  with one is dropped on the tiers that can walk keys (memory, Redis, PostgreSQL; not
+  Memcached, whose entries expire).
+
+Where keys and key prefixes are deleted: the sidecar that accepts the purge (``Invalidate``,
+the admin API) deletes them from every tier, shared ones included; a sidecar that READS the
+event from the topic deletes them from its own memory tier only. So an event with ``keys``
+or ``key_prefixes`` published by anyone else reaches every node's memory but not Redis,
+Memcached or PostgreSQL: send such purges through a sidecar's admin API.
 
 ``soft`` (mark stale) applies to ``routes`` like to tags, but a key purge removes the
 entry: an event with ``soft`` and any ``keys`` or ``key_prefixes`` is refused
@@ -29,6 +36,7 @@ from sidecar.events.text import check_text
 
 __all__ = [
     "MAX_KEY_CHARS",
+    "MAX_KEY_PREFIXES",
     "MAX_ROUTE_CHARS",
     "NOT_KEY_TEXT",
     "NOT_ROUTE_TEXT",
@@ -39,6 +47,8 @@ __all__ = [
 
 #: Characters in a key or a key prefix (the largest ``max_key_bytes`` a sidecar accepts).
 MAX_KEY_CHARS = 64 * 1024
+#: Items in ``key_prefixes`` (each one is a walk of a node's memory tier's keys).
+MAX_KEY_PREFIXES = 16
 #: Length of the prefix the engine puts before a route to make its tag (``route:``).
 ROUTE_TAG_CHARS = len("route:")
 #: Characters in a route (``route:<route>`` must make a tag of at most 256 characters).

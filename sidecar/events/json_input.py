@@ -10,13 +10,21 @@ characters in strings, no trailing data, no key twice in one object, nesting at 
 Not guaranteed: strings may still hold escaped NUL, control characters or lone surrogates
 (``"\\u0000"``, ``"\\ud800"``); the field checks refuse those where they matter. Numbers
 are Python's: a float out of range is infinity, an integer of more than 4300 digits is
-refused. Time is bounded by the size, not constant: the slowest 1 MiB shape measured
-(hundreds of thousands of empty arrays) takes 0.1-0.2 s.
+refused. At most `MAX_CONTAINERS` arrays and objects in all (checked before decoding, so a
+text of a malformed JSON with many brackets may be refused for that first). Time is
+bounded by the size, not constant: the slowest 1 MiB shape measured
+(hundreds of thousands of empty arrays) takes 0.1-0.2 s. ``yielding=True`` decodes with
+the standard library's pure-Python scanner (same rules, same errors, about 2-4 times
+slower): in a worker thread it lets other threads (the event loop) run every switch
+interval, where the C decoder holds the interpreter for the whole text.
 """
 
 from __future__ import annotations
 
 import json
+import json.decoder
+import json.scanner
+import re
 from typing import Any, NoReturn
 
 from sidecar.events.errors import EventError, Reason
@@ -28,7 +36,13 @@ MAX_EVENT_BYTES = 1024 * 1024
 #: The deepest nesting of arrays and objects accepted (the event object itself is 1).
 MAX_DEPTH = 32
 
+#: Arrays and objects in one event, in all (an event of its own needs at most 7; more is a
+#: flood of allocations that would stall the process for a collection of its whole heap).
+MAX_CONTAINERS = 10_000
+
 _BOM = b"\xef\xbb\xbf"
+#: A JSON string, or one bracket outside strings.
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 class _DuplicateKeyError(Exception):
@@ -81,8 +95,45 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def read_object(raw: bytes | bytearray | memoryview | None) -> dict[str, Any]:
-    """The JSON object in `raw` (see the module docstring for what is refused)."""
+def _check_containers(text: str) -> None:
+    """Refuse more than `MAX_CONTAINERS` arrays and objects, or nesting deeper than
+    `MAX_DEPTH`, without decoding: a scan of the brackets outside strings (a pure-Python
+    loop, so a thread running it lets the others run). Only when a plain count of the
+    brackets, strings included, exceeds the bound."""
+    if text.count("[") + text.count("{") <= MAX_CONTAINERS:
+        return
+    depth = count = 0
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            count += 1
+            if depth > MAX_DEPTH:
+                raise EventError(
+                    Reason.TOO_DEEP, f"arrays and objects nest deeper than {MAX_DEPTH} levels"
+                )
+            if count > MAX_CONTAINERS:
+                raise EventError(
+                    Reason.TOO_MANY_ITEMS,
+                    f"the event has more than {MAX_CONTAINERS} arrays and objects in all",
+                )
+        elif token in "]}":
+            depth -= 1
+
+
+def _decoder(yielding: bool) -> json.JSONDecoder:
+    decoder = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
+    if yielding:  # one per call: the pure-Python scanner keeps state in the decoder
+        decoder.parse_string = json.decoder.py_scanstring  # type: ignore[attr-defined]
+        decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    return decoder
+
+
+def read_object(
+    raw: bytes | bytearray | memoryview | None, *, yielding: bool = False
+) -> dict[str, Any]:
+    """The JSON object in `raw` (see the module docstring for what is refused, and for
+    `yielding`)."""
     if raw is None:
         raise EventError(Reason.MALFORMED_JSON, "the message has no value (a tombstone)")
     if len(raw) > MAX_EVENT_BYTES:
@@ -107,8 +158,9 @@ def read_object(raw: bytes | bytearray | memoryview | None) -> dict[str, Any]:
         )
     if not text.strip():
         raise EventError(Reason.MALFORMED_JSON, "the event is empty")
+    _check_containers(text)
     try:
-        value = json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
+        value = _decoder(yielding).decode(text)
     except _DuplicateKeyError as exc:
         raise EventError(
             Reason.DUPLICATE_KEY, f"the key {quote(exc.key)} appears twice in one object"

@@ -6,7 +6,11 @@ each shared generation at most once per id cluster-wide, so an event must never 
 over two calls with one id (the second would do nothing). ``flush: "*"`` is one
 `purge_all`. Keys and key prefixes are deletes (`invalidate_key`, `invalidate_prefix`):
 idempotent by nature, with no `once` (deleting twice costs an entry stored in between one
-extra miss).
+extra miss). With ``local_only`` (an event read from the bus) they reach this node's
+`NODE_LOCAL` tier only: the node that accepted the purge deleted them from the shared tiers
+once, and walking Redis and PostgreSQL again on every node would repeat that work N times
+while later events wait. Between two prefix deletes the loop is yielded to (each one walks
+the memory tier's keys: O(entries) per prefix, at most `MAX_KEY_PREFIXES` per event).
 
 Not guaranteed: atomicity. Operations run in order; if one fails, those before it stay
 applied (each is idempotent, so the caller retries the whole event).
@@ -14,6 +18,8 @@ applied (each is idempotent, so the caller retries the whole event).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -22,7 +28,7 @@ from sidecar.core.limits import Limits, check_key, check_tag
 from sidecar.engine.purge import check_route_name, route_tag
 from sidecar.events import Operation, PurgeAll, PurgeKey, PurgeKeyPrefix, PurgeRoute, PurgeTag
 
-__all__ = ["PurgeEngine", "Refused", "apply_plan", "check_plan", "usable"]
+__all__ = ["Applied", "PurgeEngine", "Refused", "apply_plan", "check_plan", "usable"]
 
 
 class PurgeEngine(Protocol):
@@ -31,15 +37,23 @@ class PurgeEngine(Protocol):
     @property
     def limits(self) -> Limits: ...
 
-    async def purge_tags(
-        self, tags: Sequence[str], *, soft: bool = False, once: str = ""
-    ) -> int: ...
+    async def purge_event(
+        self, tags: Sequence[str] | None, *, soft: bool = False, once: str = ""
+    ) -> tuple[int, bool]: ...
 
-    async def purge_all(self, *, soft: bool = False, once: str = "") -> int: ...
+    async def invalidate_key(self, key: bytes, *, local_only: bool = False) -> int: ...
 
-    async def invalidate_key(self, key: bytes) -> int: ...
+    async def invalidate_prefix(self, prefix: bytes, *, local_only: bool = False) -> int: ...
 
-    async def invalidate_prefix(self, prefix: bytes) -> int: ...
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    """What `apply_plan` did: entries dropped now on this node, and whether the event's tag
+    purge was a duplicate (its `once` was applied already, so nothing was bumped; False
+    for an event without tags, whose deletes are always made)."""
+
+    dropped: int
+    duplicate: bool
 
 
 #: Told of an operation the engine refused (its cause, e.g. ``keys[2]``, and the error).
@@ -96,20 +110,30 @@ def usable(operations: Sequence[Operation], limits: Limits, refused: Refused) ->
     return kept
 
 
-async def apply_plan(engine: PurgeEngine, operations: Sequence[Operation], once: str) -> int:
-    """Apply `operations` (one event's plan) with `once` as the event's idempotence id;
-    the entries dropped now on this node. Raises what the engine raises (check the plan
-    first: `check_plan`, `usable`)."""
+async def apply_plan(
+    engine: PurgeEngine, operations: Sequence[Operation], once: str, *, local_only: bool = False
+) -> Applied:
+    """Apply `operations` (one event's plan) with `once` as the event's idempotence id
+    (`local_only`: key deletes on this node's memory only, see the module doc). Raises what
+    the engine raises (check the plan first: `check_plan`, `usable`)."""
     for op in operations:
         if isinstance(op, PurgeAll):
-            return await engine.purge_all(soft=op.soft, once=once)
+            dropped, bumped = await engine.purge_event(None, soft=op.soft, once=once)
+            return Applied(dropped, not bumped)
     dropped = 0
+    duplicate = False
     tags, soft = _tags(operations)
     if tags:
-        dropped += await engine.purge_tags(tags, soft=soft, once=once)
+        dropped, bumped = await engine.purge_event(tags, soft=soft, once=once)
+        duplicate = not bumped
+    walked = False
     for op in operations:
         if isinstance(op, PurgeKey):
-            dropped += await engine.invalidate_key(op.key.encode("utf-8"))
+            dropped += await engine.invalidate_key(op.key.encode("utf-8"), local_only=local_only)
         elif isinstance(op, PurgeKeyPrefix):
-            dropped += await engine.invalidate_prefix(op.prefix.encode("utf-8"))
-    return dropped
+            if walked:
+                await asyncio.sleep(0)  # one walk of the keys at a time on the loop
+            walked = True
+            prefix = op.prefix.encode("utf-8")
+            dropped += await engine.invalidate_prefix(prefix, local_only=local_only)
+    return Applied(dropped, duplicate)

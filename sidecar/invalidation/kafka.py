@@ -48,6 +48,7 @@ def bus_config(config: SidecarConfig, hostname: str | None = None) -> KafkaBusCo
             fetch_wait_max_ms=config.kafka_fetch_wait_ms,
             outbox_max_events=config.kafka_outbox_max_events,
             dead_letter_topic=config.kafka_dead_letter_topic,
+            topic_partitions=config.kafka_topic_partitions,
         )
     except ValueError as exc:
         raise ConfigError("kafka", str(exc)) from exc

@@ -12,9 +12,18 @@
   event whose id was applied here recently (this node's own events coming back, and
   redeliveries), else apply with ``once=<id>``.
 
-The idempotence id of a received event is its ``id``; without one, the digest of its
-canonical form plus its position (``sha256:...@topic/partition/offset``): a redelivery of
+The idempotence id (``once``) of an event with an ``id`` is that id plus the digest of
+what it purges (``<id>#<32 hex digits>``, `sidecar.events.content_digest`): an id reused
+for ANOTHER purge is applied, and an id guessed ahead of time (``dbz:<topic>:<p>:<offset>``)
+cannot suppress a different future purge; the same id with the same purge within the
+claim window is a duplicate (`Submitted.duplicate`). Without an ``id``: the digest of the
+canonical form plus the position (``sha256:...@topic/partition/offset``): a redelivery of
 that message is recognised, two equal purges sent a moment apart are not merged.
+
+Keys and key prefixes of a RECEIVED event are deleted from this node's memory tier only
+(`sidecar.invalidation.apply`): the node that accepted the purge deleted them from the
+shared tiers. A message larger than `PARSE_INLINE_BYTES` is parsed in a worker thread with
+the yielding decoder, so that no event stalls the loop for the length of its parse.
 
 Not guaranteed: that an event is applied only once on this node. The record of applied ids
 is bounded (`sidecar.engine.recent_ids.RecentIds`) and lives in this process: after a
@@ -26,6 +35,7 @@ are dropped once more) and key deletes.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
@@ -35,7 +45,15 @@ from sidecar.core.clock import Clock
 from sidecar.core.errors import InvalidRequestError
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.engine.recent_ids import MAX_RECENT_IDS, RecentIds
-from sidecar.events import EventError, InvalidationEvent, encode, event_id, parse, plan
+from sidecar.events import (
+    EventError,
+    InvalidationEvent,
+    content_digest,
+    encode,
+    event_id,
+    parse,
+    plan,
+)
 from sidecar.invalidation.apply import PurgeEngine, apply_plan, check_plan, usable
 
 if TYPE_CHECKING:
@@ -48,6 +66,8 @@ log = logging.getLogger("strata.sidecar.invalidation")
 #: Sources of an applied event (metric labels): submitted here, this node's own event read
 #: from the topic, anyone else's.
 LOCAL, OWN, REMOTE = "local", "own", "remote"
+#: Messages larger than this are parsed in a worker thread (see the module doc).
+PARSE_INLINE_BYTES = 64 * 1024
 #: The reason counted for an item of a received event that this node's limits refuse.
 ENGINE_REFUSED = "engine_refused"
 
@@ -72,12 +92,26 @@ NOWHERE: Publisher = _Nowhere()
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Submitted:
-    """What `submit` did: the event's id, the entries dropped now on this node, and whether
-    the event was queued for publishing (False without Kafka, or refused by the outbox)."""
+    """What `submit` did: the event's id, the entries dropped now on this node, whether
+    the event was queued for publishing (False without Kafka, or refused by the outbox),
+    and whether it was a `duplicate`: the same id with the same purge was applied already
+    within the claim window (cluster-wide with Redis generations), so its tag purge bumped
+    nothing now. Key deletes are made again either way (they are idempotent)."""
 
     id: str
     dropped: int
     queued: bool
+    duplicate: bool = False
+
+
+def once_key(event: InvalidationEvent) -> str | None:
+    """The idempotence key of an event with an ``id``: ``<id>#<content digest>``."""
+    return None if event.id is None else f"{event.id}#{content_digest(event)}"
+
+
+def _read(value: bytes) -> tuple[InvalidationEvent, str | None]:
+    event = parse(value, yielding=len(value) > PARSE_INLINE_BYTES)
+    return event, once_key(event)
 
 
 class Invalidations:
@@ -126,8 +160,10 @@ class Invalidations:
             value = encode(event)
         except EventError as exc:
             raise InvalidRequestError("event", exc.message, exc.reason.value) from exc
-        dropped = await apply_plan(self._engine, operations, event.id)
-        self._recent.add(event.id)
+        once = once_key(event)
+        assert once is not None
+        applied = await apply_plan(self._engine, operations, once)
+        self._recent.add(once)
         self._observer.event_applied(LOCAL, None)
         queued = self._publisher.publish(self._node_id.encode(), value)
         log.debug(
@@ -135,11 +171,12 @@ class Invalidations:
             extra={
                 "event.action": "invalidation-submitted",
                 "strata.event_id": event.id,
-                "strata.dropped": dropped,
+                "strata.dropped": applied.dropped,
                 "strata.queued": queued,
+                "strata.duplicate": applied.duplicate,
             },
         )
-        return Submitted(event.id, dropped, queued)
+        return Submitted(event.id, applied.dropped, queued, applied.duplicate)
 
     async def receive(self, value: bytes, where: Position) -> None:
         """Apply one message read from the topic (the bus's ``apply``). Raises `BadEvent`
@@ -149,13 +186,16 @@ class Invalidations:
         from sidecar.cluster.kafka_consumer import BadEvent  # noqa: PLC0415
 
         try:
-            event = parse(value)
+            if len(value) > PARSE_INLINE_BYTES:
+                event, given = await asyncio.to_thread(_read, value)
+            else:
+                event, given = _read(value)
         except EventError as exc:
             self._observer.event_rejected(exc.reason.value)
             raise BadEvent(exc.reason.value, str(exc)) from exc
         source = OWN if event.origin == self._node_id else REMOTE
         self._observer.event_received(source)
-        once = event.id or f"{event_id(event)}@{where.topic}/{where.partition}/{where.offset}"
+        once = given or f"{event_id(event)}@{where.topic}/{where.partition}/{where.offset}"
         if once in self._recent:
             self._observer.event_replay_skipped(source)
             return
@@ -165,7 +205,7 @@ class Invalidations:
 
         operations = usable(plan(event), self._engine.limits, refused)
         try:
-            dropped = await apply_plan(self._engine, operations, once)
+            applied = await apply_plan(self._engine, operations, once, local_only=True)
         except InvalidRequestError as exc:
             self._refused(event, where, exc.field, exc)
             raise BadEvent(ENGINE_REFUSED, str(exc)) from exc
@@ -178,7 +218,7 @@ class Invalidations:
                 "event.action": "invalidation-applied",
                 "strata.event_id": once,
                 "strata.origin": event.origin or "",
-                "strata.dropped": dropped,
+                "strata.dropped": applied.dropped,
                 "strata.kafka.topic": where.topic,
                 "strata.kafka.partition": where.partition,
                 "strata.kafka.offset": where.offset,

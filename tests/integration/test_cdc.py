@@ -83,6 +83,7 @@ class Db:
                 except psycopg.errors.ObjectInUse:
                     time.sleep(0.1)
         self.conn.execute(f"DROP PUBLICATION IF EXISTS {self.slot}")
+        self.conn.execute(f"DROP PUBLICATION IF EXISTS {self.slot}_ins")
         self.conn.execute(f"DROP SCHEMA IF EXISTS {self.name} CASCADE")
         self.conn.close()
 
@@ -454,3 +455,109 @@ def test_update_to_event_latency(
     with capsys.disabled():
         print(f"\nUPDATE -> event on the topic: p50 {p50:.1f} ms, p99 {p99:.1f} ms (50 updates)")
     assert p50 < 2000
+
+
+def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("strata cdc: "), err
+    return err
+
+
+def test_a_table_without_replica_identity_is_refused_unless_inserts_only(
+    db: Db, bootstrap: str, readers: list[TopicReader], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db.sql("CREATE TABLE @.logs (a int, msg text)")  # no primary key, REPLICA IDENTITY DEFAULT
+    db.sql("INSERT INTO @.logs VALUES (1, 'x')")
+    topic = new_topic(bootstrap, "noident")
+    rules = (parse_map(f"{db.name}.logs=log:{{a}}"),)
+    opts = options(db, bootstrap, topic, rules=rules)
+    assert once(opts) == 2
+    err = _err_line(capsys)
+    assert f"table {db.name}.logs has no replica identity" in err and "--inserts-only" in err
+    assert db.sql("SELECT 1 FROM pg_publication WHERE pubname = %s", db.slot) == []
+    assert db.slot_lsn() is None
+    db.sql("UPDATE @.logs SET msg = 'y' WHERE a = 1")  # the application is not broken
+
+    assert once(options(db, bootstrap, topic, rules=rules, inserts_only=(rules[0].name,))) == 0
+    db.sql("INSERT INTO @.logs VALUES (2, 'z')")
+    db.sql("UPDATE @.logs SET msg = 'w' WHERE a = 2")  # still allowed: only inserts published
+    db.sql("DELETE FROM @.logs WHERE a = 1")
+    db.sql("TRUNCATE @.logs")
+    reader = TopicReader(bootstrap, topic)
+    readers.append(reader)
+    assert once(options(db, bootstrap, topic, rules=rules, inserts_only=(rules[0].name,))) == 0
+    assert [e["tags"] for e in reader.read(2)] == [["log:2"], [f"{db.name}.logs"]]
+    reader.quiet(0.3)
+
+    db.sql("ALTER TABLE @.products REPLICA IDENTITY NOTHING")  # a key, but no identity
+    assert once(options(db, bootstrap, topic)) == 2
+    assert "REPLICA IDENTITY NOTHING" in _err_line(capsys)
+
+
+def test_a_template_column_the_table_lacks_is_refused_at_start(
+    db: Db, bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = (parse_map(f"{db.name}.products=p:{{nosuchcol}}"),)
+    assert once(options(db, bootstrap, "unused", rules=rules)) == 2
+    err = _err_line(capsys)
+    assert f"table {db.name}.products has no column 'nosuchcol'" in err
+    assert db.slot_lsn() is None
+
+
+def test_publications_and_slots_not_made_by_the_tool_are_left_alone(
+    db: Db, bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = new_topic(bootstrap, "owner")
+    db.sql(f"CREATE PUBLICATION {db.slot} FOR TABLE @.products")  # the application's own
+    assert once(options(db, bootstrap, topic)) == 2
+    assert "was not created by strata cdc" in _err_line(capsys)
+    drop = CdcOptions(dsn=db.dsn, slot=db.slot, drop_slot=True)
+    assert run(drop, threading.Event()) == 2
+    assert "--publication" in _err_line(capsys)
+    assert db.sql("SELECT 1 FROM pg_publication WHERE pubname = %s", db.slot) == [(1,)]
+    db.sql(f"DROP PUBLICATION {db.slot}")
+
+    db.sql("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", db.slot)  # foreign
+    assert once(options(db, bootstrap, topic)) == 2
+    assert f"slot {db.slot} is not one strata cdc created" in _err_line(capsys)
+    assert run(drop, threading.Event()) == 2
+    assert "not dropped" in _err_line(capsys)
+    assert db.slot_lsn() is not None
+    assert db.sql("SELECT 1 FROM pg_publication WHERE pubname = %s", db.slot) == []
+    db.sql("SELECT pg_drop_replication_slot(%s)", db.slot)
+
+    assert once(options(db, bootstrap, topic)) == 0  # its own: made, marked, then dropped
+    [(comment,)] = db.sql(
+        "SELECT obj_description(oid, 'pg_publication') FROM pg_publication WHERE pubname = %s",
+        db.slot,
+    )
+    assert comment == f"strata cdc {db.slot}"
+    assert once(options(db, bootstrap, topic)) == 0  # and used again
+    assert run(drop, threading.Event()) == 0
+    assert db.slot_lsn() is None
+    assert db.sql("SELECT 1 FROM pg_publication WHERE pubname = %s", db.slot) == []
+
+
+def test_once_with_the_broker_unreachable_exits_1_with_one_line(db: Db) -> None:
+    from tools.services.procs import free_port  # noqa: PLC0415
+
+    nowhere = f"127.0.0.1:{free_port()}"
+    opts = options(db, nowhere, "strata.test.never")
+    assert once(CdcOptions(**{**_fields(opts), "kafka_bootstrap": service(
+        "STRATA_TEST_KAFKA_BOOTSTRAP")})) == 0  # slot made, nothing to send  # fmt: skip
+    held = db.slot_lsn()
+    db.sql("UPDATE @.products SET price = 3 WHERE id = 3")
+    argv = [sys.executable, "-c", "import sys; from sidecar.cdc.cli import main; "
+            "sys.exit(main(sys.argv[1:]))", "--dsn", db.dsn, "--slot", db.slot,
+            "--map", f"{db.name}.products=products:{{id}}", "--kafka-bootstrap", nowhere,
+            "--topic", "strata.test.never", "--once", "--once-timeout-ms", "500",
+            "--retry-ms", "100"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=80, check=False)
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.decode()
+    assert err.count("\n") == 1 and err.startswith("strata cdc: broker: "), err
+    assert "Traceback" not in err
+    assert time.monotonic() - started < 60
+    assert db.slot_lsn() == held  # the change is read again next time

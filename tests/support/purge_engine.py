@@ -28,11 +28,27 @@ class FakePurgeEngine:
     def limits(self) -> Limits:
         return self._limits
 
-    def _once(self, once: str) -> None:
+    def _once(self, once: str) -> bool:
+        """Whether `once` is new (a bump would be made)."""
         if once and once in self.shared_once:
             self.skipped_shared.append(once)
-        elif once:
+            return False
+        if once:
             self.shared_once.add(once)
+        return True
+
+    async def purge_event(
+        self, tags: Sequence[str] | None, *, soft: bool = False, once: str = ""
+    ) -> tuple[int, bool]:
+        if tags is None:
+            bumped = self._once(once)
+            self.calls.append(("purge_all", soft, once))
+            return self.dropped, bumped
+        for tag in tags:
+            check_tag(tag, self._limits)
+        bumped = bool(tags) and self._once(once)
+        self.calls.append(("purge_tags", tuple(tags), soft, once))
+        return self.dropped, bumped
 
     async def purge_tags(self, tags: Sequence[str], *, soft: bool = False, once: str = "") -> int:
         for tag in tags:
@@ -46,12 +62,12 @@ class FakePurgeEngine:
         self.calls.append(("purge_all", soft, once))
         return self.dropped
 
-    async def invalidate_key(self, key: bytes) -> int:
+    async def invalidate_key(self, key: bytes, *, local_only: bool = False) -> int:
         check_key(key, self._limits)
-        self.calls.append(("invalidate_key", key))
+        self.calls.append(("invalidate_key", key) + (("local",) if local_only else ()))
         return self.dropped
 
-    async def invalidate_prefix(self, prefix: bytes) -> int:
+    async def invalidate_prefix(self, prefix: bytes, *, local_only: bool = False) -> int:
         check_key(prefix, self._limits, "prefix")
-        self.calls.append(("invalidate_prefix", prefix))
+        self.calls.append(("invalidate_prefix", prefix) + (("local",) if local_only else ()))
         return self.dropped

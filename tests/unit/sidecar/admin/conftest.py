@@ -4,6 +4,7 @@ and a raw-socket client to send it exact bytes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ class FakeSubmitted:
     id: str
     dropped: int
     queued: bool
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -32,18 +34,23 @@ class FakePeeked:
     tier: str
     entry: CachedResponse
     state: str
+    stored_ttl_ms: int | None = None
 
 
 @dataclass
 class FakeInvalidations:
-    """Records every submitted event; drops `dropped` entries each time."""
+    """Records every submitted event; drops `dropped` entries each time; an event whose id
+    was submitted before is a duplicate (nothing dropped)."""
 
     events: list[InvalidationEvent] = field(default_factory=list)
     dropped: int = 3
 
     async def submit(self, event: InvalidationEvent) -> FakeSubmitted:
+        seen = event.id is not None and any(e.id == event.id for e in self.events)
         self.events.append(event)
-        return FakeSubmitted(f"evt-{len(self.events)}", self.dropped, True)
+        if seen:
+            return FakeSubmitted(str(event.id), 0, True, duplicate=True)
+        return FakeSubmitted(event.id or f"evt-{len(self.events)}", self.dropped, True)
 
 
 @dataclass
@@ -117,12 +124,13 @@ TEST_LIMITS = Limits(
 )
 
 
-@pytest.fixture
-async def admin() -> AsyncIterator[Admin]:
+@contextlib.asynccontextmanager
+async def running_admin(limits: Limits = TEST_LIMITS) -> AsyncIterator[Admin]:
+    """A started server with `limits` over fresh fakes; closed on exit."""
     invalidations, engine, observer = FakeInvalidations(), FakeEngine(), CountingObserver()
     clock = ManualClock()
     server = AdminServer(
-        "127.0.0.1:0", TOKEN, Routes(invalidations, engine, clock), observer, TEST_LIMITS
+        "127.0.0.1:0", TOKEN, Routes(invalidations, engine, clock), observer, limits
     )
     address = await server.start()
     host, _, port = address.rpartition(":")
@@ -130,3 +138,9 @@ async def admin() -> AsyncIterator[Admin]:
         yield Admin(server, invalidations, engine, observer, clock, host, int(port))
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[Admin]:
+    async with running_admin() as running:
+        yield running

@@ -94,7 +94,7 @@ async def test_purge_through_the_admin_api(
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # never used for the admin API
     argv = ["--tag", "products:42", "--soft", "--admin", url, "--token-file", str(token_file)]
     assert await asyncio.to_thread(_run, argv) == 0
-    assert capsys.readouterr().out == "purged id=evt-1 dropped=3 queued=yes\n"
+    assert capsys.readouterr().out == "purged id=evt-1 dropped=3 queued=yes duplicate=no\n"
     assert admin.invalidations.events == [InvalidationEvent(tags=("products:42",), soft=True)]
 
     monkeypatch.setenv(purge_cli.TOKEN_ENV, "wrong")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -9,7 +10,7 @@ import pytest
 
 from sidecar.core.model import CachedResponse
 from sidecar.events import InvalidationEvent
-from tests.unit.sidecar.admin.conftest import Admin, FakePeeked
+from tests.unit.sidecar.admin.conftest import Admin, FakePeeked, FakeSubmitted
 
 KEY = "v2:route-1:" + "ab" * 32
 
@@ -34,6 +35,7 @@ async def test_delete_proxy_cache_purges_everything_204_with_event_headers(admin
     assert headers["strata-event-id"] == "evt-1"
     assert headers["strata-dropped"] == "3"
     assert headers["strata-queued"] == "true"
+    assert headers["strata-duplicate"] == "false"
     assert admin.observer.counts[("proxy_cache", "ok")] == 1
 
 
@@ -102,6 +104,7 @@ async def test_get_a_key_describes_the_entry_never_its_body(admin: Admin) -> Non
         "status": 200,
         "stored_at_ms": 1_700_000_000_000 - 5000,
         "ttl_ms": 60_000,
+        "stored_ttl_ms": 60_000,
         "age_ms": 5000,
         "stale_while_revalidate_ms": 1000,
         "stale_if_error_ms": 0,
@@ -113,6 +116,38 @@ async def test_get_a_key_describes_the_entry_never_its_body(admin: Admin) -> Non
     }
     assert admin.engine.peeks == [(KEY.encode(), ((b"accept-encoding", b"gzip"),))]
     assert admin.invalidations.events == []
+
+
+async def test_get_a_soft_purged_key_shows_the_cut_and_the_stored_ttl(admin: Admin) -> None:
+    cut = dataclasses.replace(_entry(), ttl_ms=70)
+    admin.engine.entries[KEY.encode()] = FakePeeked("memory", cut, "soft_purged", 60_000)
+    status, _, body = await admin.request("GET", f"/proxy-cache/{KEY}")
+    assert status == 200
+    seen = json.loads(body)
+    assert (seen["state"], seen["ttl_ms"], seen["stored_ttl_ms"]) == ("soft_purged", 70, 60_000)
+
+
+async def test_a_reused_event_id_is_reported_as_a_duplicate(admin: Admin) -> None:
+    status, _, reply = await admin.request("POST", "/purge?tag=dup:2&id=deploy-1")
+    assert (status, json.loads(reply)["duplicate"]) == (200, False)
+    status, _, reply = await admin.request(
+        "POST", "/purge", b'{"tags": ["dup:2"], "id": "deploy-1"}'
+    )
+    assert status == 200
+    assert json.loads(reply) == {"id": "deploy-1", "dropped": 0, "queued": True, "duplicate": True}
+
+
+async def test_kong_style_routes_report_a_duplicate_in_a_header(admin: Admin) -> None:
+    admin.engine.entries[KEY.encode()] = FakePeeked("memory", _entry(), "fresh")
+
+    async def submit_twice(event: InvalidationEvent) -> FakeSubmitted:
+        return FakeSubmitted("same-id", 0, False, duplicate=True)
+
+    admin.invalidations.submit = submit_twice  # type: ignore[method-assign]
+    for path in ("/proxy-cache", f"/proxy-cache/{KEY}"):
+        status, headers, _ = await admin.request("DELETE", path)
+        assert status == 204
+        assert (headers["strata-duplicate"], headers["strata-queued"]) == ("true", "false")
 
 
 async def test_get_an_absent_key_is_404(admin: Admin) -> None:
@@ -144,7 +179,12 @@ async def test_get_an_absent_key_is_404(admin: Admin) -> None:
 async def test_post_purge_json_body(admin: Admin, body: bytes, event: InvalidationEvent) -> None:
     status, _, reply = await admin.request("POST", "/purge", body)
     assert status == 200
-    assert json.loads(reply) == {"id": "evt-1", "dropped": 3, "queued": True}
+    assert json.loads(reply) == {
+        "id": event.id or "evt-1",
+        "dropped": 3,
+        "queued": True,
+        "duplicate": False,
+    }
     assert admin.invalidations.events == [event]
     assert admin.observer.counts[("purge", "ok")] == 1
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from sidecar.cdc.cli import UsageError, main, options_from
+from sidecar.cdc.cli import UsageError, build_parser, main, options_from
 
 BASE = [
     "--dsn",
@@ -69,3 +71,29 @@ def test_main_exits_2_with_one_line_and_no_password(capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("strata cdc: --poll-ms:")
     assert "secret" not in err
+
+
+def test_inserts_only_and_once_timeout() -> None:
+    opts = options_from([*BASE, "--inserts-only", "products", "--once-timeout-ms", "500"], {})
+    assert (opts.inserts_only, opts.once_timeout_ms) == (("products",), 500)
+    assert options_from(BASE, {}).once_timeout_ms == 30_000
+    with pytest.raises(UsageError) as info:
+        options_from([*BASE, "--inserts-only", "orders"], {})
+    assert info.value.option == "--inserts-only" and "not a mapped table" in str(info.value)
+    with pytest.raises(UsageError) as info:
+        options_from([*BASE, "--once-timeout-ms", "5"], {})
+    assert info.value.option == "--once-timeout-ms"
+
+
+def test_the_reference_lists_every_option_of_help() -> None:
+    """docs/cdc.md's option table holds every flag of `strata cdc --help`."""
+    doc = (Path(__file__).resolve().parents[4] / "docs" / "cdc.md").read_text()
+    table = {line.split("|")[1].strip().strip("`").split()[0] for line in doc.splitlines()
+             if line.startswith("| `--")}  # fmt: skip
+    flags = {
+        flag
+        for action in build_parser()._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag != "--help"
+    }
+    assert flags == table

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from sidecar.cdc.changes import Op
 from sidecar.cdc.debezium import EnvelopeError, parse_envelope, text_of
-from sidecar.cdc.mapping import TableMap, TableRule
+from sidecar.cdc.mapping import TableMap, TableRule, Template
 from sidecar.cdc.translate import CdcStats, Translator
 from sidecar.events import parse
 
@@ -66,6 +68,22 @@ def test_a_tombstone_is_none() -> None:
         (env("d", before=[1]), None, "bad_field"),
         (env("c", after={"id": 1}), b"[1]", "bad_key"),
         (env("c", after={"id": 1}), b"{nope", "malformed_json"),
+        (env("c", after={"id": 1}), b'{"id": NaN}', "malformed_json"),
+        (
+            b'{"op": "c", "after": {"id": Infinity}, "source": {"schema": "s", "table": "t"}}',
+            None,
+            "malformed_json",
+        ),
+        (
+            b'{"op": "c", "after": {"id": -Infinity}, "source": {"schema": "s", "table": "t"}}',
+            None,
+            "malformed_json",
+        ),
+        (
+            b'{"op": "c", "after": {"id": 1e999}, "source": {"schema": "s", "table": "t"}}',
+            None,
+            "malformed_json",
+        ),
     ],
 )
 def test_malformed_envelopes(value: bytes, key: bytes | None, reason: str) -> None:
@@ -110,3 +128,39 @@ def test_translator_maps_counts_and_skips_unknown_tables(caplog: pytest.LogCaptu
         translator.messages([unknown.change], origin="o", ts=None, base="b", key=b"", where="w")
         == []
     )
+
+
+def test_finite_floats_still_parse() -> None:
+    parsed = parse_envelope(env("c", after={"id": 1.5e3, "p": -0.25}), None)
+    assert parsed is not None and parsed.change.images == ({"id": "1500", "p": "-0.25"},)
+
+
+def test_per_change_warnings_are_rate_limited_with_a_held_back_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A flood of unmapped tables and unrenderable templates: every one counted, one
+    warning line per kind per 5 s, the next line says how many were held back."""
+    stats = CdcStats()
+    rule = TableRule("products", (Template.parse("p:{nosuchcol}"), Template.parse("id:{id}")))
+    translator = Translator(TableMap([rule]), "out", stats)
+    known = parse_envelope(env("c", after={"id": 1}), None)
+    unknown = parse_envelope(env("c", after={"id": 1}, table="orders"), None)
+    assert known is not None and unknown is not None
+    clock = [1000.0]
+    with (
+        caplog.at_level(logging.WARNING),
+        mock.patch("sidecar.cdc.translate.time.monotonic", lambda: clock[0]),
+    ):
+        for i in range(500):
+            out = translator.messages(
+                [known.change, unknown.change], origin="o", ts=None, base=f"b{i}", key=b"",
+                where=f"offset {i}",
+            )  # fmt: skip
+            assert [parse(m.value).tags for m in out] == [("id:1",)]  # the rest still purges
+        assert (stats.unknown_table, stats.tag_problems) == (500, 500)
+        assert len(caplog.records) == 2  # one line per kind
+        clock[0] += 5.0
+        translator.messages([unknown.change], origin="o", ts=None, base="z", key=b"", where="w")
+    last = caplog.records[-1]
+    assert len(caplog.records) == 3 and "[499 similar lines held back]" in last.getMessage()
+    assert getattr(last, "strata.suppressed") == 499

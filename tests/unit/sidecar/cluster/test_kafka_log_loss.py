@@ -115,3 +115,13 @@ def test_nothing_is_asked_before_anything_was_committed() -> None:
     consumer = FakeConsumer(committed={}, ends={0: 0})
     consumer.down = True  # would raise if asked
     assert check(w, consumer) == []
+
+
+def test_a_partition_committed_a_moment_ago_is_not_judged() -> None:
+    """An asynchronous commit may not have reached the broker yet: not a loss."""
+    w, _, clock = watch({0: 8})
+    consumer = FakeConsumer(committed={}, ends={0: 1})
+    w.committed_now(0)
+    assert check(w, consumer) == []
+    clock.now += 5.0
+    assert check(w, consumer) == [0]

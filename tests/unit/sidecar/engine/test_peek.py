@@ -52,6 +52,7 @@ async def test_peek_reports_tier_entry_and_state_without_side_effects(
     clock.advance(2_000)
     seen = await engine.peek(b"k")
     assert seen is not None and seen.state == "stale"
+    assert seen.stored_ttl_ms is None  # not cut by a soft purge: entry.ttl_ms is as stored
     found = await engine.lookup(b"k")  # the peek took no fill lease
     assert found.outcome is Outcome.STALE and found.fill_lease
 
@@ -64,6 +65,7 @@ async def test_peek_of_a_soft_purged_entry_and_of_a_purged_one(
     await engine.purge_tags(["t"], soft=True)
     seen = await engine.peek(b"k")
     assert seen is not None and seen.state == "soft_purged" and seen.entry.ttl_ms == 1_000
+    assert seen.stored_ttl_ms == 60_000  # as stored (the default), beside the cut one
     await engine.purge_tags(["t"])
     assert await engine.peek(b"k") is None
     assert b"k" in remote.data  # no lazy delete

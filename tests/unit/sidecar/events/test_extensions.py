@@ -80,3 +80,24 @@ def test_bad_extension_values_are_refused(doc: bytes, reason: Reason) -> None:
     with pytest.raises(EventError) as caught:
         parse(doc)
     assert caught.value.reason == reason
+
+
+def test_key_prefixes_are_capped_per_event() -> None:
+    from sidecar.events import EventError, InvalidationEvent, Reason  # noqa: PLC0415
+    from sidecar.events.extensions import MAX_KEY_PREFIXES  # noqa: PLC0415
+
+    prefixes = tuple(f"v1:{i}:" for i in range(MAX_KEY_PREFIXES))
+    assert len(InvalidationEvent(key_prefixes=prefixes).key_prefixes) == MAX_KEY_PREFIXES
+    with pytest.raises(EventError) as caught:
+        InvalidationEvent(key_prefixes=(*prefixes, "v1:x:"))
+    assert caught.value.reason == Reason.TOO_MANY_ITEMS
+    assert "key_prefixes" in caught.value.message
+
+
+def test_the_content_digest_ignores_id_origin_and_ts_only() -> None:
+    from sidecar.events import InvalidationEvent, content_digest  # noqa: PLC0415
+
+    a = InvalidationEvent(tags=("t",), id="x", origin="n", ts=1)
+    assert content_digest(a) == content_digest(InvalidationEvent(tags=("t",), id="y"))
+    assert content_digest(a) != content_digest(InvalidationEvent(tags=("t",), soft=True))
+    assert content_digest(a) != content_digest(InvalidationEvent(tags=("u",)))

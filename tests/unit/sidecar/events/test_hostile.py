@@ -182,3 +182,45 @@ _FIELDS = st.sampled_from(
 def test_random_objects_give_an_event_or_an_event_error(doc: dict[str, object]) -> None:
     with contextlib.suppress(EventError):
         parse(json.dumps(doc).encode())
+
+
+def test_arrays_and_objects_are_counted_before_decoding() -> None:
+    from sidecar.events.json_input import MAX_CONTAINERS  # noqa: PLC0415
+
+    def event(containers: int, item: bytes) -> bytes:
+        return b'{"v":1,"tags":["t"],"x":[' + b",".join([item] * containers) + b"]}"
+
+    # The event object and "tags" and "x" are three of them.
+    assert parse(event(MAX_CONTAINERS - 3, b"[]")).tags == ("t",)
+    assert parse(event(MAX_CONTAINERS - 3, b"{}")).tags == ("t",)
+    refused = _refused(event(MAX_CONTAINERS - 2, b"[]"))
+    assert refused.reason == Reason.TOO_MANY_ITEMS and "arrays and objects" in refused.message
+    # Brackets inside strings are not arrays.
+    assert parse(event(MAX_CONTAINERS * 2, b'"[{"')).tags == ("t",)
+    for shape in (b"[]", b"{}", b'{"a":[]}'):
+        assert _refused(event(MAX_EVENT_BYTES // 10, shape)).reason in {
+            Reason.TOO_MANY_ITEMS,
+            Reason.TOO_LARGE,
+        }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"v":1,"tags":["t"],"x":[1,2.5e3,-0,true,null,"\\u00e9\\n",{"a":[{}]}]}',
+        b'{"v":1,"tags":["t"],"x":NaN}',
+        b'{"v":1,"tags":["t"],"x":{"a":1,"a":2}}',
+        b'{"v":1,"tags":["a\tb"]}',
+        b'{"v":1,"tags":["t"],"x":' + b"9" * 5000 + b"}",
+        b'{"v":1,"tags":["t"]} x',
+        b'{"v":1,"tags":["t"],"x":' + b"[" * 40 + b"]" * 40 + b"}",
+    ],
+)
+def test_the_yielding_decoder_gives_the_same_answer(raw: bytes) -> None:
+    def answer(yielding: bool) -> object:
+        try:
+            return parse(raw, yielding=yielding)
+        except EventError as exc:
+            return exc.reason
+
+    assert answer(True) == answer(False)

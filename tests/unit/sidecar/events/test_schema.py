@@ -56,6 +56,7 @@ VALID: list[Any] = [
     {"v": 1, "routes": ["v1:route-1:"]},
     {"v": 1, "routes": ["r" * ext.MAX_ROUTE_CHARS], "soft": True},
     {"v": 1, "key_prefixes": ["v1:route-1:GET:/products/"]},
+    {"v": 1, "key_prefixes": [f"v1:{i}:" for i in range(16)]},
     {"v": 1, "keys": [], "soft": True, "tags": ["t"]},
     {"v": 1, "key_prefixes": [], "soft": True, "routes": ["r"]},
     {"v": 1, "keys": ["k"], "soft": False},
@@ -86,6 +87,8 @@ INVALID: list[Any] = [
     {"v": 1, "tags": ["t\n"]},
     {"v": 1, "tags": ["x" * 257]},
     {"v": 1, "tags": ["t"] * (ev.MAX_ITEMS + 1)},
+    {"v": 1, "key_prefixes": [f"v1:{i}:" for i in range(ext.MAX_KEY_PREFIXES + 1)]},
+    {"v": 1, "key_prefixes": ["v1:"] * (ext.MAX_KEY_PREFIXES + 1)},
     {"v": 1, "urls": "/a"},
     {"v": 1, "urls": ["a"]},
     {"v": 1, "urls": [""]},
@@ -261,8 +264,9 @@ def test_random_documents_get_the_same_verdict(validator: Any, doc: dict[str, An
 def test_the_schema_states_the_limits_parse_enforces() -> None:
     props = SCHEMA["properties"]
     defs = SCHEMA["$defs"]
-    for name in ("urls", "tags", "prefixes", "keys", "routes", "key_prefixes"):
+    for name in ("urls", "tags", "prefixes", "keys", "routes"):
         assert props[name]["maxItems"] == ev.MAX_ITEMS
+    assert props["key_prefixes"]["maxItems"] == ext.MAX_KEY_PREFIXES == 16
     assert props["keys"]["items"] == props["key_prefixes"]["items"] == {"$ref": "#/$defs/key"}
     assert defs["key"]["maxLength"] == ext.MAX_KEY_CHARS
     assert defs["route"]["maxLength"] == ext.MAX_ROUTE_CHARS == 256 - len("route:")

@@ -2,7 +2,7 @@
 
 * `submit` is the one entry for purges made here (the plugin's ``Invalidate``, the admin
   API): it fills the event's ``id`` (when missing), ``origin`` (this node) and ``ts`` (now),
-  applies it to the engine with ``once=<id>`` (shared tiers and generations once, this
+  applies it to the engine with ``once=<id>#<digest>`` (shared tiers and generations once, this
   node's memory at once), remembers the id, then hands the canonical bytes to the publisher
   (the Kafka bus: queued, sent in the background; nothing when Kafka is not configured).
   A broker that is down changes nothing here: the purge is applied and the event waits in
@@ -10,7 +10,7 @@
 * `receive` is the bus's ``apply`` callback: parse (a refused event raises `BadEvent` with
   the event's `Reason`: counted, logged with its position by the consumer, skipped), skip an
   event whose id was applied here recently (this node's own events coming back, and
-  redeliveries), else apply with ``once=<id>``.
+  redeliveries), else apply with ``once``.
 
 The idempotence id (``once``) of an event with an ``id`` is that id plus the digest of
 what it purges (``<id>#<32 hex digits>``, `sidecar.events.content_digest`): an id reused

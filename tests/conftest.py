@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 #: Fixtures every test module may ask for without defining them.
-pytest_plugins = ["tests.support.clock", "tests.support.kafka"]
+pytest_plugins = ["tests.support.clock", "tests.support.generation_engines", "tests.support.kafka"]
 
 
 @pytest.fixture

@@ -118,14 +118,3 @@ def check_postgres_dsn(value: str) -> None:
         from sidecar.tiers.pg_connections import connection_string  # noqa: PLC0415
 
         connection_string(value)
-
-
-def not_yet(tier: str) -> Callable[[str], None]:
-    def check(value: str) -> None:
-        if value:
-            raise ValueError(
-                f"the {tier} tier is not available in this version of the sidecar; "
-                "unset it (the sidecar runs on its in-process memory tier)"
-            )
-
-    return check

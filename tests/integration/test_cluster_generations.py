@@ -10,20 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import pytest
 
-from sidecar.cluster.generations import OBSERVER_TIER, RedisGenerations
+from sidecar.cluster.generations import OBSERVER_TIER
 from sidecar.core.clock import SystemClock
 from sidecar.core.model import Outcome
-from sidecar.core.observer import RecordingObserver
-from sidecar.engine.engine import Engine
-from sidecar.tiers.memcached import MemcachedTier, parse_servers
-from sidecar.tiers.memory import MemoryTier
-from tests.integration.servers import service
 from tests.support import entries
 from tools.stack import free_port
 
@@ -68,38 +63,8 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def make_engine(namespace: str) -> AsyncIterator[Callable[..., Any]]:
-    opened: list[tuple[Engine, RedisGenerations]] = []
-
-    async def build(
-        url: str | None = None, cache_ms: int = CACHE_MS
-    ) -> tuple[Engine, RedisGenerations, RecordingObserver]:
-        observer = RecordingObserver()
-        gens = RedisGenerations(
-            url or service("STRATA_TEST_REDIS_URL"),
-            CLOCK,
-            namespace=namespace,
-            timeout_s=0.2,
-            cache_ms=cache_ms,
-            observer=observer,
-        )
-        memcached = MemcachedTier(
-            parse_servers(service("STRATA_TEST_MEMCACHED_SERVERS")),
-            CLOCK,
-            namespace=namespace,
-            timeout_s=1.0,
-        )
-        memory = MemoryTier(1 << 20, CLOCK, admission="always")
-        engine = Engine([memory, memcached], CLOCK, observer=observer, generations=gens)
-        opened.append((engine, gens))
-        return engine, gens, observer
-
-    try:
-        yield build
-    finally:
-        for engine, gens in opened:
-            await engine.close()
-            await gens.close()
+def make_engine(shared_engines: Callable[..., Any]) -> Callable[..., Any]:
+    return partial(shared_engines, cache_ms=CACHE_MS)
 
 
 async def test_a_tag_purge_on_one_sidecar_misses_on_the_other_within_cache_ms(

@@ -14,7 +14,7 @@ import asyncio
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,9 @@ from typing import Any
 import pytest
 import redis
 
-from sidecar.cluster.generations import RedisGenerations
 from sidecar.core.clock import SystemClock
 from sidecar.core.model import Outcome
-from sidecar.engine.engine import Engine
-from sidecar.tiers.memcached import MemcachedTier, parse_servers
-from sidecar.tiers.memory import MemoryTier
-from tests.integration.servers import HOST, service, start_redis
+from tests.integration.servers import HOST, start_redis
 from tests.support import entries
 from tools.stack import free_port
 
@@ -55,41 +51,15 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def make_engine(namespace: str) -> AsyncIterator[Build]:
-    opened: list[tuple[Engine, RedisGenerations]] = []
-
-    async def build(url: str | None = None) -> tuple[Engine, RedisGenerations]:
-        gens = RedisGenerations(
-            url or service("STRATA_TEST_REDIS_URL"),
-            CLOCK,
-            namespace=namespace,
-            timeout_s=0.5,
-            cache_ms=CACHE_MS,
-        )
-        memcached = MemcachedTier(
-            parse_servers(service("STRATA_TEST_MEMCACHED_SERVERS")),
-            CLOCK,
-            namespace=namespace,
-            timeout_s=1.0,
-        )
-        memory = MemoryTier(1 << 20, CLOCK, admission="always")
-        engine = Engine([memory, memcached], CLOCK, generations=gens)
-        opened.append((engine, gens))
-        return engine, gens
-
-    try:
-        yield build
-    finally:
-        for engine, gens in opened:
-            await engine.close()
-            await gens.close()
+def make_engine(shared_engines: Build) -> Build:
+    return partial(shared_engines, cache_ms=CACHE_MS, timeout_s=0.5)
 
 
 async def test_an_event_applied_on_two_nodes_bumps_once_and_is_current_at_once(
     make_engine: Build, namespace: str, raw: redis.asyncio.Redis
 ) -> None:
-    a, _ = await make_engine()
-    b, _ = await make_engine()
+    a, _, _ = await make_engine()
+    b, _, _ = await make_engine()
     await a.store(b"old", entry(tags=("t",)))
     assert (await b.lookup(b"old")).tier == "memcached"  # B caches t's value and the entry
     assert await a.purge_tags(["t"], once="e1") == 1  # A's memory copy
@@ -109,8 +79,8 @@ async def test_an_event_applied_on_two_nodes_bumps_once_and_is_current_at_once(
 async def test_an_entry_stored_on_the_second_node_before_it_applies_the_event_survives(
     make_engine: Build,
 ) -> None:
-    a, _ = await make_engine()
-    b, _ = await make_engine()
+    a, _, _ = await make_engine()
+    b, _, _ = await make_engine()
     assert await a.purge_tags(["u"], once="e2") == 0  # no entry carries u: no record
     await b.store(b"k", entry(tags=("u",)))  # B's first sight of u
     assert await b.purge_tags(["u"], once="e2") == 0
@@ -121,8 +91,8 @@ async def test_an_entry_stored_on_the_second_node_before_it_applies_the_event_su
 async def test_a_soft_purge_serves_stale_on_both_nodes(
     make_engine: Build, namespace: str, raw: redis.asyncio.Redis
 ) -> None:
-    a, _ = await make_engine()
-    b, _ = await make_engine()
+    a, _, _ = await make_engine()
+    b, _, _ = await make_engine()
     await a.store(b"k", entry(tags=("s",), stale_while_revalidate_ms=SWR))
     assert (await b.lookup(b"k")).outcome is Outcome.HIT
     before = await text(raw, f"{namespace}:g:s")
@@ -153,7 +123,7 @@ async def test_a_once_purge_while_redis_is_dead_applies_here_and_is_replayed(
     port = free_port()
     url = f"redis://{HOST}:{port}/0"
     processes.append(start_redis(port, tmp_path))
-    a, gens_a = await make_engine(url)
+    a, gens_a, _ = await make_engine(url)
     await a.store(b"k", entry(tags=("t",)))
     processes[0].kill()
     processes[0].wait(10)
@@ -169,7 +139,7 @@ async def test_a_once_purge_while_redis_is_dead_applies_here_and_is_replayed(
         assert time.monotonic() < deadline, "the kept purge was not replayed"
         await a.lookup(b"k2")  # a read replays first (or the background retry does)
         await asyncio.sleep(0.05)
-    b, _ = await make_engine(url)  # a node that never saw the purge
+    b, _, _ = await make_engine(url)  # a node that never saw the purge
     assert (await b.lookup(b"k")).outcome is Outcome.MISS
     # the replay claimed no id: a node applying e5 now bumps again (one extra miss)
     assert await b.purge_tags(["t"], once="e5") == 0

@@ -128,6 +128,35 @@ class ResponseHeadersConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetedConfig:
+    """RFC 9213 targeted fields: Strata's own (`field`) then, if enabled,
+    ``CDN-Cache-Control``; which of them are passed on to clients."""
+
+    field: str = "Strata-Cache-Control"
+    cdn_cache_control: bool = True
+    forward_field: bool = False
+    forward_cdn_cache_control: bool = True
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Lower-cased field names in precedence order."""
+        out = [self.field.lower()]
+        if self.cdn_cache_control and "cdn-cache-control" not in out:
+            out.append("cdn-cache-control")
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class BackgroundRefreshConfig:
+    """Background stale-while-revalidate refreshes (`kong_plugin.refresh`)."""
+
+    enabled: bool = True
+    forward_headers: tuple[str, ...] = ()
+    timeout_ms: int = 10000
+    max_concurrent: int = 16
+
+
+@dataclass(frozen=True, slots=True)
 class PluginConfig:
     """One plugin instance's settings. Field names follow the schema (snake_case)."""
 
@@ -159,6 +188,11 @@ class PluginConfig:
     cache_status_name: str
     strip_request_headers: tuple[str, ...]
     cookie_requests: CookieRequests
+    keep_ttl: int
+    cache_set_cookie: bool
+    serve_ranges: bool
+    targeted: TargetedConfig
+    background_refresh: BackgroundRefreshConfig
     # precompiled for the request path
     methods: frozenset[str] = field(repr=False)
     status_codes: frozenset[int] = field(repr=False)
@@ -299,6 +333,8 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
     _check_tokens("vary_headers", c["vary_headers"] or [])
     _check_tokens("tag_headers", c["tag_headers"])
     _check_tokens("strip_request_headers", c["strip_request_headers"])
+    _check_tokens("background_refresh.forward_headers", c["background_refresh"]["forward_headers"])
+    _check_tokens("targeted_cache_control.field", [c["targeted_cache_control"]["field"]])
     vary_headers = None if c["vary_headers"] is None else _unique(c["vary_headers"])
     tag_headers = _unique(c["tag_headers"])
     for i, tag in enumerate(c["tags"]):
@@ -354,6 +390,16 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
         cache_status_name=c["cache_status_name"],
         strip_request_headers=_unique(c["strip_request_headers"]),
         cookie_requests=c["cookie_requests"],
+        keep_ttl=c["keep_ttl"],
+        cache_set_cookie=c["cache_set_cookie"],
+        serve_ranges=c["serve_ranges"],
+        targeted=TargetedConfig(**c["targeted_cache_control"]),
+        background_refresh=BackgroundRefreshConfig(
+            enabled=c["background_refresh"]["enabled"],
+            forward_headers=_unique(c["background_refresh"]["forward_headers"]),
+            timeout_ms=c["background_refresh"]["timeout_ms"],
+            max_concurrent=c["background_refresh"]["max_concurrent"],
+        ),
         methods=frozenset(methods),
         status_codes=frozenset(c["response_code"]),
         content_type_ranges=tuple(ranges),

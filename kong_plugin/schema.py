@@ -528,6 +528,137 @@ SCHEMA: list[SchemaField] = [
             "description": "The cache's name in the RFC 9211 Cache-Status header (an sf-token).",
         }
     },
+    {
+        "keep_ttl": {
+            "type": "integer",
+            "required": True,
+            "default": 3600,
+            "between": [0, MAX_TTL_SECONDS],
+            "description": "Seconds a stored response with a validator (ETag or Last-Modified) "
+            "is kept after its freshness and stale windows end, so that it is revalidated with "
+            "a conditional request (a 304 renews it) instead of fetched again. A kept entry is "
+            "never served without revalidation and is evicted like any other. 0: not kept. "
+            "Ignored when storage_ttl is set.",
+        }
+    },
+    {
+        "cache_set_cookie": {
+            "type": "boolean",
+            "required": True,
+            "default": False,
+            "description": "Store responses that carry Set-Cookie (the Set-Cookie lines "
+            "themselves are never stored or replayed). Off by default: a response that sets a "
+            "cookie is usually someone's own.",
+        }
+    },
+    {
+        "serve_ranges": {
+            "type": "boolean",
+            "required": True,
+            "default": True,
+            "description": "Answer a single-range GET (Range: bytes=...) from a stored complete "
+            "200 with 206 Partial Content, or 416 when unsatisfiable (RFC 9110 section 14). "
+            "Off: Range requests bypass the cache.",
+        }
+    },
+    {
+        "targeted_cache_control": {
+            "type": "record",
+            "description": "Targeted Cache-Control fields (RFC 9213): when the first one "
+            "present is a valid Structured Field dictionary, it alone decides freshness and "
+            "storage; Cache-Control and Expires are then ignored by the cache.",
+            "fields": [
+                {
+                    "field": {
+                        "type": "string",
+                        "len_min": 1,
+                        "len_max": MAX_NAME,
+                        "default": "Strata-Cache-Control",
+                        "match_all": HEADER_NAME_RULES,
+                        "required": True,
+                        "description": "Strata's own targeted field, consulted before "
+                        "CDN-Cache-Control.",
+                    }
+                },
+                {
+                    "cdn_cache_control": {
+                        "type": "boolean",
+                        "required": True,
+                        "default": True,
+                        "description": "Honour CDN-Cache-Control (after Strata's own field).",
+                    }
+                },
+                {
+                    "forward_field": {
+                        "type": "boolean",
+                        "required": True,
+                        "default": False,
+                        "description": "Pass Strata's own field on to clients (it targets "
+                        "this cache, so it is removed by default).",
+                    }
+                },
+                {
+                    "forward_cdn_cache_control": {
+                        "type": "boolean",
+                        "required": True,
+                        "default": True,
+                        "description": "Pass CDN-Cache-Control on to clients, for CDNs "
+                        "downstream (RFC 9213 section 2.1).",
+                    }
+                },
+            ],
+        }
+    },
+    {
+        "background_refresh": {
+            "type": "record",
+            "description": "Refreshing stale entries inside their stale-while-revalidate window "
+            "without making a client wait (RFC 5861).",
+            "fields": [
+                {
+                    "enabled": {
+                        "type": "boolean",
+                        "required": True,
+                        "default": True,
+                        "description": "Serve the stale copy to every request in the window and "
+                        "refresh it from the plugin server, one refresh per key cluster-wide. "
+                        "Off: the request holding the refresh lease waits for the upstream.",
+                    }
+                },
+                {
+                    "forward_headers": {
+                        "type": "array",
+                        "required": True,
+                        "default": [],
+                        "len_max": MAX_LIST,
+                        "elements": _names(match_all=HEADER_NAME_RULES),
+                        "description": "Request headers the refresh carries besides those the "
+                        "key and the response vary on (for example an API key the upstream "
+                        "needs).",
+                    }
+                },
+                {
+                    "timeout_ms": {
+                        "type": "integer",
+                        "required": True,
+                        "default": 10000,
+                        "between": [100, 300000],
+                        "description": "Whole-refresh deadline (connect, send, read).",
+                    }
+                },
+                {
+                    "max_concurrent": {
+                        "type": "integer",
+                        "required": True,
+                        "default": 16,
+                        "between": [1, 256],
+                        "description": "Refreshes in flight at once per plugin-server "
+                        "process; beyond it a refresh is skipped (the stale copy stays).",
+                    }
+                },
+            ],
+        }
+    },
 ]
 
 

@@ -8,7 +8,7 @@ Not guaranteed: that a port picked free is still free when the upstream or kongs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,7 @@ class Stack:
 
     `upstream` / `gateway`: ``host:port`` to listen on (default: free loopback ports; kongsim
     always listens on 127.0.0.1, at the port of `gateway`).
+    `upstream_app`: builds the upstream instead of the example one (tests' scripted origins).
     `sidecar_settings`: extra keys for each plugin's ``sidecar`` settings (the address is
     the sidecar's). Use as ``async with Stack(...) as stack:``. Not guaranteed: that a port
     picked free is still free when the upstream or kongsim binds it.
@@ -71,6 +72,7 @@ class Stack:
         gateway: str | None = None,
         slow_ms: int = 300,
         passthrough_env: Sequence[str] = (),
+        upstream_app: Callable[[], web.Application] | None = None,
     ) -> None:
         from deploy.upstream.app import State  # noqa: PLC0415
 
@@ -83,6 +85,7 @@ class Stack:
         self.gateway = gateway
         self.passthrough_env = tuple(passthrough_env)
         self.upstream_state = State(slow_ms=slow_ms)
+        self.upstream_app = upstream_app
         self.sim: KongSim | None = None
         self.base_url = ""
         self._runner: web.AppRunner | None = None
@@ -100,7 +103,8 @@ class Stack:
         from kongsim.testing import KongSim  # noqa: PLC0415
 
         try:
-            self._runner = web.AppRunner(build_app(self.upstream_state), access_log=None)
+            app = self.upstream_app() if self.upstream_app else build_app(self.upstream_state)
+            self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             host, _, port = self.upstream.rpartition(":")
             await web.TCPSite(self._runner, host, int(port)).start()

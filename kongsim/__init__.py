@@ -30,7 +30,8 @@ Packages by concern; imports point down this list (``tests/kongsim/test_layout.p
 ``http/``                       ``gateway`` (wires everything; start, stop, reload), ``runtime``
                                 (one loaded configuration), ``proxy`` (Kong's phases, proxying),
                                 ``exchange`` (a request in flight, Kong's responses, strict mode),
-                                ``nginx`` (nginx's header rules and size limits), ``admin``
+                                ``nginx`` (nginx's header rules and size limits), ``interim``
+                                (upstream 1xx responses, as nginx 1.25.3 takes them), ``admin``
                                 (``/_kongsim/*``), ``keyauth`` (the bundled key-auth plugin)
 ``testing`` ``cli``             :class:`~kongsim.testing.KongSim` for test suites; ``python -m
                                 kongsim``

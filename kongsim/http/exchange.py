@@ -92,12 +92,14 @@ class Exchange:
     async def send(self, status: int, headers: CIMultiDict[str], body: bytes) -> web.StreamResponse:
         """Send a response whose headers were set through ``ngx.header``. ``Content-Length`` is
         sent as set (an exit's is Kong's choice, see :class:`Terminal`); without one, the body
-        goes out chunked, as nginx does."""
+        goes out chunked, as nginx does -- except for a 1xx status (an upstream's interim
+        response taken for the final one, :mod:`kongsim.http.interim`): nginx's header filter
+        gives it no reason phrase and no framing, and sends the body after the head as is."""
         st = self.st
         headers = nginx_header_filter(status, headers)
         st.response_status = status
         st.response_headers = headers
-        without_body = self.request.method == "HEAD" or status in (204, 304) or status < 200
+        without_body = self.request.method == "HEAD" or status in (204, 304)
         declared = headers.get("content-length")
         if declared is not None and not without_body and declared.strip() != str(len(body)):
             # nginx would send this header with the real body: a broken response on the wire
@@ -111,7 +113,7 @@ class Exchange:
             )
             headers.popall("content-length", None)
             declared = None
-        resp = KongResponse(status=status)
+        resp = KongResponse(status=status, reason="" if status < 200 else None)
         resp.headers.extend(headers)
         if declared is None and without_body:
             resp.headers.popall("content-length", None)

@@ -37,6 +37,7 @@ from aiohttp import web
 from kongsim.config.plugins import PluginInfo
 from kongsim.errors import PluginServerError
 from kongsim.http import admin, keyauth
+from kongsim.http.interim import InterimAwareResponse
 from kongsim.http.proxy import Proxy, ProxyServices
 from kongsim.http.runtime import Runtime, load_runtime
 from kongsim.loglevels import NOTICE
@@ -175,6 +176,8 @@ class Gateway:
                 connector=aiohttp.TCPConnector(limit=0, ssl=False),
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                # keeps the 1xx responses aiohttp reads past (nginx does not skip them)
+                response_class=InterimAwareResponse,
             )
             await self._listen()
         except BaseException:

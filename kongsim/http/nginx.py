@@ -14,12 +14,13 @@ from multidict import CIMultiDict
 
 class KongResponse(web.StreamResponse):
     """A StreamResponse that, like nginx with ``default_type ''``, invents no Content-Type, and
-    sends a ``Content-Length`` on a 304 when one was set (nginx's header filter keeps it; aiohttp
-    would drop it)."""
+    sends a ``Content-Length`` on a 304 or a 1xx when one was set (nginx's header filter keeps
+    it; aiohttp would drop it)."""
 
     async def _prepare_headers(self) -> None:
         had_type = hdrs.CONTENT_TYPE in self.headers
-        length = self.headers.get(hdrs.CONTENT_LENGTH) if self.status == 304 else None
+        keep = self.status == 304 or self.status < 200
+        length = self.headers.get(hdrs.CONTENT_LENGTH) if keep else None
         await super()._prepare_headers()
         if not had_type:
             self.headers.popall(hdrs.CONTENT_TYPE, None)

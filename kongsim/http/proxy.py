@@ -15,7 +15,8 @@ For one request (Kong 3.9 ``kong/init.lua``):
    ``kong.service.request.enable_buffering``), the whole upstream response is read first, the
    ``response`` handlers run (they may change status/headers or exit with a new body; Kong then
    sends the *original* body unless they exit), then the response is sent. Otherwise it streams.
-   Unreachable upstream → 502, timeout → 504 (Kong's error handler format).
+   Unreachable upstream → 502, timeout → 504 (Kong's error handler format). An upstream
+   1xx (but 101) is the response, as in nginx 1.25.3 (:mod:`kongsim.http.interim`).
 6. ``log``: after the response is sent, each collected log handler in its own task (Kong: one
    timer each), never delaying the client.
 
@@ -38,12 +39,12 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from kongsim.config.plugins import ConfiguredPlugin
 from kongsim.errors import LuaError
-from kongsim.http import keyauth
+from kongsim.http import interim, keyauth
 from kongsim.http.exchange import Exchange
 from kongsim.http.nginx import KongResponse, client_headers_too_large, upstream_headers_too_large
 from kongsim.http.runtime import Runtime
@@ -248,9 +249,11 @@ class Proxy:
                     )
                 st.service_status = resp.status
                 st.service_headers = upstream.upstream_visible(resp.headers)
+                if isinstance(resp, interim.InterimAwareResponse) and resp.interim:
+                    return await self._interim(ctx, resp, service.read_timeout / 1000)
                 if st.buffering:
                     st.service_body = await resp.read()
-                    return await self._buffered(ctx, resp)
+                    return await self._buffered(ctx, resp.status, resp.headers)
                 return await self._stream(ctx, resp)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             return await self._upstream_error(ctx, 504, exc)
@@ -279,11 +282,18 @@ class Proxy:
         st.response_sent_at = time.time() * 1000
         return out
 
-    async def _buffered(self, ctx: Exchange, resp: aiohttp.ClientResponse) -> web.StreamResponse:
+    async def _buffered(
+        self,
+        ctx: Exchange,
+        status: int,
+        upstream_headers: CIMultiDict[str] | CIMultiDictProxy[str],
+    ) -> web.StreamResponse:
         st = ctx.st
         st.phase = "response"
-        st.response_status = resp.status
-        st.response_headers = upstream.buffered_response_headers(resp.headers, st.response_headers)
+        st.response_status = status
+        st.response_headers = upstream.buffered_response_headers(
+            upstream_headers, st.response_headers
+        )
         for cp in ctx.response_plugins:
             terminal = await self._run_plugin(ctx, cp)
             if terminal is not None:
@@ -291,7 +301,41 @@ class Proxy:
         if failure := ctx.strict_failure(self.svc.strict):
             return await ctx.send_terminal(failure)
         headers = ctx.proxied_headers(CIMultiDict(st.response_headers))
-        return await ctx.send(st.response_status or resp.status, headers, st.service_body or b"")
+        return await ctx.send(st.response_status or status, headers, st.service_body or b"")
+
+    async def _interim(
+        self, ctx: Exchange, resp: interim.InterimAwareResponse, read_timeout_s: float
+    ) -> web.StreamResponse:
+        """The upstream sent a 1xx first: nginx 1.25.3 takes it for the response, with the
+        rest of the exchange as its body, read until the upstream closes or `read_timeout`
+        (`kongsim.http.interim`)."""
+        st = ctx.st
+        final = interim.as_final(resp, await resp.read())
+        assert final is not None
+        st.service_status = final.status
+        st.service_headers = upstream.upstream_visible(final.headers)
+        if st.buffering:
+            if not final.ends:
+                await asyncio.sleep(read_timeout_s)  # the subrequest ends truncated
+                timed_out = TimeoutError("upstream timed out reading the body of a 1xx")
+                return await self._upstream_error(ctx, final.status, timed_out)
+            st.service_body = final.rest
+            return await self._buffered(ctx, final.status, final.headers)
+        headers = ctx.proxied_headers(upstream.response_headers(final.headers, st.early_header_ops))
+        st.response_status, st.response_headers = final.status, headers
+        out = KongResponse(status=final.status, reason=final.reason)
+        out.headers.extend(headers)
+        await out.prepare(ctx.request)
+        await out.write(final.rest)  # a 1xx has no framing: the bytes go out as they are
+        if not final.ends:
+            await asyncio.sleep(read_timeout_s)
+            st.upstream_failed = True
+            if ctx.request.transport is not None:
+                ctx.request.transport.close()  # nginx finalizes with an error: cut
+            return out
+        await out.write_eof()
+        st.response_sent_at = time.time() * 1000
+        return out
 
     async def _upstream_error(
         self, ctx: Exchange, status: int, exc: BaseException

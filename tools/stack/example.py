@@ -55,6 +55,8 @@ class Stack:
     `upstream` / `gateway`: ``host:port`` to listen on (default: free loopback ports; kongsim
     always listens on 127.0.0.1, at the port of `gateway`).
     `upstream_app`: builds the upstream instead of the example one (tests' scripted origins).
+    `external_upstream`: the caller serves `upstream` itself (a raw socket origin that
+    aiohttp could not be); none is started here.
     `sidecar_settings`: extra keys for each plugin's ``sidecar`` settings (the address is
     the sidecar's). Use as ``async with Stack(...) as stack:``. Not guaranteed: that a port
     picked free is still free when the upstream or kongsim binds it.
@@ -73,6 +75,7 @@ class Stack:
         slow_ms: int = 300,
         passthrough_env: Sequence[str] = (),
         upstream_app: Callable[[], web.Application] | None = None,
+        external_upstream: bool = False,
     ) -> None:
         from deploy.upstream.app import State  # noqa: PLC0415
 
@@ -86,6 +89,7 @@ class Stack:
         self.passthrough_env = tuple(passthrough_env)
         self.upstream_state = State(slow_ms=slow_ms)
         self.upstream_app = upstream_app
+        self.external_upstream = external_upstream
         self.sim: KongSim | None = None
         self.base_url = ""
         self._runner: web.AppRunner | None = None
@@ -103,11 +107,12 @@ class Stack:
         from kongsim.testing import KongSim  # noqa: PLC0415
 
         try:
-            app = self.upstream_app() if self.upstream_app else build_app(self.upstream_state)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            host, _, port = self.upstream.rpartition(":")
-            await web.TCPSite(self._runner, host, int(port)).start()
+            if not self.external_upstream:
+                app = self.upstream_app() if self.upstream_app else build_app(self.upstream_state)
+                self._runner = web.AppRunner(app, access_log=None)
+                await self._runner.setup()
+                host, _, port = self.upstream.rpartition(":")
+                await web.TCPSite(self._runner, host, int(port)).start()
             await asyncio.to_thread(self.sidecar.start)
             sidecar = {**self.sidecar_settings, "address": self.sidecar.address}
             path = self.workdir / "kong.yml"

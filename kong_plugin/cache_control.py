@@ -10,7 +10,8 @@ Rules applied:
 * arguments may be a token or a quoted-string (``max-age="5"`` is accepted, with
   backslash escapes undone);
 * delta-seconds (§1.2.2): only ASCII digits are valid; a value above 2^31 is capped at
-  2147483648 (`DELTA_MAX`), including values too long for `int()`;
+  2147483648 (`DELTA_MAX`), never rejected, including values too long for `int()`;
+  leading zeros are not significant (``max-age=000000000060`` is 60);
 * an invalid or missing argument to a delta-seconds directive is *ignored*, and its name
   is recorded in `CacheControl.invalid` -- freshness treats an invalid ``max-age`` or
   ``s-maxage`` as "stale" (§4.2.1: "caches are encouraged to consider responses that have
@@ -79,6 +80,9 @@ class CacheControl:
     immutable: bool = False
     only_if_cached: bool = False
     invalid: frozenset[str] = frozenset()
+    #: Read from a targeted field (RFC 9213, `kong_plugin.targeted`), not ``Cache-Control``:
+    #: ``Expires`` is then ignored too (§2.2).
+    targeted: bool = False
 
     @property
     def has_explicit_freshness(self) -> bool:
@@ -96,12 +100,17 @@ EMPTY = CacheControl()
 
 
 def parse_delta_seconds(value: str) -> int | None:
-    """A delta-seconds value (RFC 9111 §1.2.2), capped at `DELTA_MAX`; None if invalid."""
+    """A delta-seconds value (RFC 9111 §1.2.2), capped at `DELTA_MAX`; None if invalid.
+
+    Leading zeros do not count towards the size (``000000000060`` is 60); a value longer
+    than `int()` accepts is capped like any other value above 2^31.
+    """
     if not value or not value.isascii() or not value.isdigit():
         return None
-    if len(value) > 10:
+    significant = value.lstrip("0")
+    if len(significant) > 10:
         return DELTA_MAX
-    return min(int(value), DELTA_MAX)
+    return min(int(significant or "0"), DELTA_MAX)
 
 
 def _unquote(arg: str) -> str | None:

@@ -11,8 +11,10 @@ What is removed, and why:
   ``Keep-Alive``, ``Proxy-*`` (``Proxy-Authenticate``, ``Proxy-Authorization``,
   ``Proxy-Connection``), ``TE``, ``Trailer`` (and Kong's spelling ``Trailers``),
   ``Transfer-Encoding``, ``Upgrade`` -- never stored, never replayed;
-* ``Set-Cookie``/``Set-Cookie2`` -- a response that carries one is never stored (see
-  `cacheability`); the filter drops them too, defensively;
+* ``Set-Cookie``/``Set-Cookie2`` -- a response that carries one is stored only with
+  ``cache_set_cookie`` (see `cacheability`), and then without them: this filter drops the
+  lines, so they are neither stored nor replayed (RFC 9111 §7.3 lets a cache reuse such a
+  response; keeping one client's cookie out of it departs from §3.1 on purpose);
 * ``Age`` -- recomputed on every hit (RFC 9111 §5.1);
 * ``Content-Length`` -- Kong sets it from the body it sends;
 * the cache's own diagnostics (``X-Cache-Status``, ``X-Cache-Key``) -- set fresh per hit;

@@ -10,13 +10,19 @@ One deliberate difference: a ``charset`` parameter value is compared case-insens
 (RFC 9110 §8.3.2: charset names are case-insensitive), so ``charset=UTF-8`` matches
 ``charset=utf-8``. Other parameter values are compared exactly, after unquoting.
 
+``*/*`` (or ``*``) without parameters is the whole media range (RFC 9110 §12.5.1): it
+matches any response, whatever its ``Content-Type`` -- malformed, missing or repeated
+(`content_types_match`). Other ranges keep Kong's rules: a response with no
+``Content-Type``, a malformed one or several lines never matches (as in Kong).
+
 Not guaranteed: suffix matching (``application/*+json``) is not supported: ``*`` is a
-whole token. A response with several Content-Type lines never matches (as in Kong).
+whole token.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -46,6 +52,11 @@ class MediaRange:
     type: str
     subtype: str
     params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def universal(self) -> bool:
+        """``*/*`` with no parameters: every response matches, Content-Type or not."""
+        return self.type == "*" and self.subtype == "*" and not self.params
 
     def matches(self, media_type: MediaType) -> bool:
         """True if `media_type` falls in this range (wildcards, exact parameters)."""
@@ -106,3 +117,11 @@ def content_type_matches(value: str | None, ranges: tuple[MediaRange, ...]) -> b
     if parsed is None:
         return False
     return any(r.matches(parsed) for r in ranges)
+
+
+def content_types_match(values: Sequence[str], ranges: tuple[MediaRange, ...]) -> bool:
+    """True if a response whose ``Content-Type`` lines are `values` may be stored under
+    `ranges`: always with a universal ``*/*``; else exactly one line that matches."""
+    if any(r.universal for r in ranges):
+        return True
+    return len(values) == 1 and content_type_matches(values[0], ranges)

@@ -22,7 +22,10 @@ Components of the pre-image, in order (see `KEY.md` for the README version):
    kept ``;`` parts, units with different names ordered by name, repeated names in the
    order sent;
 5. the ``vary_headers`` (lower-cased, sorted): each header's lines whitespace-collapsed and
-   joined with ``", "``; an absent header is distinct from an empty one;
+   joined with ``", "``, and ``Accept``, ``Accept-Charset``, ``Accept-Encoding``,
+   ``Accept-Language`` then written as canonical lists (`kong_plugin.vary.vary_value`:
+   ``gzip, br`` and ``BR,gzip`` are one key); an absent header is distinct from an empty
+   one;
 6. the consumer scope: ``always`` -> the consumer id, or "anonymous" (a marker no consumer
    id can equal); ``never`` -> nothing; ``auto`` -> the consumer id when one is
    authenticated (Kong's behaviour), "anonymous" when authentication fell back to an
@@ -47,13 +50,13 @@ plugin server cannot decode it and Kong proxies the request without the plugin).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from kong_plugin.config import PluginConfig
 from kong_plugin.headers import HeaderInput, Headers
 from kong_plugin.query_key import QueryUnit, normalize_escapes, query_units
+from kong_plugin.vary import vary_value
 
 #: Version 2: the query is keyed from its raw form (version 1 keyed Kong's decoded
 #: arguments, with repeated values sorted).
@@ -121,16 +124,11 @@ def normalize_path(path: str, *, ignore_case: bool = False) -> str:
     return path.lower() if ignore_case else path
 
 
-def normalize_header_value(values: Sequence[str]) -> str:
-    """Header lines as they enter a key: whitespace runs collapsed, lines joined by ", "."""
-    return ", ".join(" ".join(v.split()) for v in values)
-
-
 def _header_parts(headers: Headers, config: PluginConfig) -> tuple[tuple[str, str | None], ...]:
     out = []
     for name in config.vary_header_names:
         lines = headers.get_all(name)
-        out.append((name, normalize_header_value(lines) if lines else None))
+        out.append((name, vary_value(name, lines) if lines else None))
     return tuple(out)
 
 

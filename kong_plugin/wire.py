@@ -4,7 +4,10 @@ Header lines travel as bytes: names in latin-1, values in UTF-8 with undecodable
 (``surrogateescape``), so a value read from Kong goes back out byte for byte. An entry
 read from the sidecar becomes a `StoredEntry` (header names lower-cased, times in seconds,
 see `kong_plugin.stored`); one written goes out at `ENTRY_FORMAT`. The requests the client
-sends are built here, so the client deals in transport only.
+sends are built here, so the client deals in transport only. The request header lines a
+lookup or a store carries (the sidecar selects a ``Vary`` variant by them) go out with the
+list fields of negotiation in their canonical form (`kong_plugin.vary.sidecar_lines`), so
+equivalent ``Accept*`` values select the same variant (RFC 9111 §4.1).
 
 Not guaranteed: an entry's timing read back is whole seconds except ``stored_at`` (the
 plugin writes whole seconds, so its own entries round-trip exactly; a foreign writer's
@@ -20,6 +23,7 @@ from strata.v1 import cache_pb2 as pb
 from kong_plugin.freshness import EntryTiming
 from kong_plugin.headers import Headers
 from kong_plugin.stored import Found, StoredEntry
+from kong_plugin.vary import sidecar_lines
 
 #: The entry format this plugin writes (the sidecar answers entries of other formats as
 #: misses).
@@ -101,7 +105,7 @@ def lookup_request(
 ) -> pb.LookupRequest:
     req = pb.LookupRequest(key=key, coalesce_wait_ms=coalesce_wait_ms)
     if request_headers:
-        req.request_headers.extend(lines_to_pb(request_headers))
+        req.request_headers.extend(lines_to_pb(sidecar_lines(request_headers)))
     return req
 
 
@@ -112,7 +116,7 @@ def store_request(
     which the sidecar stamps the entry with."""
     req = pb.StoreRequest(key=key, entry=entry, route=route)
     if request_headers:
-        req.request_headers.extend(lines_to_pb(request_headers))
+        req.request_headers.extend(lines_to_pb(sidecar_lines(request_headers)))
     return req
 
 

@@ -69,7 +69,8 @@ def test_a_miss_carries_no_entry_and_may_hold_the_lease() -> None:
 
 
 def test_requests_are_built_with_their_header_lines_and_route() -> None:
-    lines = [(b"accept", b"text/html"), (b"accept", b"*/*")]
+    # (Accept* lines go out canonical: test_36_vary_lists.py)
+    lines = [(b"x-variant", b"text/html"), (b"x-variant", b"*/*")]
     lookup = wire.lookup_request(b"v2:r:k", lines, 250)
     assert (lookup.key, lookup.coalesce_wait_ms, len(lookup.request_headers)) == (
         b"v2:r:k",

@@ -110,8 +110,10 @@ def test_if_modified_since_against_last_modified():
 
 
 def test_if_modified_since_uses_date_without_last_modified_section_4_3_2():
-    stored = {"date": format_http_date(NOW - 100)}
+    stored = {"date": DATE}
     assert evaluate_conditional({"if-modified-since": DATE}, 200, stored)
+    earlier = format_http_date(NOW - 1)
+    assert not evaluate_conditional({"if-modified-since": earlier}, 200, stored)
 
 
 def test_invalid_or_repeated_if_modified_since_is_ignored_rfc9110_13_1_3():

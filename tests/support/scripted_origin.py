@@ -6,7 +6,8 @@ Use `scripted_stack` (a `tools.stack.Stack` whose upstream is a `ScriptedOrigin`
 answers its replies in order; the last one repeats. An unscripted path answers 404 with
 ``Cache-Control: no-store``. A reply's header lines are sent exactly as given (repeated
 names, odd case, odd values): aiohttp adds only ``Content-Length``, ``Date`` (unless the
-reply sets one) and ``Server``. A `Reply` may be callable-free: `Reply.delay_s` delays it.
+reply sets one) and ``Server``. A `Reply` may be callable-free: `Reply.delay_s` delays it,
+`Reply.gate` holds it until the test sets the event.
 
 Not guaranteed: byte-exact framing (aiohttp writes the status line and ``Content-Length``);
 1xx interim responses (aiohttp cannot send them; tests of those use a raw socket origin).
@@ -37,6 +38,9 @@ class Reply:
     body: bytes = b""
     delay_s: float = 0.0
     when: Callable[[web.Request], bool] | None = None
+    #: Answer only once this event is set (the request is recorded at once): a test
+    #: holds the origin's answer back to see who waits for it.
+    gate: asyncio.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class ScriptedOrigin:
             return web.Response(
                 status=404, body=b"unscripted", headers={"Cache-Control": "no-store"}
             )
+        if reply.gate is not None:
+            await reply.gate.wait()
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         headers: CIMultiDict[str] = CIMultiDict()

@@ -31,8 +31,9 @@ cross the plugin server's JSON dump (each failure is a `ConfigError` naming the 
 
 * ``storage_ttl`` must be >= ``cache_ttl`` when set;
 * unset, the storage TTL is ``cache_ttl`` plus the larger stale window: that sum must not
-  exceed `MAX_TTL_SECONDS` (the sidecar's default ``max_ttl_seconds``, which it would
-  refuse on every store); the message names the larger stale window;
+  exceed `MAX_TTL_SECONDS` (the sidecar's default ``max_ttl_seconds``: it would clamp
+  every store, counted in ``strata_clamped_total``, and entries would expire earlier than
+  configured); the message names the larger stale window;
 * a ``vary_query_params`` name may not also match an ``ignore_query_params`` pattern.
 
 Decisions recorded as warnings (in `PluginConfig.warnings`, for the handler to log once):
@@ -255,7 +256,7 @@ def _check_tag(index: int, tag: str) -> None:
 
 def _check_derived_storage_ttl(c: dict[str, Any]) -> None:
     """Without ``storage_ttl``, entries are kept ``cache_ttl`` + the larger stale window:
-    above the sidecar's default ``max_ttl_seconds`` every store would be refused."""
+    above the sidecar's default ``max_ttl_seconds`` every store would be clamped."""
     if c["storage_ttl"] is not None:
         return
     window = max(("stale_while_revalidate", "stale_if_error"), key=lambda name: c[name])

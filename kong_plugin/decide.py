@@ -13,12 +13,21 @@ After a lookup (`after_lookup`):
   ``stale-while-revalidate`` / ``max-stale``);
 * an entry that must be revalidated, or a stale one whose fill lease this request holds
   -> `Revalidate` (conditional upstream request); its `Revalidate.if_origin_down` is the
-  `Serve` to use instead when the origin is failing and the entry may stand in for it;
+  step to take instead when the origin is failing: the `Serve` of the entry when it may
+  stand in for it (stale-if-error), or `OriginUnreachable` (a 504, RFC 9111 §5.2.2.2)
+  for a stale entry that may never be served stale (``must-revalidate``,
+  ``proxy-revalidate``, ``s-maxage``, ``no-cache``: `freshness.stale_prohibited`);
+  the revalidating request is the client's own with the entry's validators instead of the
+  client's (`kong_plugin.validation`); for the lease holder within
+  ``stale-while-revalidate`` with ``background_refresh`` on, `Revalidate.in_background` is
+  the stale `Serve` to answer with at once while the entry is refreshed in the background
+  (RFC 5861 §3, `kong_plugin.refresh`);
 * no entry: ``only-if-cached`` -> `OnlyIfCachedMiss`; a request that may not store ->
   `Bypass`; else `Forward` (fetch and store).
 
 After the upstream answered (`after_response`): a 304 to a revalidation -> `Refresh` (the
-entry with merged headers and new timing, stored again if it may be); a 500/502/503/504
+entry with merged headers and new timing, stored again if it may be; a 304 naming another
+entity-tag updates nothing and drops the entry, RFC 9111 §4.3.4); a 500/502/503/504
 while the entry may stand in -> `Serve` (stale-if-error); anything else -> `Proxied` with
 the store decision, then `plan_store` and `proxied_headers`.
 
@@ -32,20 +41,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kong_plugin.cache_control import EMPTY, parse_cache_control
+from kong_plugin.cache_control import EMPTY
 from kong_plugin.cache_status import XCacheStatus, cache_status_value
 from kong_plugin.cacheability import RequestDecision, StoreDecision, response_decision
 from kong_plugin.config import PluginConfig
 from kong_plugin.credentials import Guard, allows_sharing
 from kong_plugin.event_tags import entry_tags as event_entry_tags
-from kong_plugin.freshness import ERROR_STATUSES, age_later, evaluate_reuse
+from kong_plugin.freshness import (
+    ERROR_STATUSES,
+    age_later,
+    evaluate_reuse,
+    is_fresh,
+    stale_prohibited,
+)
 from kong_plugin.headers import Headers, storable_headers
 from kong_plugin.inflight import RequestState
 from kong_plugin.invalidation import entry_tags
 from kong_plugin.replies import Served, names_to_clear
 from kong_plugin.route_facts import Names
 from kong_plugin.stored import Found, StoredEntry
-from kong_plugin.validation import merge_304, revalidation_headers
+from kong_plugin.targeted import response_cc
+from kong_plugin.validation import merge_304, revalidation_headers, updates_entry
 
 #: The client's own validators (cleared upstream when the entry has none to send instead).
 CONDITIONAL = ("if-none-match", "if-modified-since")
@@ -77,7 +93,12 @@ class Revalidate:
     client_conditional: bool
     set_upstream: dict[str, str] = field(default_factory=dict)
     clear_upstream: tuple[str, ...] = ()
-    if_origin_down: Serve | None = None
+    if_origin_down: Serve | OriginUnreachable | None = None
+    #: This request holds the fill lease of an entry inside its stale-while-revalidate
+    #: window and background refreshes are on: the `Serve` to answer with at once, the
+    #: refresh then running in the background (`kong_plugin.refresh`); None: revalidate
+    #: here, as when the handler cannot refresh this request in the background.
+    in_background: Serve | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +115,25 @@ class OnlyIfCachedMiss:
 
 
 @dataclass(frozen=True, slots=True)
+class OriginUnreachable:
+    """Answer 504: the origin is down and the stored entry may not be served stale
+    (RFC 9111 §5.2.2.2); `member` is the ``Cache-Status`` to send."""
+
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
 class Forward:
     """Proxy, and store the response if it may be stored (a miss)."""
 
 
-AccessStep = Serve | Revalidate | Bypass | OnlyIfCachedMiss | Forward
+AccessStep = Serve | Revalidate | Bypass | OnlyIfCachedMiss | OriginUnreachable | Forward
 
 
 def shareable(entry: StoredEntry, rule: Guard, cfg: PluginConfig) -> bool:
     """May a request under credential rule `rule` (`kong_plugin.credentials`) be served
     this stored entry?"""
-    return allows_sharing(parse_cache_control(entry.headers.get_all("cache-control")), rule, cfg)
+    return allows_sharing(response_cc(entry.headers, cfg), rule, cfg)
 
 
 def after_lookup(
@@ -132,17 +161,25 @@ def _stored(
     headers: Headers,
     cfg: PluginConfig,
 ) -> Serve | Revalidate:
-    stored_cc = parse_cache_control(entry.headers.get_all("cache-control"))
+    stored_cc = response_cc(entry.headers, cfg)
     reuse = evaluate_reuse(entry.timing, found.age_s, stored_cc, request.cc, cfg)
     action = reuse.action
+    in_background: Serve | None = None
     if action == "stale" and reuse.background_revalidate and found.fill_lease:
         action = "revalidate"  # this request refreshes the entry for everyone
+        if cfg.background_refresh.enabled:
+            # RFC 5861 §3: served stale at once; the refresh need not keep anyone waiting
+            member = cache_status_value(
+                cfg.cache_status_name, hit=True, ttl=reuse.ttl, detail=reuse.detail
+            )
+            stale = Served(entry, found.age_s, XCacheStatus.STALE, member, conditional=headers)
+            in_background = Serve(stale)
     if action != "revalidate":
         word = XCacheStatus.HIT if action == "fresh" else XCacheStatus.STALE
         detail = None if action == "fresh" else reuse.detail
         member = cache_status_value(cfg.cache_status_name, hit=True, ttl=reuse.ttl, detail=detail)
         return Serve(Served(entry, found.age_s, word, member, conditional=headers))
-    if_origin_down = None
+    if_origin_down: Serve | OriginUnreachable | None = None
     if reuse.stale_if_error:
         # the origin is failing: answer from the stored copy instead of adding to it
         member = cache_status_value(
@@ -150,15 +187,28 @@ def _stored(
         )
         served = Served(entry, found.age_s, XCacheStatus.STALE, member, conditional=headers)
         if_origin_down = Serve(served, release=True)
-    client_conditional = any(name in headers for name in CONDITIONAL)
+    elif (
+        cfg.cache_control
+        and stale_prohibited(stored_cc)
+        and not is_fresh(entry.timing, found.age_s)
+    ):
+        # never served stale, and the origin cannot confirm it: 504, not a dead origin
+        member = cache_status_value(
+            cfg.cache_status_name, ttl=reuse.ttl, detail="origin-unreachable"
+        )
+        if_origin_down = OriginUnreachable(member)
     conditional = revalidation_headers(entry.headers)
+    sent = {name.lower() for name in conditional}
+    # the client's own validators never go upstream: the 304 must speak for this entry
+    own = tuple(name for name in CONDITIONAL if name in headers)
     return Revalidate(
         entry,
         reuse.stale_if_error,
-        client_conditional,
+        bool(own),
         set_upstream=conditional,
-        clear_upstream=CONDITIONAL if not conditional and client_conditional else (),
+        clear_upstream=tuple(name for name in own if name not in sent),
         if_origin_down=if_origin_down,
+        in_background=in_background,
     )
 
 
@@ -168,10 +218,13 @@ def _stored(
 @dataclass(frozen=True, slots=True)
 class Refresh:
     """The upstream confirmed the entry (304): answer with `served`; store `store` (None:
-    the refreshed entry may not be stored, give up the fill lease)."""
+    the refreshed entry may not be stored, give up the fill lease); `drop`: the 304 did
+    not identify the entry (`kong_plugin.validation.updates_entry`), remove it from the
+    cache so that the next request fetches in full."""
 
     served: Served
     store: StoredEntry | None
+    drop: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +281,18 @@ def after_response(state: RequestState, upstream: Upstream, cfg: PluginConfig) -
 def _refresh(
     state: RequestState, stale: StoredEntry, upstream: Upstream, cfg: PluginConfig
 ) -> Refresh:
-    """The entry with the 304's headers merged in; stored again with new timing when the
-    merged response may be stored; served (a 304 if the client's validators match)."""
+    """The entry with the 304's headers merged in (RFC 9111 §3.2, §4.3.4); stored again
+    with new timing when the merged response may be stored; served (a 304 if the client's
+    validators match).
+
+    A 304 that names another entity-tag than the entry's updates nothing (§4.3.4): the
+    client gets the stored response as it was, and the entry is dropped (`Refresh.drop`).
+    Why that answer: the origin evaluated the entry's own validators and said "not
+    modified", so the stored body is what it vouched for; only the 304's metadata belongs
+    to something else. Passing the 304 on would answer a request the client did not make
+    (its own validators were replaced by the entry's), and an error would blame the
+    client for the origin's inconsistency. Dropping the entry (rather than leaving it)
+    makes the next request fetch in full instead of asking the same question again."""
     merged = merge_304(stale.headers, upstream.headers)
     decision = response_decision(
         state.method,
@@ -245,16 +308,32 @@ def _refresh(
         cfg.cache_status_name, hit=True, fwd="stale", fwd_status=304, detail="revalidated"
     )
     conditional = None
-    if state.client_conditional:
-        conditional = Headers.of(
-            {
-                n.decode("latin-1"): v.decode("utf-8", "surrogateescape")
-                for n, v in state.request_headers
-            }
+    lines = state.request_headers
+    if state.client_conditional or any(n.lower() == b"range" for n, _ in lines):
+        # the client's validators may make it a 304, its Range a 206/416 (entry_reply);
+        # every line kept (a repeated field is not cut down to its last line)
+        fields: dict[str, list[str]] = {}
+        for n, v in lines:
+            name = n.decode("latin-1").lower()
+            fields.setdefault(name, []).append(v.decode("utf-8", "surrogateescape"))
+        conditional = Headers.of(fields)
+    clear = names_to_clear(upstream.headers, upstream.complete)
+    if upstream.complete and not updates_entry(stale.headers, upstream.headers):
+        mismatch = cache_status_value(
+            cfg.cache_status_name,
+            hit=True,
+            fwd="stale",
+            fwd_status=304,
+            detail="validator-mismatch",
         )
+        age = age_later(state.stale_age_s, state.looked_up_at, upstream.now)
+        served = Served(stale, age, XCacheStatus.REFRESH, mismatch, conditional, clear)
+        return Refresh(served, None, drop=True)
     if upstream.complete and decision.store and decision.timing is not None:
+        # as a stored 200 would be: without the fields a qualified private= names
+        headers = merged.without(decision.strip_headers)
         refreshed = StoredEntry(
-            stale.status, merged, stale.body, decision.timing, stale.tags, stale.vary
+            stale.status, headers, stale.body, decision.timing, stale.tags, decision.vary
         )
         age = decision.timing.age(upstream.now)
         store: StoredEntry | None = refreshed
@@ -264,14 +343,7 @@ def _refresh(
         )
         age = age_later(state.stale_age_s, state.looked_up_at, upstream.now)
         store = None
-    served = Served(
-        refreshed,
-        age,
-        XCacheStatus.REFRESH,
-        member,
-        conditional,
-        names_to_clear(upstream.headers, upstream.complete),
-    )
+    served = Served(refreshed, age, XCacheStatus.REFRESH, member, conditional, clear)
     return Refresh(served, store)
 
 

@@ -5,8 +5,9 @@ Store time (`freshness_lifetime`, `corrected_initial_age`, `stale_windows`):
 
 * lifetime (§4.2.1): ``s-maxage`` > ``max-age`` > ``Expires`` - ``Date`` (``Date`` absent:
   the time the response was received). An ``s-maxage``/``max-age`` with no valid value,
-  or an invalid ``Expires`` (e.g. ``0``), gives 0 -- stale. Several ``Expires`` lines: the
-  earliest;
+  or an invalid ``Expires`` (e.g. ``0``), gives 0 -- stale (an invalid ``Expires`` does
+  not matter when either directive is there). Several ``Expires`` lines: the earliest.
+  Directives from a targeted field (RFC 9213, `kong_plugin.targeted`) ignore ``Expires``;
 * heuristic lifetime (§4.2.2), only when there is no explicit one and the status is
   heuristically cacheable (`HEURISTIC_STATUSES`) or the response is ``public``: 10% of
   ``Date`` - ``Last-Modified``, at most `HEURISTIC_CAP` (1 day); a ``public`` response
@@ -14,21 +15,27 @@ Store time (`freshness_lifetime`, `corrected_initial_age`, `stale_windows`):
   store such responses either);
 * age (§4.2.3): apparent_age = max(0, response_time - Date); corrected_age_value = Age +
   response_delay; corrected_initial_age = max of the two; current_age =
-  corrected_initial_age + resident_time. An entry's `EntryTiming.stored_at` is back-dated
-  by the initial age, so "now - stored_at" (what the sidecar reports) *is* current_age;
+  corrected_initial_age + resident_time. ``Age`` is the field's first member (§5.1); an
+  invalid one counts as `DELTA_MAX`, so the response is stale on arrival. An entry's
+  `EntryTiming.stored_at` is back-dated by the initial age, so "now - stored_at" (what the
+  sidecar reports) *is* current_age;
 * stale windows (RFC 5861): with ``cache_control`` the larger of the response directive
-  and the route setting; ``must-revalidate``, ``proxy-revalidate`` and ``no-cache`` forbid
-  serving stale at all; ``s-maxage`` (which implies proxy-revalidate, §5.2.2.10) forbids
-  the route's windows and clients' ``max-stale`` but honours the response's own explicit
-  ``stale-while-revalidate``/``stale-if-error`` (the CDN idiom ``s-maxage=60,
-  stale-while-revalidate=30``). Without ``cache_control`` only the route's windows count.
+  and the route setting; ``must-revalidate`` (§5.2.2.2), ``proxy-revalidate`` (§5.2.2.8),
+  ``s-maxage`` (which implies proxy-revalidate, §5.2.2.10) and ``no-cache`` forbid serving
+  stale at all (`stale_prohibited`): no window, not even the response's own explicit
+  ``stale-while-revalidate``/``stale-if-error`` beside ``s-maxage``. Without
+  ``cache_control`` only the route's windows count.
 
 Reuse (`evaluate_reuse`), request directives only with ``cache_control``: response
 ``no-cache`` or request ``no-cache`` -> revalidate; request ``max-age`` exceeded ->
 revalidate; fresh -> serve unless ``min-fresh`` fails; stale -> serve within
 ``stale-while-revalidate`` (and refresh in the background), or within the client's
 ``max-stale`` unless forbidden, else revalidate. Whether the entry may stand in for an
-upstream error (500/502/503/504 or no answer) is reported separately.
+upstream error (500/502/503/504 or no answer) is reported separately; the request's
+``stale-if-error`` may widen that window unless stale is forbidden. Without
+``storage_ttl``, an entry past its freshness and both stale windows is only there to be
+revalidated (the keep window, ``keep_ttl``, §4.3): neither ``max-stale`` nor a request's
+``stale-if-error`` serves it (with ``storage_ttl`` set they may, as far as it keeps it).
 
 Why the sidecar's verdict (HIT/STALE, its clock, ms) and this module's both exist: the
 sidecar must judge entries without seeing the request, to expire them and to hand the fill
@@ -96,18 +103,19 @@ def freshness_lifetime(
     if cc.max_age is not None or "max-age" in cc.invalid:
         return Lifetime(cc.max_age or 0, "max-age")
     h = Headers.of(headers)
-    date = parse_http_date(h.get("date"))
+    date = parse_http_date(h.get("date"), received_at)
     base = received_at if date is None else date
-    expires_lines = h.get_all("expires")
+    # RFC 9213 §2.2: a targeted field replaces Cache-Control *and* Expires
+    expires_lines = () if cc.targeted else h.get_all("expires")
     if expires_lines:
-        times = [parse_http_date(v) for v in expires_lines]
+        times = [parse_http_date(v, received_at) for v in expires_lines]
         valid = [t for t in times if t is not None]
         if len(valid) != len(times):
             return Lifetime(0, "expires")
         return Lifetime(_clamp(min(valid) - base), "expires")
     if status not in HEURISTIC_STATUSES and not cc.public:
         return Lifetime(0, "none")
-    last_modified = parse_http_date(h.get("last-modified"))
+    last_modified = parse_http_date(h.get("last-modified"), received_at)
     if last_modified is not None:
         seconds = (base - last_modified) * HEURISTIC_FRACTION
         return Lifetime(min(_clamp(seconds), HEURISTIC_CAP), "heuristic")
@@ -117,9 +125,17 @@ def freshness_lifetime(
 
 
 def age_value(headers: HeaderInput) -> int:
-    """The upstream's ``Age`` (§5.1): the largest valid value, 0 if none is valid."""
-    values = [parse_delta_seconds(v.strip()) for v in Headers.of(headers).get_all("age")]
-    return max((v for v in values if v is not None), default=0)
+    """The upstream's ``Age`` (§5.1): 0 when absent; else the first member of the field
+    (the first non-empty one of all its lines, split on commas), as delta-seconds capped
+    at `DELTA_MAX`. An invalid first member (``abc``, ``-1``, ``1.5``, an empty field) gives
+    `DELTA_MAX`: an age beyond any lifetime, so the response is stale on arrival."""
+    lines = Headers.of(headers).get_all("age")
+    if not lines:
+        return 0
+    members = (m.strip(" \t") for line in lines for m in line.split(","))
+    first = next((m for m in members if m), "")
+    seconds = parse_delta_seconds(first)
+    return DELTA_MAX if seconds is None else seconds
 
 
 def corrected_initial_age(
@@ -127,7 +143,7 @@ def corrected_initial_age(
 ) -> int:
     """§4.2.3 corrected_initial_age, in whole seconds (floor)."""
     h = Headers.of(headers)
-    date = parse_http_date(h.get("date"))
+    date = parse_http_date(h.get("date"), response_time)
     apparent_age = max(0.0, response_time - (response_time if date is None else date))
     response_delay = max(0.0, response_time - request_time)
     corrected_age = age_value(h) + response_delay
@@ -143,7 +159,11 @@ def current_age(
 
 
 def stale_prohibited(cc: CacheControl) -> bool:
-    """§4.2.4: directives that forbid serving this response stale to clients' liking."""
+    """Directives that forbid serving this response stale at all (§4.2.4): under
+    ``stale-while-revalidate`` or ``stale-if-error`` (the response's, the route's or the
+    request's) and under a client's ``max-stale``: ``must-revalidate`` (§5.2.2.2),
+    ``proxy-revalidate`` (§5.2.2.8), ``s-maxage`` (which implies proxy-revalidate,
+    §5.2.2.10) and ``no-cache`` (§5.2.2.4: validated before every reuse)."""
     return (
         cc.no_cache
         or cc.must_revalidate
@@ -157,11 +177,9 @@ def stale_windows(cc: CacheControl, config: PluginConfig) -> tuple[int, int]:
     """Effective (stale-while-revalidate, stale-if-error) seconds for a stored response."""
     if not config.cache_control:
         return config.stale_while_revalidate, config.stale_if_error
-    if cc.no_cache or cc.must_revalidate or cc.proxy_revalidate:
+    if stale_prohibited(cc):
         return 0, 0
     swr, sie = cc.stale_while_revalidate or 0, cc.stale_if_error or 0
-    if cc.s_maxage is not None or "s-maxage" in cc.invalid:
-        return swr, sie
     return max(swr, config.stale_while_revalidate), max(sie, config.stale_if_error)
 
 
@@ -260,10 +278,14 @@ def evaluate_reuse(
     ttl = timing.ttl - age_s
     staleness = max(0.0, age - timing.ttl)
     prohibited = stale_prohibited(stored_cc)
-    sie_window = timing.stale_if_error
-    if not prohibited and request_cc.stale_if_error is not None:
+    # without storage_ttl, an entry past its windows is only kept to be revalidated
+    kept = config.storage_ttl is None and staleness > max(
+        timing.stale_while_revalidate, timing.stale_if_error
+    )
+    sie_window = 0 if prohibited else timing.stale_if_error
+    if not prohibited and not kept and request_cc.stale_if_error is not None:
         sie_window = max(sie_window, request_cc.stale_if_error)
-    sie = not stored_cc.no_cache and sie_window > 0 and staleness <= sie_window
+    sie = sie_window > 0 and staleness <= sie_window
 
     def decide(action: Action, detail: str, background: bool = False) -> Reuse:
         return Reuse(action, age_s, ttl, background, sie, detail)
@@ -280,8 +302,10 @@ def evaluate_reuse(
         return decide("fresh", "fresh")
     if request_cc.min_fresh is not None:
         return decide("revalidate", "request-min-fresh")
-    if timing.stale_while_revalidate > 0 and staleness <= timing.stale_while_revalidate:
+    swr = 0 if prohibited else timing.stale_while_revalidate
+    if swr > 0 and staleness <= swr:
         return decide("stale", "stale-while-revalidate", background=True)
-    if not prohibited and request_cc.max_stale is not None and staleness <= request_cc.max_stale:
+    max_stale = None if prohibited or kept else request_cc.max_stale
+    if max_stale is not None and staleness <= max_stale:
         return decide("stale", "max-stale")
     return decide("revalidate", "must-revalidate" if prohibited else "stale")

@@ -11,11 +11,15 @@ Rules this file lives by (see the plugin-server protocol notes):
 * Nothing calls the PDK after `kong.response.exit`.
 * Few PDK round trips: a hit costs 3 (2 when `consumer_scope` is `never`; one more when
   the plugin is not attached to a route, to learn the matched route), a miss 9 (plus one
-  ``clear_header`` per override header it carries, `kong_plugin.poisoning`); the ``log``
+  ``clear_header`` per override header it carries, `kong_plugin.poisoning`, and one per
+  targeted field for this cache only the upstream sent, `kong_plugin.targeted`); the ``log``
   phase (a Kong timer, after the response) costs 1. Per route, not per request: its
   service's ``read_timeout`` (1, on the first miss that may wait) and, on the store path,
   the route's and service's names for the event tags (up to 2, once per 60 s;
-  `kong_plugin.route_facts`).
+  `kong_plugin.route_facts`). A stale hit whose fill lease this request holds, with
+  ``background_refresh`` on, costs what a hit does (it is answered stale at once and the
+  refresh runs on the plugin server's pool, `kong_plugin.refresh`, which never calls the
+  PDK), plus the route's refresh target: the route and its service (2, once per 60 s).
 * A request with credentials the key does not separate (`kong_plugin.credentials`) is
   served only entries that allow sharing, never waits for another request's fill, and
   stores only a response that allows sharing.
@@ -43,8 +47,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kong_plugin import decide, runtime, wire
-from kong_plugin.cache_key import build_key
+from kong_plugin import decide, refresh, runtime, wire
+from kong_plugin.cache_key import CacheKey, build_key
 from kong_plugin.cache_status import XCacheStatus
 from kong_plugin.cacheability import request_decision
 from kong_plugin.client import SidecarClient, SidecarError, SidecarUntrustedError
@@ -60,6 +64,7 @@ from kong_plugin.pdk import (
     identify,
     matched_route,
     pdk,
+    refresh_target,
     request_headers,
     request_line,
     request_target,
@@ -69,15 +74,19 @@ from kong_plugin.pdk import (
     upstream_headers,
 )
 from kong_plugin.poisoning import present, without
+from kong_plugin.refresh_pool import Started
 from kong_plugin.replies import (
     Served,
     bypass_headers,
     cache_headers,
     entry_reply,
     only_if_cached_miss,
+    origin_unreachable,
 )
 from kong_plugin.route_facts import Names, RouteFacts
 from kong_plugin.sidecar_jobs import invalidate, release, store_later
+from kong_plugin.targeted import fields_to_clear
+from kong_plugin.upstream_target import Unusable
 
 log = logging.getLogger("strata.plugin")
 
@@ -203,9 +212,10 @@ class Plugin:
         try:
             # A lookup that may wait gets the whole wait as its deadline: it is sent only
             # after a plain one found nothing, so a hung sidecar costs `timeout_ms`. A
-            # guarded request never waits: the fill it would be handed is another client's.
+            # guarded request never waits: the fill it would be handed is another client's;
+            # nor does a Range request (`decision.may_wait`): it stores nothing.
             answer = client.lookup(key.key.encode(), lines)
-            if wire.missed(answer) and not rule:
+            if wire.missed(answer) and not rule and decision.may_wait:
                 wait_ms = self._coalesce_wait_ms(kong, cfg, route_id, key.key)
                 if wait_ms:
                     answer = client.lookup(key.key.encode(), lines, wait_ms)
@@ -232,6 +242,10 @@ class Plugin:
             and not runtime.origins.admit(state.origin, state.key)
         ):
             step = step.if_origin_down
+        if isinstance(step, decide.Revalidate) and step.in_background is not None:
+            step = self._in_background(
+                kong, cfg, client, state, step, key=key, lines=lines, has_query="?" in target
+            )
         if isinstance(step, decide.Serve):
             if step.release:
                 release(client, state)
@@ -250,8 +264,51 @@ class Plugin:
             release(client, state)
             if isinstance(step, decide.OnlyIfCachedMiss):
                 exit_with(kong, only_if_cached_miss(state, cfg))
+            elif isinstance(step, decide.OriginUnreachable):
+                exit_with(kong, origin_unreachable(state, cfg, step.member))
             else:
                 self._bypass(kong, cfg, debug, step.reason)
+
+    def _in_background(
+        self,
+        kong: Any,
+        cfg: PluginConfig,
+        client: SidecarClient,
+        state: RequestState,
+        step: decide.Revalidate,
+        *,
+        key: CacheKey,
+        lines: list[tuple[bytes, bytes]],
+        has_query: bool,
+    ) -> decide.Serve | decide.Revalidate:
+        """This request holds the fill lease of an entry within stale-while-revalidate:
+        answer it stale (`step.in_background`) and refresh the entry on the refresh pool
+        (`kong_plugin.refresh`; a full pool skips the refresh and gives up the lease). The
+        foreground `step` instead when no refresh can be made for it: its key holds a
+        consumer, or the route's target (`kong_plugin.upstream_target`) or the headers
+        are unusable. Reads the route and service (2 PDK calls, once per route per 60 s)."""
+        stale = step.in_background
+        if stale is None or key.consumer or not state.origin:
+            return step
+        target = self._routes.refresh_target(state.origin, lambda: refresh_target(kong))
+        if isinstance(target, Unusable):
+            message = f"no background refresh on route {state.origin}: {target.reason}"
+            runtime.reporter.report(kong, "warn", "refresh-target", message)
+            return step
+        job = refresh.plan(
+            target, state, stale.served, lines, has_query, step.stale_if_error, cfg, self._clock()
+        )
+        if isinstance(job, Unusable):
+            log.debug("no background refresh of %s: %s", state.key, job.reason)
+            return step
+        started = runtime.refreshes.submit(
+            state.key.encode(),
+            lambda: refresh.run(job, cfg, client, runtime.origins),
+            cfg.background_refresh.max_concurrent,
+        )
+        if started is Started.FULL:
+            release(client, state)
+        return stale
 
     def _forward(self, kong: Any, state: RequestState, stripped: tuple[str, ...]) -> None:
         """Let the request go upstream for a response that may be stored: first remove the
@@ -289,12 +346,16 @@ class Plugin:
         if state.mode == "write":
             invalidate(client, cfg, state, status, headers)
             self._bypass(kong, cfg, state.debug, "method")
+            self._hide_targeted(kong, headers, complete, cfg)
             return
         upstream = decide.Upstream(status, headers, complete, self._clock())
         step = decide.after_response(state, upstream, cfg)
         if isinstance(step, decide.Refresh):
             if step.store is None or not store_later(kong, client, state, step.store):
                 release(client, state)
+            if step.drop:  # off the request path, like the release
+                key = state.key.encode()
+                runtime.background.submit(lambda: client.invalidate(key=key))
             self._serve(kong, cfg, state, step.served)
             return
         if isinstance(step, decide.Serve):
@@ -318,6 +379,17 @@ class Plugin:
             release(client, state)
         word, member = decide.proxied_status(state, status, plan, stored, cfg)
         kong.response.set_headers(cache_headers(cfg, state.debug, word, state.key, member))
+        self._hide_targeted(kong, headers, complete, cfg)
+
+    @staticmethod
+    def _hide_targeted(
+        kong: Any, headers: Mapping[str, Any], complete: bool, cfg: PluginConfig
+    ) -> None:
+        """Remove the targeted fields meant for this cache only (RFC 9213) from a proxied
+        response: one PDK call each, and only for those the upstream's response carries
+        (`kong_plugin.targeted`)."""
+        for name in fields_to_clear(headers, complete, cfg.targeted):
+            kong.response.clear_header(name)
 
     # -- log ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from kong_plugin.config import PluginConfig
 from kong_plugin.headers import MAX_HEADER_LINES, Headers, kong_line_count
 from kong_plugin.identity import Identity, classify
 from kong_plugin.replies import Reply
+from kong_plugin.upstream_target import Target, Unusable, target_of
 
 
 class PdkError(Exception):
@@ -128,6 +129,13 @@ def service_facts(kong: Any) -> tuple[str, int | None]:
     timeout = service.get("read_timeout") if isinstance(service, Mapping) else None
     valid = isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0
     return _name(service), (timeout if valid else None)
+
+
+def refresh_target(kong: Any) -> Target | Unusable:
+    """Where a background refresh of the matched route goes (`kong_plugin.upstream_target`):
+    the route and its service entities, two round trips (``kong.router.get_route()`` and
+    ``get_service()``, ``ngx.ctx.route`` / ``ngx.ctx.service`` in Kong 3.9)."""
+    return target_of(pdk(kong.router.get_route()), pdk(kong.router.get_service()))
 
 
 def service_body(kong: Any) -> bytes:

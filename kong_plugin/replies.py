@@ -4,7 +4,8 @@ request from a stored entry (pure functions; `kong_plugin.handler` makes the PDK
 `cache_headers` are ``X-Cache-Status``, ``X-Cache-Key``, RFC 9211 ``Cache-Status`` and
 ``Age``, each as the route's ``response_headers`` (or a ``Kong-Debug`` request) asks.
 `entry_reply` is the stored response itself, or a 304 when the client's own validators
-match it (`kong_plugin.validation`), framed as `kong_plugin.exits` explains.
+match it (`kong_plugin.validation`), or the part a ``Range`` asks for (206, or 416 when
+unsatisfiable; `kong_plugin.ranges`), framed as `kong_plugin.exits` explains.
 
 Not guaranteed: ``Age`` is whole seconds (RFC 9111 §5.1), however old the entry is to
 the millisecond.
@@ -25,7 +26,16 @@ from kong_plugin.exits import (
     response_phase_exit,
 )
 from kong_plugin.headers import Headers, replay_headers
+from kong_plugin.ranges import (
+    Partial,
+    RangeAnswer,
+    Unsatisfiable,
+    partial_headers,
+    select_range,
+    unsatisfiable_headers,
+)
 from kong_plugin.stored import StoredEntry
+from kong_plugin.targeted import without_hidden
 from kong_plugin.validation import evaluate_conditional, not_modified_response_headers
 
 if TYPE_CHECKING:
@@ -48,8 +58,9 @@ class Served:
 
     `word`/`member`: the ``X-Cache-Status`` and ``Cache-Status`` to send; `age_s` its
     ``Age``. `conditional`: the request headers whose validators may turn the answer into
-    a 304 (None: never a 304). `clear`: in the ``response`` phase, the response's current
-    header names (the upstream's), cleared unless the entry sets them (None in ``access``).
+    a 304, and whose ``Range`` into a 206 or 416 (None: never a 304, no range). `clear`:
+    in the ``response`` phase, the response's current header names (the upstream's),
+    cleared unless the entry sets them (None in ``access``).
     """
 
     entry: StoredEntry
@@ -96,21 +107,40 @@ def names_to_clear(upstream: Mapping[str, object], complete: bool) -> tuple[str,
     return tuple(names if complete else names + list(ALWAYS_CLEAR))
 
 
+def _byte_range(served: Served, state: RequestState, cfg: PluginConfig) -> RangeAnswer | None:
+    """The part of the entry a ``Range`` request asks for (`kong_plugin.ranges`); None:
+    the whole entry (no range, or one to ignore)."""
+    request = served.conditional
+    if not cfg.serve_ranges or request is None or "range" not in request:
+        return None
+    entry = served.entry
+    return select_range(state.method, request, entry.status, entry.headers, len(entry.body))
+
+
 def entry_reply(served: Served, state: RequestState, cfg: PluginConfig) -> Reply:
-    """End the request with the stored response (or a 304 for a matching conditional)."""
+    """End the request with the stored response: a 304 for a matching conditional, else a
+    206/416 for a ``Range`` (RFC 9110 §14, `kong_plugin.ranges`; a 304 wins, §13.2.2),
+    else the whole response."""
     extra = cache_headers(
         cfg, state.debug, served.word.value, state.key, served.member, served.age_s
     )
     entry = served.entry
+    targeted = cfg.targeted  # targeted fields stay stored (reuse needs them), not replayed
     out: KongHeaders
     if served.conditional is not None and evaluate_conditional(
         served.conditional, entry.status, entry.headers, method=state.method
     ):
         status, body = 304, b""
-        out = dict(not_modified_response_headers(entry.headers).to_kong())
+        out = dict(without_hidden(not_modified_response_headers(entry.headers), targeted).to_kong())
     else:
         status, body = entry.status, entry.body
-        out = dict(replay_headers(entry.headers).to_kong())
+        replayed = without_hidden(replay_headers(entry.headers), targeted)
+        part = _byte_range(served, state, cfg)
+        if isinstance(part, Partial):
+            status, body, replayed = 206, part.slice(body), partial_headers(replayed, part)
+        elif isinstance(part, Unsatisfiable):
+            status, body, replayed = 416, b"", unsatisfiable_headers(replayed, part)
+        out = dict(replayed.to_kong())
     out.update(extra)
     body, length = framing(state.method, status, body)
     out.update(length)
@@ -122,3 +152,11 @@ def entry_reply(served: Served, state: RequestState, cfg: PluginConfig) -> Reply
 def only_if_cached_miss(state: RequestState, cfg: PluginConfig) -> Reply:
     """RFC 9111 §5.2.1.7: no stored response may answer, so 504."""
     return Reply(504, "", cache_headers(cfg, state.debug, XCacheStatus.MISS.value, state.key))
+
+
+def origin_unreachable(state: RequestState, cfg: PluginConfig, member: str) -> Reply:
+    """RFC 9111 §5.2.2.2: the stored response may not be served stale and the origin is
+    down (`kong_plugin.origin`), so 504 (``X-Cache-Status: Refresh``, as for any entry
+    found that could not answer by itself; `member` is the ``Cache-Status``)."""
+    word = XCacheStatus.REFRESH.value
+    return Reply(504, "", cache_headers(cfg, state.debug, word, state.key, member))

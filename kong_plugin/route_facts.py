@@ -1,6 +1,7 @@
 """What the plugin remembers per route between requests: its service's ``read_timeout``
-(the cap of a coalesced wait) and the route's and service's names (the ``route-name:``
-and ``service:`` event tags of `kong_plugin.event_tags`).
+(the cap of a coalesced wait), the route's and service's names (the ``route-name:``
+and ``service:`` event tags of `kong_plugin.event_tags`) and where a background refresh
+of the route goes (`kong_plugin.upstream_target`, read from both entities).
 
 Each fact costs a PDK round trip to learn (``kong.router.get_route`` /
 ``kong.router.get_service``), so it is read once per route id and kept:
@@ -11,6 +12,9 @@ Each fact costs a PDK round trip to learn (``kong.router.get_route`` /
   when they are older than `NAMES_MAX_AGE_S`: a renamed route or service is picked up by
   entries stored at most that long after the rename (earlier ones keep the old name's
   tag). A service read for the ``read_timeout`` counts as a fresh read of its name.
+* the refresh target is read only by a request that holds a stale entry's fill lease
+  with background refreshes on, and again when older than `NAMES_MAX_AGE_S` (two round
+  trips: the route and its service);
 * A route id seen by a plugin that is not attached to a route costs nothing extra: the
   handler already reads the matched route on every request and hands its name over
   (`RouteFacts.note_route_name`).
@@ -32,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kong_plugin.event_tags import ROUTE_NAME_TAG, SERVICE_TAG, name_tag
+from kong_plugin.upstream_target import Target, Unusable
 
 log = logging.getLogger("strata.plugin")
 
@@ -44,6 +49,8 @@ MAX_ROUTES = 4096
 ReadRoute = Callable[[], str]
 #: Reads the matched service's (name, read_timeout in ms or None): one PDK round trip.
 ReadService = Callable[[], tuple[str, int | None]]
+#: Reads where a background refresh of the route goes: two PDK round trips.
+ReadTarget = Callable[[], Target | Unusable]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,8 @@ class _Facts:
     service_read_at: float | None = None
     route_name: str = ""
     route_read_at: float | None = None
+    target: Target | Unusable | None = None
+    target_read_at: float | None = None
 
 
 class RouteFacts:
@@ -123,6 +132,15 @@ class RouteFacts:
             self._read_service(facts, read_service, now)
             _warn_unusable(SERVICE_TAG, "service", facts.service_name, route_id)
         return Names(facts.route_name, facts.service_name)
+
+    def refresh_target(self, route_id: str, read_target: ReadTarget) -> Target | Unusable:
+        """Where a background refresh of the route goes (`kong_plugin.upstream_target`):
+        read with `read_target` when never read or `NAMES_MAX_AGE_S` old, like the names."""
+        facts = self._entry(route_id)
+        now = self._clock()
+        if facts.target is None or self._stale(facts.target_read_at, now):
+            facts.target, facts.target_read_at = read_target(), now
+        return facts.target
 
 
 def _warn_unusable(kind: str, what: str, name: str, route_id: str) -> None:

@@ -6,6 +6,7 @@ thread of its own (kong-pdk's thread mode). What they share:
 * `client_for`: one sidecar client (one gRPC channel) per address, timeout and uid;
 * `inflight`: per-request state between the ``access`` and ``response`` phases;
 * `background`: the bounded queue that runs stores and lease releases after a response;
+* `refreshes`: the bounded pool background refreshes run on (`kong_plugin.refresh`);
 * `reporter`: rate-limited reports to Kong's error log;
 * `origins`: which upstreams (and keys) are failing;
 * `uncacheable`: keys whose last response could not be stored (their misses do not wait);
@@ -28,6 +29,7 @@ from kong_plugin.client import SidecarClient
 from kong_plugin.inflight import InflightTable
 from kong_plugin.origin import OriginHealth
 from kong_plugin.recent import RecentKeys
+from kong_plugin.refresh_pool import RefreshPool
 from kong_plugin.report import Reporter
 
 _clients: dict[tuple[str, float, int | None], SidecarClient] = {}
@@ -35,6 +37,7 @@ _clients_lock = threading.Lock()
 
 inflight = InflightTable()
 background = Background()
+refreshes = RefreshPool()
 reporter = Reporter()
 origins = OriginHealth()
 uncacheable = RecentKeys()

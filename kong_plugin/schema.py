@@ -196,8 +196,10 @@ SCHEMA: list[SchemaField] = [
             "default": [200, 301, 404],
             "elements": {"type": "integer", "between": [100, 900]},
             "description": "Upstream response status codes considered cacheable (as in Kong's "
-            "proxy-cache). With cache_control=true a response with explicit freshness "
-            "(s-maxage, max-age, Expires) is storable whatever its status.",
+            "proxy-cache) when cache_control=false. With cache_control=true it is not "
+            "consulted: RFC 9111 decides (explicit freshness for any final status but 206/304; "
+            "heuristic freshness for the statuses RFC 9110 section 15.1 makes heuristically "
+            "cacheable, or any status with public).",
         }
     },
     {
@@ -251,7 +253,8 @@ SCHEMA: list[SchemaField] = [
             "required": True,
             "default": False,
             "description": "When enabled, follow RFC 9111 Cache-Control semantics (request and "
-            "response directives, Expires, heuristic freshness). Privacy rules (no-store, "
+            "response directives, Expires, heuristic freshness; response_code is then not "
+            "consulted). Privacy rules (no-store, "
             "private, Set-Cookie, Cookie, Authorization) apply either way.",
         }
     },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kong_plugin.cache_control import EMPTY, parse_cache_control
+from kong_plugin.cache_control import DELTA_MAX, EMPTY, parse_cache_control
 from kong_plugin.config import parse_config
 from kong_plugin.freshness import (
     HEURISTIC_CAP,
@@ -125,9 +125,13 @@ def test_apparent_age_from_date_when_larger():
     assert corrected_initial_age(h, request_time=NOW, response_time=NOW) == 100
 
 
-def test_missing_date_and_invalid_age_are_zero():
-    assert corrected_initial_age({"age": "x"}, request_time=NOW, response_time=NOW) == 0
-    assert age_value({"age": ["x", "7", "3"]}) == 7
+def test_missing_date_and_age_are_zero_an_invalid_first_age_is_beyond_any_lifetime():
+    """§5.1: only the first member counts; an invalid one makes the response stale on
+    arrival (behaviour changed: an invalid Age used to count as 0, the largest valid won)."""
+    assert corrected_initial_age({}, request_time=NOW, response_time=NOW) == 0
+    assert corrected_initial_age({"age": "x"}, request_time=NOW, response_time=NOW) == DELTA_MAX
+    assert age_value({"age": ["x", "7", "3"]}) == DELTA_MAX
+    assert age_value({"age": ["7", "x", "300"]}) == 7
 
 
 def test_current_age_adds_resident_time():
@@ -157,11 +161,11 @@ def test_revalidation_directives_forbid_stale_section_4_2_4(directive):
     assert stale_windows(cc, c) == (0, 0)
 
 
-def test_s_maxage_allows_only_the_responses_own_windows_section_5_2_2_10():
+def test_s_maxage_forbids_every_stale_window_even_its_own_section_5_2_2_10():
     c = parse_config({"cache_control": True, "stale_while_revalidate": 500, "stale_if_error": 500})
     assert stale_windows(parse_cache_control("s-maxage=60"), c) == (0, 0)
-    cc = parse_cache_control("s-maxage=60, stale-while-revalidate=30")
-    assert stale_windows(cc, c) == (30, 0)
+    cc = parse_cache_control("s-maxage=60, stale-while-revalidate=30, stale-if-error=40")
+    assert stale_windows(cc, c) == (0, 0)
 
 
 # --- reuse ----------------------------------------------------------------------------
@@ -214,11 +218,16 @@ def test_request_min_fresh_section_5_2_1_3():
 
 
 def test_request_max_stale_section_5_2_1_2():
+    """With storage_ttl the entry is kept past its windows and max-stale may use it
+    (without storage_ttl that time is the keep window: revalidation only)."""
+    storing = parse_config({"cache_control": True, "cache_ttl": 300, "storage_ttl": DAY})
     timing = EntryTiming(stored_at=NOW, ttl=100)
-    r = reuse(130, request="max-stale=60", timing=timing)
+    r = reuse(130, request="max-stale=60", timing=timing, config=storing)
     assert (r.action, r.detail) == ("stale", "max-stale")
-    assert reuse(130, request="max-stale=10", timing=timing).action == "revalidate"
-    assert reuse(10**6, request="max-stale", timing=timing).action == "stale"
+    assert reuse(130, request="max-stale=10", timing=timing, config=storing).action == (
+        "revalidate"
+    )
+    assert reuse(10**6, request="max-stale", timing=timing, config=storing).action == "stale"
 
 
 @pytest.mark.parametrize("stored", ["must-revalidate", "proxy-revalidate", "s-maxage=100"])
@@ -240,9 +249,10 @@ def test_request_no_cache_revalidates_section_5_2_1_4():
 
 
 def test_request_stale_if_error_widens_the_error_window_rfc5861():
+    storing = parse_config({"cache_control": True, "cache_ttl": 300, "storage_ttl": DAY})
     timing = EntryTiming(stored_at=NOW, ttl=100)
-    assert not reuse(200, timing=timing).stale_if_error
-    assert reuse(200, request="stale-if-error=200", timing=timing).stale_if_error
+    assert not reuse(200, timing=timing, config=storing).stale_if_error
+    assert reuse(200, request="stale-if-error=200", timing=timing, config=storing).stale_if_error
 
 
 def test_without_cache_control_request_directives_are_ignored_like_kong():

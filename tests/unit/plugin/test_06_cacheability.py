@@ -47,9 +47,10 @@ def test_head_is_looked_up_under_get_but_never_stored():
     assert (d.lookup, d.store, d.method) == (True, False, "GET")
 
 
-def test_range_requests_bypass_the_cache():
-    """No range serving: a Range request must never get a full 200 from the cache."""
-    d = request_decision("GET", {"range": "bytes=0-10"}, CC_OFF)
+def test_range_requests_bypass_the_cache_when_ranges_are_not_served():
+    """serve_ranges off: a Range request must never get a full 200 from the cache (the
+    range serving itself is tested in test_35_ranges.py)."""
+    d = request_decision("GET", {"range": "bytes=0-10"}, parse_config({"serve_ranges": False}))
     assert d.bypass
     assert d.reason == "range"
 
@@ -271,7 +272,7 @@ def test_no_cache_response_is_stored_for_revalidation_section_5_2_2_4():
     assert d.revalidate
     assert d.timing is not None
     assert d.timing.ttl == 0
-    assert d.timing.storage_ttl == CC_ON.cache_ttl
+    assert d.timing.storage_ttl == CC_ON.keep_ttl  # kept keep_ttl (> cache_ttl) to revalidate
     assert store(200, {**JSON, "cache-control": "no-cache"}, CC_ON).reason == "no-cache"
 
 

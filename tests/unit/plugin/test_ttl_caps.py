@@ -1,5 +1,6 @@
 """Plugin durations stay within what the sidecar accepts by default (365 days): a longer
-one would pass the config and then be refused by the sidecar on every store."""
+one would pass the config and then be clamped by the sidecar on every store (entries
+expiring earlier than configured), so it is refused at config load instead."""
 
 from __future__ import annotations
 

@@ -92,10 +92,28 @@ def test_entries_kept_only_for_revalidation_get_the_keep_window_and_at_least_cac
     assert storage({"cache-control": "no-cache", "etag": '"v1"'}) == max(KEEP, 300)
     no_keep = parse_config({"cache_control": True, "cache_ttl": 300, "keep_ttl": 0})
     assert storage({"cache-control": "no-cache", "etag": '"v1"'}, no_keep) == 300
-    # stale on arrival (30 s old, 10 s of freshness): kept keep_ttl past its lifetime
+    # stale on arrival (30 s old, 10 s of freshness): stored as stale from its arrival, kept
+    # keep_ttl (at least cache_ttl) from then
     late = {"cache-control": "max-age=10", "age": "30", "last-modified": LM}
-    assert storage(late) == 10 + KEEP
-    assert storage(late, no_keep) == 30 + 300
+    assert storage(late) == max(KEEP, 300)
+    assert storage(late, no_keep) == 300
+
+
+def test_an_absurd_or_invalid_age_never_dates_an_entry_before_the_epoch() -> None:
+    for age in ("abc", "2147483648", "99999999999999", "2147483000"):
+        for extra in ({"etag": '"v1"'}, {}):
+            headers = {"content-type": "application/json", "cache-control": "max-age=2147483648"}
+            decision = response_decision(
+                "GET",
+                200,
+                {**headers, "age": age, **extra},
+                EMPTY,
+                CC_ON,
+                request_time=NOW,
+                response_time=NOW,
+            )
+            if decision.timing is not None:
+                assert decision.timing.stored_at >= 0, (age, extra)
 
 
 # -- reuse of a kept entry --------------------------------------------------------------

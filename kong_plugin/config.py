@@ -241,6 +241,44 @@ def _check_tokens(name: str, values: list[str]) -> None:
             raise ConfigError(f"{name}[{i}]", f"{value!r} {ERR_HEADER_NAME}")
 
 
+#: Fields with a meaning of their own: as Strata's targeted field they would be parsed as
+#: cache directives and removed from responses (`kong_plugin.targeted`).
+TARGETED_FORBIDDEN = frozenset(
+    {
+        "cache-control",
+        "cdn-cache-control",
+        "pragma",
+        "expires",
+        "age",
+        "date",
+        "etag",
+        "last-modified",
+        "vary",
+        "set-cookie",
+        "set-cookie2",
+        "location",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authenticate",
+        "www-authenticate",
+    }
+)
+
+
+def _check_targeted_field(name: str) -> None:
+    low = name.lower()
+    if low in TARGETED_FORBIDDEN or low.startswith("content-"):
+        raise ConfigError(
+            "targeted_cache_control.field",
+            f"{name!r} is a field with a meaning of its own; name a field of this cache's "
+            "own, such as Strata-Cache-Control",
+        )
+
+
 def _check_no_controls(name: str, values: list[str]) -> None:
     for i, value in enumerate(values):
         if _CONTROL_RE.search(value):
@@ -336,6 +374,7 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
     _check_tokens("strip_request_headers", c["strip_request_headers"])
     _check_tokens("background_refresh.forward_headers", c["background_refresh"]["forward_headers"])
     _check_tokens("targeted_cache_control.field", [c["targeted_cache_control"]["field"]])
+    _check_targeted_field(c["targeted_cache_control"]["field"])
     vary_headers = None if c["vary_headers"] is None else _unique(c["vary_headers"])
     tag_headers = _unique(c["tag_headers"])
     for i, tag in enumerate(c["tags"]):

@@ -55,6 +55,7 @@ from kong_plugin.freshness import (
     stale_prohibited,
 )
 from kong_plugin.headers import Headers, storable_headers
+from kong_plugin.http_date import format_http_date
 from kong_plugin.inflight import RequestState
 from kong_plugin.invalidation import entry_tags
 from kong_plugin.replies import Served, names_to_clear
@@ -394,9 +395,12 @@ def plan_store(
     tags = entry_tags(state.host, state.path, upstream.headers, cfg, scheme)
     if tags.dropped:
         return StorePlan(None, True, "tags-dropped")
+    headers = storable_headers(upstream.headers, strip=decision.strip_headers)
+    if "date" not in headers:  # RFC 9110 §6.6.1: a cache records when it received it
+        headers = Headers({**dict(headers.items()), "date": (format_http_date(upstream.now),)})
     entry = StoredEntry(
         status=upstream.status,
-        headers=storable_headers(upstream.headers, strip=decision.strip_headers),
+        headers=headers,
         body=body,
         timing=decision.timing,
         tags=tuple(tags.tags),

@@ -235,13 +235,19 @@ class Plugin:
         found = wire.found_from_pb(answer)
         state.fill_lease = found.fill_lease
         step = decide.after_lookup(found, decision, rule, h, cfg)
+        fallback = step.if_origin_down if isinstance(step, decide.Revalidate) else None
         if (
-            isinstance(step, decide.Revalidate)
-            and step.if_origin_down is not None
+            fallback is not None
             and state.origin
+            # a 504 only when the origin cannot be reached, not when it answers 5xx
+            # (RFC 9111 §5.2.2.2): such an entry is then revalidated, its answer passed on
+            and (
+                not isinstance(fallback, decide.OriginUnreachable)
+                or runtime.origins.unreachable(state.origin, state.key)
+            )
             and not runtime.origins.admit(state.origin, state.key)
         ):
-            step = step.if_origin_down
+            step = fallback
         if isinstance(step, decide.Revalidate) and step.in_background is not None:
             step = self._in_background(
                 kong, cfg, client, state, step, key=key, lines=lines, has_query="?" in target
@@ -411,7 +417,7 @@ class Plugin:
             return
         release(self._client(cfg), state)
         if state.origin and pdk(kong.nginx.get_ctx("KONG_PROXIED")):
-            origin_failed(kong, state, "could not be reached")
+            origin_failed(kong, state, "could not be reached", unreachable=True)
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -51,12 +51,14 @@ class _Down:
     backoff_s: float = 0.0
     probing: bool = False
     origin: str = ""  # of a key: the origin it belongs to
+    unreachable: bool = False  # its last failure: no answer at all (not a 502/503/504)
 
 
 @dataclass(slots=True)
 class _Origin:
     down: _Down = field(default_factory=_Down)
     failed_keys: set[str] = field(default_factory=set)  # since the last success
+    answered: int = 0  # failures since the last success that were 502/503/504 answers
 
 
 class _Table:
@@ -115,6 +117,16 @@ class OriginHealth:
         k = self._keys.get(key) if key is not None else None
         return isinstance(k, _Down) and k.down_until > 0.0
 
+    def unreachable(self, origin: str, key: str) -> bool:
+        """True while `key` is down because its last request got no answer at all, or
+        `origin` is down and none of its failures since its last success was an answer
+        (RFC 9111 §5.2.2.2's "cannot reach": a 502/503/504 answer is not that)."""
+        o = self._origins.get(origin)
+        if isinstance(o, _Origin) and o.down.down_until > 0.0 and o.answered == 0:
+            return True
+        k = self._keys.get(key)
+        return isinstance(k, _Down) and k.down_until > 0.0 and k.unreachable
+
     def admit(self, origin: str, key: str) -> bool:
         """Whether a request for `key` may go to `origin` now: always while both are up;
         while either is down, only the first caller after each back-off interval (the
@@ -137,17 +149,21 @@ class OriginHealth:
             state.down_until = now + state.backoff_s  # nobody else until the probe answers
             return True
 
-    def failed(self, origin: str, key: str) -> bool:
-        """Record a failed upstream request for `key`; True if this marked `origin` down."""
+    def failed(self, origin: str, key: str, *, unreachable: bool = False) -> bool:
+        """Record a failed upstream request for `key` (`unreachable`: no answer at all, not
+        a 502/503/504); True if this marked `origin` down."""
         with self._lock:
             now = self._clock()
             k = self._keys.touch(key)
             assert isinstance(k, _Down)
             k.origin = origin
+            k.unreachable = unreachable
             self._mark(k, now)
             o = self._origins.touch(origin)
             assert isinstance(o, _Origin)
             o.failed_keys.add(key)
+            if not unreachable:
+                o.answered += 1
             if o.down.down_until > 0.0:
                 self._mark(o.down, now)
                 return False

@@ -28,9 +28,10 @@ def origin_answered(kong: Any, state: RequestState, status: int) -> None:
         log.warning("origin of route %s answers again", state.origin)
 
 
-def origin_failed(kong: Any, state: RequestState, what: str) -> None:
-    """The upstream failed this request (`what` says how, for the report)."""
-    if runtime.origins.failed(state.origin, state.key):
+def origin_failed(kong: Any, state: RequestState, what: str, *, unreachable: bool = False) -> None:
+    """The upstream failed this request (`what` says how, for the report; `unreachable`:
+    it gave no answer at all)."""
+    if runtime.origins.failed(state.origin, state.key, unreachable=unreachable):
         runtime.reporter.report(
             kong,
             "warn",

@@ -246,6 +246,14 @@ def settle(
     status = fetched.status
     if status >= 500:
         return Settled(Outcome.ERROR_STATUS, why=f"upstream answered {status}")
+    stored_status = state.stale.status if state.stale is not None else status
+    if status not in (304, stored_status) and not 200 <= status < 300:
+        # A refresh is not the client's request (other plugins' changes, credentials it may
+        # not carry): a 401/404 where a 200 is stored is more likely its own failure than
+        # the resource's new state, so the stale copy stays (RFC 5861 §3: a failed
+        # refresh). A 2xx, or the stored status again, replaces it.
+        why = f"upstream answered {status} where {stored_status} is stored: stale copy kept"
+        return Settled(Outcome.CHANGED_STATUS, why=why)
     upstream = decide.Upstream(status, fetched.headers, True, now)
     step = decide.after_response(state, upstream, cfg)
     if isinstance(step, decide.Refresh):
@@ -270,11 +278,13 @@ def _release(client: SidecarCalls, key: bytes) -> None:
         log.debug("releasing the fill lease after a refresh failed: %s", exc)
 
 
-def _health(origins: OriginHealth, state: RequestState, failed: bool) -> None:
+def _health(
+    origins: OriginHealth, state: RequestState, failed: bool, *, unreachable: bool = False
+) -> None:
     if not state.origin:
         return
     if failed:
-        if origins.failed(state.origin, state.key):
+        if origins.failed(state.origin, state.key, unreachable=unreachable):
             log.warning("upstream of route %s failing for several URLs: marked down", state.origin)
     elif origins.succeeded(state.origin, state.key):
         log.warning("origin of route %s answers again", state.origin)
@@ -298,7 +308,7 @@ def run(
     try:
         fetched = fetcher(dest, job.headers, job.timeout_s, cfg.max_body_bytes)
     except FetchError as exc:
-        _health(origins, state, failed=True)
+        _health(origins, state, failed=True, unreachable=exc.kind != "protocol")
         _release(client, key)
         return Outcome(exc.kind), f"{where}: {exc}"
     _health(origins, state, failed=fetched.status in FAILURE_STATUSES)

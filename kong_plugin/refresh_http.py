@@ -16,8 +16,10 @@ header lines and in body bytes, following no redirect (a 3xx is an answer like a
 * At most 100 response header lines of at most 64 KiB each (``http.client``'s limits; more
   fails the refresh); the body is read up to ``max_body + 1`` bytes and the connection is
   closed (one byte over the bound is enough for the store decision to say ``too-large``).
+  A body shorter than its ``Content-Length`` (the origin closed early) fails the refresh.
 * The response's header map has Kong's shape (lower-cased names, a list for repeated
-  lines; values decoded as UTF-8 with undecodable bytes kept), without what nginx's proxy
+  lines; values decoded as UTF-8 -- a value that is not fails the refresh: such a response
+  could not be replayed through the PDK), without what nginx's proxy
   module hides by default (``X-Pad``, ``X-Accel-*``); an obsolete line folding becomes
   one space (RFC 9112 §5.2).
 
@@ -130,7 +132,9 @@ def _header_map(lines: Sequence[tuple[str, str]]) -> dict[str, str | list[str]]:
         if low == "x-pad" or low.startswith("x-accel-"):
             continue
         value = _FOLD.sub(" ", raw).encode("latin-1", "replace")
-        out.setdefault(low, []).append(value.decode("utf-8", "surrogateescape"))
+        # a value that is not UTF-8 could not be replayed through the PDK (nor is such a
+        # response ever stored in the foreground): the refresh fails (`ValueError`)
+        out.setdefault(low, []).append(value.decode("utf-8"))
     return {k: (v[0] if len(v) == 1 else v) for k, v in out.items()}
 
 
@@ -158,6 +162,8 @@ def fetch(
         body = response.read(max_body + 1)
         if conn.aborted:  # a body read to the end of the connection was cut short
             raise TimeoutError("refresh deadline passed")
+        if response.length and len(body) <= max_body:  # `read` does not raise for this
+            raise http.client.IncompleteRead(body, response.length)
         return Fetched(response.status, _header_map(response.getheaders()), body)
     except TimeoutError as exc:
         raise FetchError("timeout", f"no answer within {timeout_s:g} s") from exc

@@ -40,6 +40,7 @@ class Outcome(enum.Enum):
     REVALIDATED = "revalidated"  # a 304: the entry stored again with renewed freshness
     NOT_STORABLE = "not-storable"  # an answer that may not be stored: stale copy kept
     ERROR_STATUS = "error-status"  # a 5xx: stale copy kept
+    CHANGED_STATUS = "changed-status"  # a non-2xx where a different status is stored: kept
     TIMEOUT = "timeout"  # no answer within background_refresh.timeout_ms
     CONNECTION = "connection"  # could not connect (or resolve, or TLS), or it broke
     PROTOCOL = "protocol"  # a malformed or oversized answer

@@ -540,8 +540,9 @@ SCHEMA: list[SchemaField] = [
             "description": "Seconds a stored response with a validator (ETag or Last-Modified) "
             "is kept after its freshness and stale windows end, so that it is revalidated with "
             "a conditional request (a 304 renews it) instead of fetched again. A kept entry is "
-            "never served without revalidation and is evicted like any other. 0: not kept. "
-            "Ignored when storage_ttl is set.",
+            "never served without revalidation and is evicted like any other. 0: kept no "
+            "longer than its windows (entries stored only to be revalidated still get "
+            "cache_ttl). Ignored when storage_ttl is set.",
         }
     },
     {
@@ -597,7 +598,8 @@ SCHEMA: list[SchemaField] = [
                         "required": True,
                         "default": False,
                         "description": "Pass Strata's own field on to clients (it targets "
-                        "this cache, so it is removed by default).",
+                        "this cache, so by default it is removed from the responses the "
+                        "cache handles).",
                     }
                 },
                 {

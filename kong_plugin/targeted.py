@@ -42,7 +42,14 @@ from typing import TYPE_CHECKING, Any
 
 from kong_plugin.cache_control import DELTA_MAX, CacheControl, parse_cache_control
 from kong_plugin.headers import HeaderInput, Headers
-from kong_plugin.sf_dictionary import InnerList, Item, Member, combine, parse_dictionary
+from kong_plugin.sf_dictionary import (
+    MAX_FIELD_LENGTH,
+    InnerList,
+    Item,
+    Member,
+    combine,
+    parse_dictionary,
+)
 
 if TYPE_CHECKING:
     from kong_plugin.config import PluginConfig, TargetedConfig
@@ -118,6 +125,9 @@ def _from_value(value: str) -> CacheControl | None:
 
 
 _from_value_memo = lru_cache(maxsize=512)(_from_value)
+#: Longer values (up to the parser's own bound) get a small memo of their own: a stored
+#: entry's field is read again on every hit, and a long one costs milliseconds to parse.
+_from_long_value_memo = lru_cache(maxsize=32)(_from_value)
 
 
 def targeted_cc(headers: HeaderInput, names: tuple[str, ...]) -> CacheControl | None:
@@ -128,7 +138,12 @@ def targeted_cc(headers: HeaderInput, names: tuple[str, ...]) -> CacheControl | 
         value = combine(h.get_all(name))
         if not value:
             continue
-        cc = _from_value_memo(value) if len(value) <= MEMO_MAX_LEN else _from_value(value)
+        if len(value) <= MEMO_MAX_LEN:
+            cc = _from_value_memo(value)
+        elif len(value) <= MAX_FIELD_LENGTH:
+            cc = _from_long_value_memo(value)
+        else:
+            cc = None  # over the parser's bound: invalid, ignored as a whole
         if cc is not None:
             return cc
     return None

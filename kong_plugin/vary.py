@@ -16,9 +16,13 @@ values in a way that is known to have identical semantics"): members lower-cased
 types, codings, charsets and language tags are case-insensitive) and stripped of
 whitespace, parameter names lower-cased, the weight ``q`` written as its value
 (``q=1``/``q=1.0``/``Q=1.000`` are the default and dropped; ``q=0.50`` is ``q=0.5``),
-members ordered by weight, highest first, then by text (members of equal weight carry no
-order, §12.4.2), exact duplicates dropped, joined with ``,``. So ``gzip, br`` and
-``BR,gzip`` select the same variant, as do ``en;q=0.5, de`` and ``de, en;q=0.50``.
+members ordered by weight, highest first, exact duplicates dropped, joined with ``,``.
+Members of equal weight keep their order in ``Accept``, ``Accept-Charset`` and
+``Accept-Language`` -- origins commonly break ties by list order (RFC 9110 §12.4.2 lets a
+recipient treat it as a preference; RFC 4647 lookup does) -- and are sorted by text in
+``Accept-Encoding`` (`UNORDERED_FIELDS`), where the origin picks among the codings it has
+by its own preference. So ``gzip, br`` and ``BR,gzip`` select the same variant, as do
+``en;q=0.5, de`` and ``de, en;q=0.50``; ``fr, en`` and ``en, fr`` do not.
 `sidecar_lines` applies it to the request header lines the sidecar selects variants by
 (lookup and store alike; the request that goes upstream is not touched).
 
@@ -44,6 +48,8 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Request fields compared as lists (module docstring), lower-case.
 LIST_FIELDS = frozenset({"accept", "accept-charset", "accept-encoding", "accept-language"})
 _LIST_FIELD_BYTES = frozenset(name.encode("ascii") for name in LIST_FIELDS)
+#: List fields whose members of equal weight carry no order (sorted by text).
+UNORDERED_FIELDS = frozenset({"accept-encoding"})
 #: A list value longer than this is compared as collapsed text, unparsed.
 MAX_NORMALIZED = 4096
 #: Values up to this length are memoised (a browser's ``Accept`` is about 150).
@@ -163,7 +169,10 @@ def _normalized_list(name: str, value: str) -> str | None:
             if member is None:
                 return None
             members.append(member)
-    members.sort(key=lambda m: (-m[0], m[1]))
+    if name in UNORDERED_FIELDS:
+        members.sort(key=lambda m: (-m[0], m[1]))
+    else:  # stable: members of equal weight keep their order
+        members.sort(key=lambda m: -m[0])
     return ",".join(dict.fromkeys(text for _, text in members))
 
 

@@ -51,6 +51,15 @@ class Origin:
                 await asyncio.sleep(self.hang_s)
             if request.path == self.failing_path:
                 return web.Response(status=503, text="down")
+            if request.path.startswith("/sie/must-revalidate"):  # never to be served stale
+                return web.Response(
+                    body=f"body of {request.path}".encode(),
+                    headers={
+                        "Cache-Control": "max-age=1, must-revalidate",
+                        "ETag": '"mr"',  # kept past its lifetime, to be revalidated
+                        "Content-Type": "text/plain",
+                    },
+                )
             return web.Response(
                 body=f"body of {request.path}".encode(),
                 headers={"Cache-Control": "max-age=1", "Content-Type": "text/plain"},
@@ -260,3 +269,37 @@ async def test_one_failing_url_does_not_make_the_rest_of_the_route_stale(world: 
     assert words[URLS[0]]["Stale"] == 3
     for url in URLS[1:]:
         assert words[url]["Stale"] == 0, (url, words[url])
+
+
+async def test_a_must_revalidate_entry_gets_504_once_its_origin_cannot_be_reached(
+    world: World,
+) -> None:
+    """RFC 9111 §5.2.2.2: a stale must-revalidate entry is never served when the origin
+    cannot be reached; the first request meets Kong's own 502 (no response phase), the
+    next ones a 504 from the plugin without contacting the dead origin, and when the origin
+    is back the entry is fetched again."""
+    url = world.sim.base_url + "/sie/must-revalidate-1"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            assert resp.status == 200
+        await asyncio.sleep(1.2)  # stale; the route's stale_if_error does not apply to it
+        await world.origin.stop()
+        try:
+            async with http.get(url) as resp:
+                first = resp.status
+            await asyncio.sleep(0.3)  # the log phase marks the key unreachable
+            async with http.get(url) as resp:
+                second, detail = resp.status, resp.headers.get("Cache-Status", "")
+                body = await resp.read()
+        finally:
+            await world.origin.start()
+        assert first == 502
+        assert (second, body) == (504, b"")
+        assert "detail=origin-unreachable" in detail
+        deadline = time.monotonic() + 10
+        while True:  # the probe after the back-off finds the origin again
+            async with http.get(url) as resp:
+                if resp.status == 200:
+                    break
+            assert time.monotonic() < deadline, "origin never probed again"
+            await asyncio.sleep(0.2)

@@ -232,6 +232,11 @@ def test_a_storable_response_becomes_the_entry_to_store() -> None:
     assert plan.entry is not None and plan.storable and plan.detail is None
     assert "connection" not in plan.entry.headers  # hop-by-hop: never stored
     assert (plan.entry.body, plan.entry.timing.ttl) == (b"body", 60)
+    # no Date from the origin: the time it was received is recorded (RFC 9110 §6.6.1)
+    assert plan.entry.headers.get("date") == "Tue, 14 Nov 2023 22:13:20 GMT"
+    dated = {**headers, "date": "Mon, 13 Nov 2023 22:13:20 GMT"}
+    kept = decide.plan_store(state(), upstream(200, dated), step.decision, b"body", CFG).entry
+    assert kept is not None and kept.headers.get_all("date") == ("Mon, 13 Nov 2023 22:13:20 GMT",)
     assert decide.proxied_status(state(), 200, plan, True, CFG) == (
         "Miss",
         "strata; fwd=uri-miss; fwd-status=200; stored",

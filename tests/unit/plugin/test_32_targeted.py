@@ -12,6 +12,7 @@ from kong_plugin.cache_control import DELTA_MAX, EMPTY, CacheControl
 from kong_plugin.cache_status import XCacheStatus
 from kong_plugin.cacheability import request_decision, response_decision
 from kong_plugin.config import PluginConfig, TargetedConfig, parse_config
+from kong_plugin.errors import ConfigError
 from kong_plugin.freshness import EntryTiming, freshness_lifetime, stale_windows
 from kong_plugin.headers import Headers
 from kong_plugin.http_date import format_http_date
@@ -311,3 +312,11 @@ def test_a_hit_replays_the_stored_fields_without_the_hidden_ones() -> None:
     not_modified = reply(CFG, {"if-none-match": '"v1"'})
     assert not_modified.status == 304
     assert OWN not in not_modified.headers
+
+
+@pytest.mark.parametrize(
+    "name", ["Cache-Control", "CDN-Cache-Control", "Set-Cookie", "ETag", "Content-Type", "Vary"]
+)
+def test_a_field_with_a_meaning_of_its_own_cannot_be_the_targeted_field(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"targeted_cache_control\.field: .*meaning of its own"):
+        parse_config({"targeted_cache_control": {"field": name}})

@@ -32,6 +32,7 @@ from kong_plugin.vary import (
         ("accept-language", "en;q=0.5, de", "de, en;q=0.50"),
         ("accept-language", "EN-us, de-CH;q=0.9", "de-ch ; q=0.900,en-US"),
         ("accept", "text/HTML, application/json;q=0.8", "application/json ;q=0.8,text/html"),
+        ("accept-language", "FR , en;q=0.9, de", "fr,de,en;q=0.9"),  # equal weights: order kept
         ("accept", "text/html;level=1, */*;q=0.1", "*/*; q=0.1, text/html; LEVEL=1"),
         ("accept-charset", "utf-8, iso-8859-1;q=0.5", "ISO-8859-1;q=0.5,UTF-8"),
     ],
@@ -49,6 +50,11 @@ def test_equivalent_list_values_are_one_value(name: str, a: str, b: str) -> None
         ("accept-encoding", "gzip;q=0.5", "gzip;q=0.6"),
         ("accept", "text/html;level=1", "text/html;level=2"),
         ("accept", "text/html;charset=UTF-8", "text/html;charset=utf-8"),  # value case kept
+        # equal weights keep their order where origins break ties by it
+        ("accept-language", "fr, en", "en, fr"),
+        ("accept-language", "de;q=0.5, en;q=0.5", "en;q=0.5, de;q=0.5"),
+        ("accept", "application/xml, application/json", "application/json, application/xml"),
+        ("accept-charset", "utf-8, iso-8859-1", "iso-8859-1, utf-8"),
     ],
 )
 def test_different_lists_stay_different(name: str, a: str, b: str) -> None:

@@ -98,11 +98,23 @@ def test_a_new_200_is_stored_as_a_miss_would_store_it() -> None:
         (Fetched(503, {**JSON, "cache-control": "max-age=60"}, b"{}"), Outcome.ERROR_STATUS),
         (Fetched(200, {**JSON, "cache-control": "no-store"}, b"{}"), Outcome.NOT_STORABLE),
         (Fetched(200, {**JSON, "set-cookie": "a=1"}, b"{}"), Outcome.NOT_STORABLE),
+        (Fetched(404, {**JSON, "cache-control": "max-age=60"}, b"{}"), Outcome.CHANGED_STATUS),
+        (Fetched(401, {**JSON, "cache-control": "max-age=60"}, b"{}"), Outcome.CHANGED_STATUS),
         (FetchError("timeout", "no answer within 10 s"), Outcome.TIMEOUT),
         (FetchError("connection", "refused"), Outcome.CONNECTION),
         (FetchError("protocol", "got more than 100 headers"), Outcome.PROTOCOL),
     ],
-    ids=["500", "503-storable", "no-store", "set-cookie", "timeout", "connection", "protocol"],
+    ids=[
+        "500",
+        "503-storable",
+        "no-store",
+        "set-cookie",
+        "404-for-200",
+        "401-for-200",
+        "timeout",
+        "connection",
+        "protocol",
+    ],
 )
 def test_failures_release_the_lease_and_store_nothing(
     answer: Fetched | FetchError, outcome: Outcome

@@ -131,6 +131,27 @@ def test_the_body_is_cut_one_byte_past_the_bound(serve: Callable[..., Server]) -
     assert fetch(to(server.port), [], 5, 10).body == b"x" * 11
 
 
+def test_a_body_cut_short_of_its_content_length_fails_the_refresh(
+    serve: Callable[..., Server],
+) -> None:
+    server = serve(reply(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"partial\":"))
+    with pytest.raises(FetchError) as failed:
+        fetch(to(server.port), [], 5, 10_000)
+    assert failed.value.kind == "protocol"
+
+
+def test_a_header_value_that_is_not_utf8_fails_the_refresh(serve: Callable[..., Server]) -> None:
+    server = serve(
+        reply(
+            b"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=caf\xe9.json\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+    )
+    with pytest.raises(FetchError) as failed:
+        fetch(to(server.port), [], 5, 100)
+    assert failed.value.kind == "protocol"
+
+
 def test_more_than_100_header_lines_fail_the_refresh(serve: Callable[..., Server]) -> None:
     many = b"".join(b"X-%d: v\r\n" % i for i in range(101))
     server = serve(reply(b"HTTP/1.1 200 OK\r\n" + many + b"Content-Length: 0\r\n\r\n"))

@@ -4,7 +4,10 @@ A lookup reads the fastest tier first; a hit below it is backfilled into the fas
 placement allows for the entry (the memory tier always). A purged entry is a miss (deleted
 from every tier); a soft-purged one is stale, its freshness cut at the purge
 (`sidecar.engine.purge.soft_stale`), or a miss (deleted) once no stale window is left.
-Concurrent reads of one key below the memory tier share one read (`SingleFlight`). A key
+Concurrent reads of one key below the memory tier share one read (`SingleFlight`). A memory
+copy that is no longer fresh is checked against the shared tiers: a newer copy there (another
+node refreshed the key) replaces it and answers, so nodes do not refresh one key in turn;
+this costs one shared-tier read per lookup of a stale memory entry. A key
 holding a variant marker is read again under the variant the request headers select
 (`sidecar.engine.variants`).
 
@@ -94,6 +97,10 @@ class Reads:
             entry, tier = await self.read(found, key)
         if entry is None or is_marker(entry):
             return LookupResult(Outcome.MISS, now_ms=now)
+        if tier == 0 and len(self._tiers) > 1 and now - entry.stored_at_ms >= entry.ttl_ms:
+            newer = await self._newer_below(found, entry)
+            if newer is not None:
+                entry, tier = newer
         verdict, since = await self._purges.judge(entry)
         if verdict is Verdict.SOFT:
             soft = soft_stale(entry, since, now)
@@ -148,6 +155,23 @@ class Reads:
             if task is None or task.cancelling():
                 raise
             return None, 0  # the caller reading for us gave up; not us: a miss below
+
+    async def _newer_below(
+        self, key: bytes, stale: CachedResponse
+    ) -> tuple[CachedResponse, int] | None:
+        """A copy of `key` in a shared tier stored after `stale` (this node's memory copy,
+        no longer fresh): another node refreshed it. It replaces the memory copy, so this
+        node serves the refreshed response instead of refreshing it once more. None when the
+        first shared tier that has the key holds nothing newer (or none has it)."""
+        for i in range(1, len(self._tiers)):
+            below = await self._calls.get(i, key)
+            if below is None:
+                continue
+            if is_marker(below) or below.stored_at_ms <= stale.stored_at_ms:
+                return None
+            await self._calls.set(0, key, below)
+            return below, i
+        return None
 
     async def _read_below(self, key: bytes, frequency: int) -> tuple[CachedResponse | None, int]:
         for i in range(1, len(self._tiers)):

@@ -374,3 +374,25 @@ async def test_an_injected_empty_local_table_is_the_one_used(clock: ManualClock)
     assert leases.is_held(b"k") and len(leases) == 1
     clock.advance(500)  # inside the injected table's TTL, far past lease_ttl_ms
     assert not (await eng.lookup(b"k", coalesce_wait_ms=10)).fill_lease
+
+
+async def test_a_stale_memory_copy_gives_way_to_a_newer_one_another_node_stored(
+    clock: ManualClock,
+) -> None:
+    l1, l2 = DictTier("memory", clock), DictTier("redis", clock)
+    eng = Engine([l1, l2], clock)
+    old = entry(clock, b"old", ttl_ms=1000, stale_while_revalidate_ms=60_000)
+    l1.data[b"k"] = l2.data[b"k"] = old
+    clock.advance(1500)
+    refreshed = entry(clock, b"new", ttl_ms=60_000)
+    l2.data[b"k"] = refreshed  # another node's refresh reached the shared tier
+    r = await eng.lookup(b"k")
+    assert (r.outcome, r.tier, r.fill_lease) == (Outcome.HIT, "redis", False)
+    assert r.entry is not None and r.entry.body == b"new"
+    assert l1.data[b"k"] == refreshed  # this node's memory copy replaced
+    # nothing newer below: the stale memory copy answers, and its refresh lease is handed out
+    clock.advance(61_000)
+    l1.data[b"k2"] = l2.data[b"k2"] = entry(clock, ttl_ms=1000, stale_while_revalidate_ms=9000)
+    clock.advance(1500)
+    r = await eng.lookup(b"k2")
+    assert (r.outcome, r.tier, r.fill_lease) == (Outcome.STALE, "memory", True)

@@ -73,7 +73,7 @@ run: install
 
 bench: install
 	@$(MAKE) --no-print-directory services-up; rc=$$?; \
-	if [ $$rc = 0 ]; then $(PY) -m bench lookup && $(PY) -m bench gateway && $(PY) -m bench tiers && $(PY) -m bench memory && $(PY) -m bench invalidation; rc=$$?; fi; \
+	if [ $$rc = 0 ]; then $(PY) -m bench lookup && $(PY) -m bench gateway && $(PY) -m bench tiers && $(PY) -m bench memory && $(PY) -m bench invalidation && $(PY) -m bench swr; rc=$$?; fi; \
 	$(MAKE) --no-print-directory services-down; exit $$rc
 
 clean: services-down

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import faults, gateway, hostile, invalidation, lookup, memory, tiers
+from bench import faults, gateway, hostile, invalidation, lookup, memory, swr, tiers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     invalidation.add_arguments(
         sub.add_parser("invalidation", help=invalidation.__doc__.splitlines()[0])
     )
+    swr.add_arguments(sub.add_parser("swr", help=swr.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     if args.scenario == "lookup":
         return lookup.run(args)
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return hostile.run(args)
     if args.scenario == "invalidation":
         return invalidation.run(args)
+    if args.scenario == "swr":
+        return swr.run(args)
     return 2
 
 

@@ -134,7 +134,7 @@ def test_the_body_is_cut_one_byte_past_the_bound(serve: Callable[..., Server]) -
 def test_a_body_cut_short_of_its_content_length_fails_the_refresh(
     serve: Callable[..., Server],
 ) -> None:
-    server = serve(reply(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"partial\":"))
+    server = serve(reply(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"partial":'))
     with pytest.raises(FetchError) as failed:
         fetch(to(server.port), [], 5, 10_000)
     assert failed.value.kind == "protocol"

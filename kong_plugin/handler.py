@@ -243,7 +243,7 @@ class Plugin:
             # (RFC 9111 §5.2.2.2): such an entry is then revalidated, its answer passed on
             and (
                 not isinstance(fallback, decide.OriginUnreachable)
-                or runtime.origins.unreachable(state.origin, state.key)
+                or runtime.origins.unreachable(state.key)
             )
             and not runtime.origins.admit(state.origin, state.key)
         ):

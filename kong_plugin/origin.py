@@ -58,7 +58,6 @@ class _Down:
 class _Origin:
     down: _Down = field(default_factory=_Down)
     failed_keys: set[str] = field(default_factory=set)  # since the last success
-    answered: int = 0  # failures since the last success that were 502/503/504 answers
 
 
 class _Table:
@@ -117,13 +116,10 @@ class OriginHealth:
         k = self._keys.get(key) if key is not None else None
         return isinstance(k, _Down) and k.down_until > 0.0
 
-    def unreachable(self, origin: str, key: str) -> bool:
-        """True while `key` is down because its last request got no answer at all, or
-        `origin` is down and none of its failures since its last success was an answer
-        (RFC 9111 §5.2.2.2's "cannot reach": a 502/503/504 answer is not that)."""
-        o = self._origins.get(origin)
-        if isinstance(o, _Origin) and o.down.down_until > 0.0 and o.answered == 0:
-            return True
+    def unreachable(self, key: str) -> bool:
+        """True while `key` is down because its own last request got no answer at all
+        (RFC 9111 §5.2.2.2's "cannot reach": a 502/503/504 answer is not that). Per key
+        only: other URLs of the origin timing out (a slow endpoint) say nothing of this one."""
         k = self._keys.get(key)
         return isinstance(k, _Down) and k.down_until > 0.0 and k.unreachable
 
@@ -162,8 +158,6 @@ class OriginHealth:
             o = self._origins.touch(origin)
             assert isinstance(o, _Origin)
             o.failed_keys.add(key)
-            if not unreachable:
-                o.answered += 1
             if o.down.down_until > 0.0:
                 self._mark(o.down, now)
                 return False

@@ -5,10 +5,12 @@ placement allows for the entry (the memory tier always). A purged entry is a mis
 from every tier); a soft-purged one is stale, its freshness cut at the purge
 (`sidecar.engine.purge.soft_stale`), or a miss (deleted) once no stale window is left.
 Concurrent reads of one key below the memory tier share one read (`SingleFlight`). A memory
-copy that is no longer fresh is checked against the shared tiers: a newer copy there (another
-node refreshed the key) replaces it and answers, so nodes do not refresh one key in turn;
-this costs one shared-tier read per lookup of a stale memory entry. A key
-holding a variant marker is read again under the variant the request headers select
+copy that is no longer fresh is checked against the shared tiers when its lookup is handed
+the refresh lease: a newer copy there (another node refreshed the key) replaces it, answers,
+and the lease is given back, so nodes do not refresh one key in turn. That costs one
+shared-tier read per lease handed out (at most one per key and lease period, cluster-wide),
+not one per stale lookup; the other lookups of this node serve its stale copy until then. A
+key holding a variant marker is read again under the variant the request headers select
 (`sidecar.engine.variants`).
 
 Counting: each `Reads.lookup` counts its key once in the engine's `Frequencies` (the one
@@ -86,7 +88,11 @@ class Reads:
         self._count_outcome(result)
         return result
 
-    async def _find(self, key: bytes, request_headers: Headers, *, count: bool) -> LookupResult:
+    async def _find(
+        self, key: bytes, request_headers: Headers, *, count: bool, newer: bool = False
+    ) -> LookupResult:
+        """`newer`: a memory copy that is no longer fresh is checked against the shared
+        tiers (`_newer_below`)."""
         now = self._clock.now_ms()
         entry, tier = await self.read(key, key)
         found = key
@@ -97,10 +103,10 @@ class Reads:
             entry, tier = await self.read(found, key)
         if entry is None or is_marker(entry):
             return LookupResult(Outcome.MISS, now_ms=now)
-        if tier == 0 and len(self._tiers) > 1 and now - entry.stored_at_ms >= entry.ttl_ms:
-            newer = await self._newer_below(found, entry)
-            if newer is not None:
-                entry, tier = newer
+        if newer and tier == 0 and now - entry.stored_at_ms >= entry.ttl_ms:
+            below = await self._newer_below(found, entry)
+            if below is not None:
+                entry, tier = below
         verdict, since = await self._purges.judge(entry)
         if verdict is Verdict.SOFT:
             soft = soft_stale(entry, since, now)
@@ -125,6 +131,12 @@ class Reads:
         coalesce) gets the fill lease, so one request refreshes it; others of a missing key
         wait for that fill (bounded), others of a stale key get the stale entry at once."""
         if await self._leases.try_acquire(key):
+            if found.outcome is Outcome.STALE and self._stale_in_memory(found):
+                again = await self._find(key, request_headers, count=False, newer=True)
+                if again.outcome is Outcome.HIT or _stored_later(again, found):
+                    # another node refreshed it already: no refresh from here
+                    await self._leases.release(key)
+                    return again
             return _with(found, fill_lease=True)
         if found.outcome is Outcome.STALE:
             return found
@@ -155,6 +167,9 @@ class Reads:
             if task is None or task.cancelling():
                 raise
             return None, 0  # the caller reading for us gave up; not us: a miss below
+
+    def _stale_in_memory(self, found: LookupResult) -> bool:
+        return len(self._tiers) > 1 and found.tier == self._tiers[0].name
 
     async def _newer_below(
         self, key: bytes, stale: CachedResponse
@@ -192,6 +207,14 @@ class Reads:
         else:
             self._counters.misses += 1
         self._observer.lookup(result.outcome.value, result.tier)
+
+
+def _stored_later(again: LookupResult, found: LookupResult) -> bool:
+    return (
+        again.entry is not None
+        and found.entry is not None
+        and again.entry.stored_at_ms > found.entry.stored_at_ms
+    )
 
 
 def _with(result: LookupResult, fill_lease: bool = False, coalesced: bool = False) -> LookupResult:

@@ -266,18 +266,18 @@ def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
     assert not health.is_down("r2", "v1:r:k2")
 
 
-def test_only_failures_without_an_answer_make_an_origin_unreachable() -> None:
+def test_only_a_key_whose_own_request_got_no_answer_is_unreachable() -> None:
     clock = Clock()
     health = OriginHealth(base_backoff_s=1.0, distinct_keys=2, clock=clock)
     health.failed("r", "a")  # answered 503
-    assert not health.unreachable("r", "a")
-    health.failed("r", "b", unreachable=True)  # origin down now, but one failure answered
+    assert not health.unreachable("a")
+    health.failed("r", "b", unreachable=True)  # the origin is down now
     assert health.is_down("r")
-    assert not health.unreachable("r", "c")
-    assert health.unreachable("r", "b")  # that key itself got no answer
-    health.succeeded("r", "a")
-    health.failed("r", "x", unreachable=True)
-    health.failed("r", "y", unreachable=True)
-    assert health.unreachable("r", "z")  # every failure since the success: no answer
-    health.failed("r", "x")  # an answer again: the key is reachable
-    assert not health.unreachable("r", "x")
+    assert health.unreachable("b")
+    # other URLs failing (timing out, or down with the origin) say nothing of this one
+    assert not health.unreachable("c")
+    health.failed("r", "b")  # an answer again: reachable
+    assert not health.unreachable("b")
+    health.failed("r", "b", unreachable=True)
+    health.succeeded("r", "b")
+    assert not health.unreachable("b")

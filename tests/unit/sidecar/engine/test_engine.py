@@ -390,9 +390,16 @@ async def test_a_stale_memory_copy_gives_way_to_a_newer_one_another_node_stored(
     assert (r.outcome, r.tier, r.fill_lease) == (Outcome.HIT, "redis", False)
     assert r.entry is not None and r.entry.body == b"new"
     assert l1.data[b"k"] == refreshed  # this node's memory copy replaced
-    # nothing newer below: the stale memory copy answers, and its refresh lease is handed out
+    assert (await eng.lookup(b"k")).tier == "memory"  # fresh again; the lease given back
+    # nothing newer below: the stale memory copy answers with the refresh lease; the shared
+    # tier is read once, for the lookup handed the lease, not for every stale lookup
     clock.advance(61_000)
     l1.data[b"k2"] = l2.data[b"k2"] = entry(clock, ttl_ms=1000, stale_while_revalidate_ms=9000)
     clock.advance(1500)
+    before = l2.gets
     r = await eng.lookup(b"k2")
     assert (r.outcome, r.tier, r.fill_lease) == (Outcome.STALE, "memory", True)
+    for _ in range(20):
+        r = await eng.lookup(b"k2")
+        assert (r.outcome, r.tier, r.fill_lease) == (Outcome.STALE, "memory", False)
+    assert l2.gets - before == 1

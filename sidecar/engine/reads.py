@@ -2,7 +2,9 @@
 
 A lookup reads the fastest tier first; a hit below it is backfilled into the faster tiers
 placement allows for the entry (the memory tier always). A purged entry is a miss (deleted
-from every tier); a soft-purged one is stale, its freshness cut at the purge
+from every tier) -- unless it was this node's memory copy and a shared tier holds one stored
+since the purge (another node refetched it): then only the memory copy is dropped and the
+newer one answers; a soft-purged one is stale, its freshness cut at the purge
 (`sidecar.engine.purge.soft_stale`), or a miss (deleted) once no stale window is left.
 Concurrent reads of one key below the memory tier share one read (`SingleFlight`). A memory
 copy that is no longer fresh is checked against the shared tiers when its lookup is handed
@@ -107,14 +109,29 @@ class Reads:
             below = await self._newer_below(found, entry)
             if below is not None:
                 entry, tier = below
+        result = await self._judged(entry, tier, now)
+        if result is None and tier == 0 and len(self._tiers) > 1:
+            # this node's copy predates a purge; one stored since may be in a shared tier
+            # (another node refetched it): drop the memory copy only and look below
+            await self._calls.guarded(0, "delete", lambda t: t.delete(found))
+            since_purge, i = await self._read_below(found, self._placer.frequency(key))
+            if since_purge is not None and not is_marker(since_purge):
+                result = await self._judged(since_purge, i, now)
+        if result is None:
+            await self._calls.delete_everywhere(found)
+            return LookupResult(Outcome.MISS, now_ms=now)
+        return result
+
+    async def _judged(self, entry: CachedResponse, tier: int, now: int) -> LookupResult | None:
+        """`entry` (read from `tier`) as a lookup answer after the purge checks; None when
+        it is purged (counted as evicted)."""
         verdict, since = await self._purges.judge(entry)
         if verdict is Verdict.SOFT:
             soft = soft_stale(entry, since, now)
             verdict, entry = (Verdict.PURGED, entry) if soft is None else (verdict, soft)
         if verdict is Verdict.PURGED:
             self._observer.evicted(self._tiers[tier].name, "purged", 1)
-            await self._calls.delete_everywhere(found)
-            return LookupResult(Outcome.MISS, now_ms=now)
+            return None
         age = max(0, now - entry.stored_at_ms)
         if age < entry.ttl_ms:
             outcome = Outcome.HIT

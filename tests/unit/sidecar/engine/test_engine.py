@@ -403,3 +403,25 @@ async def test_a_stale_memory_copy_gives_way_to_a_newer_one_another_node_stored(
         r = await eng.lookup(b"k2")
         assert (r.outcome, r.tier, r.fill_lease) == (Outcome.STALE, "memory", False)
     assert l2.gets - before == 1
+
+
+async def test_a_memory_copy_from_before_a_purge_leaves_the_copy_stored_since_below(
+    clock: ManualClock,
+) -> None:
+    l1, l2 = DictTier("memory", clock), DictTier("redis", clock)
+    eng = Engine([l1, l2], clock)
+    await eng.store(b"k", entry(clock, b"v1", tags=("sku-1",)))
+    old = l1.data[b"k"]
+    await eng.purge_tags(["sku-1"])
+    clock.advance(10)
+    await eng.store(b"k", entry(clock, b"v2", tags=("sku-1",)))  # refetched since
+    l1.data[b"k"] = old  # this node's memory still holds the copy from before the purge
+    r = await eng.lookup(b"k")
+    assert (r.outcome, r.tier) == (Outcome.HIT, "redis")
+    assert r.entry is not None and r.entry.body == b"v2"
+    assert l2.data[b"k"].body == b"v2"  # not deleted with the purged memory copy
+    assert l1.data[b"k"].body == b"v2"  # backfilled
+    # no copy stored since: the purged one is gone from every tier
+    await eng.purge_tags(["sku-1"])
+    assert (await eng.lookup(b"k")).outcome is Outcome.MISS
+    assert b"k" not in l1.data and b"k" not in l2.data

@@ -265,13 +265,21 @@ TARGETED_FORBIDDEN = frozenset(
         "upgrade",
         "proxy-authenticate",
         "www-authenticate",
+        # Strata's own response headers
+        "cache-status",
+        "x-cache-status",
+        "x-cache-key",
+        # security and cross-origin policy a client relies on
+        "strict-transport-security",
+        "content-security-policy",
+        "link",
     }
 )
 
 
 def _check_targeted_field(name: str) -> None:
     low = name.lower()
-    if low in TARGETED_FORBIDDEN or low.startswith("content-"):
+    if low in TARGETED_FORBIDDEN or low.startswith(("content-", "access-control-")):
         raise ConfigError(
             "targeted_cache_control.field",
             f"{name!r} is a field with a meaning of its own; name a field of this cache's "

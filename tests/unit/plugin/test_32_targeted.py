@@ -315,7 +315,19 @@ def test_a_hit_replays_the_stored_fields_without_the_hidden_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["Cache-Control", "CDN-Cache-Control", "Set-Cookie", "ETag", "Content-Type", "Vary"]
+    "name",
+    [
+        "Cache-Control",
+        "CDN-Cache-Control",
+        "Set-Cookie",
+        "ETag",
+        "Content-Type",
+        "Vary",
+        "X-Cache-Status",
+        "Cache-Status",
+        "Access-Control-Allow-Origin",
+        "Strict-Transport-Security",
+    ],
 )
 def test_a_field_with_a_meaning_of_its_own_cannot_be_the_targeted_field(name: str) -> None:
     with pytest.raises(ConfigError, match=r"targeted_cache_control\.field: .*meaning of its own"):

@@ -42,6 +42,7 @@ from functools import lru_cache
 
 from kong_plugin.headers import HeaderInput, Headers
 from kong_plugin.http_date import parse_http_date
+from kong_plugin.validation import entity_tag, stored_entity_tag
 
 #: A ``Range`` field longer than this is ignored (a single byte range needs a few dozen).
 MAX_RANGE_FIELD = 1024
@@ -157,14 +158,6 @@ def resolve(spec: RangeSpec, length: int) -> RangeAnswer | None:
     return Partial(first, last, length)
 
 
-def _strong_tag(value: str) -> str | None:
-    """The opaque tag of a strong entity-tag (``"xyz"``), or None (weak, or not one)."""
-    tag = value.strip(" \t")
-    if len(tag) < 2 or tag[0] != '"' or tag[-1] != '"' or '"' in tag[1:-1]:
-        return None
-    return tag
-
-
 def if_range_holds(if_range: str, stored_headers: HeaderInput) -> bool:
     """§13.1.5: may the range apply? An entity-tag must strongly match the stored ``ETag``
     (a weak one on either side never does); an HTTP-date must equal the stored
@@ -172,9 +165,15 @@ def if_range_holds(if_range: str, stored_headers: HeaderInput) -> bool:
     stored = Headers.of(stored_headers)
     value = if_range.strip(" \t")
     if value.startswith(('"', "W/", "w/")):
-        given = _strong_tag(value)
-        etags = stored.get_all("etag")
-        return given is not None and len(etags) == 1 and _strong_tag(etags[0]) == given
+        # strong comparison (§8.8.3.2): both valid entity-tags, neither weak, the same
+        stored_tag = stored_entity_tag(stored)
+        return (
+            entity_tag(value) == value
+            and not value.startswith("W/")
+            and stored_tag is not None
+            and not stored_tag.startswith("W/")
+            and stored_tag == value
+        )
     since = parse_http_date(value)
     modified = parse_http_date(stored.get("last-modified"))
     date = parse_http_date(stored.get("date"))

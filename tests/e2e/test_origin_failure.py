@@ -51,6 +51,15 @@ class Origin:
                 await asyncio.sleep(self.hang_s)
             if request.path == self.failing_path:
                 return web.Response(status=503, text="down")
+            if request.path.startswith("/sie/swr"):  # refreshed in the background
+                return web.Response(
+                    body=f"body of {request.path} at {time.monotonic_ns()}".encode(),
+                    headers={
+                        "Cache-Control": "max-age=1, stale-while-revalidate=30",
+                        "ETag": f'"{time.monotonic_ns()}"',
+                        "Content-Type": "text/plain",
+                    },
+                )
             if request.path.startswith("/sie/must-revalidate"):  # never to be served stale
                 return web.Response(
                     body=f"body of {request.path}".encode(),
@@ -302,4 +311,61 @@ async def test_a_must_revalidate_entry_gets_504_once_its_origin_cannot_be_reache
                 if resp.status == 200:
                     break
             assert time.monotonic() < deadline, "origin never probed again"
+            await asyncio.sleep(0.2)
+
+
+async def test_background_refresh_under_load_while_the_origin_dies_and_comes_back(
+    world: World,
+) -> None:
+    """8 clients inside stale-while-revalidate windows while the origin is refused mid-run:
+    every answer is a stored copy (refreshed in the background before the kill, stale after
+    it, as the refreshes then fail and leave it), none is an error; once the origin is
+    back, a refresh lands and the copies are new."""
+    urls = [f"/sie/swr-{i}" for i in range(4)]
+    old: dict[str, bytes] = {}
+    async with aiohttp.ClientSession() as http:
+        for url in urls:
+            async with http.get(world.sim.base_url + url) as resp:
+                assert resp.status == 200
+                old[url] = await resp.read()
+        await asyncio.sleep(1.3)  # all stale, inside their 30 s windows
+    t0 = time.monotonic()
+    results: list[tuple[float, int, str, bytes, str]] = []
+
+    async def client(n: int) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            i = n
+            while time.monotonic() - t0 < 2.0:
+                url = urls[i % len(urls)]
+                i += 1
+                async with http.get(world.sim.base_url + url) as resp:
+                    body = await resp.read()
+                    word = resp.headers.get("X-Cache-Status", "")
+                    results.append((time.monotonic() - t0, resp.status, word, body, url))
+
+    async def kill_mid_run() -> None:
+        await asyncio.sleep(0.3)
+        await world.origin.stop()
+
+    try:
+        await asyncio.gather(kill_mid_run(), *(client(n) for n in range(CLIENTS)))
+    finally:
+        await world.origin.start()
+    assert len(results) >= 40, len(results)
+    # nobody got the dead origin's failure: stored copies only (refreshed ones before the
+    # kill, then stale ones whose background refreshes fail)
+    assert all(r[1] == 200 and r[2] in ("Hit", "Stale") for r in results), Counter(
+        (r[1], r[2]) for r in results
+    )
+    late = [r for r in results if r[0] > 1.6]  # every copy stale again, the origin dead
+    assert late and all(r[2] == "Stale" for r in late), Counter(r[2] for r in late)
+    # the origin is back: within the window, a background refresh stores a new copy
+    deadline = time.monotonic() + 10
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(world.sim.base_url + urls[0]) as resp:
+                body = await resp.read()
+            if resp.status == 200 and body != old[urls[0]]:
+                break
+            assert time.monotonic() < deadline, "no refresh landed after the origin came back"
             await asyncio.sleep(0.2)

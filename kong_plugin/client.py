@@ -46,6 +46,7 @@ import logging
 import os
 import threading
 import time
+from typing import Any
 
 import grpc
 from strata.v1 import cache_pb2 as pb
@@ -331,6 +332,14 @@ class SidecarClient:
 
     def release(self, key: bytes, timeout_s: float | None = None) -> pb.ReleaseResponse:
         return self.call(pb.Call(release=release_request(key)), timeout_s).release
+
+    def watch(self) -> Any:
+        """Open a `Watch` stream (what changed in the sidecar's cache, for a near-cache:
+        `kong_plugin.near_feed`) on this client's channel, after the same socket check as a
+        call (`SidecarUntrustedError` / `SidecarUnavailableError`, nothing opened). Returns
+        grpc's call object: iterate it for `WatchEvent`s (it raises `grpc.RpcError` when the
+        stream breaks) and `cancel()` it to stop. It has no deadline."""
+        return self._ensure().Watch(pb.WatchRequest())
 
     def invalidate(
         self,

@@ -19,7 +19,9 @@ later one to reach a tier wins), or coalescing across sidecars: that needs clust
 Purges by tag and by route are generation bumps, O(1) whatever the number of entries:
 see `sidecar.engine.purge` for what they reach and when, and for soft purges (entries
 marked stale instead of dropped) and purges applied once per event id (`purge_tags`,
-`purge_all`). `peek` looks without side effects (`sidecar.engine.peek`).
+`purge_all`). `peek` looks without side effects (`sidecar.engine.peek`). Every store and
+invalidation, and every purge the generations apply, is told to `changes`
+(`sidecar.engine.changes`: the `Watch` stream's queues, for the clients' near-caches).
 
 Placement (`sidecar.engine.placement`): with a `PlacementPolicy`, `store` writes an entry
 only to the tiers the policy picks for its size and its key's lookup count on this node
@@ -52,6 +54,7 @@ from sidecar.core.model import (
 )
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.engine.budgets import NO_BUDGETS, ByteBudgets
+from sidecar.engine.changes import Broadcaster
 from sidecar.engine.coalesce import Leases, LocalLeases
 from sidecar.engine.generations import Generations, LocalGenerations
 from sidecar.engine.peek import peek
@@ -69,6 +72,7 @@ from sidecar.engine.purge import (
 from sidecar.engine.reads import Reads
 from sidecar.engine.stores import Stores
 from sidecar.engine.tier_calls import TierCalls
+from sidecar.engine.watched_generations import WatchedGenerations
 from sidecar.policy.sketch import FrequencySketch
 from sidecar.tiers.base import Tier
 
@@ -122,8 +126,11 @@ class Engine:
         self._limits = limits or Limits()
         self._observer = observer or NullObserver()
         self._leases: Leases = leases if leases is not None else LocalLeases(clock, lease_ttl_ms)
-        self._generations: Generations = (
-            generations if generations is not None else LocalGenerations(clock)
+        #: What changed, for the clients' near-caches (`sidecar.engine.changes`): stores and
+        #: invalidations here, purges through the generations.
+        self.changes = Broadcaster()
+        self._generations: Generations = WatchedGenerations(
+            generations if generations is not None else LocalGenerations(clock), self.changes
         )
         if frequencies is None:
             needed = placement.needs_frequencies
@@ -226,7 +233,10 @@ class Engine:
         if route and (tag := route_tag(route)) in entry.tags:
             entry = replace(entry, tags=tuple(t for t in entry.tags if t != tag))
         self._validate("store", lambda: self._check_store(key, entry, request_headers, route))
-        return await self._stores.store(key, entry, request_headers, route)
+        try:
+            return await self._stores.store(key, entry, request_headers, route)
+        finally:
+            self.changes.changed_keys((key,))
 
     def _check_store(
         self, key: bytes, entry: CachedResponse, request_headers: Headers, route: str
@@ -248,7 +258,10 @@ class Engine:
         """Drop `key` (its variants become unreachable with its marker); with `local_only`
         from the `NODE_LOCAL` tiers only (the shared ones were purged by another node)."""
         self._validate("invalidate", lambda: check_key(key, self._limits))
-        return await self._purges.invalidate_key(key, local_only=local_only)
+        try:
+            return await self._purges.invalidate_key(key, local_only=local_only)
+        finally:
+            self.changes.changed_keys((key,))
 
     async def invalidate_prefix(self, prefix: bytes, *, local_only: bool = False) -> int:
         """Drop every key starting with `prefix` (variants included) on every tier that
@@ -256,7 +269,10 @@ class Engine:
         `invalidate_route` is the O(1) purge of a route, on every tier); with `local_only`
         on the `NODE_LOCAL` tiers only. Returns the entries dropped now on this node."""
         self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
-        return await self._purges.invalidate_prefix(prefix, local_only=local_only)
+        try:
+            return await self._purges.invalidate_prefix(prefix, local_only=local_only)
+        finally:
+            self.changes.changed_prefixes((prefix,))
 
     async def invalidate_route(self, route: str) -> int:
         """Drop every entry stored with `route` (`store(..., route=...)`): one bump of the
@@ -264,7 +280,10 @@ class Engine:
         the prefix `route` on `EAGER_PURGE` tiers. Returns the entries dropped now on this
         node. A route that could not name a store's route is refused."""
         self._validate("invalidate", lambda: check_route_name(route, self._limits))
-        return await self._purges.invalidate_route(route)
+        try:  # the route's tag is told by the generations; entries without it by prefix
+            return await self._purges.invalidate_route(route)
+        finally:
+            self.changes.changed_prefixes((route.encode("ascii"),))
 
     async def invalidate_tag(self, tag: str) -> int:
         """Drop every entry carrying `tag`: one bump of its generation (O(1)), plus an

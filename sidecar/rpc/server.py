@@ -30,6 +30,7 @@ from sidecar.invalidation import Invalidations
 from sidecar.rpc.bounds import RpcLimits
 from sidecar.rpc.service import CacheService, serialized
 from sidecar.rpc.unix_socket import OwnedSocket, PathState, private_umask
+from sidecar.rpc.watch import watch_request
 
 SERVICE_NAME = _pb.DESCRIPTOR.services_by_name["CacheService"].full_name
 
@@ -66,6 +67,11 @@ def _handlers(service: CacheService) -> grpc.GenericRpcHandler:
                 service.Exchange,
                 request_deserializer=intake.deserializer(_pb.ExchangeRequest),
                 response_serializer=serialized,  # the handler writes serialized replies
+            ),
+            "Watch": grpc.unary_stream_rpc_method_handler(
+                service.Watch,
+                request_deserializer=watch_request,
+                response_serializer=_pb.WatchEvent.SerializeToString,
             ),
         },
     )

@@ -28,6 +28,9 @@ most one line per operation and reason every few seconds):
 * A request larger than 64 KiB is counted in `max_request_bytes_in_flight` until its call
   is done; over it, it is refused unparsed with RESOURCE_EXHAUSTED (`request_bytes_budget`;
   in `Exchange`, as one error reply with id 0, and the stream goes on).
+* At `max_watch_streams` open `Watch` streams, a new one is ended at once with
+  RESOURCE_EXHAUSTED (`too_many_watchers`); each one's queue is bounded
+  (`sidecar.rpc.watch`).
 * Above `max_coalesce_waiters` lookups that may wait for a fill, a lookup asking to wait is
   answered as if it had not asked (no lease, no wait; `too_many_waiters`).
 * In one reply message, a call whose reply does not fit in what is left of the message
@@ -61,6 +64,7 @@ from sidecar.rpc.operations import (
     Operations,
     ReplyRefusedError,
 )
+from sidecar.rpc.watch import WatchStreams
 
 __all__ = ["STATUS_FOR_ERROR", "CacheService", "serialized"]
 
@@ -86,6 +90,9 @@ class CacheService:
         self._streams = ExchangeStreams(
             self._ops, limits, self.reply_budget, self.intake, self._closing
         )
+        self.watches = WatchStreams(
+            self._ops, engine.changes, limits.max_watch_streams, self._closing
+        )
 
     def begin_shutdown(self) -> int:
         """Stop taking new messages on open streams: idle streams end now, busy ones right
@@ -98,6 +105,7 @@ class CacheService:
         sees the stream end without a reply and sends it again on a new stream."""
         self._closing.set()
         self._engine.wake_waiters()  # coalesced lookups answer now, not after their wait
+        self.watches.end_all()
         return self._streams.end_idle()
 
     async def Exchange(  # noqa: N802
@@ -105,6 +113,10 @@ class CacheService:
     ) -> None:
         """See `sidecar.rpc.exchange.ExchangeStreams.serve`."""
         await self._streams.serve(requests, context)
+
+    async def Watch(self, request: Any, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+        """See `sidecar.rpc.watch.WatchStreams.serve`."""
+        await self.watches.serve(request, context)
 
     def stats(self) -> _pb.StatsResponse:
         return self._ops.stats()

@@ -240,3 +240,41 @@ class ExchangeResponse(_message.Message):
     REPLIES_FIELD_NUMBER: _ClassVar[int]
     replies: _containers.RepeatedCompositeFieldContainer[Reply]
     def __init__(self, replies: _Optional[_Iterable[_Union[Reply, _Mapping]]] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchHello(_message.Message):
+    __slots__ = ("instance_id",)
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    def __init__(self, instance_id: _Optional[str] = ...) -> None: ...
+
+class WatchChanged(_message.Message):
+    __slots__ = ("keys", "prefixes", "tags")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[bytes]
+    prefixes: _containers.RepeatedScalarFieldContainer[bytes]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, keys: _Optional[_Iterable[bytes]] = ..., prefixes: _Optional[_Iterable[bytes]] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchFlush(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("seq", "hello", "changed", "flush")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    hello: WatchHello
+    changed: WatchChanged
+    flush: WatchFlush
+    def __init__(self, seq: _Optional[int] = ..., hello: _Optional[_Union[WatchHello, _Mapping]] = ..., changed: _Optional[_Union[WatchChanged, _Mapping]] = ..., flush: _Optional[_Union[WatchFlush, _Mapping]] = ...) -> None: ...

@@ -65,6 +65,11 @@ class CacheServiceStub:
                 request_serializer=strata_dot_v1_dot_cache__pb2.ExchangeRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_cache__pb2.ExchangeResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/strata.v1.CacheService/Watch',
+                request_serializer=strata_dot_v1_dot_cache__pb2.WatchRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_cache__pb2.WatchEvent.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
@@ -119,6 +124,18 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Pushes what changed in this sidecar's cache, for near-caches in its clients (like
+        Redis client-side caching's invalidation push): first a `hello` naming this sidecar
+        process, then `changed` (keys, key prefixes, tags whose entries changed or were
+        dropped) and `flush` (anything broader, or events this watcher missed). A client
+        that loses the stream, or sees a gap in `seq` or another `instance_id`, must drop
+        everything it caches. Long-lived; the sidecar caps how many are open.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +168,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.Exchange,
                     request_deserializer=strata_dot_v1_dot_cache__pb2.ExchangeRequest.FromString,
                     response_serializer=strata_dot_v1_dot_cache__pb2.ExchangeResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=strata_dot_v1_dot_cache__pb2.WatchRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_cache__pb2.WatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -316,6 +338,33 @@ class CacheService:
             '/strata.v1.CacheService/Exchange',
             strata_dot_v1_dot_cache__pb2.ExchangeRequest.SerializeToString,
             strata_dot_v1_dot_cache__pb2.ExchangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/strata.v1.CacheService/Watch',
+            strata_dot_v1_dot_cache__pb2.WatchRequest.SerializeToString,
+            strata_dot_v1_dot_cache__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,22 +1,15 @@
-"""A bounded pool that runs sidecar writes after the response has gone out.
+"""A bounded pool that runs small sidecar calls after the response has gone out.
 
-Stores and lease releases do not change what the client gets, so the response phase hands
-them here instead of waiting for the sidecar. What it holds is bounded twice: by the number
-of queued stores and by the bytes of their bodies (a burst of 1 MiB responses must not grow
-the plugin server by a gigabyte). Within those bounds a miss burst is absorbed, not dropped:
+Lease releases (and the drop of an entry a refresh found gone) do not change what the
+client gets, so the handler hands them here instead of waiting for the sidecar. Stores do
+not come here: they run before the response goes out, so that the next request finds them
+(`kong_plugin.sidecar_jobs.store_now`).
 
-* a store of a key that is already queued replaces nothing and is not queued again (the
-  queued one stores the same response: counted as ``deduplicated``, reported as stored);
-* a lease release is never refused for lack of room (it is tiny and, if lost, makes other
-  requests wait for a fill that never comes) -- only a hard cap of `RELEASE_CAP` queued
-  releases bounds them.
+A job is refused only past `MAX_JOBS` queued (a lost release makes other requests wait
+for a fill that never comes, so the bound is generous); a refusal is counted
+(``dropped``). Jobs must not raise; an exception is swallowed and counted (``failed``).
 
-A store refused because the queue is full is counted (``dropped``) and the caller is told, so
-it can say so truthfully in ``Cache-Status``. Jobs must not raise; an exception is swallowed
-and counted (``failed``).
-
-What this does not guarantee: that a queued job runs (the process may exit first), or that a
-store that ran was admitted by the sidecar.
+What this does not guarantee: that a queued job runs (the process may exit first).
 """
 
 from __future__ import annotations
@@ -30,20 +23,15 @@ from dataclasses import dataclass
 
 log = logging.getLogger("strata.plugin")
 
-#: Defaults: enough for a burst of a few thousand misses of ordinary responses on one node.
-WORKERS = 8
-MAX_JOBS = 4096
-MAX_BYTES = 64 * 1024 * 1024
-#: Releases queued beyond `MAX_JOBS` before even they are refused.
-RELEASE_CAP = 4 * MAX_JOBS
+WORKERS = 4
+MAX_JOBS = 16384
 
 
 class Submitted(enum.Enum):
     """What became of a submitted job."""
 
     QUEUED = "queued"
-    DEDUPLICATED = "deduplicated"  # the same key's store is already queued
-    FULL = "full"  # refused: the queue is at its job or byte bound
+    FULL = "full"  # refused: `MAX_JOBS` are queued
 
     @property
     def accepted(self) -> bool:
@@ -55,40 +43,24 @@ class QueueStats:
     """Counters since start and the queue's current depth."""
 
     queued: int
-    deduplicated: int
     dropped: int
     failed: int
     depth: int
-    depth_bytes: int
-
-
-@dataclass(slots=True)
-class _Job:
-    run: Callable[[], object]
-    key: bytes | None
-    size: int
 
 
 class Background:
-    """Worker threads draining one FIFO of jobs, bounded by count and by body bytes."""
+    """Worker threads draining one bounded FIFO of jobs."""
 
-    def __init__(
-        self, workers: int = WORKERS, max_jobs: int = MAX_JOBS, max_bytes: int = MAX_BYTES
-    ) -> None:
-        if workers < 1 or max_jobs < 1 or max_bytes < 1:
-            raise ValueError("workers, max_jobs and max_bytes must be positive")
+    def __init__(self, workers: int = WORKERS, max_jobs: int = MAX_JOBS) -> None:
+        if workers < 1 or max_jobs < 1:
+            raise ValueError("workers and max_jobs must be positive")
         self.max_jobs = max_jobs
-        self.max_bytes = max_bytes
-        self._jobs: collections.deque[_Job] = collections.deque()
-        self._keys: set[bytes] = set()  # keys of queued (not yet running) stores
-        self._stores = 0
-        self._releases = 0
-        self._bytes = 0
+        self._jobs: collections.deque[Callable[[], object]] = collections.deque()
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # guards the state; workers wait for jobs
         self._idle = threading.Condition(lock)  # join waits for an empty, idle queue
         self._running = 0
-        self.queued = self.deduplicated = self.dropped = self.failed = 0
+        self.queued = self.dropped = self.failed = 0
         self._workers = [
             threading.Thread(target=self._run, name=f"strata-bg-{i}", daemon=True)
             for i in range(workers)
@@ -96,58 +68,29 @@ class Background:
         for t in self._workers:
             t.start()
 
-    def submit_store(self, key: bytes, size: int, job: Callable[[], object]) -> Submitted:
-        """Queue the store of `key` (a body of `size` bytes) unless the same key's store is
-        queued already or the queue is at a bound."""
-        with self._cond:
-            if key in self._keys:
-                self.deduplicated += 1
-                return Submitted.DEDUPLICATED
-            if self._stores >= self.max_jobs or (
-                self._stores and self._bytes + size > self.max_bytes
-            ):
-                self.dropped += 1
-                return Submitted.FULL
-            self._keys.add(key)
-            self._stores += 1
-            self._bytes += size
-            self._push(_Job(job, key, size))
-        return Submitted.QUEUED
-
     def submit(self, job: Callable[[], object]) -> Submitted:
-        """Queue a small job (a lease release): refused only past `RELEASE_CAP`."""
+        """Queue `job` unless `max_jobs` are queued already."""
         with self._cond:
-            if self._releases >= RELEASE_CAP:
+            if len(self._jobs) >= self.max_jobs:
                 self.dropped += 1
                 return Submitted.FULL
-            self._releases += 1
-            self._push(_Job(job, None, 0))
+            self._jobs.append(job)
+            self.queued += 1
+            self._cond.notify()
         return Submitted.QUEUED
 
-    def _push(self, job: _Job) -> None:
-        self._jobs.append(job)
-        self.queued += 1
-        self._cond.notify()
-
-    def _take(self) -> _Job:
+    def _take(self) -> Callable[[], object]:
         with self._cond:
             while not self._jobs:
                 self._cond.wait()
-            job = self._jobs.popleft()
-            if job.key is None:
-                self._releases -= 1
-            else:
-                self._keys.discard(job.key)
-                self._stores -= 1
-                self._bytes -= job.size
             self._running += 1
-            return job
+            return self._jobs.popleft()
 
     def _run(self) -> None:
         while True:
             job = self._take()
             try:
-                job.run()
+                job()
             except Exception:
                 with self._cond:
                     self.failed += 1
@@ -160,14 +103,7 @@ class Background:
 
     def stats(self) -> QueueStats:
         with self._cond:
-            return QueueStats(
-                self.queued,
-                self.deduplicated,
-                self.dropped,
-                self.failed,
-                len(self._jobs),
-                self._bytes,
-            )
+            return QueueStats(self.queued, self.dropped, self.failed, len(self._jobs))
 
     def join(self, timeout_s: float | None = None) -> bool:
         """Wait until every queued job ran (for tests and shutdown); False on timeout."""

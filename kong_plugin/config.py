@@ -191,6 +191,7 @@ class PluginConfig:
     cookie_requests: CookieRequests
     keep_ttl: int
     cache_set_cookie: bool
+    near_cache: bool
     serve_ranges: bool
     targeted: TargetedConfig
     background_refresh: BackgroundRefreshConfig
@@ -440,6 +441,7 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
         cookie_requests=c["cookie_requests"],
         keep_ttl=c["keep_ttl"],
         cache_set_cookie=c["cache_set_cookie"],
+        near_cache=c["near_cache"],
         serve_ranges=c["serve_ranges"],
         targeted=TargetedConfig(**c["targeted_cache_control"]),
         background_refresh=BackgroundRefreshConfig(

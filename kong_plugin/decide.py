@@ -410,13 +410,18 @@ def plan_store(
 
 
 def proxied_status(
-    state: RequestState, status: int, plan: StorePlan, stored: bool, cfg: PluginConfig
+    state: RequestState,
+    status: int,
+    plan: StorePlan,
+    stored: bool,
+    cfg: PluginConfig,
+    unstored: str = "store-failed",
 ) -> tuple[str, str]:
-    """(``X-Cache-Status``, ``Cache-Status`` member) of a proxied response; `stored`: its
-    store was queued."""
+    """(``X-Cache-Status``, ``Cache-Status`` member) of a proxied response; `stored`: a
+    tier holds it; `unstored`: why a storable one was not (`sidecar_jobs.store_now`)."""
     detail = plan.detail
     if plan.entry is not None and not stored:
-        detail = "store-queue-full"
+        detail = unstored
     word = state.status_word
     if not stored and word == XCacheStatus.MISS.value and not plan.storable:
         word = XCacheStatus.BYPASS.value  # as Kong's proxy-cache: not cacheable

@@ -13,7 +13,8 @@ Rules this file lives by (see the plugin-server protocol notes):
   the plugin is not attached to a route, to learn the matched route), a miss 9 (plus one
   ``clear_header`` per override header it carries, `kong_plugin.poisoning`, and one per
   targeted field for this cache only the upstream sent, `kong_plugin.targeted`); the ``log``
-  phase (a Kong timer, after the response) costs 1. Per route, not per request: its
+  phase (a Kong timer, after the response) costs 1, and 2 for a request that went
+  upstream when its ``response`` phase ran in another worker. Per route, not per request: its
   service's ``read_timeout`` (1, on the first miss that may wait) and, on the store path,
   the route's and service's names for the event tags (up to 2, once per 60 s;
   `kong_plugin.route_facts`). A stale hit whose fill lease this request holds, with
@@ -35,19 +36,26 @@ Rules this file lives by (see the plugin-server protocol notes):
 * Operator-facing problems go to Kong's error log through ``kong.log``
   (`kong_plugin.report`): Kong hides the plugin server's own output at its default level.
 
+Phases run as greenlets on a plugin-server worker's loop (`kong_plugin.pluginserver`):
+sidecar calls made while the client waits (the lookup, the store) go through
+`kong_plugin.pluginserver.events.blocking`, so the worker serves other events meanwhile.
+A request's phases may run in different workers: its state travels in `kong.ctx.shared`
+(`kong_plugin.carry`).
+
 What this does not guarantee: that a stored response is there for the next request (the
-sidecar may evict or be down); that stores complete (they run after the response, on a
-bounded background queue; one the full queue refuses is reported as not stored).
+sidecar may evict or be down); that a store completes (one the sidecar could not take
+before its deadline is reported as not stored, and may still land).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kong_plugin import decide, refresh, runtime, wire
+from kong_plugin import carry, decide, refresh, runtime, wire
 from kong_plugin.cache_key import CacheKey, build_key
 from kong_plugin.cache_status import XCacheStatus
 from kong_plugin.cacheability import request_decision
@@ -73,6 +81,7 @@ from kong_plugin.pdk import (
     service_facts,
     upstream_headers,
 )
+from kong_plugin.pluginserver.events import blocking
 from kong_plugin.poisoning import present, without
 from kong_plugin.refresh_pool import Started
 from kong_plugin.replies import (
@@ -84,7 +93,7 @@ from kong_plugin.replies import (
     origin_unreachable,
 )
 from kong_plugin.route_facts import Names, RouteFacts
-from kong_plugin.sidecar_jobs import invalidate, release, store_later
+from kong_plugin.sidecar_jobs import invalidate, release, store_now
 from kong_plugin.targeted import fields_to_clear
 from kong_plugin.upstream_target import Unusable
 
@@ -209,16 +218,28 @@ class Plugin:
             self._forward(kong, state, stripped)
             return
         client = self._client(cfg)
+        near = runtime.near_for(client) if cfg.near_cache else None
+        if near is not None:
+            # the near-cache answers only what it may serve outright; anything else (stale,
+            # a revalidation, a miss) goes to the sidecar, which holds the leases
+            held = near.get(key.key, lines)
+            if held is not None:
+                served = decide.after_lookup(held, decision, rule, h, cfg)
+                if isinstance(served, decide.Serve) and not served.release:
+                    self._serve(kong, cfg, state, served.served)
+                    return
+        ticket = near.ticket() if near is not None else None
         try:
             # A lookup that may wait gets the whole wait as its deadline: it is sent only
             # after a plain one found nothing, so a hung sidecar costs `timeout_ms`. A
             # guarded request never waits: the fill it would be handed is another client's;
             # nor does a Range request (`decision.may_wait`): it stores nothing.
-            answer = client.lookup(key.key.encode(), lines)
+            # Off the worker's loop: other requests' PDK steps go on meanwhile.
+            answer = blocking(lambda: client.lookup(key.key.encode(), lines))
             if wire.missed(answer) and not rule and decision.may_wait:
                 wait_ms = self._coalesce_wait_ms(kong, cfg, route_id, key.key)
                 if wait_ms:
-                    answer = client.lookup(key.key.encode(), lines, wait_ms)
+                    answer = blocking(lambda: client.lookup(key.key.encode(), lines, wait_ms))
         except SidecarError as exc:
             untrusted = isinstance(exc, SidecarUntrustedError)
             runtime.reporter.report(
@@ -233,6 +254,8 @@ class Plugin:
             )
             return
         found = wire.found_from_pb(answer)
+        if near is not None and ticket is not None and wire.hit(answer):
+            near.offer(key.key, lines, found, ticket)
         state.fill_lease = found.fill_lease
         step = decide.after_lookup(found, decision, rule, h, cfg)
         fallback = step.if_origin_down if isinstance(step, decide.Revalidate) else None
@@ -340,11 +363,12 @@ class Plugin:
                 )
 
     def _response(self, kong: Any) -> None:
-        token = pdk(kong.ctx.shared.get(CTX_KEY))  # first PDK call
-        state = runtime.inflight.pop(token)
+        state = self._carried(kong, "response")  # first PDK call
         cfg = self.config
         if state is None or cfg is None:
             return
+        if state.nonce:
+            runtime.answered.add(str(state.nonce))
         status = pdk(kong.response.get_status())
         origin_answered(kong, state, status)
         headers, complete = upstream_headers(kong)
@@ -357,7 +381,7 @@ class Plugin:
         upstream = decide.Upstream(status, headers, complete, self._clock())
         step = decide.after_response(state, upstream, cfg)
         if isinstance(step, decide.Refresh):
-            if step.store is None or not store_later(kong, client, state, step.store):
+            if step.store is None or store_now(kong, client, state, step.store):
                 release(client, state)
             if step.drop:  # off the request path, like the release
                 key = state.key.encode()
@@ -380,10 +404,11 @@ class Plugin:
         if cfg.event_tags and decide.storable(decision, body, cfg):
             names = self._names(kong, state.origin)
         plan = decide.plan_store(state, upstream, decision, body, cfg, names)
-        stored = plan.entry is not None and store_later(kong, client, state, plan.entry)
+        unstored = store_now(kong, client, state, plan.entry) if plan.entry is not None else ""
+        stored = plan.entry is not None and not unstored
         if not stored:
             release(client, state)
-        word, member = decide.proxied_status(state, status, plan, stored, cfg)
+        word, member = decide.proxied_status(state, status, plan, stored, cfg, unstored)
         kong.response.set_headers(cache_headers(cfg, state.debug, word, state.key, member))
         self._hide_targeted(kong, headers, complete, cfg)
 
@@ -410,11 +435,16 @@ class Plugin:
         whose state is still here never had its ``response`` phase: either the upstream
         could not be reached (Kong answered 502/504 itself) or a later plugin ended the
         request in ``access`` (then Kong never proxied it)."""
-        token = pdk(kong.ctx.shared.get(CTX_KEY))  # the only call for most requests
-        state = runtime.inflight.pop(token) if token is not None else None
+        state = self._carried(kong, "log")  # the only call for hits and bypasses
         cfg = self.config
         if state is None or cfg is None:
             return
+        nonce = str(state.nonce)
+        if state.nonce and nonce in runtime.answered:  # its response phase ran here
+            runtime.answered.discard(nonce)
+            return
+        if pdk(kong.nginx.get_ctx("buffered_status")) is not None:
+            return  # it ran in another worker (kong/init.lua Kong.response sets this first)
         release(self._client(cfg), state)
         if state.origin and pdk(kong.nginx.get_ctx("KONG_PROXIED")):
             origin_failed(kong, state, "could not be reached", unreachable=True)
@@ -442,7 +472,21 @@ class Plugin:
         return self._routes.names(route_id, lambda: route_name(kong), lambda: service_facts(kong))
 
     def _remember(self, kong: Any, state: RequestState) -> None:
-        kong.ctx.shared.set(CTX_KEY, runtime.inflight.put(state))
+        """Hand the request's state to its later phases, which may run in another worker
+        process (`kong_plugin.carry`)."""
+        state.nonce = secrets.randbits(62)
+        kong.ctx.shared.set(CTX_KEY, carry.pack(state))
+
+    @staticmethod
+    def _carried(kong: Any, phase: str) -> RequestState | None:
+        """The state `_remember` handed over (one PDK call); a value under the key that is
+        not one is reported and ignored."""
+        raw = pdk(kong.ctx.shared.get(CTX_KEY))
+        state = carry.unpack(raw) if raw is not None else None
+        if raw is not None and state is None:
+            message = f"kong.ctx.shared[{CTX_KEY!r}] holds no state of this plugin; ignored"
+            runtime.reporter.report(kong, "warn", f"{phase}-state", message)
+        return state
 
     def _bypass(self, kong: Any, cfg: PluginConfig, debug: bool, reason: str) -> None:
         """Tell the client the cache stayed out of this request, and why, in one PDK call."""

@@ -1,17 +1,12 @@
 """Per-request state kept between the access and response phases of one request.
 
-Kong runs both phases of a request against the same plugin server process, so the state
-(the stored entry being revalidated, the key, the lease) stays in this process and only a
-short token travels through `kong.ctx.shared`. A request whose response phase never runs
-(client gone, another plugin exited) leaves its state behind; `put` drops states older than
-`max_age_s`, so memory stays bounded by the request rate times that age.
+The phases of one request may run in different plugin-server workers, so the state
+travels with the request in `kong.ctx.shared` (`kong_plugin.carry`); nothing of it stays
+in a process, and a request whose response phase never runs leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
-import time
 from dataclasses import dataclass, field
 
 from kong_plugin.cache_control import CacheControl
@@ -44,7 +39,7 @@ class RequestState:
     client_conditional: bool = False
     debug: bool = False
     origin: str = ""  # the origin's health key (the matched route's id), "" if unknown
-    created: float = field(default_factory=time.monotonic)
+    nonce: int = 0  # names the request to its own later phases (`kong_plugin.runtime.answered`)
 
     def revalidating(
         self, entry: StoredEntry, age_s: float, looked_up_at: float, stale_if_error: bool
@@ -55,35 +50,3 @@ class RequestState:
         self.stale_if_error = stale_if_error
         self.status_word = "Refresh"
         self.fwd = "stale"
-
-
-class InflightTable:
-    """Token -> RequestState, thread-safe, with age-based cleanup."""
-
-    def __init__(self, max_age_s: float = 120.0) -> None:
-        self._states: dict[str, RequestState] = {}
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
-        self._max_age = max_age_s
-        self._next_sweep = time.monotonic() + max_age_s
-
-    def put(self, state: RequestState) -> str:
-        token = f"s{next(self._ids)}"
-        with self._lock:
-            self._states[token] = state
-            now = time.monotonic()
-            if now >= self._next_sweep:
-                self._next_sweep = now + self._max_age
-                cutoff = now - self._max_age
-                for t in [t for t, s in self._states.items() if s.created < cutoff]:
-                    del self._states[t]
-        return token
-
-    def pop(self, token: object) -> RequestState | None:
-        if not isinstance(token, str):
-            return None
-        with self._lock:
-            return self._states.pop(token, None)
-
-    def __len__(self) -> int:
-        return len(self._states)

@@ -556,6 +556,16 @@ SCHEMA: list[SchemaField] = [
         }
     },
     {
+        "near_cache": {
+            "type": "boolean",
+            "required": True,
+            "default": True,
+            "description": "Answer this route's hottest fresh entries from the plugin "
+            "server's own memory (the near-cache), with no sidecar call; the sidecar pushes "
+            "every change to it. Its size is set on the plugin server (--near-cache-bytes).",
+        }
+    },
+    {
         "serve_ranges": {
             "type": "boolean",
             "required": True,

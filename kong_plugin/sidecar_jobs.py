@@ -1,13 +1,13 @@
-"""What the handler asks of the sidecar besides the lookup: stores and fill-lease releases,
-queued to run after the response (`kong_plugin.background`), and purges after a write.
+"""What the handler asks of the sidecar besides the lookup: stores (before the response
+goes out), fill-lease releases (queued to run after it, `kong_plugin.background`), and
+purges after a write.
 
 A store goes out with its route's key prefix (``StoreRequest.route``), which the sidecar
 stamps the entry with so that a purge of that prefix reaches it on every tier.
 
-Not guaranteed: that a queued store or release runs (the queue is bounded; a full queue
-refuses a store, which is reported to Kong's log and counted) or succeeds (the sidecar may
-be down: the cache simply does not have the entry). A purge that fails is logged, not
-retried.
+Not guaranteed: that a store succeeds (the sidecar may be down or slow: the response
+then goes out unstored, with the reason in its `Cache-Status`); that a queued release runs
+(the queue is bounded). A purge that fails is logged, not retried.
 """
 
 from __future__ import annotations
@@ -16,45 +16,54 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from strata.v1 import cache_pb2 as pb
+
 from kong_plugin import runtime, wire
-from kong_plugin.background import Submitted
 from kong_plugin.client import SidecarClient, SidecarError
 from kong_plugin.config import PluginConfig
 from kong_plugin.inflight import RequestState
 from kong_plugin.invalidation import invalidation_targets
+from kong_plugin.pluginserver.events import blocking
 from kong_plugin.stored import StoredEntry
 
 log = logging.getLogger("strata.plugin")
 
-#: Deadline of a background Store (it runs after the response; bodies may be large).
+#: Longest a response waits for its Store (large bodies get more than a lookup's deadline).
 STORE_TIMEOUT_S = 2.0
+#: Body bytes per second of extra Store deadline.
+STORE_BYTES_PER_S = 16 * 1024 * 1024
+
+_STORE_DETAIL = {
+    pb.STORE_RESULT_STORED: "",
+    pb.STORE_RESULT_NOT_ADMITTED: "store-not-admitted",
+    pb.STORE_RESULT_TOO_LARGE: "store-too-large",
+    pb.STORE_RESULT_EXPIRED: "store-expired",
+}
 
 
-def store_later(kong: Any, client: SidecarClient, state: RequestState, entry: StoredEntry) -> bool:
-    """Queue the store of `entry` under the request's key; False (counted, and reported to
-    Kong's log) when the queue is full. A store of a key whose store is already queued
-    counts as done."""
+def store_now(kong: Any, client: SidecarClient, state: RequestState, entry: StoredEntry) -> str:
+    """Store `entry` under the request's key before its response goes out, so that the next
+    request for it finds it (the sidecar also wakes the lookups waiting on the fill lease).
+
+    Runs off the worker's loop (`kong_plugin.pluginserver.events.blocking`). Returns "" when
+    a tier holds it, else why not (a `Cache-Status` detail): ``store-not-admitted``,
+    ``store-too-large`` or ``store-expired`` (the sidecar's answer), ``store-failed`` (the
+    sidecar could not be reached or answered past the deadline: reported to Kong's log;
+    the store may still land). The deadline is the sidecar call's, plus 1 s per 16 MiB of
+    body, at most `STORE_TIMEOUT_S`."""
     key = state.key.encode()
     lines = state.request_headers
     message = wire.entry_to_pb(entry)
     route = state.route
-    # Off the request path, so a large body gets more than the lookup deadline.
-    timeout = max(client.timeout_s, STORE_TIMEOUT_S)
-    outcome = runtime.background.submit_store(
-        key,
-        len(entry.body),
-        lambda: client.store(key, message, lines, timeout_s=timeout, route=route),
-    )
-    if outcome is Submitted.FULL:
-        stats = runtime.background.stats()
+    timeout = min(STORE_TIMEOUT_S, client.timeout_s + len(entry.body) / STORE_BYTES_PER_S)
+    try:
+        answer = blocking(lambda: client.store(key, message, lines, timeout_s=timeout, route=route))
+    except SidecarError as exc:
         runtime.reporter.report(
-            kong,
-            "warn",
-            "store-queue",
-            f"store queue full ({stats.depth} stores, {stats.depth_bytes} bytes queued; "
-            f"{stats.dropped} dropped since start): response not stored",
+            kong, "warn", "store", f"sidecar store failed, response not stored: {exc}"
         )
-    return outcome.accepted
+        return "store-failed"
+    return _STORE_DETAIL.get(answer.result, "store-failed")
 
 
 def release(client: SidecarClient, state: RequestState) -> None:

@@ -95,6 +95,11 @@ def found_from_pb(response: pb.LookupResponse) -> Found:
     return Found(entry_from_pb(response.entry), response.age_ms / 1000.0, response.fill_lease)
 
 
+def hit(response: pb.LookupResponse) -> bool:
+    """The sidecar answered a fresh entry (not stale, not a miss)."""
+    return response.outcome == pb.OUTCOME_HIT
+
+
 def missed(response: pb.LookupResponse) -> bool:
     """The sidecar holds nothing usable for the key (a coalescing wait may help)."""
     return response.outcome == pb.OUTCOME_MISS

@@ -9,8 +9,9 @@ from typing import Any
 
 from strata.v1 import cache_pb2 as pb
 
-from kong_plugin import handler, runtime
-from kong_plugin.background import RELEASE_CAP, Background, Submitted
+from kong_plugin import carry, handler, runtime
+from kong_plugin.background import Background, Submitted
+from kong_plugin.client import SidecarUnavailableError
 from kong_plugin.inflight import RequestState
 from kong_plugin.origin import OriginHealth
 from kong_plugin.recent import RecentKeys
@@ -33,49 +34,22 @@ def _blocked(bg: Background, workers: int) -> threading.Event:
     return gate
 
 
-def test_a_full_queue_refuses_and_counts_and_a_queued_key_is_not_queued_twice() -> None:
-    bg = Background(workers=1, max_jobs=2, max_bytes=1 << 20)
+def test_a_full_queue_refuses_and_counts() -> None:
+    bg = Background(workers=1, max_jobs=2)
     gate = _blocked(bg, 1)
-    ran: list[bytes] = []
+    ran: list[str] = []
     try:
-        assert bg.submit_store(b"a", 10, lambda: ran.append(b"a")) is Submitted.QUEUED
-        assert bg.submit_store(b"a", 10, lambda: ran.append(b"x")) is Submitted.DEDUPLICATED
-        assert bg.submit_store(b"b", 10, lambda: ran.append(b"b")) is Submitted.QUEUED
-        assert bg.submit_store(b"c", 10, lambda: ran.append(b"c")) is Submitted.FULL
-        stats = bg.stats()
-        assert (stats.dropped, stats.deduplicated, stats.depth) == (1, 1, 3)
+        assert bg.join(0.05) is False  # the blocked worker is still running
+        assert bg.submit(lambda: ran.append("a")) is Submitted.QUEUED
+        assert bg.submit(lambda: ran.append("b")) is Submitted.QUEUED
+        assert bg.submit(lambda: ran.append("c")) is Submitted.FULL
+        assert bg.stats().depth == 2 and bg.stats().dropped == 1
     finally:
         gate.set()
     assert bg.join(5)
-    assert ran == [b"a", b"b"]
-    # the key may be queued again once its store has run
-    assert bg.submit_store(b"a", 10, lambda: ran.append(b"a2")) is Submitted.QUEUED
-    assert bg.join(5) and ran[-1] == b"a2"
-
-
-def test_the_byte_bound_holds_but_one_large_body_always_fits_an_empty_queue() -> None:
-    bg = Background(workers=1, max_jobs=100, max_bytes=1000)
-    gate = _blocked(bg, 1)
-    try:
-        assert bg.submit_store(b"big", 5000, lambda: None) is Submitted.QUEUED
-        assert bg.submit_store(b"next", 1, lambda: None) is Submitted.FULL
-    finally:
-        gate.set()
-    assert bg.join(5)
-    assert bg.submit_store(b"small", 600, lambda: None) is Submitted.QUEUED
-
-
-def test_releases_are_not_refused_when_stores_fill_the_queue() -> None:
-    bg = Background(workers=1, max_jobs=1, max_bytes=10)
-    gate = _blocked(bg, 1)
-    try:
-        assert bg.submit_store(b"k", 5, lambda: None) is Submitted.QUEUED
-        assert bg.submit_store(b"j", 5, lambda: None) is Submitted.FULL
-        assert all(bg.submit(lambda: None) is Submitted.QUEUED for _ in range(100))
-    finally:
-        gate.set()
-    assert bg.join(5)
-    assert RELEASE_CAP > 1000
+    assert ran == ["a", "b"]
+    assert bg.submit(lambda: ran.append("d")) is Submitted.QUEUED
+    assert bg.join(5) and ran[-1] == "d"
 
 
 def test_a_failing_job_is_counted_and_the_worker_goes_on() -> None:
@@ -84,7 +58,7 @@ def test_a_failing_job_is_counted_and_the_worker_goes_on() -> None:
     def boom() -> None:
         raise RuntimeError("sidecar gone")
 
-    bg.submit_store(b"x", 1, boom)
+    bg.submit(boom)
     done = threading.Event()
     bg.submit(done.set)
     assert done.wait(5) and bg.join(5)
@@ -206,31 +180,55 @@ class FakeKong:
         self.log = SimpleNamespace(warn=self.logged.append, err=self.logged.append)
 
 
-def test_a_store_refused_by_a_full_queue_is_reported_truthfully(monkeypatch: Any) -> None:
-    bg = Background(workers=1, max_jobs=1)
-    monkeypatch.setattr(runtime, "background", bg)
+def test_a_store_the_sidecar_could_not_take_is_reported_truthfully(monkeypatch: Any) -> None:
     monkeypatch.setattr(runtime, "reporter", Reporter(interval_s=0))
-    gate = _blocked(bg, 1)
-    try:
-        bg.submit_store(b"other", 1, lambda: None)  # the queue is now full
-        plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
-        state = RequestState("store", "GET", "h", "/p", key="v1:r:k", request_time=0.0)
-        token = runtime.inflight.put(state)
-        kong = FakeKong(
-            token,
-            200,
-            {"Cache-Control": "max-age=60", "Content-Type": "text/plain"},
-            b"hello",
-        )
-        plugin.response(kong)
-    finally:
-        gate.set()
+
+    class Down:
+        timeout_s = 0.05
+        address = "unix:/nonexistent.sock"
+
+        def store(self, *_: Any, **__: Any) -> pb.StoreResponse:
+            raise SidecarUnavailableError("sidecar socket /x: No such file or directory")
+
+        def release(self, *_: Any, **__: Any) -> pb.ReleaseResponse:
+            return pb.ReleaseResponse()
+
+    monkeypatch.setattr(runtime, "client_for", lambda *a, **k: Down())
+    plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
+    state = RequestState("store", "GET", "h", "/p", key="v1:r:k", request_time=0.0)
+    kong = FakeKong(
+        carry.pack(state),
+        200,
+        {"Cache-Control": "max-age=60", "Content-Type": "text/plain"},
+        b"hello",
+    )
+    plugin.response(kong)
     assert kong.set_headers["X-Cache-Status"] == "Miss"  # cacheable: not a bypass
     cache_status = kong.set_headers.get("Cache-Status", "")
     assert "stored" not in cache_status.replace("detail=", "")
-    assert "detail=store-queue-full" in cache_status
-    assert any("store queue full" in line for line in kong.logged)
-    assert bg.stats().dropped == 1
+    assert "detail=store-failed" in cache_status
+    assert any("sidecar store failed" in line for line in kong.logged)
+
+
+def test_a_store_lands_before_the_response_goes_out(monkeypatch: Any) -> None:
+    stored: list[bytes] = []
+
+    class Up:
+        timeout_s = 0.05
+        address = "unix:/nonexistent.sock"
+
+        def store(self, key: bytes, *_: Any, **__: Any) -> pb.StoreResponse:
+            stored.append(key)
+            return pb.StoreResponse(result=pb.STORE_RESULT_STORED)
+
+    monkeypatch.setattr(runtime, "client_for", lambda *a, **k: Up())
+    plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
+    state = RequestState("store", "GET", "h", "/p", key="v1:r:k", request_time=0.0)
+    headers = {"Cache-Control": "max-age=60", "Content-Type": "text/plain"}
+    kong = FakeKong(carry.pack(state), 200, headers, b"hello")
+    plugin.response(kong)
+    assert stored == [b"v1:r:k"]  # no queue: done when the phase returns
+    assert kong.set_headers["Cache-Status"].endswith("; stored")
 
 
 def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
@@ -251,7 +249,7 @@ def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
     monkeypatch.setattr(runtime, "client_for", lambda address, timeout, uid=None: Client())
     plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
     state = RequestState("store", "GET", "h", "/p", key="v1:r:k", fill_lease=True, origin="r1")
-    token = runtime.inflight.put(state)
+    token = carry.pack(state)
     kong = FakeKong(token, 502, {}, b"")
     kong.nginx = SimpleNamespace(get_ctx=lambda k: True if k == "KONG_PROXIED" else None)
     plugin.log(kong)
@@ -261,7 +259,7 @@ def test_log_phase_marks_an_unreachable_origin_down_and_releases_the_lease(
 
     # a request another plugin ended in access was never proxied: not an origin failure
     state = RequestState("store", "GET", "h", "/p", key="v1:r:k2", origin="r2")
-    kong = FakeKong(runtime.inflight.put(state), 200, {}, b"")
+    kong = FakeKong(carry.pack(state), 200, {}, b"")
     plugin.log(kong)
     assert not health.is_down("r2", "v1:r:k2")
 

@@ -241,9 +241,9 @@ def test_a_storable_response_becomes_the_entry_to_store() -> None:
         "Miss",
         "strata; fwd=uri-miss; fwd-status=200; stored",
     )
-    # the store queue refused it: still a cacheable miss, said so
-    word, member = decide.proxied_status(state(), 200, plan, False, CFG)
-    assert (word, member.endswith("detail=store-queue-full")) == ("Miss", True)
+    # the sidecar could not take it: still a cacheable miss, said so
+    word, member = decide.proxied_status(state(), 200, plan, False, CFG, "store-failed")
+    assert (word, member.endswith("detail=store-failed")) == ("Miss", True)
 
 
 def test_a_body_over_the_limit_is_not_stored() -> None:

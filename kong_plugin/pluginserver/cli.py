@@ -1,0 +1,215 @@
+"""The command line of ``python -m kong_plugin``: kong-pdk's dedicated-server options, plus
+``--workers`` and ``--engine``.
+
+kong-pdk options kept, with their meaning: ``-p/--kong-prefix`` (socket folder, must exist),
+``--socket-name`` (default ``<plugin>.sock``, as kong-pdk's dedicated server), ``-v``
+(counted: none is INFO, ``-v`` DEBUG), ``--listen-queue-size``, ``--dump``, ``--version``.
+Refused with a message naming the option: ``-m``/``-g`` (kong-pdk's multiprocessing and
+gevent modes) and ``--no-lua-style`` (the plugin is written for Lua-style results).
+
+Not guaranteed: that the options a future kong-pdk adds are understood.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from kong_pdk.module import Module
+
+from kong_plugin.near_cache import MAX_AGE_S, MAX_BYTES, MAX_ENTRY_BYTES
+
+
+class NEAR_DEFAULTS:  # noqa: N801
+    max_bytes = MAX_BYTES
+    max_entry_bytes = MAX_ENTRY_BYTES
+    max_age_s = MAX_AGE_S
+
+
+DEFAULT_SOCKET_NAME = "python_pluginserver.sock"  # kong-pdk's; means "<plugin>.sock"
+REFUSED = {
+    "-m": "kong-pdk's multiprocessing mode loses per-instance state; use --workers",
+    "--multiprocessing": "kong-pdk's multiprocessing mode loses per-instance state; use --workers",
+    "-g": "kong-pdk's gevent mode blocks on gRPC; the default engine already runs events as "
+    "greenlets",
+    "--gevent": "kong-pdk's gevent mode blocks on gRPC",
+    "--no-lua-style": "the plugin is written for Lua-style (data, err) PDK results",
+}
+
+
+def parser(name: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m kong_plugin", description=f"The {name} plugin server for Kong."
+    )
+    p.add_argument("-p", "--kong-prefix", "-kong-prefix", dest="prefix", default="/usr/local/kong/")
+    p.add_argument("-v", "--verbose", action="count", default=1)
+    p.add_argument("--version", "-version", action="store_true")
+    p.add_argument("--socket-name", default=DEFAULT_SOCKET_NAME)
+    p.add_argument("--listen-queue-size", type=int, default=4096)
+    p.add_argument("--dump", "-dump", action="store_true", help="print the plugin info (JSON)")
+    p.add_argument(
+        "--workers",
+        default="auto",
+        help="worker processes: 'auto' (usable CPUs, the default) or 1-64; each runs the "
+        "plugin on one core",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("strata", "kong-pdk"),
+        default="strata",
+        help="'strata' (default): greenlet events on asyncio workers; 'kong-pdk': kong-pdk's "
+        "own thread-per-event server, one process (kept as a baseline)",
+    )
+    p.add_argument(
+        "--near-cache-bytes",
+        type=int,
+        default=NEAR_DEFAULTS.max_bytes,
+        help="bytes of hot entries each worker answers from its own memory, per sidecar "
+        "address (default: %(default)s; 0 turns the near-cache off)",
+    )
+    p.add_argument(
+        "--near-cache-entry-bytes",
+        type=int,
+        default=NEAR_DEFAULTS.max_entry_bytes,
+        help="largest entry the near-cache holds (default: %(default)s)",
+    )
+    p.add_argument(
+        "--near-cache-max-age-ms",
+        type=int,
+        default=int(NEAR_DEFAULTS.max_age_s * 1000),
+        help="longest a near-cache copy is answered after the sidecar lookup that fetched "
+        "it, whatever the pushed changes say (default: %(default)s)",
+    )
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def module_for(name: str, plugin: Any, version: str, priority: int, schema: Any) -> Module:
+    """kong-pdk's description of the plugin (phases, schema, version, priority)."""
+
+    class Mod:
+        Plugin = plugin
+        Schema = schema
+
+    Mod.version = version  # type: ignore[attr-defined]
+    Mod.priority = priority  # type: ignore[attr-defined]
+    return Module(name, module=Mod)
+
+
+WORKER_ONLY = ("--workers", "--worker", "--listen-fd")
+
+
+def without(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """`argv` less the options `names` (each takes a value, as ``--x v`` or ``--x=v``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in names:
+            skip = True
+            continue
+        if arg.startswith(tuple(f"{n}=" for n in names)):
+            continue
+        out.append(arg)
+    return out
+
+
+def main(
+    name: str, plugin: Any, version: str, priority: int, schema: Any, argv: Sequence[str]
+) -> int:
+    """Run the plugin server for one plugin; returns the exit status."""
+    for arg in argv:
+        if arg in REFUSED:
+            print(f"{name}: {arg} is not supported: {REFUSED[arg]}", file=sys.stderr)
+            return 2
+    args = parser(name).parse_args(list(argv))
+    if args.version:
+        print(f"{name} {version}")
+        return 0
+    module = module_for(name, plugin, version, priority, schema)
+    if args.dump:
+        from kong_plugin.pluginserver.worker import plugin_info  # noqa: PLC0415
+
+        sys.stdout.write(json.dumps([plugin_info(module)]))
+        return 0
+    problem = _near_settings(args)
+    if problem:
+        print(f"{name}: {problem}", file=sys.stderr)
+        return 2
+    index = args.worker
+    level = logging.WARNING - 10 * args.verbose
+    tag = f"w{index} " if index is not None else ""
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        stream=sys.stdout,
+        format=f"%(levelname)s {tag}%(name)s: %(message)s",
+        force=True,
+    )
+    if not os.path.isdir(args.prefix):
+        print(f"{name}: prefix {args.prefix} does not exist", file=sys.stderr)
+        return 2
+    socket_name = args.socket_name
+    if socket_name == DEFAULT_SOCKET_NAME:
+        socket_name = f"{name}.sock"
+    if args.engine == "kong-pdk":
+        return _kong_pdk(name, plugin, version, priority, schema, argv)
+    from kong_plugin.pluginserver import supervisor  # noqa: PLC0415
+
+    try:
+        count = supervisor.resolve_workers(str(args.workers))
+    except ValueError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    layout = supervisor.Layout(os.path.join(args.prefix, socket_name))
+    if index is not None:  # a worker started by a supervisor
+        import socket  # noqa: PLC0415
+
+        if args.listen_fd is None or not 0 <= index < count:
+            print(
+                f"{name}: --worker needs --listen-fd and an index below --workers", file=sys.stderr
+            )
+            return 2
+        listener = socket.socket(fileno=args.listen_fd)
+        listener.setblocking(False)
+        return supervisor.run_worker(module, layout, listener, index, count)
+    return supervisor.start(
+        module, layout, args.listen_queue_size, count, without(argv, WORKER_ONLY)
+    )
+
+
+def _near_settings(args: argparse.Namespace) -> str:
+    """Apply the ``--near-cache-*`` options to `kong_plugin.runtime`; the problem, if any."""
+    from kong_plugin import runtime  # noqa: PLC0415
+
+    if args.near_cache_bytes < 0:
+        return "--near-cache-bytes must be 0 (off) or more"
+    if args.near_cache_bytes and not 0 < args.near_cache_entry_bytes <= args.near_cache_bytes:
+        return "--near-cache-entry-bytes must be between 1 and --near-cache-bytes"
+    if not 1 <= args.near_cache_max_age_ms <= 60_000:
+        return "--near-cache-max-age-ms must be 1..60000"
+    runtime.near_settings = runtime.NearSettings(
+        args.near_cache_bytes, args.near_cache_entry_bytes, args.near_cache_max_age_ms / 1000
+    )
+    return ""
+
+
+def _kong_pdk(
+    name: str, plugin: Any, version: str, priority: int, schema: Any, argv: Sequence[str]
+) -> int:
+    """kong-pdk's own dedicated server (thread per event), instance ids made restart-safe."""
+    from kong_pdk.cli import start_dedicated_server  # noqa: PLC0415
+
+    from kong_plugin import server  # noqa: PLC0415
+
+    sys.argv = [sys.argv[0], *without(argv, (*WORKER_ONLY, "--engine"))]
+    server.install()
+    start_dedicated_server(name, plugin, version, priority, schema)
+    return 0

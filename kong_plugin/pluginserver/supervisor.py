@@ -1,0 +1,203 @@
+"""Start the plugin server: one listening socket, one or more worker processes.
+
+With one worker the server is this process. With more, this process binds the socket
+Kong connects to, empties the instance registry, and starts each worker as
+``python -m kong_plugin --worker I ...`` with the listening socket passed down (a fresh
+interpreter, not a fork: nothing of grpc or of a thread crosses into a worker). It then
+only supervises: a worker that dies is started again (at most once a second per worker;
+its events in flight end and Kong fails open for those requests), SIGTERM/SIGINT stop
+every worker (SIGKILL after `STOP_GRACE_S`), and when the process that started it goes
+away (Kong exited) it stops too.
+
+Not guaranteed: a worker that hangs without exiting is not detected (Kong's RPC timeout
+applies); the workers' output goes to this process's stdout, which Kong logs at INFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kong_pdk.module import Module
+
+from kong_plugin.pluginserver.instances import prepare_registry
+from kong_plugin.pluginserver.worker import MAX_WORKERS, Worker, relay_path, serve
+
+log = logging.getLogger("strata.pluginserver")
+
+STOP_GRACE_S = 5.0
+RESPAWN_EVERY_S = 1.0
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one server's files live: the socket Kong connects to, the instance registry,
+    and the workers' private relay sockets (next to the socket)."""
+
+    socket_path: str
+
+    @property
+    def registry(self) -> Path:
+        return Path(self.socket_path + ".instances")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(value: str) -> int:
+    """``auto`` (usable CPUs, at most `MAX_WORKERS`) or 1..`MAX_WORKERS`."""
+    if value == "auto":
+        return min(usable_cpus(), MAX_WORKERS)
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_WORKERS:
+        raise ValueError(f"--workers must be 'auto' or 1..{MAX_WORKERS}, not {value!r}")
+    return n
+
+
+def bind(path: str, backlog: int) -> socket.socket:
+    """The listening unix socket at `path` (a stale file there is removed first)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(backlog)
+    listener.setblocking(False)
+    return listener
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this worker when its supervisor dies (even by SIGKILL);
+    the one-second parent poll in `run_worker` covers systems without ``prctl``."""
+    try:
+        import ctypes  # noqa: PLC0415
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+def run_worker(
+    module: Module, layout: Layout, listener: socket.socket, index: int, count: int
+) -> int:
+    """Serve as worker `index` of `count` until SIGTERM/SIGINT or the parent goes away."""
+    if count > 1:
+        _die_with_parent()
+    worker = Worker(module, layout.registry, index, count, layout.socket_path)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        parent = os.getppid()
+
+        async def watch_parent() -> None:
+            while os.getppid() == parent:
+                await asyncio.sleep(1.0)
+            log.info("parent %d gone, worker %d exits", parent, index)
+            task.cancel()
+
+        watcher = loop.create_task(watch_parent())
+        try:
+            await serve(worker, listener, relay=count > 1)
+        finally:
+            watcher.cancel()
+
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(main())
+    if count > 1:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(relay_path(layout.socket_path, index))
+    return 0
+
+
+def interpreter_command() -> list[str]:
+    """How this process was started, less its own arguments: ``python -m kong_plugin``
+    (or ``python some_server.py``), so that workers run the same program."""
+    user_args = len(sys.argv) - 1
+    original = list(sys.orig_argv)
+    head = original[: len(original) - user_args] if user_args else original
+    return [sys.executable, *head[1:]]
+
+
+def supervise(layout: Layout, listener: socket.socket, count: int, argv: Sequence[str]) -> int:
+    """Start `count` workers (`argv` + ``--worker I``) sharing `listener`; keep them up."""
+    fd = listener.fileno()
+    os.set_inheritable(fd, True)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    parent = os.getppid()
+
+    prefix = interpreter_command()
+
+    def spawn(index: int) -> subprocess.Popen[bytes]:
+        cmd = [*prefix, *argv, "--worker", str(index)]
+        cmd += ["--workers", str(count), "--listen-fd", str(fd)]
+        return subprocess.Popen(cmd, pass_fds=(fd,))
+
+    children = {i: spawn(i) for i in range(count)}
+    started = dict.fromkeys(children, time.monotonic())
+    log.info("plugin server %s: %d workers (pid %d)", layout.socket_path, count, os.getpid())
+    while not stopping:
+        time.sleep(POLL_S)
+        if os.getppid() != parent:
+            log.info("parent %d gone, stopping the workers", parent)
+            break
+        for index, child in list(children.items()):
+            code = child.poll()
+            if code is None or stopping:
+                continue
+            if time.monotonic() - started[index] < RESPAWN_EVERY_S:
+                continue
+            log.error(
+                "worker %d (pid %d) exited with %s; starting it again", index, child.pid, code
+            )
+            children[index] = spawn(index)
+            started[index] = time.monotonic()
+    for child in children.values():
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in children.values():
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 0
+
+
+def start(module: Module, layout: Layout, backlog: int, count: int, argv: Sequence[str]) -> int:
+    """Bind the socket, empty the registry, then serve with `count` workers."""
+    prepare_registry(layout.registry)
+    listener = bind(layout.socket_path, backlog)
+    if count == 1:
+        return run_worker(module, layout, listener, 0, 1)
+    return supervise(layout, listener, count, argv)

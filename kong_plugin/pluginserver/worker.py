@@ -1,0 +1,374 @@
+"""One plugin-server worker: Kong's MessagePack-RPC over unix-socket connections, on one
+asyncio loop, with each event a greenlet (`kong_plugin.pluginserver.events`).
+
+Wire: ``[0, msgid, "plugin.X", [param]]`` answered by ``[1, msgid, err, result]``, exactly
+kong-pdk 0.36's methods, shapes and error texts (``no plugin instance #N``, ``event id N
+not found``, ``<name> not initizlied``). Kong sends one request per connection at a time;
+a client that pipelines is answered in order. Strings that are not UTF-8 (Kong sends Lua
+strings, which are bytes) decode with ``surrogateescape`` and encode back the same, where
+kong-pdk's reader would fail the connection.
+
+Several workers (`kong_plugin.pluginserver.supervisor`) accept on one listening socket.
+Kong takes a pooled connection for every RPC (``rpc/mp_rpc.lua`` ``Rpc:call``) and returns
+it before the next; nothing yields between one ``Step`` and the next connect, and the pool
+hands back the connection just returned, so an event's RPCs normally reach the worker that
+runs it. One that does not is relayed: an event id carries its worker's index
+(``id % MAX_WORKERS``), and each worker also listens on a private socket its peers forward
+such calls to.
+
+Not guaranteed: an event survives its worker (a dead worker's events end; Kong logs the
+RPC error and goes on without the plugin for that request, as it does for any plugin-server
+error); `blocking` calls queue when the pool is busy (their own deadlines still apply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+from kong_pdk.module import Module
+
+from kong_plugin.pluginserver.events import Event, Yielded
+from kong_plugin.pluginserver.instances import Instances, NoInstance, UnknownPlugin
+
+log = logging.getLogger("strata.pluginserver")
+
+#: Event ids are ``sequence * MAX_WORKERS + worker index``.
+MAX_WORKERS = 64
+#: Threads that run `blocking` calls (sidecar lookups) per worker.
+BLOCKING_THREADS = 32
+SWEEP_S = 10.0
+
+Reply = Callable[[Any, Any], None]
+
+
+def plugin_info(module: Module) -> dict[str, Any]:
+    """What ``--dump`` prints (in a one-element list) and ``GetPluginInfo`` answers."""
+    return {
+        "Name": module.name,
+        "Phases": module.phases,
+        "Priority": module.priority,
+        "Version": module.version,
+        "Schema": {
+            "name": module.name,
+            "fields": [{"config": {"type": "record", "fields": module.schema}}],
+        },
+    }
+
+
+def _unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors="surrogateescape")
+
+
+def _packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
+
+
+class Worker:
+    """The RPC methods of one worker process."""
+
+    def __init__(
+        self, module: Module, registry: Path, index: int, count: int, socket_path: str
+    ) -> None:
+        if not 0 <= index < count <= MAX_WORKERS:
+            raise ValueError(f"worker {index} of {count}: at most {MAX_WORKERS} workers")
+        self.module = module
+        self.instances = Instances(module, registry)
+        self.index = index
+        self.count = count
+        self.socket_path = socket_path
+        self.events: dict[int, Event] = {}
+        self._seq = itertools.count(1)
+        self._pool = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="strata-blocking")
+        self._relays: dict[int, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+        self._relay_ids = itertools.count(1)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.relayed = 0
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def call(self, method: Any, args: Any, reply: Reply) -> None:
+        """Run one RPC; `reply(err, result)` is called exactly once, now or later."""
+        ns, _, cmd = method.partition(".") if isinstance(method, str) else ("", "", "")
+        if ns != "plugin":
+            reply(f"RPC for {ns} is not supported", None)
+            return
+        param = args[0] if isinstance(args, list | tuple) and args else None
+        try:
+            if cmd == "HandleEvent":
+                self._handle_event(param, reply)
+            elif cmd.startswith("Step"):
+                self._step(method, args, param, cmd == "StepError", reply)
+            else:
+                reply(None, self._simple(cmd, param))
+        except (NoInstance, UnknownPlugin, KeyError, ValueError, TypeError) as exc:
+            reply(str(exc), None)
+        except Exception as exc:
+            log.exception("rpc %s failed", method)
+            reply(str(exc), None)
+
+    def _simple(self, cmd: str, param: Any) -> Any:
+        if cmd == "StartInstance":
+            return self.instances.start(param)
+        if cmd == "CloseInstance":
+            return self.instances.close(param)
+        if cmd == "InstanceStatus":
+            return self.instances.status(param)
+        if cmd == "GetPluginInfo":
+            if param != self.module.name:
+                raise UnknownPlugin(param)
+            return plugin_info(self.module)
+        if cmd == "GetStatus":
+            m = self.module
+            return {
+                "Pid": os.getpid(),
+                # not kong-pdk's: this worker's index and the Steps it relayed to another
+                "Worker": self.index,
+                "Relayed": self.relayed,
+                "Plugins": {
+                    m.name: {
+                        "Name": m.name,
+                        "Modtime": m.mtime,
+                        "LoadTime": m.load_time,
+                        "Instances": self.instances.all_status(),
+                        "LastStartInstance": m.last_start_instance_time,
+                        "LastCloseInstance": m.last_close_instance_time,
+                    }
+                },
+            }
+        if cmd == "SetPluginDir":
+            if not isinstance(param, str) or not os.path.exists(param):
+                raise ValueError(f"{param} not exists")
+            return "ok"
+        raise ValueError(f"unknown method plugin.{cmd}")
+
+    def _handle_event(self, param: Any, reply: Reply) -> None:
+        if not isinstance(param, dict):
+            raise TypeError("HandleEvent expects {InstanceId, EventName}")
+        instance = self.instances.get(param.get("InstanceId"))
+        phase = param.get("EventName")
+        handler = None
+        if isinstance(phase, str) and not phase.startswith("_"):
+            handler = getattr(instance.plugin, phase, None)
+        if handler is None:
+            raise ValueError(f"no phase {phase!r} in plugin {instance.name}")
+        eid = next(self._seq) * MAX_WORKERS + self.index
+        event = Event(handler, eid)
+        self._advance(event, event.start(), reply)
+
+    def _step(self, method: str, args: Any, param: Any, is_error: bool, reply: Reply) -> None:
+        if not isinstance(param, dict):
+            raise TypeError("Step expects {EventId, Data}")
+        eid = param.get("EventId")
+        event = self.events.get(eid) if isinstance(eid, int) else None
+        if event is None:
+            owner = eid % MAX_WORKERS if isinstance(eid, int) and eid >= 0 else self.index
+            if owner != self.index and owner < self.count and self.loop is not None:
+                self.relayed += 1
+                self.loop.create_task(self._relay(owner, method, args, eid, reply))
+                return
+            reply(f"event id {eid} not found", None)
+            return
+        data = param.get("Data")
+        self._advance(event, event.feed((None, data) if is_error else (data, None)), reply)
+
+    def _advance(self, event: Event, out: Yielded, reply: Reply | None) -> None:
+        """Act on what `event` handed back; `reply` is None once Kong got its last answer."""
+        eid = event.event_id
+        if out.kind == "call":
+            self.events[eid] = event
+            if reply is not None:
+                reply(None, {"Data": out.payload, "EventId": eid})
+        elif out.kind == "exit":
+            self.events.pop(eid, None)
+            if reply is not None:
+                reply(None, {"Data": out.payload, "EventId": eid})
+            self._soon(lambda: self._advance(event, event.feed((None, None)), None))
+        elif out.kind == "wait":
+            self.events.pop(eid, None)  # parked: Kong waits on this RPC, sends no Step
+            self._run_blocking(event, out.payload, reply)
+        else:  # ret or fail: the event is over
+            self.events.pop(eid, None)
+            if reply is not None:
+                reply(None, {"Data": "ret", "EventId": eid})
+
+    def _run_blocking(self, event: Event, fn: Callable[[], Any], reply: Reply | None) -> None:
+        loop = self.loop
+        if loop is None:  # no loop (direct use in tests): run it here
+            self._advance(event, event.feed(_outcome(fn)), reply)
+            return
+        future = self._pool.submit(fn)
+
+        def done(f: Future[Any]) -> None:
+            exc = f.exception()
+            outcome = (False, exc) if exc is not None else (True, f.result())
+            loop.call_soon_threadsafe(lambda: self._advance(event, event.feed(outcome), reply))
+
+        future.add_done_callback(done)
+
+    def _soon(self, fn: Callable[[], None]) -> None:
+        if self.loop is None:
+            fn()
+        else:
+            self.loop.call_soon(fn)
+
+    # -- relay ---------------------------------------------------------------------------
+
+    async def _relay(self, owner: int, method: str, args: Any, eid: Any, reply: Reply) -> None:
+        """Forward a Step for another worker's event to that worker and pass its answer
+        back; an unreachable owner is Kong's ``event id N not found``."""
+        idle = self._relays.setdefault(owner, [])
+        try:
+            if idle:
+                reader, writer = idle.pop()
+            else:
+                reader, writer = await asyncio.open_unix_connection(
+                    relay_path(self.socket_path, owner)
+                )
+            rid = next(self._relay_ids)
+            writer.write(_packer().pack([0, rid, method, args]))
+            unpacker = _unpacker()
+            while True:
+                chunk = await asyncio.wait_for(reader.read(65536), 60.0)
+                if not chunk:
+                    raise ConnectionError("relay connection closed")
+                unpacker.feed(chunk)
+                answer = next(iter(unpacker), None)
+                if answer is not None:
+                    break
+            idle.append((reader, writer))
+            _, _, err, result = answer
+            reply(err, result)
+        except Exception as exc:
+            log.warning("relaying event %s to worker %d failed: %r", eid, owner, exc)
+            reply(f"event id {eid} not found (worker {owner}: {exc})", None)
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the relay connections and stop the blocking pool (no wait)."""
+        for idle in self._relays.values():
+            while idle:
+                idle.pop()[1].close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            with contextlib.suppress(OSError):
+                self.instances.sweep()
+
+
+def _outcome(fn: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, fn()
+    except Exception as exc:
+        return False, exc
+
+
+def relay_path(socket_path: str, index: int) -> str:
+    """The private socket worker `index` listens on for its peers."""
+    return f"{socket_path}.w{index}"
+
+
+class RpcConnection(asyncio.Protocol):
+    """One connection from Kong (or from a peer worker's relay)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.transport: asyncio.Transport | None = None
+        self._unpacker = _unpacker()
+        self._packer = _packer()
+        self._queue: deque[Any] = deque()
+        self._busy = False
+        self._pumping = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._unpacker.feed(data)
+        try:
+            self._queue.extend(self._unpacker)
+        except Exception as exc:
+            log.warning("closing a plugin-server connection: unreadable message (%r)", exc)
+            self._close()
+            return
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def _pump(self) -> None:
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._queue and not self._busy and self.transport is not None:
+                message = self._queue.popleft()
+                if not (isinstance(message, list) and len(message) == 4 and message[0] == 0):
+                    log.warning("closing a plugin-server connection: not a request %.80r", message)
+                    self._close()
+                    return
+                _, msgid, method, args = message
+                self._busy = True
+                self.worker.call(method, args, self._replier(msgid))
+        finally:
+            self._pumping = False
+
+    def _replier(self, msgid: Any) -> Reply:
+        def reply(err: Any, result: Any) -> None:
+            self._busy = False
+            if self.transport is not None:
+                try:
+                    payload = self._packer.pack([1, msgid, err, result])
+                except Exception as exc:
+                    log.exception("answer to message %s cannot be encoded", msgid)
+                    payload = self._packer.pack([1, msgid, f"cannot encode answer: {exc}", None])
+                self.transport.write(payload)
+            if self._queue:
+                self._pump()
+
+        return reply
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
+async def serve(worker: Worker, listener: socket.socket, *, relay: bool) -> None:
+    """Serve Kong on `listener` (and peers on the worker's relay socket) until cancelled."""
+    loop = asyncio.get_running_loop()
+    worker.loop = loop
+    servers = [await loop.create_unix_server(lambda: RpcConnection(worker), sock=listener)]
+    if relay:
+        path = relay_path(worker.socket_path, worker.index)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        servers.append(await loop.create_unix_server(lambda: RpcConnection(worker), path=path))
+    log.info(
+        "worker %d/%d (pid %d) serving %s",
+        worker.index,
+        worker.count,
+        os.getpid(),
+        worker.socket_path,
+    )
+    sweeper = loop.create_task(worker.sweep_forever())
+    try:
+        await asyncio.Future()  # until cancelled
+    finally:
+        sweeper.cancel()
+        for server in servers:
+            server.close()
+        worker.close()

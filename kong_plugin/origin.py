@@ -16,10 +16,14 @@ Health is kept at two levels, so that one bad URL does not freeze a healthy rout
 
 Any answer that is not a 502/503/504 marks the key and its origin up again (an origin that
 comes back up takes every key that failed during its outage with it). The back-off
-starts at `BASE_BACKOFF_S` and doubles per failed probe up to `MAX_BACKOFF_S`. State is per
-plugin-server process and bounded (`MAX_TRACKED` keys and origins each).
+starts at `BASE_BACKOFF_S` and doubles per failed probe up to `MAX_BACKOFF_S`. State is
+bounded (`MAX_TRACKED` keys and origins each). Each failure and each recovery is also
+handed to `on_change`, which the plugin server uses to tell its other workers
+(`apply` replays it there), so that a node's workers agree on what is down.
 
-What this does not guarantee: that an origin marked down really is (the cost of being wrong
+What this does not guarantee: one probe per back-off interval per node (each worker
+admits its own); that another worker learns of a change before its next request (the
+notice crosses a socket); that an origin marked down really is (the cost of being wrong
 is stale-if-error answers for at most one back-off interval); that a request without a
 usable stored copy is spared the failing origin; that the probe's own client is spared the
 failure (Kong answers it 502/504).
@@ -32,6 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 #: An upstream answer with one of these statuses counts as the origin failing.
 FAILURE_STATUSES = frozenset({502, 503, 504})
@@ -107,6 +112,9 @@ class OriginHealth:
         self._origins = _Table(_Origin, max_tracked)
         self._keys = _Table(_Down, max_tracked)
         self._lock = threading.Lock()
+        #: Told every change (`failed`, a `succeeded` that changed something), as a list
+        #: `apply` takes; None: nobody.
+        self.on_change: Callable[[list[Any]], None] | None = None
 
     def is_down(self, origin: str, key: str | None = None) -> bool:
         """True while `origin` (or, given, `key`) is marked down."""
@@ -148,6 +156,30 @@ class OriginHealth:
     def failed(self, origin: str, key: str, *, unreachable: bool = False) -> bool:
         """Record a failed upstream request for `key` (`unreachable`: no answer at all, not
         a 502/503/504); True if this marked `origin` down."""
+        marked = self._failed(origin, key, unreachable)
+        if self.on_change is not None:
+            self.on_change(["failed", origin, key, unreachable])
+        return marked
+
+    def succeeded(self, origin: str, key: str) -> bool:
+        """Record an upstream answer for `key`; True if this marked `origin` up again."""
+        changed, was_down = self._succeeded(origin, key)
+        if changed and self.on_change is not None:
+            self.on_change(["succeeded", origin, key])
+        return was_down
+
+    def apply(self, event: Any) -> None:
+        """Replay a change another worker's `on_change` reported (not reported again);
+        anything else is ignored."""
+        match event:
+            case ["failed", str(origin), str(key), bool(unreachable)]:
+                self._failed(origin, key, unreachable)
+            case ["succeeded", str(origin), str(key)]:
+                self._succeeded(origin, key)
+            case _:
+                pass
+
+    def _failed(self, origin: str, key: str, unreachable: bool) -> bool:
         with self._lock:
             now = self._clock()
             k = self._keys.touch(key)
@@ -166,23 +198,23 @@ class OriginHealth:
             self._mark(o.down, now)
             return True
 
-    def succeeded(self, origin: str, key: str) -> bool:
-        """Record an upstream answer for `key`; True if this marked `origin` up again."""
+    def _succeeded(self, origin: str, key: str) -> tuple[bool, bool]:
+        """(whether anything was tracked for them, whether `origin` was down)."""
         o = self._origins.get(origin)
         if self._keys.get(key) is None and (
             not isinstance(o, _Origin) or (not o.failed_keys and o.down.down_until == 0.0)
         ):
-            return False
+            return False, False
         with self._lock:
             self._keys.pop(key)
             o = self._origins.get(origin)
             if not isinstance(o, _Origin):
-                return False
+                return True, False
             was_down = o.down.down_until > 0.0
             self._origins.pop(origin)
             if was_down:  # what failed during the outage is up again with it
                 self._keys.drop_where(lambda k: not (isinstance(k, _Down) and k.origin == origin))
-            return was_down
+            return True, was_down
 
     def _mark(self, state: _Down, now: float) -> None:
         if state.down_until == 0.0:

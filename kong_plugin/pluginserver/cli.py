@@ -18,11 +18,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kong_pdk.module import Module
 
 from kong_plugin.near_cache import MAX_AGE_S, MAX_BYTES, MAX_ENTRY_BYTES
+
+if TYPE_CHECKING:
+    from kong_plugin.pluginserver.worker import Worker
 
 
 class NEAR_DEFAULTS:  # noqa: N801
@@ -32,6 +35,7 @@ class NEAR_DEFAULTS:  # noqa: N801
 
 
 DEFAULT_SOCKET_NAME = "python_pluginserver.sock"  # kong-pdk's; means "<plugin>.sock"
+ORIGIN_NOTICE = "strata.origin"
 REFUSED = {
     "-m": "kong-pdk's multiprocessing mode loses per-instance state; use --workers",
     "--multiprocessing": "kong-pdk's multiprocessing mode loses per-instance state; use --workers",
@@ -179,10 +183,19 @@ def main(
             return 2
         listener = socket.socket(fileno=args.listen_fd)
         listener.setblocking(False)
-        return supervisor.run_worker(module, layout, listener, index, count)
+        return supervisor.run_worker(module, layout, listener, index, count, _share_state)
     return supervisor.start(
-        module, layout, args.listen_queue_size, count, without(argv, WORKER_ONLY)
+        module, layout, args.listen_queue_size, count, without(argv, WORKER_ONLY), _share_state
     )
+
+
+def _share_state(worker: Worker) -> None:
+    """What a node's workers must agree on travels between them as notices: which origins
+    are down (`kong_plugin.origin`)."""
+    from kong_plugin import runtime  # noqa: PLC0415
+
+    runtime.origins.on_change = lambda event: worker.peers.notify(ORIGIN_NOTICE, event)
+    worker.peers.handlers[ORIGIN_NOTICE] = runtime.origins.apply
 
 
 def _near_settings(args: argparse.Namespace) -> str:

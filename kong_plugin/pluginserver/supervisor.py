@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,12 +97,20 @@ def _die_with_parent() -> None:
 
 
 def run_worker(
-    module: Module, layout: Layout, listener: socket.socket, index: int, count: int
+    module: Module,
+    layout: Layout,
+    listener: socket.socket,
+    index: int,
+    count: int,
+    prepare: Callable[[Worker], None] | None = None,
 ) -> int:
-    """Serve as worker `index` of `count` until SIGTERM/SIGINT or the parent goes away."""
+    """Serve as worker `index` of `count` until SIGTERM/SIGINT or the parent goes away;
+    `prepare` sees the worker first (to register notice handlers, `Worker.peers`)."""
     if count > 1:
         _die_with_parent()
     worker = Worker(module, layout.registry, index, count, layout.socket_path)
+    if prepare is not None:
+        prepare(worker)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -194,10 +202,18 @@ def supervise(layout: Layout, listener: socket.socket, count: int, argv: Sequenc
     return 0
 
 
-def start(module: Module, layout: Layout, backlog: int, count: int, argv: Sequence[str]) -> int:
-    """Bind the socket, empty the registry, then serve with `count` workers."""
+def start(
+    module: Module,
+    layout: Layout,
+    backlog: int,
+    count: int,
+    argv: Sequence[str],
+    prepare: Callable[[Worker], None] | None = None,
+) -> int:
+    """Bind the socket, empty the registry, then serve with `count` workers (`prepare`:
+    see `run_worker`; with several workers each runs it in its own process)."""
     prepare_registry(layout.registry)
     listener = bind(layout.socket_path, backlog)
     if count == 1:
-        return run_worker(module, layout, listener, 0, 1)
+        return run_worker(module, layout, listener, 0, 1, prepare)
     return supervise(layout, listener, count, argv)

@@ -40,6 +40,7 @@ from kong_pdk.module import Module
 
 from kong_plugin.pluginserver.events import Event, Yielded
 from kong_plugin.pluginserver.instances import Instances, NoInstance, UnknownPlugin
+from kong_plugin.pluginserver.peers import Peers
 
 log = logging.getLogger("strata.pluginserver")
 
@@ -94,6 +95,8 @@ class Worker:
         self._relay_ids = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.relayed = 0
+        #: Notices to and from the other workers (`kong_plugin.pluginserver.peers`).
+        self.peers = Peers(index, count, lambda i: relay_path(socket_path, i))
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -260,6 +263,7 @@ class Worker:
         for idle in self._relays.values():
             while idle:
                 idle.pop()[1].close()
+        self.peers.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def sweep_forever(self) -> None:
@@ -282,10 +286,12 @@ def relay_path(socket_path: str, index: int) -> str:
 
 
 class RpcConnection(asyncio.Protocol):
-    """One connection from Kong (or from a peer worker's relay)."""
+    """One connection from Kong, or (`peer`) from another worker: relayed calls and
+    notices ``[2, label, args]``."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, *, peer: bool = False) -> None:
         self.worker = worker
+        self.peer = peer
         self.transport: asyncio.Transport | None = None
         self._unpacker = _unpacker()
         self._packer = _packer()
@@ -316,6 +322,10 @@ class RpcConnection(asyncio.Protocol):
         try:
             while self._queue and not self._busy and self.transport is not None:
                 message = self._queue.popleft()
+                notice = isinstance(message, list) and len(message) == 3 and message[0] == 2
+                if self.peer and notice:
+                    self.worker.peers.receive(message[1], message[2])
+                    continue
                 if not (isinstance(message, list) and len(message) == 4 and message[0] == 0):
                     log.warning("closing a plugin-server connection: not a request %.80r", message)
                     self._close()
@@ -351,12 +361,15 @@ async def serve(worker: Worker, listener: socket.socket, *, relay: bool) -> None
     """Serve Kong on `listener` (and peers on the worker's relay socket) until cancelled."""
     loop = asyncio.get_running_loop()
     worker.loop = loop
+    worker.peers.bind(loop)
     servers = [await loop.create_unix_server(lambda: RpcConnection(worker), sock=listener)]
     if relay:
         path = relay_path(worker.socket_path, worker.index)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        servers.append(await loop.create_unix_server(lambda: RpcConnection(worker), path=path))
+        servers.append(
+            await loop.create_unix_server(lambda: RpcConnection(worker, peer=True), path=path)
+        )
     log.info(
         "worker %d/%d (pid %d) serving %s",
         worker.index,

@@ -277,3 +277,44 @@ def test_request_state_survives_the_trip_through_kong_ctx_shared() -> None:
     assert carry.unpack(text.encode("utf-8")) == state  # a PDK that answers bytes
     for other in (None, 5, "token-s1", "strata1:" + "x", text[:-3], b"\xff"):
         assert carry.unpack(other) is None
+
+
+async def test_notices_reach_the_other_workers(
+    two_workers: tuple[RpcClient, RpcClient, Worker],
+) -> None:
+    _, _, worker_b = two_workers
+    got: list[Any] = []
+    worker_b.peers.handlers["t.note"] = got.append
+    # worker A is the other one in the fixture: find it through worker B's peer paths
+    sender = Worker(_module(), worker_b.instances.registry, 0, 2, worker_b.socket_path)
+    sender.peers.bind(asyncio.get_running_loop())
+    sender.peers.notify("t.note", ["x", 1])
+    sender.peers.notify("t.unknown", ["ignored"])
+    for _ in range(100):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    sender.close()
+    assert got == [["x", 1]]
+    assert worker_b.peers.received == 1
+
+
+def test_origin_changes_are_reported_and_replayed_without_echo() -> None:
+    from kong_plugin.origin import OriginHealth  # noqa: PLC0415
+
+    here, there = OriginHealth(distinct_keys=2), OriginHealth(distinct_keys=2)
+    told: list[Any] = []
+    here.on_change = told.append
+    there.on_change = lambda event: pytest.fail(f"a replayed change was reported: {event}")
+    here.succeeded("r", "zz")  # nothing tracked: no notice
+    here.failed("r", "a", unreachable=True)
+    here.failed("r", "b")
+    for event in told:
+        there.apply(event)
+    assert told == [["failed", "r", "a", True], ["failed", "r", "b", False]]
+    assert there.is_down("r") and there.unreachable("a") and not there.unreachable("b")
+    here.succeeded("r", "a")
+    there.apply(told[-1])
+    assert not there.is_down("r")
+    there.apply(["failed", "r"])  # malformed: ignored
+    there.apply("nonsense")

@@ -1,13 +1,16 @@
-"""Requests through kongsim and the real plugin server: no plugin, cache hit, cache miss.
+"""Requests through kongsim and the real plugin server: hits and misses against no plugin,
+per plugin-server variant, with the CPU each process spends per request.
 
-One run starts the example upstream, a sidecar and kongsim as separate processes (so the
-load generator does not share their interpreters) with four routes: no plugin to a fast
-upstream (the baseline), no plugin to an upstream that takes 10 ms, strata-cache where every
-request hits, and strata-cache where every request misses (a new query string each time).
-For each it measures p50/p99 latency with one client and requests/s with `--clients`
-concurrent clients, and reads the PDK round trips per request from kongsim. Targets: a
-hit's added latency over no plugin is at most one sidecar round trip plus its PDK round
-trips; a hit is at least 5x faster than the 10 ms upstream.
+One run starts the example upstream and a sidecar, then for each plugin-server variant
+(`--variants`, ``ENGINE/WORKERS``; default kong-pdk/1, strata/1, strata/2) a kongsim of its
+own, one after the other, in front of them. Four routes: no plugin to a fast upstream (the
+baseline), no plugin to an upstream answering after 10 ms, strata-cache where every request
+hits and strata-cache where every request misses (a new query string each time). Per variant:
+p50/p99 with one client, requests/s with `--clients` clients, the CPU time (``/proc`` utime +
+stime) kongsim, the plugin server (with every process it forks) and the sidecar use per
+request over the concurrent rounds, the PDK round trips of a hit and of a miss (all phases),
+and how soon a miss's entry is visible to a direct sidecar lookup. Every figure is also given
+as a ratio against baselines measured in the same run (see `bench.gateway_report`).
 """
 
 from __future__ import annotations
@@ -21,15 +24,28 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
+from bench.gateway_load import (
+    Measured,
+    UrlOf,
+    concurrent,
+    hit_event_ms,
+    measured_concurrent,
+    round_trips,
+    sequential,
+)
+from bench.gateway_report import TARGETS, scaling, variant_figures
+from bench.gateway_stack import DEFAULT_VARIANTS, Gateway, Variant, kong_config, parse_variants
 from bench.procs import clean_env, wait_http
-from bench.stats import median_of, summarize
+from bench.stats import median_of
 from tools.stack import SidecarProcess, free_port
 
-TARGET_SPEEDUP_OVER_10MS = 5.0
+# Older names, kept for scripts that import them.
+_config = kong_config
+_concurrent = concurrent
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,212 +53,161 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--clients", type=int, default=8, help="concurrent clients")
     p.add_argument("--seconds", type=float, default=3.0, help="per concurrent round")
+    p.add_argument(
+        "--variants",
+        default=DEFAULT_VARIANTS,
+        help="plugin-server variants, ENGINE/WORKERS (or 'default': no flags), comma-separated",
+    )
+    p.add_argument(
+        "--visibility-rounds", type=int, default=25, help="rounds of --clients fresh misses"
+    )
     p.add_argument("--quick", action="store_true", help="small counts (smoke test)")
 
 
-def _config(upstream: str, sidecar: str) -> dict[str, Any]:
-    strata = {"name": "strata-cache", "config": {"sidecar": {"address": sidecar}}}
+def _scenarios(base: str) -> dict[str, UrlOf]:
     return {
-        "_format_version": "3.0",
-        "services": [
-            {
-                "name": "fast",
-                "url": f"http://{upstream}/delay",
-                "routes": [
-                    {"name": "noplugin", "paths": ["/noplugin"]},
-                    {"name": "hit", "paths": ["/hit"], "plugins": [strata]},
-                    {"name": "miss", "paths": ["/miss"], "plugins": [strata]},
-                ],
-            },
-            {
-                "name": "slow",
-                "url": f"http://{upstream}/delay/10",
-                "routes": [{"name": "slow10", "paths": ["/slow10"]}],
-            },
-        ],
+        "no_plugin": lambda i: f"{base}/noplugin",
+        "hit": lambda i: f"{base}/hit",
+        "miss": lambda i: f"{base}/miss?n={i}-{time.monotonic_ns()}",
+        "no_plugin_upstream_10ms": lambda i: f"{base}/slow10",
     }
 
 
-async def _sequential(url_of: Any, n: int) -> dict[str, float]:
-    import aiohttp  # noqa: PLC0415
-
-    lat = []
-    async with aiohttp.ClientSession() as http:
-        t_start = time.perf_counter()
-        for i in range(n):
-            t0 = time.perf_counter()
-            async with http.get(url_of(i)) as resp:
-                await resp.read()
-                if resp.status != 200:
-                    raise SystemExit(f"{url_of(i)} answered {resp.status}")
-            lat.append(time.perf_counter() - t0)
-    return summarize(lat, time.perf_counter() - t_start)
-
-
-async def _concurrent(url_of: Any, clients: int, seconds: float) -> dict[str, float]:
-    import aiohttp  # noqa: PLC0415
-
-    lat: list[float] = []
-    counter = [0]
-    stop_at = time.perf_counter() + seconds
-
-    async def client(http: aiohttp.ClientSession) -> None:
-        while time.perf_counter() < stop_at:
-            counter[0] += 1
-            t0 = time.perf_counter()
-            async with http.get(url_of(counter[0] + 10**7)) as resp:
-                await resp.read()
-            lat.append(time.perf_counter() - t0)
-
-    conn = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=conn) as http:
-        t_start = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        return summarize(lat, time.perf_counter() - t_start)
-
-
-def _round_trips(gateway: str, path: str) -> dict[str, Any]:
-    urllib.request.urlopen(f"http://{gateway}{path}", timeout=5).read()
-    time.sleep(0.2)
-    with urllib.request.urlopen(f"http://{gateway}/_kongsim/requests/last", timeout=5) as r:
-        rec = json.load(r)
-    events = rec.get("events", [])
-    ms = sum(e.get("duration_ms", 0.0) for e in events)
-    trips = rec.get("step_round_trips", 0)
-    return {"step_round_trips": trips, "rpcs": rec.get("rpc_count", 0), "plugin_ms": round(ms, 3)}
-
-
-def _hit_event_ms(gateway: str, samples: int = 200) -> float:
-    """Median duration of the plugin's access event on recent hits (PDK calls + sidecar)."""
-    url = f"http://{gateway}/_kongsim/requests?limit={samples}"
-    with urllib.request.urlopen(url, timeout=5) as r:
-        data = json.load(r)
-    records = data if isinstance(data, list) else data.get("data", [])
-    durations = sorted(
-        e["duration_ms"]
-        for rec in records
-        if rec.get("path", "").startswith("/hit")
-        for e in rec.get("events", [])
-        if e.get("phase") == "access"
-    )
-    return durations[len(durations) // 2] if durations else float("nan")
-
-
-def _sidecar_rtt(address: str, n: int) -> dict[str, float]:
-    code = (
-        "import json, time\n"
-        "from kong_plugin.client import SidecarClient\n"
-        f"c = SidecarClient({address!r}, 5.0)\n"
-        "lat = []\n"
-        f"for _ in range({n}):\n"
-        "    t = time.perf_counter(); c.lookup(b'v1:bench:rtt')\n"
-        "    lat.append(time.perf_counter() - t)\n"
-        "lat.sort(); print(json.dumps({'p50_us': round(lat[len(lat)//2]*1e6, 1)}))\n"
-    )
+def _visibility(gw: Gateway, sidecar: str, clients: int, rounds: int, env: dict[str, str]) -> Any:
     out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300
+        [
+            sys.executable,
+            "-m",
+            "bench.gateway_visibility",
+            "--gateway",
+            gw.listen,
+            "--sidecar",
+            sidecar,
+            "--clients",
+            str(clients),
+            "--rounds",
+            str(rounds),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run_variant(
+    args: argparse.Namespace, gw: Gateway, sidecar_pid: int, sidecar: str, env: dict[str, str]
+) -> dict[str, Any]:
+    base = gw.base
+    pids = gw.pids()
+    measured = {
+        "kongsim": Measured(pids["kongsim"], tree=False),  # the plugin server is its child
+        "plugin_server": Measured(pids["plugin_server"], tree=True),
+        "sidecar": Measured(sidecar_pid, tree=True),
+    }
+    scenarios = _scenarios(base)
+    for _ in range(3):  # fill the hit key, start the instances, warm both routes
+        urllib.request.urlopen(f"{base}/hit", timeout=10).read()
+        urllib.request.urlopen(scenarios["miss"](0), timeout=10).read()
+    time.sleep(0.3)
+    pdk = {
+        "hit": round_trips(base, "/hit"),
+        "miss": round_trips(base, f"/miss?n=trips{time.monotonic_ns()}"),
+    }
+    seq: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
+    conc: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
+    cpu: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
+    event_ms: list[float] = []
+    for _ in range(args.rounds):
+        for name, url_of in scenarios.items():
+            seq[name].append(asyncio.run(sequential(url_of, args.n)))
+            if name == "hit":  # the sequential hits only: no queueing inside
+                event_ms.append(hit_event_ms(base, min(args.n, 200)))
+            summary, per_request = measured_concurrent(url_of, args.clients, args.seconds, measured)
+            conc[name].append(summary)
+            cpu[name].append(per_request)
+    visibility = _visibility(gw, sidecar, args.clients, args.visibility_rounds, env)
+    s = {k: median_of(v) for k, v in seq.items()}
+    c = {k: median_of(v) for k, v in conc.items()}
+    report: dict[str, Any] = {
+        "plugin_server": gw.variant.start_command(),
+        "clients": args.clients,
+        "sequential": s,
+        f"clients_{args.clients}": c,
+        "cpu_ms_per_request": {k: _median_fields(v) for k, v in cpu.items()},
+        "pdk": pdk,
+        "hit_plugin_event_p50_us": round(sorted(event_ms)[len(event_ms) // 2] * 1000, 1),
+        "store_visibility": visibility,
+    }
+    report.update(variant_figures(s, c, pdk, visibility))
+    return report
+
+
+def _median_fields(runs: list[dict[str, float]]) -> dict[str, float]:
+    return median_of(runs, digits=3)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.quick:
-        args.n, args.rounds, args.seconds = 200, 1, 1.0
+        args.n, args.rounds, args.seconds, args.visibility_rounds = 200, 1, 1.0, 4
+    variants = parse_variants(args.variants)
     env = clean_env()
-    procs: list[subprocess.Popen[bytes]] = []
+    upstream_proc: subprocess.Popen[bytes] | None = None
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="strata-bench-", dir="/tmp") as d:
         work = Path(d)
         upstream = f"127.0.0.1:{free_port()}"
-        gateway = f"127.0.0.1:{free_port()}"
         sidecar = f"unix:{work}/sidecar.sock"
         sidecar_process = SidecarProcess(
             sidecar, env=env, metrics_listen="off", log_level="WARNING", log=work / "sidecar.log"
         )
+        log: IO[bytes] = (work / "processes.log").open("wb")
         try:
-            log = (work / "processes.log").open("wb")
-
-            def start(argv: list[str]) -> None:
-                procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=log))
-
-            start([sys.executable, "-m", "deploy.upstream.app", "--listen", upstream, "--quiet"])
-            sidecar_process.start()
-            wait_http(f"http://{upstream}/delay", "the upstream")
-            config = work / "kong.yml"
-            config.write_text(yaml.safe_dump(_config(upstream, sidecar)))
-            time.sleep(1.0)
-            start(
-                [
-                    sys.executable,
-                    "-m",
-                    "kongsim",
-                    "--config",
-                    str(config),
-                    "--listen",
-                    gateway,
-                    "--prefix",
-                    str(work / "kong"),
-                    "--log-level",
-                    "warn",
-                    "--wait",
-                ]
+            upstream_proc = subprocess.Popen(
+                [sys.executable, "-m", "deploy.upstream.app", "--listen", upstream, "--quiet"],
+                env=env,
+                stdout=log,
+                stderr=log,
             )
-            wait_http(f"http://{gateway}/_kongsim/status", "kongsim")
-            base = f"http://{gateway}"
-            scenarios = {
-                "no_plugin": lambda i: f"{base}/noplugin",
-                "hit": lambda i: f"{base}/hit",
-                "miss": lambda i: f"{base}/miss?n={i}",
-                "no_plugin_upstream_10ms": lambda i: f"{base}/slow10",
-            }
-            urllib.request.urlopen(f"{base}/hit", timeout=5).read()  # fill
-            time.sleep(0.3)
-            trips = {
-                "hit": _round_trips(gateway, "/hit"),
-                "miss": _round_trips(gateway, f"/miss?n=trips{time.time()}"),
-            }
-            seq: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
-            conc: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
-            event_ms: list[float] = []
-            for _ in range(args.rounds):
-                for name, url_of in scenarios.items():
-                    seq[name].append(asyncio.run(_sequential(url_of, args.n)))
-                    if name == "hit":  # the sequential hits only: no queueing inside
-                        event_ms.append(_hit_event_ms(gateway, min(args.n, 200)))
-                    conc[name].append(asyncio.run(_concurrent(url_of, args.clients, args.seconds)))
-            rtt = _sidecar_rtt(sidecar, 2000 if not args.quick else 300)
-        finally:
-            for p in reversed(procs):
-                p.terminate()
-            for p in procs:
+            sidecar_process.start()
+            wait_http(f"http://{upstream}/delay", "the upstream", upstream_proc)
+            config = work / "kong.yml"
+            config.write_text(yaml.safe_dump(kong_config(upstream, sidecar)))
+            assert sidecar_process.proc is not None
+            for variant in variants:
+                gw = Gateway(
+                    variant, config, f"127.0.0.1:{free_port()}", work / variant_dir(variant), env
+                )
                 try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+                    gw.start(log)
+                    results[variant.name] = _run_variant(
+                        args, gw, sidecar_process.proc.pid, sidecar, env
+                    )
+                finally:
+                    gw.stop()
+        except Exception:
+            log.flush()
+            sys.stderr.write((work / "processes.log").read_text(errors="replace")[-4000:])
+            raise
+        finally:
+            if upstream_proc is not None:
+                upstream_proc.terminate()
+                upstream_proc.wait(15)
             sidecar_process.stop()
-    s = {k: median_of(v) for k, v in seq.items()}
-    c = {k: median_of(v) for k, v in conc.items()}
-    added_us = s["hit"]["p50_us"] - s["no_plugin"]["p50_us"]
-    # The hit's plugin event (HandleEvent, its PDK round trips and the sidecar lookup) as
-    # kongsim timed it: the allowance. Added latency beyond it would be hidden overhead.
-    allowance_us = sorted(event_ms)[len(event_ms) // 2] * 1000
-    speedup = s["no_plugin_upstream_10ms"]["p50_us"] / s["hit"]["p50_us"]
+            log.close()
     report = {
         "scenario": "gateway",
         "clients": args.clients,
-        "sequential": s,
-        f"clients_{args.clients}": c,
-        "pdk": trips,
-        "sidecar_lookup_p50_us": rtt["p50_us"],
-        "hit_added_p50_us": round(added_us, 1),
-        "hit_plugin_event_p50_us": round(allowance_us, 1),
-        "hit_pdk_and_grpc_share_us": {
-            "sidecar_lookup": rtt["p50_us"],
-            "pdk_round_trips": round(allowance_us - rtt["p50_us"], 1),
-            "per_pdk_rpc": round((allowance_us - rtt["p50_us"]) / max(1, trips["hit"]["rpcs"]), 1),
-        },
-        "meets_added_latency_target": added_us <= allowance_us,
-        "hit_speedup_over_10ms_upstream": round(speedup, 2),
-        "meets_speedup_target": speedup >= TARGET_SPEEDUP_OVER_10MS,
+        "targets": TARGETS,
+        "variants": results,
+        "scaling": scaling(results),
     }
     print(json.dumps(report, indent=2))
     return 0
+
+
+def variant_dir(variant: Variant) -> str:
+    """A directory name for the variant's kongsim prefix (sockets and logs)."""
+    return "kong-" + variant.name.replace("/", "-")

@@ -25,7 +25,7 @@ def summarize(latencies_s: Sequence[float], elapsed_s: float) -> dict[str, float
     }
 
 
-def median_of(runs: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Field-wise median of several summaries."""
+def median_of(runs: Sequence[dict[str, float]], digits: int = 1) -> dict[str, float]:
+    """Field-wise median of several summaries, rounded to `digits` places."""
     keys = runs[0].keys()
-    return {k: round(statistics.median(r[k] for r in runs), 1) for k in keys}
+    return {k: round(statistics.median(r[k] for r in runs), digits) for k in keys}

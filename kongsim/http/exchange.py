@@ -19,7 +19,7 @@ from multidict import CIMultiDict
 
 from kongsim.config.plugins import ConfiguredPlugin
 from kongsim.emulated import SERVER_HEADER
-from kongsim.http.nginx import KongResponse, nginx_header_filter
+from kongsim.http.nginx import KongWholeResponse, nginx_header_filter
 from kongsim.http.runtime import Runtime
 from kongsim.protocol.bridge import Worker
 from kongsim.recorder import Issue, Recorder, RequestRecord
@@ -113,14 +113,12 @@ class Exchange:
             )
             headers.popall("content-length", None)
             declared = None
-        resp = KongResponse(status=status, reason="" if status < 200 else None)
+        resp = KongWholeResponse(status=status, reason="" if status < 200 else None)
         resp.headers.extend(headers)
         if declared is None and without_body:
             resp.headers.popall("content-length", None)
         await resp.prepare(self.request)
-        if body and not without_body:
-            await resp.write(body)
-        await resp.write_eof()
+        await resp.write_eof(body if body and not without_body else b"")
         st.response_sent_at = time.time() * 1000
         return resp
 

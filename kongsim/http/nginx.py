@@ -28,6 +28,13 @@ class KongResponse(web.StreamResponse):
             self.headers[hdrs.CONTENT_LENGTH] = length
 
 
+class KongWholeResponse(KongResponse):
+    """A :class:`KongResponse` whose body is known when it is sent: the head goes out with the
+    body in one write (what the client receives is the same, in one segment)."""
+
+    _send_headers_immediately = False
+
+
 #: nginx's ``large_client_header_buffers`` default (Kong does not set it): 4 buffers of 8k.
 CLIENT_HEADER_LINE_MAX = 8192
 CLIENT_HEADER_BLOCK_MAX = 4 * 8192

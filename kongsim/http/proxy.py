@@ -375,6 +375,9 @@ class Proxy:
                 await self.svc.bridge.run(ctx.worker, cp, st=st, record=ctx.record, env=ctx.rt.env)
 
         try:
-            await asyncio.gather(*(one(cp) for cp in plugins))
+            if len(plugins) == 1:
+                await one(plugins[0])  # no task of its own needed for a single timer
+            else:
+                await asyncio.gather(*(one(cp) for cp in plugins))
         finally:
             ctx.record.done.set()

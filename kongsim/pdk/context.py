@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kongsim.config.entities import DEFAULT_WORKSPACE_ID
@@ -196,6 +197,57 @@ def _upstream_host(st: RequestState) -> str:
     return st.upstream_host or st.match.upstream_host or ""
 
 
+def _protocol(st: RequestState) -> str:
+    return f"HTTP/{st.http_version:.1f}"
+
+
+def _forwarded_prefix(st: RequestState) -> str | None:
+    if st.match is None:
+        return ""
+    return st.match.prefix if st.match.prefix != "/" else None
+
+
+def _upstream_status(st: RequestState) -> str | None:
+    return str(st.service_status) if st.service_status and not st.buffering else None
+
+
+#: ``ngx.var`` names kongsim knows, each computed only when asked for.
+_VARIABLES: dict[str, Callable[[CallContext, RequestState], str | None]] = {
+    "request_uri": lambda c, st: st.request_uri,
+    "request": lambda c, st: f"{st.method} {st.request_uri} {_protocol(st)}",
+    "scheme": lambda c, st: st.scheme,
+    "https": lambda c, st: "on" if st.scheme == "https" else "",
+    "host": lambda c, st: st.host,
+    "hostname": lambda c, st: c.env.hostname,
+    "server_name": lambda c, st: "kong",
+    "uri": lambda c, st: ngx_normalize(st.raw_path),
+    "document_uri": lambda c, st: ngx_normalize(st.raw_path),
+    "args": lambda c, st: nginx_args(st),
+    "query_string": lambda c, st: nginx_args(st),
+    "is_args": lambda c, st: "?" if nginx_args(st) else "",
+    "request_method": lambda c, st: st.upstream_method or st.method,
+    "content_type": lambda c, st: http_variable(st.headers, "content_type"),
+    "content_length": lambda c, st: http_variable(st.headers, "content_length"),
+    "remote_addr": lambda c, st: st.client_ip,
+    "remote_port": lambda c, st: str(st.client_port),
+    "realip_remote_addr": lambda c, st: st.client_ip,
+    "realip_remote_port": lambda c, st: str(st.client_port),
+    "server_port": lambda c, st: str(st.server_port),
+    "server_protocol": lambda c, st: _protocol(st),
+    "request_id": lambda c, st: st.request_id,
+    "kong_request_id": lambda c, st: st.request_id,
+    "upstream_uri": lambda c, st: upstream_uri(st),
+    "upstream_host": lambda c, st: _upstream_host(st),
+    "upstream_scheme": lambda c, st: (
+        (st.service.protocol if st.service else "") if st.match else ""
+    ),
+    "upstream_x_forwarded_prefix": lambda c, st: _forwarded_prefix(st),
+    "upstream_status": lambda c, st: _upstream_status(st),
+    "kong_proxy_mode": lambda c, st: "http",
+    "msec": lambda c, st: f"{time.time():.3f}",
+}
+
+
 def nginx_variable(c: CallContext, name: str) -> str | None:
     """``ngx.var[name]``: always a string or nil (an unknown variable is nil)."""
     st = c.st
@@ -206,45 +258,8 @@ def nginx_variable(c: CallContext, name: str) -> str | None:
         return _cookie(st.headers, name[7:])
     if name.startswith("arg_"):
         return _arg(nginx_args(st) or "", name[4:])
-    args = nginx_args(st)
-    method = st.upstream_method or st.method
-    values: dict[str, str | None] = {
-        "request_uri": st.request_uri,
-        "request": f"{st.method} {st.request_uri} HTTP/{st.http_version:.1f}",
-        "scheme": st.scheme,
-        "https": "on" if st.scheme == "https" else "",
-        "host": st.host,
-        "hostname": c.env.hostname,
-        "server_name": "kong",
-        "uri": ngx_normalize(st.raw_path),
-        "document_uri": ngx_normalize(st.raw_path),
-        "args": args,
-        "query_string": args,
-        "is_args": "?" if args else "",
-        "request_method": method,
-        "content_type": http_variable(st.headers, "content_type"),
-        "content_length": http_variable(st.headers, "content_length"),
-        "remote_addr": st.client_ip,
-        "remote_port": str(st.client_port),
-        "realip_remote_addr": st.client_ip,
-        "realip_remote_port": str(st.client_port),
-        "server_port": str(st.server_port),
-        "server_protocol": f"HTTP/{st.http_version:.1f}",
-        "request_id": st.request_id,
-        "kong_request_id": st.request_id,
-        "upstream_uri": upstream_uri(st),
-        "upstream_host": _upstream_host(st),
-        "upstream_scheme": (st.service.protocol if st.service else "") if st.match else "",
-        "upstream_x_forwarded_prefix": (
-            "" if st.match is None else (st.match.prefix if st.match.prefix != "/" else None)
-        ),
-        "upstream_status": (
-            str(st.service_status) if st.service_status and not st.buffering else None
-        ),
-        "kong_proxy_mode": "http",
-        "msec": f"{time.time():.3f}",
-    }
-    return values.get(name)
+    compute = _VARIABLES.get(name)
+    return compute(c, st) if compute is not None else None
 
 
 @register("kong.nginx.get_var", None, timer_ok=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,12 +98,13 @@ class Bridge:
         ev.stats.outcome = "error"
         self.recorder.issue(ev.record, Issue(kind, message, ev.plugin.name, ev.st.phase))
 
-    async def _call(self, ev: _Event, method: str, *params: Any) -> Any:
+    def _call(self, ev: _Event, method: str, *params: Any) -> Coroutine[Any, Any, Any]:
+        """Count one RPC of the event and return its call, to be awaited (no extra frame)."""
         server = ev.plugin.info.server
         assert server is not None, "bridge runs external plugins only"
         ev.stats.rpcs += 1
         ev.stats.rpc_methods.append(method)
-        return await ev.worker.rpc[server].call(method, *params)
+        return ev.worker.rpc[server].call(method, *params)
 
     async def _run(self, ev: _Event) -> Terminal | None:
         name, phase = ev.plugin.name, ev.st.phase
@@ -112,9 +114,11 @@ class Bridge:
         deadline = time.monotonic() + ev.worker.rpc[server].timeout
         while True:
             try:
-                instance_id = await ev.worker.instances.get_instance_id(
-                    ev.plugin, lambda method, *params: self._call(ev, method, *params)
-                )
+                instance_id = ev.worker.instances.cached(ev.plugin)
+                if instance_id is None:
+                    instance_id = await ev.worker.instances.get_instance_id(
+                        ev.plugin, lambda method, *params: self._call(ev, method, *params)
+                    )
                 ev.stats.instance_id = instance_id
                 return await self._loop(ev, instance_id)
             except RpcError as exc:

@@ -44,6 +44,19 @@ class InstanceTable:
         self.starts = 0
         self.closes = 0
 
+    def cached(self, plugin: ConfiguredPlugin) -> int | None:
+        """The instance id :meth:`get_instance_id` would return at once, without an RPC or a
+        wait (None when it would have to start an instance or wait for a start)."""
+        slot = self._slots.get(plugin.id)
+        if (
+            slot is not None
+            and slot.instance_id is not None
+            and slot.plugin.seq == plugin.seq
+            and slot.plugin.id == plugin.id
+        ):
+            return slot.instance_id
+        return None
+
     async def get_instance_id(self, plugin: ConfiguredPlugin, call: RpcCall) -> int:
         """Return the instance id to use for ``plugin``, starting an instance if needed.
 

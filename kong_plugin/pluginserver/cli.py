@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 class NEAR_DEFAULTS:  # noqa: N801
-    max_bytes = MAX_BYTES
+    max_bytes = 2 * MAX_BYTES  # per node (and sidecar address), shared among the workers
     max_entry_bytes = MAX_ENTRY_BYTES
     max_age_s = MAX_AGE_S
 
@@ -73,8 +73,9 @@ def parser(name: str) -> argparse.ArgumentParser:
         "--near-cache-bytes",
         type=int,
         default=NEAR_DEFAULTS.max_bytes,
-        help="bytes of hot entries each worker answers from its own memory, per sidecar "
-        "address (default: %(default)s; 0 turns the near-cache off)",
+        help="bytes of hot entries the workers answer from their own memory, per sidecar "
+        "address, shared evenly among the workers (default: %(default)s; 0 turns the "
+        "near-cache off)",
     )
     p.add_argument(
         "--near-cache-entry-bytes",
@@ -144,10 +145,6 @@ def main(
 
         sys.stdout.write(json.dumps([plugin_info(module)]))
         return 0
-    problem = _near_settings(args)
-    if problem:
-        print(f"{name}: {problem}", file=sys.stderr)
-        return 2
     index = args.worker
     level = logging.WARNING - 10 * args.verbose
     tag = f"w{index} " if index is not None else ""
@@ -163,15 +160,19 @@ def main(
     socket_name = args.socket_name
     if socket_name == DEFAULT_SOCKET_NAME:
         socket_name = f"{name}.sock"
-    if args.engine == "kong-pdk":
-        return _kong_pdk(name, plugin, version, priority, schema, argv)
     from kong_plugin.pluginserver import supervisor  # noqa: PLC0415
 
     try:
-        count = supervisor.resolve_workers(str(args.workers))
+        count = 1 if args.engine == "kong-pdk" else supervisor.resolve_workers(str(args.workers))
     except ValueError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
+    problem = _near_settings(args, count)
+    if problem:
+        print(f"{name}: {problem}", file=sys.stderr)
+        return 2
+    if args.engine == "kong-pdk":
+        return _kong_pdk(name, plugin, version, priority, schema, argv)
     layout = supervisor.Layout(os.path.join(args.prefix, socket_name))
     if index is not None:  # a worker started by a supervisor
         import socket  # noqa: PLC0415
@@ -198,8 +199,9 @@ def _share_state(worker: Worker) -> None:
     worker.peers.handlers[ORIGIN_NOTICE] = runtime.origins.apply
 
 
-def _near_settings(args: argparse.Namespace) -> str:
-    """Apply the ``--near-cache-*`` options to `kong_plugin.runtime`; the problem, if any."""
+def _near_settings(args: argparse.Namespace, workers: int) -> str:
+    """Apply the ``--near-cache-*`` options to `kong_plugin.runtime`, the bytes shared
+    evenly among the `workers`; the problem, if any."""
     from kong_plugin import runtime  # noqa: PLC0415
 
     if args.near_cache_bytes < 0:
@@ -208,8 +210,9 @@ def _near_settings(args: argparse.Namespace) -> str:
         return "--near-cache-entry-bytes must be between 1 and --near-cache-bytes"
     if not 1 <= args.near_cache_max_age_ms <= 60_000:
         return "--near-cache-max-age-ms must be 1..60000"
+    share = args.near_cache_bytes // workers
     runtime.near_settings = runtime.NearSettings(
-        args.near_cache_bytes, args.near_cache_entry_bytes, args.near_cache_max_age_ms / 1000
+        share, min(args.near_cache_entry_bytes, share), args.near_cache_max_age_ms / 1000
     )
     return ""
 

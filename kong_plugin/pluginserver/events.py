@@ -27,6 +27,7 @@ answer -- kong-pdk blocks it forever; here `PdkAfterExit` is raised into it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -89,6 +90,7 @@ class Event(greenlet.greenlet):  # type: ignore[misc]
         super().__init__(self._main)
         self.event_id = event_id
         self.exited = False
+        self.started_at = time.monotonic()
         self._phase = phase
 
     def _main(self) -> Yielded:

@@ -29,12 +29,14 @@ import itertools
 import logging
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import greenlet
 import msgpack  # type: ignore[import-untyped]
 from kong_pdk.module import Module
 
@@ -49,6 +51,9 @@ MAX_WORKERS = 64
 #: Threads that run `blocking` calls (sidecar lookups) per worker.
 BLOCKING_THREADS = 32
 SWEEP_S = 10.0
+#: An event still waiting for Kong's next Step after this long is abandoned (Kong gives up
+#: on an RPC after 60 s): its greenlet is ended so that it does not hold memory forever.
+EVENT_TTL_S = 300.0
 
 Reply = Callable[[Any, Any], None]
 
@@ -271,6 +276,19 @@ class Worker:
             await asyncio.sleep(SWEEP_S)
             with contextlib.suppress(OSError):
                 self.instances.sweep()
+            self.end_abandoned(time.monotonic() - EVENT_TTL_S)
+
+    def end_abandoned(self, started_before: float) -> int:
+        """End the events waiting for a Step since before `started_before` (Kong will never
+        send it: its connection died or it timed out); returns how many."""
+        old = [e for e in self.events.values() if e.started_at < started_before]
+        for event in old:
+            self.events.pop(event.event_id, None)
+            with contextlib.suppress(Exception):
+                event.throw(greenlet.GreenletExit)
+        if old:
+            log.warning("ended %d plugin events Kong abandoned", len(old))
+        return len(old)
 
 
 def _outcome(fn: Callable[[], Any]) -> tuple[bool, Any]:

@@ -318,3 +318,21 @@ def test_origin_changes_are_reported_and_replayed_without_echo() -> None:
     assert not there.is_down("r")
     there.apply(["failed", "r"])  # malformed: ignored
     there.apply("nonsense")
+
+
+def test_events_kong_abandoned_are_ended(tmp_path: Path) -> None:
+    registry = tmp_path / "r"
+    prepare_registry(registry)
+    worker = Worker(_module(), registry, 0, 1, str(tmp_path / "s.sock"))
+    answers: list[Any] = []
+    iid = worker.instances.start({"Name": "toy", "Config": "{}"})["Id"]
+    worker.call(
+        "plugin.HandleEvent",
+        [{"InstanceId": iid, "EventName": "access"}],
+        lambda err, res: answers.append(res),
+    )
+    event = worker.events[answers[0]["EventId"]]
+    assert worker.end_abandoned(event.started_at) == 0  # not older than that
+    assert worker.end_abandoned(event.started_at + 1) == 1
+    assert event.dead and worker.events == {}
+    worker.close()

@@ -26,6 +26,9 @@ from kong_plugin import PLUGIN_NAME, PRIORITY, __version__
 
 
 def main() -> None:
+    from kong_plugin.pluginserver.lifeline import hold  # noqa: PLC0415
+
+    hold(sys.argv[1:])  # a worker whose supervisor died while it started exits here
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     from kong_plugin.handler import Plugin  # noqa: PLC0415
     from kong_plugin.pluginserver.cli import main as serve  # noqa: PLC0415

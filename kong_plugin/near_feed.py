@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
+import grpc
 from strata.v1 import cache_pb2 as pb
 
 from kong_plugin.client import SidecarClient
@@ -33,10 +35,12 @@ from kong_plugin.near_cache import NearCache
 
 log = logging.getLogger("strata.plugin")
 
-__all__ = ["MAX_BACKOFF_S", "MIN_BACKOFF_S", "NearFeed"]
+__all__ = ["MAX_BACKOFF_S", "MIN_BACKOFF_S", "REFUSAL_LOG_S", "NearFeed"]
 
 MIN_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 0.5
+#: Least seconds between two warnings that the sidecar refused the stream.
+REFUSAL_LOG_S = 60.0
 
 
 class _OutOfStepError(Exception):
@@ -66,6 +70,7 @@ class NearFeed:
         self._lock = threading.Lock()
         self._call: Any = None
         self._thread: threading.Thread | None = None
+        self._next_refusal_log = 0.0
         #: The sidecar process the stream last said hello from ("" before any).
         self.instance_id = ""
         #: Hellos received (first connection and every reconnection).
@@ -108,10 +113,27 @@ class NearFeed:
                 if self._follow():
                     backoff = self._min_backoff
             except Exception as exc:  # never let the thread die: a failure is a disconnection
-                log.debug("near-cache feed from %s: %s", self._client.address, exc)
+                self._failed(exc)
             if self._stopping.wait(backoff):
                 break
             backoff = min(backoff * 2, self._max_backoff)
+
+    def _failed(self, exc: Exception) -> None:
+        """A refused stream (the sidecar's ``max_watch_streams``) leaves this near-cache off:
+        a warning (at most once a minute); any other failure is routine (debug)."""
+        refused = isinstance(exc, grpc.RpcError) and (
+            exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        now = time.monotonic()
+        if refused and now >= self._next_refusal_log:
+            self._next_refusal_log = now + REFUSAL_LOG_S
+            log.warning(
+                "sidecar at %s refused the near-cache's Watch stream (its max_watch_streams is "
+                "reached): this worker's near-cache stays off until a stream is free",
+                self._client.address,
+            )
+        else:
+            log.debug("near-cache feed from %s: %s", self._client.address, exc)
 
     def _follow(self) -> bool:
         """Open the stream and apply it until it ends; whether a hello was received."""

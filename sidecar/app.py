@@ -55,6 +55,7 @@ def rpc_limits_from(config: SidecarConfig) -> RpcLimits:
     return RpcLimits(
         max_batch_calls=config.max_batch_calls,
         max_streams=config.max_streams,
+        max_watch_streams=config.max_watch_streams,
         max_unary_in_flight=config.max_unary_in_flight,
         max_coalesce_waiters=config.max_coalesce_waiters,
         max_pending_reply_bytes=config.max_pending_reply_bytes,

@@ -92,6 +92,7 @@ def parser(name: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -107,7 +108,7 @@ def module_for(name: str, plugin: Any, version: str, priority: int, schema: Any)
     return Module(name, module=Mod)
 
 
-WORKER_ONLY = ("--workers", "--worker", "--listen-fd")
+WORKER_ONLY = ("--workers", "--worker", "--listen-fd", "--supervisor")
 
 
 def without(argv: Sequence[str], names: Sequence[str]) -> list[str]:
@@ -160,6 +161,15 @@ def main(
     socket_name = args.socket_name
     if socket_name == DEFAULT_SOCKET_NAME:
         socket_name = f"{name}.sock"
+    if "/" in socket_name or socket_name in ("", ".", ".."):
+        print(f"{name}: --socket-name must be a file name, not {socket_name!r}", file=sys.stderr)
+        return 2
+    if args.listen_queue_size < 1:
+        print(f"{name}: --listen-queue-size must be 1 or more", file=sys.stderr)
+        return 2
+    if args.engine == "kong-pdk" and args.workers not in ("auto", "1"):
+        print(f"{name}: --engine kong-pdk runs one process; drop --workers", file=sys.stderr)
+        return 2
     from kong_plugin.pluginserver import supervisor  # noqa: PLC0415
 
     try:
@@ -184,7 +194,16 @@ def main(
             return 2
         listener = socket.socket(fileno=args.listen_fd)
         listener.setblocking(False)
-        return supervisor.run_worker(module, layout, listener, index, count, _share_state)
+        return supervisor.run_worker(
+            module,
+            layout,
+            listener,
+            index,
+            count,
+            _share_state,
+            backlog=args.listen_queue_size,
+            supervisor=args.supervisor,
+        )
     return supervisor.start(
         module, layout, args.listen_queue_size, count, without(argv, WORKER_ONLY), _share_state
     )

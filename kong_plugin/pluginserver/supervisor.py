@@ -31,11 +31,13 @@ from pathlib import Path
 from kong_pdk.module import Module
 
 from kong_plugin.pluginserver.instances import prepare_registry
+from kong_plugin.pluginserver.lifeline import FLAG, die_with_parent
 from kong_plugin.pluginserver.worker import MAX_WORKERS, Worker, relay_path, serve
 
 log = logging.getLogger("strata.pluginserver")
 
 STOP_GRACE_S = 5.0
+BACKLOG = 4096
 RESPAWN_EVERY_S = 1.0
 POLL_S = 0.2
 
@@ -84,18 +86,6 @@ def bind(path: str, backlog: int) -> socket.socket:
     return listener
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this worker when its supervisor dies (even by SIGKILL);
-    the one-second parent poll in `run_worker` covers systems without ``prctl``."""
-    try:
-        import ctypes  # noqa: PLC0415
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-
-
 def run_worker(
     module: Module,
     layout: Layout,
@@ -103,11 +93,15 @@ def run_worker(
     index: int,
     count: int,
     prepare: Callable[[Worker], None] | None = None,
+    *,
+    backlog: int = BACKLOG,
+    supervisor: int | None = None,
 ) -> int:
-    """Serve as worker `index` of `count` until SIGTERM/SIGINT or the parent goes away;
-    `prepare` sees the worker first (to register notice handlers, `Worker.peers`)."""
+    """Serve as worker `index` of `count` until SIGTERM/SIGINT or the parent goes away
+    (`supervisor`: the pid it must stay the child of; `lifeline.hold` already tied the
+    two); `prepare` sees the worker first (to register notice handlers, `Worker.peers`)."""
     if count > 1:
-        _die_with_parent()
+        die_with_parent()  # again: harmless, and covers a caller that skipped `hold`
     worker = Worker(module, layout.registry, index, count, layout.socket_path)
     if prepare is not None:
         prepare(worker)
@@ -118,7 +112,7 @@ def run_worker(
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
-        parent = os.getppid()
+        parent = supervisor if supervisor is not None else os.getppid()
 
         async def watch_parent() -> None:
             while os.getppid() == parent:
@@ -128,7 +122,7 @@ def run_worker(
 
         watcher = loop.create_task(watch_parent())
         try:
-            await serve(worker, listener, relay=count > 1)
+            await serve(worker, listener, relay=count > 1, backlog=backlog)
         finally:
             watcher.cancel()
 
@@ -167,7 +161,7 @@ def supervise(layout: Layout, listener: socket.socket, count: int, argv: Sequenc
 
     def spawn(index: int) -> subprocess.Popen[bytes]:
         cmd = [*prefix, *argv, "--worker", str(index)]
-        cmd += ["--workers", str(count), "--listen-fd", str(fd)]
+        cmd += ["--workers", str(count), "--listen-fd", str(fd), FLAG, str(os.getpid())]
         return subprocess.Popen(cmd, pass_fds=(fd,))
 
     children = {i: spawn(i) for i in range(count)}
@@ -215,5 +209,5 @@ def start(
     prepare_registry(layout.registry)
     listener = bind(layout.socket_path, backlog)
     if count == 1:
-        return run_worker(module, layout, listener, 0, 1, prepare)
+        return run_worker(module, layout, listener, 0, 1, prepare, backlog=backlog)
     return supervise(layout, listener, count, argv)

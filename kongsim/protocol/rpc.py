@@ -206,7 +206,9 @@ class RpcClient:
         self._idle: list[_Connection] = []
         """The keep-alive pool; its head (where connections go and come from) is the end."""
         self._msg_id = 0
-        self._pack = msgpack.Packer(use_bin_type=True).pack
+        # Lua strings are bytes: a header value kongsim decoded with surrogateescape goes
+        # back out as the same bytes in a msgpack str, as Kong sends it
+        self._pack = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape").pack
         self.calls = 0
         self.connects = 0
 

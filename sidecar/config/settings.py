@@ -237,6 +237,14 @@ class SidecarConfig:
         parse=count,
         check=Range(1, 100_000),
     )
+    max_watch_streams: int = setting(
+        256,
+        "most Watch streams open at once (each plugin-server worker holds one per sidecar "
+        "to keep its near-cache coherent); one more is ended at once with "
+        "RESOURCE_EXHAUSTED and that worker's near-cache stays off",
+        parse=count,
+        check=Range(1, 100_000),
+    )
     max_unary_in_flight: int = setting(
         1024,
         "most unary calls (Lookup, Store, ...) being handled at once; one more gets "

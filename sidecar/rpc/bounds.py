@@ -43,7 +43,7 @@ class RpcLimits:
     max_batch_calls: int = 128
     max_streams: int = 256
     #: `Watch` streams open at once (each holds a bounded queue, `sidecar.rpc.watch`).
-    max_watch_streams: int = 64
+    max_watch_streams: int = 256
     max_unary_in_flight: int = 1024
     max_coalesce_waiters: int = 1024
     max_pending_reply_bytes: int = 8 * MIB

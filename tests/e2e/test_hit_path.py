@@ -174,3 +174,26 @@ async def test_a_worker_killed_under_load_costs_no_client_an_error(lenient: Stac
         seen.add((await rpc.call("plugin.GetStatus"))["Pid"])
         await rpc.close()
     assert seen <= set(_workers(stack)) and len(seen) >= 1
+
+
+async def test_a_header_value_that_is_not_utf8_passes_through_and_is_cached(
+    stack: Stack,
+) -> None:
+    """Kong hands a header's raw bytes to the plugin server as a msgpack str: neither side
+    may fail on bytes that are not UTF-8."""
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    raw = (
+        b"GET /products/3?t=raw-bytes HTTP/1.1\r\nHost: x\r\nX-Junk: a\xffb\xe9\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    words = []
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(raw)
+        await writer.drain()
+        head = (await reader.read()).split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        writer.close()
+        status = head.split("\r\n", 1)[0]
+        assert " 200 " in status, head
+        words.append(next(h for h in head.split("\r\n") if h.lower().startswith("x-cache-status")))
+    assert words[1].endswith("Hit"), words

@@ -119,3 +119,18 @@ def test_scaling_compares_variants_with_the_first_and_workers_within_an_engine()
     assert out["hit_ops_vs_baseline"] == {"kong-pdk/1": 1.0, "strata/1": 2.0, "strata/2": 3.0}
     assert out["plugin_server_cpu_per_hit_vs_baseline"]["strata/1"] == 0.5
     assert out["hit_ops_more_workers"] == {"strata/2 vs strata/1": 1.5}
+
+
+def test_visibility_meets_when_every_entry_was_there_for_the_first_lookup() -> None:
+    seq = {k: _summary(p, 1) for k, p in {"no_plugin": 800, "hit": 1000}.items()}
+    conc = {k: _summary(1, 1000) for k in ("no_plugin", "hit", "miss", "no_plugin_upstream_10ms")}
+    pdk = {"hit": {"step_round_trips": 4}, "miss": {"step_round_trips": 7}}
+    vis = {"n": 200, "p99_ms": 18.0, "found_at_first_lookup": 200}
+    assert variant_figures(seq, conc, pdk, {**vis, "not_visible_within_s": {"count": 0}})["meets"][
+        "store_visibility_p99"
+    ]
+    # one entry the first lookup missed: the 18 ms upper bound is what counts
+    vis["found_at_first_lookup"] = 199
+    assert not variant_figures(seq, conc, pdk, {**vis, "not_visible_within_s": {"count": 0}})[
+        "meets"
+    ]["store_visibility_p99"]

@@ -30,9 +30,10 @@ from pathlib import Path
 
 from kong_pdk.module import Module
 
+from kong_plugin.pluginserver.connection import serve
 from kong_plugin.pluginserver.instances import prepare_registry
 from kong_plugin.pluginserver.lifeline import FLAG, die_with_parent
-from kong_plugin.pluginserver.worker import MAX_WORKERS, Worker, relay_path, serve
+from kong_plugin.pluginserver.worker import MAX_WORKERS, Worker, relay_path
 
 log = logging.getLogger("strata.pluginserver")
 

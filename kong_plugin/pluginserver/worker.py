@@ -1,12 +1,10 @@
-"""One plugin-server worker: Kong's MessagePack-RPC over unix-socket connections, on one
-asyncio loop, with each event a greenlet (`kong_plugin.pluginserver.events`).
+"""One plugin-server worker: the RPC methods Kong calls, on one asyncio loop, each event a
+greenlet (`kong_plugin.pluginserver.events`); its connections are
+`kong_plugin.pluginserver.connection`'s, its framing `kong_plugin.pluginserver.framing`'s.
 
 Wire: ``[0, msgid, "plugin.X", [param]]`` answered by ``[1, msgid, err, result]``, exactly
 kong-pdk 0.36's methods, shapes and error texts (``no plugin instance #N``, ``event id N
-not found``, ``<name> not initizlied``). Kong sends one request per connection at a time;
-a client that pipelines is answered in order. Strings that are not UTF-8 (Kong sends Lua
-strings, which are bytes) decode with ``surrogateescape`` and encode back the same, where
-kong-pdk's reader would fail the connection.
+not found``, ``<name> not initizlied``).
 
 Several workers (`kong_plugin.pluginserver.supervisor`) accept on one listening socket.
 Kong takes a pooled connection for every RPC (``rpc/mp_rpc.lua`` ``Rpc:call``) and returns
@@ -28,19 +26,17 @@ import contextlib
 import itertools
 import logging
 import os
-import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import greenlet
-import msgpack  # type: ignore[import-untyped]
 from kong_pdk.module import Module
 
 from kong_plugin.pluginserver.events import Event, Yielded
+from kong_plugin.pluginserver.framing import PACKER, new_unpacker
 from kong_plugin.pluginserver.instances import Instances, NoInstance, UnknownPlugin
 from kong_plugin.pluginserver.peers import Peers
 
@@ -70,22 +66,6 @@ def plugin_info(module: Module) -> dict[str, Any]:
             "fields": [{"config": {"type": "record", "fields": module.schema}}],
         },
     }
-
-
-def _unpacker() -> msgpack.Unpacker:
-    """One per connection. A 4 KiB initial buffer (it grows for large messages): msgpack's
-    default costs ~44 KiB per connection, which a burst of connections leaves behind."""
-    return msgpack.Unpacker(
-        raw=False, strict_map_key=False, unicode_errors="surrogateescape", read_size=4096
-    )
-
-
-#: One per worker process: packing happens on the worker's loop thread only.
-_PACKER = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
-
-
-def _packer() -> msgpack.Packer:
-    return _PACKER
 
 
 class Worker:
@@ -252,8 +232,8 @@ class Worker:
                     relay_path(self.socket_path, owner)
                 )
             rid = next(self._relay_ids)
-            writer.write(_packer().pack([0, rid, method, args]))
-            unpacker = _unpacker()
+            writer.write(PACKER.pack([0, rid, method, args]))
+            unpacker = new_unpacker()
             while True:
                 chunk = await asyncio.wait_for(reader.read(65536), 60.0)
                 if not chunk:
@@ -309,112 +289,3 @@ def _outcome(fn: Callable[[], Any]) -> tuple[bool, Any]:
 def relay_path(socket_path: str, index: int) -> str:
     """The private socket worker `index` listens on for its peers."""
     return f"{socket_path}.w{index}"
-
-
-class RpcConnection(asyncio.Protocol):
-    """One connection from Kong, or (`peer`) from another worker: relayed calls and
-    notices ``[2, label, args]``."""
-
-    def __init__(self, worker: Worker, *, peer: bool = False) -> None:
-        self.worker = worker
-        self.peer = peer
-        self.transport: asyncio.Transport | None = None
-        self._unpacker = _unpacker()
-        self._packer = _packer()
-        self._queue: deque[Any] = deque()
-        self._busy = False
-        self._pumping = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self._unpacker.feed(data)
-        try:
-            self._queue.extend(self._unpacker)
-        except Exception as exc:
-            log.warning("closing a plugin-server connection: unreadable message (%r)", exc)
-            self._close()
-            return
-        self._pump()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-
-    def _pump(self) -> None:
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            while self._queue and not self._busy and self.transport is not None:
-                message = self._queue.popleft()
-                notice = isinstance(message, list) and len(message) == 3 and message[0] == 2
-                if self.peer and notice:
-                    self.worker.peers.receive(message[1], message[2])
-                    continue
-                if not (isinstance(message, list) and len(message) == 4 and message[0] == 0):
-                    log.warning("closing a plugin-server connection: not a request %.80r", message)
-                    self._close()
-                    return
-                _, msgid, method, args = message
-                self._busy = True
-                self.worker.call(method, args, self._replier(msgid))
-        finally:
-            self._pumping = False
-
-    def _replier(self, msgid: Any) -> Reply:
-        def reply(err: Any, result: Any) -> None:
-            self._busy = False
-            if self.transport is not None:
-                try:
-                    payload = self._packer.pack([1, msgid, err, result])
-                except Exception as exc:
-                    log.exception("answer to message %s cannot be encoded", msgid)
-                    payload = self._packer.pack([1, msgid, f"cannot encode answer: {exc}", None])
-                self.transport.write(payload)
-            if self._queue:
-                self._pump()
-
-        return reply
-
-    def _close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
-
-
-async def serve(
-    worker: Worker, listener: socket.socket, *, relay: bool, backlog: int = 4096
-) -> None:
-    """Serve Kong on `listener` (and peers on the worker's relay socket) until cancelled."""
-    loop = asyncio.get_running_loop()
-    worker.loop = loop
-    worker.peers.bind(loop)
-    # asyncio listens again on a socket it is handed: give it the backlog asked for
-    servers = [
-        await loop.create_unix_server(lambda: RpcConnection(worker), sock=listener, backlog=backlog)
-    ]
-    if relay:
-        path = relay_path(worker.socket_path, worker.index)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        servers.append(
-            await loop.create_unix_server(
-                lambda: RpcConnection(worker, peer=True), path=path, backlog=backlog
-            )
-        )
-    log.info(
-        "worker %d/%d (pid %d) serving %s",
-        worker.index,
-        worker.count,
-        os.getpid(),
-        worker.socket_path,
-    )
-    sweeper = loop.create_task(worker.sweep_forever())
-    try:
-        await asyncio.Future()  # until cancelled
-    finally:
-        sweeper.cancel()
-        for server in servers:
-            server.close()
-        worker.close()

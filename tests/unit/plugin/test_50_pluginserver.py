@@ -14,10 +14,11 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 
 from kong_plugin.pluginserver.cli import module_for, without
+from kong_plugin.pluginserver.connection import serve
 from kong_plugin.pluginserver.events import Event, PdkAfterExit, blocking, in_event
 from kong_plugin.pluginserver.instances import prepare_registry
 from kong_plugin.pluginserver.supervisor import resolve_workers
-from kong_plugin.pluginserver.worker import MAX_WORKERS, Worker, plugin_info, serve
+from kong_plugin.pluginserver.worker import MAX_WORKERS, Worker, plugin_info
 from kongsim.errors import RpcError
 from kongsim.protocol.rpc import RpcClient
 

@@ -33,10 +33,6 @@ class Submitted(enum.Enum):
     QUEUED = "queued"
     FULL = "full"  # refused: `MAX_JOBS` are queued
 
-    @property
-    def accepted(self) -> bool:
-        return self is not Submitted.FULL
-
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:

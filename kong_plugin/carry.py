@@ -6,7 +6,8 @@ With several plugin-server workers, a request's phases may run in different proc
 instead of staying in one process: `pack` turns a `RequestState` into one string that
 ``kong.ctx.shared.set`` hands to Kong, `unpack` reads it back.
 
-The string is MessagePack read as Latin-1: every code point is below 256, so it crosses
+The string is ``strata1:<nonce hex>:`` and then MessagePack read as Latin-1 (the nonce
+readable without decoding the rest, `nonce_of`): every code point is below 256, so it crosses
 Kong as valid UTF-8 text (a Lua string) and comes back exactly, whether the PDK answers with
 text or bytes. The entry being revalidated travels as its strata.v1 ``Entry`` bytes.
 
@@ -80,27 +81,51 @@ def pack(state: RequestState) -> str:
         state.client_conditional,
         state.debug,
         state.origin,
-        state.nonce,
     ]
     raw: bytes = msgpack.packb(fields, use_bin_type=True)
-    return _PREFIX + raw.decode("latin-1")
+    return f"{_PREFIX}{state.nonce:x}:" + raw.decode("latin-1")
 
 
-def unpack(value: Any) -> RequestState | None:
-    """The state `pack` made, or None for anything else (None, another plugin's value, a
-    damaged or older-version string)."""
+def _text(value: Any) -> str | None:
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if not isinstance(value, str) or not value.startswith(_PREFIX):
+    return value if isinstance(value, str) and value.startswith(_PREFIX) else None
+
+
+def _split(text: str) -> tuple[int, str] | None:
+    """(nonce, MessagePack part) of a packed state; None if it is not one."""
+    head, sep, body = text[len(_PREFIX) :].partition(":")
+    if not sep or not 0 < len(head) <= 16:
         return None
     try:
-        fields = msgpack.unpackb(value[len(_PREFIX) :].encode("latin-1"), raw=False)
+        return int(head, 16), body
+    except ValueError:
+        return None
+
+
+def nonce_of(value: Any) -> int:
+    """The request nonce of a packed state without decoding the rest (0: not a state)."""
+    text = _text(value)
+    parts = _split(text) if text is not None else None
+    return parts[0] if parts is not None else 0
+
+
+def unpack(value: Any) -> RequestState | None:
+    """The state `pack` made, or None for anything else (None, another plugin's value, a
+    damaged or older-version string)."""
+    text = _text(value)
+    parts = _split(text) if text is not None else None
+    if parts is None:
+        return None
+    nonce, body = parts
+    try:
+        fields = msgpack.unpackb(body.encode("latin-1"), raw=False)
         (version, mode, method, host, path, query, key, route, lines, cc, guard,
          request_time, fill_lease, entry, stale_age_s, looked_up_at, stale_if_error,
-         status_word, fwd, client_conditional, debug, origin, nonce) = fields  # fmt: skip
+         status_word, fwd, client_conditional, debug, origin) = fields  # fmt: skip
         if version != VERSION:
             return None
         return RequestState(
@@ -125,7 +150,7 @@ def unpack(value: Any) -> RequestState | None:
             client_conditional=bool(client_conditional),
             debug=bool(debug),
             origin=origin,
-            nonce=int(nonce),
+            nonce=nonce,
         )
     except Exception:
         return None

@@ -435,13 +435,16 @@ class Plugin:
         whose state is still here never had its ``response`` phase: either the upstream
         could not be reached (Kong answered 502/504 itself) or a later plugin ended the
         request in ``access`` (then Kong never proxied it)."""
-        state = self._carried(kong, "log")  # the only call for hits and bypasses
+        raw = pdk(kong.ctx.shared.get(CTX_KEY))  # the only call for hits and bypasses
         cfg = self.config
-        if state is None or cfg is None:
+        if raw is None or cfg is None:
             return
-        nonce = str(state.nonce)
-        if state.nonce and nonce in runtime.answered:  # its response phase ran here
-            runtime.answered.discard(nonce)
+        nonce = carry.nonce_of(raw)
+        if nonce and str(nonce) in runtime.answered:  # its response phase ran here: done,
+            runtime.answered.discard(str(nonce))  # without decoding the state
+            return
+        state = self._unpacked(kong, raw, "log")
+        if state is None:
             return
         if pdk(kong.nginx.get_ctx("buffered_status")) is not None:
             return  # it ran in another worker (kong/init.lua Kong.response sets this first)
@@ -482,8 +485,12 @@ class Plugin:
         """The state `_remember` handed over (one PDK call); a value under the key that is
         not one is reported and ignored."""
         raw = pdk(kong.ctx.shared.get(CTX_KEY))
-        state = carry.unpack(raw) if raw is not None else None
-        if raw is not None and state is None:
+        return Plugin._unpacked(kong, raw, phase) if raw is not None else None
+
+    @staticmethod
+    def _unpacked(kong: Any, raw: Any, phase: str) -> RequestState | None:
+        state = carry.unpack(raw)
+        if state is None:
             message = f"kong.ctx.shared[{CTX_KEY!r}] holds no state of this plugin; ignored"
             runtime.reporter.report(kong, "warn", f"{phase}-state", message)
         return state

@@ -21,19 +21,18 @@ changed without restarting the instance (Kong does that itself with ``__seq__``)
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from kong_pdk.server import PluginServer
 
-#: Largest first id; ids are ``offset, offset + 1, ...`` and stay far below 2**53.
-ID_SPACE = 2**39
+from kong_plugin.pluginserver.instances import random_instance_id
 
 
 def first_instance_id() -> int:
-    """A random starting id in ``[2**20, 2**20 + ID_SPACE)`` (never a small number, so a
-    restarted kong-pdk server without this class cannot hit it either)."""
-    return 2**20 + secrets.randbelow(ID_SPACE)
+    """A random starting id (`kong_plugin.pluginserver.instances.random_instance_id`): never
+    a small number, so a restarted kong-pdk server without this class cannot hit it either;
+    ids ``offset, offset + 1, ...`` stay far below 2**53."""
+    return random_instance_id()
 
 
 class RestartSafePluginServer(PluginServer):  # type: ignore[misc]

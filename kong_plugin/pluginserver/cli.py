@@ -28,11 +28,8 @@ if TYPE_CHECKING:
     from kong_plugin.pluginserver.worker import Worker
 
 
-class NEAR_DEFAULTS:  # noqa: N801
-    max_bytes = 2 * MAX_BYTES  # per node (and sidecar address), shared among the workers
-    max_entry_bytes = MAX_ENTRY_BYTES
-    max_age_s = MAX_AGE_S
-
+#: The near-cache's bytes per node (and sidecar address), shared among the workers.
+NEAR_NODE_BYTES = 2 * MAX_BYTES
 
 DEFAULT_SOCKET_NAME = "python_pluginserver.sock"  # kong-pdk's; means "<plugin>.sock"
 ORIGIN_NOTICE = "strata.origin"
@@ -72,7 +69,7 @@ def parser(name: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--near-cache-bytes",
         type=int,
-        default=NEAR_DEFAULTS.max_bytes,
+        default=NEAR_NODE_BYTES,
         help="bytes of hot entries the workers answer from their own memory, per sidecar "
         "address, shared evenly among the workers (default: %(default)s; 0 turns the "
         "near-cache off)",
@@ -80,13 +77,13 @@ def parser(name: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--near-cache-entry-bytes",
         type=int,
-        default=NEAR_DEFAULTS.max_entry_bytes,
+        default=MAX_ENTRY_BYTES,
         help="largest entry the near-cache holds (default: %(default)s)",
     )
     p.add_argument(
         "--near-cache-max-age-ms",
         type=int,
-        default=int(NEAR_DEFAULTS.max_age_s * 1000),
+        default=int(MAX_AGE_S * 1000),
         help="longest a near-cache copy is answered after the sidecar lookup that fetched "
         "it, whatever the pushed changes say (default: %(default)s)",
     )

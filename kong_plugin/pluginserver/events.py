@@ -124,11 +124,6 @@ class Event(greenlet.greenlet):  # type: ignore[misc]
             return out
 
 
-def in_event() -> bool:
-    """True when running inside an `Event` greenlet (on a worker's loop)."""
-    return getattr(greenlet.getcurrent(), "strata_event", False)
-
-
 def blocking(fn: Callable[[], T]) -> T:
     """Run `fn` off the loop when called inside an event, else call it here.
 

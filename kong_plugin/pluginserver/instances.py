@@ -6,9 +6,10 @@ registry folder (one JSON file per id: name, config, start time), written before
 ``StartInstance`` answers; a worker that gets an id it has not seen loads it from there.
 ``CloseInstance`` removes the file; other workers drop their copy when they next sweep.
 
-Ids are random in ``[2**20, 2**20 + 2**39)`` (`kong_plugin.server.first_instance_id`'s
-range), drawn per instance, so a restarted server never reuses an id Kong still holds
-and workers need no shared counter; they stay exact in Lua numbers.
+Ids are random in ``[2**20, 2**20 + 2**39)`` (`random_instance_id`, also the kong-pdk
+engine's first id, `kong_plugin.server`), drawn per instance, so a restarted server never
+reuses an id Kong still holds and workers need no shared counter; they stay exact in Lua
+numbers.
 
 Not guaranteed: uniqueness is probabilistic (two ids collide with probability ~n²/2**40
 for n instances; a collision is detected and redrawn within one registry); an instance a
@@ -33,6 +34,12 @@ log = logging.getLogger("strata.pluginserver")
 
 ID_BASE = 2**20
 ID_SPACE = 2**39
+
+
+def random_instance_id() -> int:
+    """A random id in ``[ID_BASE, ID_BASE + ID_SPACE)``: never a small number (what a
+    kong-pdk server numbers from 0 would hand out), exact in a Lua number."""
+    return ID_BASE + secrets.randbelow(ID_SPACE)
 
 
 class NoInstance(Exception):  # noqa: N818
@@ -83,7 +90,7 @@ class Instances:
         config = json.loads(text)  # its error text is Kong's answer, as with kong-pdk
         now = time.time()
         for _ in range(8):
-            iid = ID_BASE + secrets.randbelow(ID_SPACE)
+            iid = random_instance_id()
             if iid not in self._local and self._record(iid, name, text, now):
                 break
         else:  # pragma: no cover - 8 collisions in a 2**39 space

@@ -224,6 +224,7 @@ class Worker:
         """Forward a Step for another worker's event to that worker and pass its answer
         back; an unreachable owner is Kong's ``event id N not found``."""
         idle = self._relays.setdefault(owner, [])
+        writer: asyncio.StreamWriter | None = None
         try:
             if idle:
                 reader, writer = idle.pop()
@@ -246,6 +247,8 @@ class Worker:
             _, _, err, result = answer
             reply(err, result)
         except Exception as exc:
+            if writer is not None:  # half used: never back to the pool
+                writer.close()
             log.warning("relaying event %s to worker %d failed: %r", eid, owner, exc)
             reply(f"event id {eid} not found (worker {owner}: {exc})", None)
 

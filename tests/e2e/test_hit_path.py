@@ -197,3 +197,41 @@ async def test_a_header_value_that_is_not_utf8_passes_through_and_is_cached(
         assert " 200 " in status, head
         words.append(next(h for h in head.split("\r\n") if h.lower().startswith("x-cache-status")))
     assert words[1].endswith("Hit"), words
+
+
+async def test_a_sidecar_killed_under_load_costs_no_client_an_error(lenient: Stack) -> None:
+    """8 clients on hot URLs (near-cache hits) while the sidecar is killed and started again:
+    every answer is a 200 with the right body, the near-caches stop answering once the
+    stream breaks (then Bypass), and hits come back after the restart."""
+    stack = lenient
+    stop = asyncio.Event()
+    problems: list[str] = []
+    words: list[tuple[float, str]] = []
+    async with aiohttp.ClientSession() as http:
+        expected = {i: (await _get(http, f"{stack.base_url}/products/{i}?t=sk"))[2] for i in (1, 2)}
+
+    async def client(n: int) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            i = n
+            while not stop.is_set():
+                i += 1
+                which = i % 2 + 1
+                status, word, body = await _get(http, f"{stack.base_url}/products/{which}?t=sk")
+                if status != 200 or body != expected[which]:
+                    problems.append(f"{which}: {status} {body[:60]!r}")
+                words.append((time.monotonic(), word))
+
+    tasks = [asyncio.create_task(client(n)) for n in range(CLIENTS)]
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(stack.sidecar.kill)
+    killed_at = time.monotonic()
+    await asyncio.sleep(1.5)
+    await asyncio.to_thread(stack.sidecar.start)
+    restarted_at = time.monotonic()
+    await asyncio.sleep(2.5)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert problems == [], problems[:10]
+    down = [w for t, w in words if killed_at + 0.5 < t < restarted_at]
+    assert down and set(down) == {"Bypass"}, sorted(set(down))
+    assert "Hit" in [w for t, w in words if t > restarted_at + 1.5]

@@ -351,7 +351,11 @@ async def test_killed_sidecar_gives_no_client_errors() -> None:
             assert all(s == 200 for s, _ in statuses), statuses
             words = [w for _, w in statuses]
             assert words[19] == "Hit"
-            assert set(words[20:40]) == {"Bypass"}  # the sidecar is gone: fail open
+            # the sidecar is gone: fail open; a worker's near-cache may answer the hot URL
+            # until its feed sees the stream break (a few ms), never after a Bypass
+            after = words[20:40]
+            held = len(after) - len("".join("x" if w == "Hit" else "." for w in after).lstrip("x"))
+            assert set(after[held:]) == {"Bypass"} and held <= 5, after
             assert words[-1] == "Hit"  # recovered after the restart
             assert stack.sim is not None and stack.sim.issues == []
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kong_plugin.pluginserver.instances import ID_SPACE
 from kong_plugin.report import Reporter
-from kong_plugin.server import ID_SPACE, RestartSafePluginServer, first_instance_id
+from kong_plugin.server import RestartSafePluginServer, first_instance_id
 
 
 class FakeLog:

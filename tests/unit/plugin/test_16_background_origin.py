@@ -279,3 +279,19 @@ def test_only_a_key_whose_own_request_got_no_answer_is_unreachable() -> None:
     health.failed("r", "b", unreachable=True)
     health.succeeded("r", "b")
     assert not health.unreachable("b")
+
+
+def test_the_log_phase_of_a_request_answered_here_makes_one_pdk_call() -> None:
+    plugin = handler.Plugin({"sidecar": {"address": "unix:/nonexistent.sock"}})
+    state = RequestState("store", "GET", "h", "/p", key="v1:r:k", fill_lease=True, nonce=77)
+    runtime.answered.add("77")  # its response phase ran in this worker
+    calls: list[str] = []
+
+    def get_ctx(name: str) -> None:
+        calls.append(name)
+
+    kong = FakeKong(carry.pack(state), 200, {}, b"")
+    kong.nginx = SimpleNamespace(get_ctx=get_ctx)
+    plugin.log(kong)
+    assert calls == []  # neither buffered_status nor KONG_PROXIED was asked for
+    assert "77" not in runtime.answered

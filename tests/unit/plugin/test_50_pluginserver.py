@@ -15,7 +15,7 @@ import pytest
 
 from kong_plugin.pluginserver.cli import module_for, without
 from kong_plugin.pluginserver.connection import serve
-from kong_plugin.pluginserver.events import Event, PdkAfterExit, blocking, in_event
+from kong_plugin.pluginserver.events import Event, PdkAfterExit, blocking
 from kong_plugin.pluginserver.instances import prepare_registry
 from kong_plugin.pluginserver.supervisor import resolve_workers
 from kong_plugin.pluginserver.worker import MAX_WORKERS, Worker, plugin_info
@@ -93,7 +93,7 @@ def test_a_raising_phase_ends_its_event_instead_of_leaving_kong_waiting() -> Non
 
 
 def test_blocking_work_leaves_the_event_and_its_result_comes_back() -> None:
-    assert blocking(lambda: 3) == 3 and not in_event()  # outside an event: called here
+    assert blocking(lambda: 3) == 3  # outside an event: called here
     event = Event(Toy({"n": 2}).access, 64)
     event.start()
     out = event.feed(("/block", None))
@@ -278,6 +278,11 @@ def test_request_state_survives_the_trip_through_kong_ctx_shared() -> None:
     assert carry.unpack(text.encode("utf-8")) == state  # a PDK that answers bytes
     for other in (None, 5, "token-s1", "strata1:" + "x", text[:-3], b"\xff"):
         assert carry.unpack(other) is None
+        assert carry.nonce_of(other) == 0
+    state.nonce = 0xABCDEF
+    text = carry.pack(state)
+    assert carry.nonce_of(text) == 0xABCDEF  # read without decoding the rest
+    assert carry.unpack(text) == state
 
 
 async def test_notices_reach_the_other_workers(

@@ -36,12 +36,13 @@ class Submitted(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """Counters since start and the queue's current depth."""
+    """Counters since start and the queue's current depth (`done`: jobs that returned)."""
 
     queued: int
     dropped: int
     failed: int
     depth: int
+    done: int = 0
 
 
 class Background:
@@ -56,7 +57,7 @@ class Background:
         self._cond = threading.Condition(lock)  # guards the state; workers wait for jobs
         self._idle = threading.Condition(lock)  # join waits for an empty, idle queue
         self._running = 0
-        self.queued = self.dropped = self.failed = 0
+        self.queued = self.dropped = self.failed = self.done = 0
         self._workers = [
             threading.Thread(target=self._run, name=f"strata-bg-{i}", daemon=True)
             for i in range(workers)
@@ -85,21 +86,24 @@ class Background:
     def _run(self) -> None:
         while True:
             job = self._take()
+            ok = False
             try:
                 job()
+                ok = True
             except Exception:
                 with self._cond:
                     self.failed += 1
                 log.debug("background sidecar call failed", exc_info=True)
             finally:
                 with self._cond:
+                    self.done += ok
                     self._running -= 1
                     if not self._jobs and not self._running:
                         self._idle.notify_all()
 
     def stats(self) -> QueueStats:
         with self._cond:
-            return QueueStats(self.queued, self.dropped, self.failed, len(self._jobs))
+            return QueueStats(self.queued, self.dropped, self.failed, len(self._jobs), self.done)
 
     def join(self, timeout_s: float | None = None) -> bool:
         """Wait until every queued job ran (for tests and shutdown); False on timeout."""

@@ -29,7 +29,7 @@ from kong_plugin.cache_control import CacheControl
 from kong_plugin.inflight import RequestState
 from kong_plugin.wire import entry_from_pb, entry_to_pb
 
-VERSION = 1
+VERSION = 2
 _PREFIX = "strata1:"
 _CC_FIELDS = {f.name: f for f in dataclasses.fields(CacheControl)}
 
@@ -81,6 +81,7 @@ def pack(state: RequestState) -> str:
         state.client_conditional,
         state.debug,
         state.origin,
+        state.consumer_id,
     ]
     raw: bytes = msgpack.packb(fields, use_bin_type=True)
     return f"{_PREFIX}{state.nonce:x}:" + raw.decode("latin-1")
@@ -125,7 +126,7 @@ def unpack(value: Any) -> RequestState | None:
         fields = msgpack.unpackb(body.encode("latin-1"), raw=False)
         (version, mode, method, host, path, query, key, route, lines, cc, guard,
          request_time, fill_lease, entry, stale_age_s, looked_up_at, stale_if_error,
-         status_word, fwd, client_conditional, debug, origin) = fields  # fmt: skip
+         status_word, fwd, client_conditional, debug, origin, consumer_id) = fields  # fmt: skip
         if version != VERSION:
             return None
         return RequestState(
@@ -150,6 +151,7 @@ def unpack(value: Any) -> RequestState | None:
             client_conditional=bool(client_conditional),
             debug=bool(debug),
             origin=origin,
+            consumer_id=consumer_id,
             nonce=nonce,
         )
     except Exception:

@@ -42,6 +42,11 @@ sidecar calls made while the client waits (the lookup, the store) go through
 A request's phases may run in different workers: its state travels in `kong.ctx.shared`
 (`kong_plugin.carry`).
 
+Each request the plugin sees publishes one `kong_plugin.outcome.Outcome`, where its answer
+became final: in ``access`` for a hit, a bypass or an answer the plugin made; in
+``response`` for a proxied response and a write; in ``log`` for a request whose
+``response`` phase never ran. Publishing makes no PDK call.
+
 What this does not guarantee: that a stored response is there for the next request (the
 sidecar may evict or be down); that a store completes (one the sidecar could not take
 before its deadline is reported as not stored, and may still land).
@@ -67,6 +72,7 @@ from kong_plugin.headers import Headers, header_lines
 from kong_plugin.inflight import RequestState
 from kong_plugin.invalidation import is_write
 from kong_plugin.origin_events import origin_answered, origin_failed
+from kong_plugin.outcome import Phase, Seen, detail_of, store_outcome
 from kong_plugin.pdk import (
     exit_with,
     identify,
@@ -145,32 +151,38 @@ class Plugin:
 
     def access(self, kong: Any) -> None:
         runtime.event.exited = False
+        seen = Seen("access", self._clock(), self._clock, self.config, self.route_id or "")
         try:
-            self._access(kong)
+            self._access(kong, seen)
         except Exception as exc:
             log.exception("strata-cache access phase failed; request proxied uncached")
             if not runtime.event.exited:
                 runtime.reporter.report(
                     kong, "err", "access", f"access phase failed, request proxied: {exc!r}"
                 )
+            seen.publish("", "error")  # nothing when it failed after publishing
 
-    def _access(self, kong: Any) -> None:
+    def _access(self, kong: Any, seen: Seen) -> None:
         method, target = request_line(kong)  # first PDK call, nothing slow before it
+        seen.method = method
         cfg = self.config
         if cfg is None:
             message = f"configuration rejected, cache bypassed: {self.config_error}"
             runtime.reporter.report(kong, "err", "config", message)
             kong.response.set_header("X-Cache-Status", XCacheStatus.BYPASS.value)
+            seen.publish(XCacheStatus.BYPASS.value, "config")
             return
         headers, complete = request_headers(kong)
         h = Headers.of(headers)
         if is_write(method, cfg):
             if cfg.invalidate_on_write:
                 host, path, _ = request_target(kong, target, h)
-                state = RequestState("write", method, host, path, origin=self.route_id or "")
-                self._remember(kong, state)
+                state = RequestState(
+                    "write", method, host, path, request_time=seen.started, origin=seen.route_id
+                )
+                self._remember(kong, state)  # its outcome is published in response (or log)
             else:
-                self._bypass(kong, cfg, False, "method")
+                self._bypass(kong, cfg, seen, False, "method")
             return
         debug = DEBUG_HEADER in h
         decision = request_decision(method, h, cfg)
@@ -178,25 +190,28 @@ class Plugin:
             # more header lines than Kong hands over: credentials or Vary inputs may be among
             # those we cannot see, so the cache stays out of this request
             reason = decision.reason if complete else "too-many-headers"
-            self._bypass(kong, cfg, debug, reason or "request")
+            self._bypass(kong, cfg, seen, debug, reason or "request")
             return
         host, path, query = request_target(kong, target, h)
         route_id = self.route_id
         if route_id is None:
             route_id, name = matched_route(kong)
+            seen.route_id = route_id or ""
             if route_id is not None and cfg.event_tags:
                 self._routes.note_route_name(route_id, name)  # read anyway: no extra call
         who = identify(kong, h, cfg)
+        seen.consumer_id = who.consumer_id or ""
         key = build_key(
             method, host, path, query, h, who.consumer_id, route_id, cfg, anonymous=who.anonymous
         )
+        seen.key = key.key
         lines = header_lines(headers)
         stripped = present(h, cfg.strip_header_names)
         if stripped:  # variants are chosen by the request as the origin will see it
             lines = without(lines, stripped)
         rule = guard(h, who, key.consumer_scoped, cfg)
         if rule == "cookie" and cfg.cookie_requests == "bypass":
-            self._bypass(kong, cfg, debug, "cookie")
+            self._bypass(kong, cfg, seen, debug, "cookie")
             return
         state = RequestState(
             "store",
@@ -212,6 +227,7 @@ class Plugin:
             request_time=self._clock(),
             debug=debug,
             origin=route_id or "",
+            consumer_id=who.consumer_id or "",
         )
         if not decision.lookup:  # request no-cache: go upstream, store the answer
             state.status_word, state.fwd = XCacheStatus.REFRESH.value, "request"
@@ -226,7 +242,7 @@ class Plugin:
             if held is not None:
                 served = decide.after_lookup(held, decision, rule, h, cfg)
                 if isinstance(served, decide.Serve) and not served.release:
-                    self._serve(kong, cfg, state, served.served)
+                    self._serve(kong, cfg, state, served.served, seen, "near")
                     return
         ticket = near.ticket() if near is not None else None
         try:
@@ -250,7 +266,7 @@ class Plugin:
                 local=not untrusted,  # the client logs that one, at most once a second
             )
             self._bypass(
-                kong, cfg, debug, "sidecar-untrusted" if untrusted else "sidecar-unavailable"
+                kong, cfg, seen, debug, "sidecar-untrusted" if untrusted else "sidecar-unavailable"
             )
             return
         found = wire.found_from_pb(answer)
@@ -278,7 +294,7 @@ class Plugin:
         if isinstance(step, decide.Serve):
             if step.release:
                 release(client, state)
-            self._serve(kong, cfg, state, step.served)
+            self._serve(kong, cfg, state, step.served, seen, answer.tier)
         elif isinstance(step, decide.Revalidate):
             state.revalidating(step.entry, found.age_s, self._clock(), step.stale_if_error)
             state.client_conditional = step.client_conditional
@@ -293,10 +309,12 @@ class Plugin:
             release(client, state)
             if isinstance(step, decide.OnlyIfCachedMiss):
                 exit_with(kong, only_if_cached_miss(state, cfg))
+                seen.publish(XCacheStatus.MISS.value, "only-if-cached", status=504)
             elif isinstance(step, decide.OriginUnreachable):
                 exit_with(kong, origin_unreachable(state, cfg, step.member))
+                seen.publish(XCacheStatus.REFRESH.value, "origin-unreachable", status=504)
             else:
-                self._bypass(kong, cfg, debug, step.reason)
+                self._bypass(kong, cfg, seen, debug, step.reason)
 
     def _in_background(
         self,
@@ -369,28 +387,31 @@ class Plugin:
             return
         if state.nonce:
             runtime.answered.add(str(state.nonce))
+        seen = self._seen("response", state)
         status = pdk(kong.response.get_status())
         origin_answered(kong, state, status)
         headers, complete = upstream_headers(kong)
         client = self._client(cfg)
         if state.mode == "write":
             invalidate(client, cfg, state, status, headers)
-            self._bypass(kong, cfg, state.debug, "method")
+            self._bypass(kong, cfg, seen, state.debug, "method", status)
             self._hide_targeted(kong, headers, complete, cfg)
             return
         upstream = decide.Upstream(status, headers, complete, self._clock())
         step = decide.after_response(state, upstream, cfg)
         if isinstance(step, decide.Refresh):
-            if step.store is None or store_now(kong, client, state, step.store):
+            again = store_now(kong, client, state, step.store) if step.store is not None else ""
+            if step.store is None or again:
                 release(client, state)
             if step.drop:  # off the request path, like the release
                 key = state.key.encode()
                 runtime.background.submit(lambda: client.invalidate(key=key))
-            self._serve(kong, cfg, state, step.served)
+            kept = "" if step.drop else store_outcome(step.store is not None, again)
+            self._serve(kong, cfg, state, step.served, seen, store=kept)
             return
         if isinstance(step, decide.Serve):
             release(client, state)
-            self._serve(kong, cfg, state, step.served)
+            self._serve(kong, cfg, state, step.served, seen)
             return
         decision = step.decision
         if decision.store:
@@ -411,6 +432,14 @@ class Plugin:
         word, member = decide.proxied_status(state, status, plan, stored, cfg, unstored)
         kong.response.set_headers(cache_headers(cfg, state.debug, word, state.key, member))
         self._hide_targeted(kong, headers, complete, cfg)
+        why_not = unstored if plan.entry is not None else plan.detail
+        seen.publish(
+            word,
+            "stored" if stored else (why_not or ""),
+            status=status,
+            body_bytes=len(body) if decision.store else -1,
+            store=store_outcome(plan.entry is not None, why_not),
+        )
 
     @staticmethod
     def _hide_targeted(
@@ -449,8 +478,12 @@ class Plugin:
         if pdk(kong.nginx.get_ctx("buffered_status")) is not None:
             return  # it ran in another worker (kong/init.lua Kong.response sets this first)
         release(self._client(cfg), state)
-        if state.origin and pdk(kong.nginx.get_ctx("KONG_PROXIED")):
+        proxied = bool(state.origin) and bool(pdk(kong.nginx.get_ctx("KONG_PROXIED")))
+        if proxied:
             origin_failed(kong, state, "could not be reached", unreachable=True)
+        # Kong answered it (a 502/504), or a later plugin did: the plugin sent no word
+        detail = "upstream-unreachable" if proxied else "no-response-phase"
+        self._seen("log", state).publish("", detail)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -495,11 +528,49 @@ class Plugin:
             runtime.reporter.report(kong, "warn", f"{phase}-state", message)
         return state
 
-    def _bypass(self, kong: Any, cfg: PluginConfig, debug: bool, reason: str) -> None:
-        """Tell the client the cache stayed out of this request, and why, in one PDK call."""
+    def _seen(self, phase: Phase, state: RequestState) -> Seen:
+        """The outcome-to-be of a request a later phase finishes, from its carried state."""
+        return Seen(
+            phase,
+            state.request_time,
+            self._clock,
+            self.config,
+            state.origin or self.route_id or "",
+            state.method,
+            state.key,
+            state.consumer_id,
+        )
+
+    @staticmethod
+    def _bypass(
+        kong: Any, cfg: PluginConfig, seen: Seen, debug: bool, reason: str, status: int = 0
+    ) -> None:
+        """Tell the client the cache stayed out of this request, and why, in one PDK call;
+        publish that outcome (`status`: the client's, 0 while unknown)."""
         headers = bypass_headers(cfg, debug, reason)
         if headers:
             kong.response.set_headers(headers)
+        seen.publish(XCacheStatus.BYPASS.value, reason, status=status)
 
-    def _serve(self, kong: Any, cfg: PluginConfig, state: RequestState, served: Served) -> None:
-        exit_with(kong, entry_reply(served, state, cfg))
+    @staticmethod
+    def _serve(
+        kong: Any,
+        cfg: PluginConfig,
+        state: RequestState,
+        served: Served,
+        seen: Seen,
+        tier: str = "",
+        store: str = "",
+    ) -> None:
+        """End the request with a stored entry (`tier`: where the lookup found it) and
+        publish that outcome (`store`: what became of storing it again)."""
+        reply = entry_reply(served, state, cfg)
+        exit_with(kong, reply)
+        seen.publish(
+            served.word.value,
+            detail_of(served.member),
+            status=reply.status,
+            tier=tier,
+            body_bytes=len(reply.body),
+            store=store,
+        )

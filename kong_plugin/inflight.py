@@ -39,6 +39,7 @@ class RequestState:
     client_conditional: bool = False
     debug: bool = False
     origin: str = ""  # the origin's health key (the matched route's id), "" if unknown
+    consumer_id: str = ""  # the authenticated consumer's id, for the outcome ("" none)
     nonce: int = 0  # names the request to its own later phases (`kong_plugin.runtime.answered`)
 
     def revalidating(

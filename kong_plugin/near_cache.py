@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ __all__ = [
     "NearStats",
     "Ticket",
     "entry_charge",
+    "live_caches",
     "variant_of",
 ]
 
@@ -181,6 +183,12 @@ class _Item:
         self.charge = charge
 
 
+def live_caches() -> list[NearCache]:
+    """The near-caches of this process still referenced somewhere (for the metrics,
+    `kong_plugin.plugin_metrics`, which read their `NearCache.stats`)."""
+    return list(_live)
+
+
 class NearCache:
     """See the module doc. Thread-safe (one lock)."""
 
@@ -221,6 +229,7 @@ class NearCache:
         self._hits = self._misses = self._expired = 0
         self._admissions = self._rejections = self._races = 0
         self._evictions = self._invalidations = self._flushes = 0
+        _live.add(self)
 
     @property
     def sketch_bytes(self) -> int:
@@ -464,3 +473,7 @@ class NearCache:
                 bytes=self._bytes,
                 connected=self._connected,
             )
+
+
+#: Every near-cache of this process (`live_caches`); one that nothing references leaves it.
+_live: weakref.WeakSet[NearCache] = weakref.WeakSet()

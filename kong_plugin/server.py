@@ -14,6 +14,12 @@ plugin instance`` and Kong starts a fresh instance with the right configuration 
 that error at once, the request is not lost). Ids stay below 2**40 so that Lua numbers
 (doubles) and lua-MessagePack carry them exactly.
 
+`install` also subscribes the process's metrics and analytics to the outcomes, as a
+strata-engine worker does at start-up, and `serve_metrics` serves ``/metrics`` for this one
+process from a thread of its own (`kong_plugin.pluginserver.metrics_http`): the same
+families, without PDK and phase timings (kong-pdk's events do not run through
+`kong_plugin.pluginserver.events`) and without relays or notices (one process).
+
 Not guaranteed: uniqueness is probabilistic (two processes collide on an id with probability
 about ``n / 2**39`` for ``n`` instances); nothing here detects a configuration that Kong
 changed without restarting the instance (Kong does that itself with ``__seq__``).
@@ -26,6 +32,8 @@ from typing import Any
 from kong_pdk.server import PluginServer
 
 from kong_plugin.pluginserver.instances import random_instance_id
+from kong_plugin.pluginserver.metrics_http import MetricsEndpoint
+from kong_plugin.pluginserver.metrics_node import LocalMetrics
 
 
 def first_instance_id() -> int:
@@ -44,7 +52,18 @@ class RestartSafePluginServer(PluginServer):  # type: ignore[misc]
 
 
 def install() -> None:
-    """Make kong-pdk's dedicated-server entry point build a `RestartSafePluginServer`."""
+    """Make kong-pdk's dedicated-server entry point build a `RestartSafePluginServer`, and
+    install the outcome subscribers."""
     from kong_pdk import cli  # noqa: PLC0415  (kong_pdk warns on import; load it late)
 
+    from kong_plugin.pluginserver.cli import install_subscribers  # noqa: PLC0415
+
     cli.PluginServer = RestartSafePluginServer
+    install_subscribers()
+
+
+def serve_metrics(host: str, port: int) -> MetricsEndpoint:
+    """``/metrics`` of this process on (`host`, `port`), from a daemon thread."""
+    from kong_plugin import plugin_metrics  # noqa: PLC0415
+
+    return MetricsEndpoint(host, port, LocalMetrics(plugin_metrics.snapshot).collect).start()

@@ -1,11 +1,15 @@
 """The command line of ``python -m kong_plugin``: kong-pdk's dedicated-server options, plus
-``--workers`` and ``--engine``.
+``--workers``, ``--engine``, the near-cache's options and ``--metrics-listen``.
 
 kong-pdk options kept, with their meaning: ``-p/--kong-prefix`` (socket folder, must exist),
 ``--socket-name`` (default ``<plugin>.sock``, as kong-pdk's dedicated server), ``-v``
 (counted: none is INFO, ``-v`` DEBUG), ``--listen-queue-size``, ``--dump``, ``--version``.
 Refused with a message naming the option: ``-m``/``-g`` (kong-pdk's multiprocessing and
 gevent modes) and ``--no-lua-style`` (the plugin is written for Lua-style results).
+
+Each worker (and the kong-pdk engine's one process) installs the outcome subscribers at
+start-up: the metrics' (`kong_plugin.plugin_metrics`) and the analytics'
+(`kong_plugin.analytics`).
 
 Not guaranteed: that the options a future kong-pdk adds are understood.
 """
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kong_pdk.module import Module
 
 from kong_plugin.near_cache import MAX_AGE_S, MAX_BYTES, MAX_ENTRY_BYTES
+from kong_plugin.pluginserver.metrics_http import parse_listen
 
 if TYPE_CHECKING:
     from kong_plugin.pluginserver.worker import Worker
@@ -87,6 +92,13 @@ def parser(name: str) -> argparse.ArgumentParser:
         help="longest a near-cache copy is answered after the sidecar lookup that fetched "
         "it, whatever the pushed changes say (default: %(default)s)",
     )
+    p.add_argument(
+        "--metrics-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the plugin server's Prometheus metrics at http://HOST:PORT/metrics "
+        "(port 0: a free port, logged); default: no endpoint",
+    )
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
@@ -106,6 +118,17 @@ def module_for(name: str, plugin: Any, version: str, priority: int, schema: Any)
 
 
 WORKER_ONLY = ("--workers", "--worker", "--listen-fd", "--supervisor")
+#: Options of the supervisor that workers are not given.
+SUPERVISOR_ONLY = ("--metrics-listen",)
+#: Options kong-pdk's own server does not know (its argument parser would refuse them).
+NOT_KONG_PDK = (
+    *WORKER_ONLY,
+    "--engine",
+    "--metrics-listen",
+    "--near-cache-bytes",
+    "--near-cache-entry-bytes",
+    "--near-cache-max-age-ms",
+)
 
 
 def without(argv: Sequence[str], names: Sequence[str]) -> list[str]:
@@ -178,8 +201,15 @@ def main(
     if problem:
         print(f"{name}: {problem}", file=sys.stderr)
         return 2
+    metrics_listen = None
+    if args.metrics_listen is not None:
+        try:
+            metrics_listen = parse_listen(args.metrics_listen)
+        except ValueError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
     if args.engine == "kong-pdk":
-        return _kong_pdk(name, plugin, version, priority, schema, argv)
+        return _kong_pdk(name, plugin, version, priority, schema, argv, metrics_listen)
     layout = supervisor.Layout(os.path.join(args.prefix, socket_name))
     if index is not None:  # a worker started by a supervisor
         import socket  # noqa: PLC0415
@@ -197,12 +227,46 @@ def main(
             listener,
             index,
             count,
-            _share_state,
+            _prepare,
             backlog=args.listen_queue_size,
             supervisor=args.supervisor,
         )
     return supervisor.start(
-        module, layout, args.listen_queue_size, count, without(argv, WORKER_ONLY), _share_state
+        module,
+        layout,
+        args.listen_queue_size,
+        count,
+        without(argv, (*WORKER_ONLY, *SUPERVISOR_ONLY)),
+        _prepare,
+        metrics_listen,
+    )
+
+
+def install_subscribers() -> None:
+    """The outcome subscribers of this process: metrics, then analytics (each idempotent;
+    analytics only once its module exists)."""
+    from kong_plugin import plugin_metrics  # noqa: PLC0415
+
+    plugin_metrics.install()
+    try:
+        from kong_plugin import analytics  # noqa: PLC0415
+    except ImportError:
+        return
+    install = getattr(analytics, "install", None)
+    if callable(install):
+        install()
+
+
+def _prepare(worker: Worker) -> None:
+    """A worker's start-up: the state its peers share, the outcome subscribers, and the
+    snapshot its supervisor asks for (`kong_plugin.plugin_metrics.snapshot`)."""
+    from kong_plugin import plugin_metrics  # noqa: PLC0415
+
+    _share_state(worker)
+    install_subscribers()
+    peers = worker.peers
+    worker.snapshot = lambda: plugin_metrics.snapshot(
+        relayed=worker.relayed, notices_sent=peers.sent, notices_received=peers.received
     )
 
 
@@ -234,14 +298,24 @@ def _near_settings(args: argparse.Namespace, workers: int) -> str:
 
 
 def _kong_pdk(
-    name: str, plugin: Any, version: str, priority: int, schema: Any, argv: Sequence[str]
+    name: str,
+    plugin: Any,
+    version: str,
+    priority: int,
+    schema: Any,
+    argv: Sequence[str],
+    metrics_listen: tuple[str, int] | None = None,
 ) -> int:
-    """kong-pdk's own dedicated server (thread per event), instance ids made restart-safe."""
+    """kong-pdk's own dedicated server (thread per event), instance ids made restart-safe,
+    with the outcome subscribers and, with `metrics_listen`, ``/metrics`` from a thread
+    (`kong_plugin.server.serve_metrics`)."""
     from kong_pdk.cli import start_dedicated_server  # noqa: PLC0415
 
     from kong_plugin import server  # noqa: PLC0415
 
-    sys.argv = [sys.argv[0], *without(argv, (*WORKER_ONLY, "--engine"))]
+    sys.argv = [sys.argv[0], *without(argv, NOT_KONG_PDK)]
     server.install()
+    if metrics_listen is not None:
+        server.serve_metrics(*metrics_listen)
     start_dedicated_server(name, plugin, version, priority, schema)
     return 0

@@ -1,5 +1,6 @@
 """Connections to a plugin-server worker: Kong's (RPCs) and the other workers' (relayed
-RPCs and notices), and `serve`, which accepts both on the worker's loop.
+RPCs and notices; the supervisor's metrics requests), and `serve`, which accepts both on
+the worker's loop.
 
 Kong sends one request per connection at a time; a client that pipelines is answered in
 order. A message that is not a request (or, from a peer, a notice) closes its connection.
@@ -18,7 +19,7 @@ from collections import deque
 from typing import Any
 
 from kong_plugin.pluginserver.framing import PACKER, new_unpacker
-from kong_plugin.pluginserver.worker import Reply, Worker, relay_path
+from kong_plugin.pluginserver.worker import METRICS_METHOD, Reply, Worker, relay_path
 
 log = logging.getLogger("strata.pluginserver")
 
@@ -70,7 +71,10 @@ class RpcConnection(asyncio.Protocol):
                     return
                 _, msgid, method, args = message
                 self._busy = True
-                self.worker.call(method, args, self._replier(msgid))
+                if self.peer and method == METRICS_METHOD:  # the supervisor's scrape
+                    self.worker.metrics(self._replier(msgid))
+                else:
+                    self.worker.call(method, args, self._replier(msgid))
         finally:
             self._pumping = False
 

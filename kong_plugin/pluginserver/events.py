@@ -20,8 +20,14 @@ greenlet is resumed once more so that the phase can return), or ``fail`` (the ph
 raised; kong-pdk would leave Kong waiting 60 s for an answer, here Kong gets ``ret`` at
 once and the traceback is logged).
 
+Timings (`timers`, set by `kong_plugin.plugin_metrics.install`): each PDK round trip an
+event waits for (from handing the call to the loop to Kong's answer switching back in; a
+terminal ``exit`` has no answer and is not timed) and each phase run (start to return), by
+the event's phase name.
+
 Not guaranteed: that a phase which calls the PDK after ``kong.response.exit`` gets an
-answer -- kong-pdk blocks it forever; here `PdkAfterExit` is raised into it.
+answer -- kong-pdk blocks it forever; here `PdkAfterExit` is raised into it. A PDK wait
+includes the time the loop spent on other events before it read Kong's answer.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import greenlet
 from kong_pdk.pdk import Kong
@@ -40,6 +46,18 @@ log = logging.getLogger("strata.pluginserver")
 T = TypeVar("T")
 
 TERMINAL_METHODS = frozenset(("kong.response.exit", "kong.response.error"))
+
+
+class Timers(NamedTuple):
+    """Where timings go: ``pdk(phase, seconds)`` per PDK round trip, ``phase(phase,
+    seconds)`` per phase run. Called on the worker's loop thread; must not block."""
+
+    pdk: Callable[[str, float], None]
+    phase: Callable[[str, float], None]
+
+
+#: The process's timers (None: nothing is timed).
+timers: Timers | None = None
 
 
 class PdkAfterExit(Exception):  # noqa: N818  (it names the situation, as kong-pdk's do)
@@ -67,7 +85,13 @@ class Channel:
     def put(self, message: dict[str, Any]) -> None:
         current = greenlet.getcurrent()
         kind = "exit" if message.get("Method") in TERMINAL_METHODS else "call"
-        answer = current.parent.switch(Yielded(kind, message))
+        timing = timers
+        if timing is None or kind == "exit":
+            answer = current.parent.switch(Yielded(kind, message))
+        else:
+            sent = time.perf_counter()
+            answer = current.parent.switch(Yielded(kind, message))
+            timing.pdk(current.phase, time.perf_counter() - sent)
         if isinstance(answer, PdkAfterExit):
             raise answer
         self._answer = answer
@@ -86,23 +110,30 @@ class Event(greenlet.greenlet):  # type: ignore[misc]
 
     strata_event = True
 
-    def __init__(self, phase: Callable[[Any], None], event_id: int) -> None:
+    def __init__(self, handler: Callable[[Any], None], event_id: int, phase: str = "other") -> None:
         super().__init__(self._main)
         self.event_id = event_id
         self.exited = False
         self.started_at = time.monotonic()
-        self._phase = phase
+        #: The phase's name (``access``, ``response``, ``log``), for the timings.
+        self.phase = phase
+        self._handler = handler
 
     def _main(self) -> Yielded:
         kong = Kong(Channel(), lua_style=True).kong
+        began = time.perf_counter()
         try:
-            self._phase(kong)
+            self._handler(kong)
         except PdkAfterExit as exc:
             log.error("event %s: %s", self.event_id, exc)  # noqa: TRY400
             return Yielded("ret")
         except Exception as exc:
             log.exception("event %s: phase handler raised", self.event_id)
             return Yielded("fail", exc)
+        finally:
+            timing = timers
+            if timing is not None:
+                timing.phase(self.phase, time.perf_counter() - began)
         return Yielded("ret")
 
     def start(self) -> Yielded:

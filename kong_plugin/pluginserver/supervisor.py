@@ -9,6 +9,11 @@ its events in flight end and Kong fails open for those requests), SIGTERM/SIGINT
 every worker (SIGKILL after `STOP_GRACE_S`), and when the process that started it goes
 away (Kong exited) it stops too.
 
+With ``--metrics-listen`` the supervisor also serves ``/metrics`` from a thread of its own
+(`kong_plugin.pluginserver.metrics_http`), adding up what each worker counted
+(`kong_plugin.pluginserver.metrics_node`); a server of one worker then runs a supervisor
+too, so that the endpoint is never on a worker's event loop.
+
 Not guaranteed: a worker that hangs without exiting is not detected (Kong's RPC timeout
 applies); the workers' output goes to this process's stdout, which Kong logs at INFO.
 """
@@ -33,6 +38,8 @@ from kong_pdk.module import Module
 from kong_plugin.pluginserver.connection import serve
 from kong_plugin.pluginserver.instances import prepare_registry
 from kong_plugin.pluginserver.lifeline import FLAG, die_with_parent
+from kong_plugin.pluginserver.metrics_http import MetricsEndpoint
+from kong_plugin.pluginserver.metrics_node import Census, NodeMetrics
 from kong_plugin.pluginserver.worker import MAX_WORKERS, Worker, relay_path
 
 log = logging.getLogger("strata.pluginserver")
@@ -100,8 +107,11 @@ def run_worker(
 ) -> int:
     """Serve as worker `index` of `count` until SIGTERM/SIGINT or the parent goes away
     (`supervisor`: the pid it must stay the child of; `lifeline.hold` already tied the
-    two); `prepare` sees the worker first (to register notice handlers, `Worker.peers`)."""
-    if count > 1:
+    two); `prepare` sees the worker first (to register notice handlers, `Worker.peers`).
+    A supervised worker (several, or one under a supervisor that serves metrics) listens
+    on its private socket too."""
+    supervised = count > 1 or supervisor is not None
+    if supervised:
         die_with_parent()  # again: harmless, and covers a caller that skipped `hold`
     worker = Worker(module, layout.registry, index, count, layout.socket_path)
     if prepare is not None:
@@ -123,13 +133,13 @@ def run_worker(
 
         watcher = loop.create_task(watch_parent())
         try:
-            await serve(worker, listener, relay=count > 1, backlog=backlog)
+            await serve(worker, listener, relay=supervised, backlog=backlog)
         finally:
             watcher.cancel()
 
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(main())
-    if count > 1:
+    if supervised:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(relay_path(layout.socket_path, index))
     return 0
@@ -144,8 +154,15 @@ def interpreter_command() -> list[str]:
     return [sys.executable, *head[1:]]
 
 
-def supervise(layout: Layout, listener: socket.socket, count: int, argv: Sequence[str]) -> int:
-    """Start `count` workers (`argv` + ``--worker I``) sharing `listener`; keep them up."""
+def supervise(
+    layout: Layout,
+    listener: socket.socket,
+    count: int,
+    argv: Sequence[str],
+    metrics_listen: tuple[str, int] | None = None,
+) -> int:
+    """Start `count` workers (`argv` + ``--worker I``) sharing `listener`; keep them up;
+    serve ``/metrics`` on `metrics_listen` (host, port) when given."""
     fd = listener.fileno()
     os.set_inheritable(fd, True)
     stopping = False
@@ -165,8 +182,14 @@ def supervise(layout: Layout, listener: socket.socket, count: int, argv: Sequenc
         cmd += ["--workers", str(count), "--listen-fd", str(fd), FLAG, str(os.getpid())]
         return subprocess.Popen(cmd, pass_fds=(fd,))
 
+    census = Census()
+    endpoint = None
+    if metrics_listen is not None:
+        node = NodeMetrics(layout.socket_path, count, census)
+        endpoint = MetricsEndpoint(*metrics_listen, node.collect).start()
     children = {i: spawn(i) for i in range(count)}
     started = dict.fromkeys(children, time.monotonic())
+    census.live = count
     log.info("plugin server %s: %d workers (pid %d)", layout.socket_path, count, os.getpid())
     while not stopping:
         time.sleep(POLL_S)
@@ -184,6 +207,10 @@ def supervise(layout: Layout, listener: socket.socket, count: int, argv: Sequenc
             )
             children[index] = spawn(index)
             started[index] = time.monotonic()
+            census.restarts += 1
+        census.live = sum(child.poll() is None for child in children.values())
+    if endpoint is not None:
+        endpoint.stop()
     for child in children.values():
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGTERM)
@@ -204,11 +231,13 @@ def start(
     count: int,
     argv: Sequence[str],
     prepare: Callable[[Worker], None] | None = None,
+    metrics_listen: tuple[str, int] | None = None,
 ) -> int:
     """Bind the socket, empty the registry, then serve with `count` workers (`prepare`:
-    see `run_worker`; with several workers each runs it in its own process)."""
+    see `run_worker`; with a supervisor each worker runs it in its own process) and, with
+    `metrics_listen`, ``/metrics`` from a supervisor (even for one worker)."""
     prepare_registry(layout.registry)
     listener = bind(layout.socket_path, backlog)
-    if count == 1:
+    if count == 1 and metrics_listen is None:
         return run_worker(module, layout, listener, 0, 1, prepare, backlog=backlog)
-    return supervise(layout, listener, count, argv)
+    return supervise(layout, listener, count, argv, metrics_listen)

@@ -12,7 +12,9 @@ it before the next; nothing yields between one ``Step`` and the next connect, an
 hands back the connection just returned, so an event's RPCs normally reach the worker that
 runs it. One that does not is relayed: an event id carries its worker's index
 (``id % MAX_WORKERS``), and each worker also listens on a private socket its peers forward
-such calls to.
+such calls to. The supervisor also asks each worker for its metrics there
+(`METRICS_METHOD`, answered with `Worker.snapshot`'s mapping; see
+`kong_plugin.pluginserver.metrics_node`).
 
 Not guaranteed: an event survives its worker (a dead worker's events end; Kong logs the
 RPC error and goes on without the plugin for that request, as it does for any plugin-server
@@ -52,6 +54,8 @@ SWEEP_S = 10.0
 EVENT_TTL_S = 300.0
 
 Reply = Callable[[Any, Any], None]
+#: The supervisor's request for a worker's metrics, on the worker's private socket only.
+METRICS_METHOD = "strata.Metrics"
 
 
 def plugin_info(module: Module) -> dict[str, Any]:
@@ -90,6 +94,21 @@ class Worker:
         self.relayed = 0
         #: Notices to and from the other workers (`kong_plugin.pluginserver.peers`).
         self.peers = Peers(index, count, lambda i: relay_path(socket_path, i))
+        #: This worker's metrics, for `METRICS_METHOD` (None: it has none to give).
+        self.snapshot: Callable[[], Any] | None = None
+
+    def metrics(self, reply: Reply) -> None:
+        """Answer `METRICS_METHOD` with `snapshot`'s mapping (an error text if none)."""
+        if self.snapshot is None:
+            reply("no metrics in this worker", None)
+            return
+        try:
+            answer = self.snapshot()
+        except Exception as exc:
+            log.exception("metrics snapshot failed")
+            reply(f"metrics snapshot failed: {exc!r}", None)
+            return
+        reply(None, answer)
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -159,7 +178,7 @@ class Worker:
         if handler is None:
             raise ValueError(f"no phase {phase!r} in plugin {instance.name}")
         eid = next(self._seq) * MAX_WORKERS + self.index
-        event = Event(handler, eid)
+        event = Event(handler, eid, str(phase))
         self._advance(event, event.start(), reply)
 
     def _step(self, method: str, args: Any, param: Any, is_error: bool, reply: Reply) -> None:

@@ -78,6 +78,15 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
 ]
 
+#: Status codes of a call the sidecar answered by refusing it (not a transport failure).
+_REFUSED_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
 #: How long an untrusted socket's verdict is reused (while the path names the same file).
 UNTRUSTED_RECHECK_S = 1.0
 #: Least time between two log lines about an untrusted socket (per client).
@@ -340,6 +349,23 @@ class SidecarClient:
         grpc's call object: iterate it for `WatchEvent`s (it raises `grpc.RpcError` when the
         stream breaks) and `cancel()` it to stop. It has no deadline."""
         return self._ensure().Watch(pb.WatchRequest())
+
+    def report_access(self, batch: pb.AccessBatch, timeout_s: float) -> pb.AccessAck:
+        """Send a batch of analytics events (unary ``ReportAccess``, after the same socket
+        check as a call) and wait at most `timeout_s` for the answer. Raises
+        `SidecarUnavailableError` (unreachable, deadline passed) or `SidecarRejectedError`
+        (the sidecar refused the batch, or does not know the call: ``UNIMPLEMENTED``); never
+        retried here (the caller drops the batch and backs off)."""
+        stub = self._ensure()
+        try:
+            ack: pb.AccessAck = stub.ReportAccess(batch, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code is not None and code in _REFUSED_CODES:
+                details = exc.details() if hasattr(exc, "details") else ""
+                raise SidecarRejectedError(code.value[0], str(details or "")) from exc
+            raise SidecarUnavailableError(f"sidecar call failed: {code}") from exc
+        return ack
 
     def invalidate(
         self,

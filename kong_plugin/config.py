@@ -158,6 +158,17 @@ class BackgroundRefreshConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    """Per-request analytics events (`kong_plugin.analytics`): the share of requests
+    sampled (0.0 off, 1.0 all), and the id of the service the plugin is configured on
+    (Kong puts it in the config map of a service-level plugin; empty for a route-level or
+    global one, where knowing it would cost a PDK call per request)."""
+
+    sample_rate: float = 0.0
+    service_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PluginConfig:
     """One plugin instance's settings. Field names follow the schema (snake_case)."""
 
@@ -205,6 +216,7 @@ class PluginConfig:
     tag_header_names: tuple[str, ...] = field(repr=False)
     strip_header_names: StripRule = field(repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    analytics: AnalyticsConfig = AnalyticsConfig()
 
     def query_param_ignored(self, name: str) -> bool:
         """True if `name` matches an ``ignore_query_params`` pattern."""
@@ -459,7 +471,15 @@ def parse_config(raw: Mapping[str, Any], *, strict: bool = False) -> PluginConfi
         tag_header_names=tuple(dict.fromkeys(h.lower() for h in tag_headers)),
         strip_header_names=strip_set(c["strip_request_headers"], vary_headers or ()),
         warnings=tuple(notes + _warnings(c, methods)),
+        analytics=_analytics(c["analytics"], raw.get("service_id")),
     )
+
+
+def _analytics(c: Mapping[str, Any], service_id: Any) -> AnalyticsConfig:
+    """The ``analytics`` record (its range checked by the schema) and the plugin's service
+    id from Kong's own keys (anything but a non-empty string of at most 128 bytes: none)."""
+    service = service_id if isinstance(service_id, str) and 0 < len(service_id) <= 128 else ""
+    return AnalyticsConfig(sample_rate=float(c["sample_rate"]), service_id=service)
 
 
 #: The configuration with every default (handy for tests and for the handler's fallback).

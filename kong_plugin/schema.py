@@ -674,6 +674,25 @@ SCHEMA: list[SchemaField] = [
             ],
         }
     },
+    {
+        "analytics": {
+            "type": "record",
+            "description": "Per-request cache events (analytics), sampled and sent in batches "
+            "to the sidecar, which publishes them on its Kafka analytics topic.",
+            "fields": [
+                {
+                    "sample_rate": {
+                        "type": "number",
+                        "required": True,
+                        "default": 0.0,
+                        "between": [0, 1],
+                        "description": "Share of this route's requests that produce an "
+                        "analytics event, 0.0 (off) to 1.0 (every request).",
+                    }
+                },
+            ],
+        }
+    },
 ]
 
 

@@ -24,6 +24,8 @@ from prometheus_client import CollectorRegistry
 
 from sidecar import __version__, lifecycle
 from sidecar.admin import start_admin
+from sidecar.analytics.metrics import AnalyticsCollector
+from sidecar.analytics.service import Analytics
 from sidecar.app import (
     build_engine,
     build_generations,
@@ -181,6 +183,8 @@ async def serve(
             )
             stack.push_async_callback(_cancel, topics)
             registry.register(BusCollector(bus.stats))
+        analytics = await _start_analytics(config, invalidations.node_id, stack)
+        registry.register(AnalyticsCollector(analytics.stats))
         admin = await start_admin(
             config,
             invalidations,
@@ -198,6 +202,7 @@ async def serve(
             socket_takeover=config.socket_takeover,
             limits=rpc_limits_from(config),
             invalidations=invalidations,
+            analytics=analytics,
         )
         if running.socket is not None:
             stack.callback(running.socket.release)  # only if the path is still ours
@@ -234,6 +239,23 @@ async def serve(
             on_ready(running.address)
         await stop.wait()
         log.info("sidecar stopping", extra={"event.action": "stop"})
+
+
+async def _start_analytics(
+    config: SidecarConfig, node_id: str, stack: contextlib.AsyncExitStack
+) -> Analytics:
+    """The analytics of `config`: publishing on its topic when it names a broker and a
+    topic (closed after the gRPC drain, so batches in flight are queued, with the same
+    flush bound as the bus), else off."""
+    if not (config.kafka_bootstrap and config.analytics_topic):
+        return Analytics(node_id)
+    from sidecar.analytics.kafka import start_analytics  # noqa: PLC0415  (loads the Kafka client)
+
+    analytics, publisher, topic = await start_analytics(config, node_id)
+    drain_s = max(config.shutdown_grace_seconds, BUS_DRAIN_MIN_S)
+    stack.push_async_callback(asyncio.to_thread, publisher.close, drain_s)
+    stack.push_async_callback(_cancel, topic)
+    return analytics
 
 
 async def _close_quietly(generations: Generations) -> None:

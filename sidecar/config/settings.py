@@ -57,6 +57,12 @@ def _check_admin_token_file(value: str) -> None:
     check_token_file_setting(value)
 
 
+def _check_analytics_topic(value: str) -> None:
+    """Empty (analytics off) or a Kafka topic name."""
+    if value:
+        check_topic(value)
+
+
 #: The node-local default shared with the plugin's `sidecar.address` default.
 DEFAULT_LISTEN = "unix:/run/strata/sidecar.sock"
 
@@ -409,6 +415,34 @@ class SidecarConfig:
         check=Range(1, 10_000_000),
     )
 
+    analytics_topic: str = setting(
+        "strata.access",
+        "Kafka topic the plugins' sampled per-request cache events (analytics) are published "
+        "on, created when missing; empty = analytics off (as without kafka_bootstrap)",
+        check=_check_analytics_topic,
+    )
+    analytics_topic_partitions: int = setting(
+        1,
+        "partitions of the analytics topic when the sidecar creates it; an existing topic is "
+        "left as it is",
+        parse=count,
+        check=Range(1, 1000),
+    )
+    analytics_queue_max_events: int = setting(
+        50_000,
+        "analytics events held for the broker (queued and in flight, at most 1KiB each on "
+        "average); beyond it new events are dropped and counted (queue-full)",
+        parse=count,
+        check=Range(100, 10_000_000),
+    )
+    analytics_linger_ms: int = setting(
+        100,
+        "how long the analytics producer waits to fill a batch before sending it (librdkafka "
+        "linger.ms): fewer, larger requests to the broker against event delay",
+        parse=milliseconds,
+        check=Range(1, 10_000, "ms", zero="send at once"),
+    )
+
     def __post_init__(self) -> None:
         """Checks across settings (each setting's own check ran when it was read)."""
         if self.kafka_dead_letter_topic and self.kafka_dead_letter_topic == self.kafka_topic:
@@ -416,6 +450,15 @@ class SidecarConfig:
                 "kafka_dead_letter_topic",
                 f"is the invalidation topic itself ({self.kafka_topic!r}): refused events "
                 "would be read again",
+            )
+        if self.analytics_topic and self.analytics_topic in {
+            self.kafka_topic,
+            self.kafka_dead_letter_topic,
+        }:
+            raise ConfigError(
+                "analytics_topic",
+                f"is an invalidation topic ({self.analytics_topic!r}): every sidecar would "
+                "read analytics events as purges (and refuse them)",
             )
 
     def redacted(self) -> dict[str, Any]:

@@ -52,6 +52,8 @@ class RpcLimits:
     #: (the engine's `max_headers`; tags: `sidecar.core.limits.Limits.max_tags`).
     max_headers: int = 256
     max_tags: int = 256
+    #: Most events in one ``ReportAccess`` batch (the plugin sends at most 500).
+    max_report_events: int = 1024
     #: The gRPC message limit both ways (derived from the body and header limits).
     max_message_bytes: int = 4 * MIB
 

@@ -42,6 +42,7 @@ _REASONS = {
     "headers": "too_many_headers",
     "tags": "too_many_tags",
     "vary": "too_many_vary",
+    "events": "too_many_events",
 }
 
 
@@ -124,6 +125,7 @@ class Intake:
             "tags": limits.max_tags,
             "vary": limits.max_headers,
             "calls": limits.max_batch_calls,
+            "events": limits.max_report_events,
         }
 
     def done(self, received: Received) -> None:

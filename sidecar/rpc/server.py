@@ -25,6 +25,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from strata.v1 import cache_pb2 as _pb
 
+from sidecar.analytics.service import Analytics
 from sidecar.engine.engine import Engine
 from sidecar.invalidation import Invalidations
 from sidecar.rpc.bounds import RpcLimits
@@ -63,6 +64,7 @@ def _handlers(service: CacheService) -> grpc.GenericRpcHandler:
             "Release": unary(service.Release, _pb.ReleaseRequest, _pb.ReleaseResponse),
             "Invalidate": unary(service.Invalidate, _pb.InvalidateRequest, _pb.InvalidateResponse),
             "Stats": unary(service.Stats, _pb.StatsRequest, _pb.StatsResponse),
+            "ReportAccess": unary(service.ReportAccess, _pb.AccessBatch, _pb.AccessAck),
             "Exchange": grpc.stream_stream_rpc_method_handler(
                 service.Exchange,
                 request_deserializer=intake.deserializer(_pb.ExchangeRequest),
@@ -109,6 +111,7 @@ def create_server(
     socket_takeover: bool = True,
     limits: RpcLimits | None = None,
     invalidations: Invalidations | None = None,
+    analytics: Analytics | None = None,
 ) -> RunningServer:
     """Bind a server for `engine` on `listen` (unix:/path or host:port).
 
@@ -118,7 +121,8 @@ def create_server(
     `socket_takeover`: whether a live socket of this uid at a unix path may be taken over.
     `limits`: the bounds of the gRPC surface (`sidecar.rpc.bounds`); their message limit
     is set to `max_message_bytes`. `invalidations`: where purges go (default: applied to
-    `engine` only, `sidecar.rpc.operations.Operations`).
+    `engine` only, `sidecar.rpc.operations.Operations`). `analytics`: where ``ReportAccess``
+    events go (default: off).
     """
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -130,6 +134,7 @@ def create_server(
         engine,
         dataclasses.replace(limits or RpcLimits(), max_message_bytes=max_message_bytes),
         invalidations,
+        analytics,
     )
     server.add_generic_rpc_handlers((_handlers(service),))
     health = health_aio.HealthServicer()

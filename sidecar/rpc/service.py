@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 import grpc
 from strata.v1 import cache_pb2 as _pb
 
+from sidecar.analytics.service import Analytics
 from sidecar.core.errors import InvalidRequestError
 from sidecar.engine.engine import Engine
 from sidecar.invalidation import Invalidations
@@ -79,8 +80,12 @@ class CacheService:
         engine: Engine,
         limits: RpcLimits | None = None,
         invalidations: Invalidations | None = None,
+        analytics: Analytics | None = None,
     ) -> None:
+        """`analytics`: where ``ReportAccess`` events go (default: off, every batch is
+        answered ``disabled``)."""
         self._engine = engine
+        self.analytics = analytics or Analytics("local")
         self.limits = limits = limits or RpcLimits()
         self._closing = asyncio.Event()  # set once: the server is shutting down
         self._unary = Gate(limits.max_unary_in_flight)
@@ -151,6 +156,23 @@ class CacheService:
 
     async def Stats(self, request: Any, context: grpc.aio.ServicerContext) -> _pb.StatsResponse:  # noqa: N802
         return self.stats()
+
+    async def ReportAccess(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> _pb.AccessAck | None:
+        """Analytics events (`sidecar.analytics.service`); a batch of more than
+        `RpcLimits.max_report_events` is refused whole (INVALID_ARGUMENT,
+        ``too_many_events``)."""
+        return await self._handle("report_access", request, context, self._report_access)
+
+    async def _report_access(self, req: _pb.AccessBatch) -> _pb.AccessAck:
+        limit = self.limits.max_report_events
+        if len(req.events) > limit:
+            self._engine.note_rejected("report_access", "too_many_events")
+            raise InvalidRequestError(
+                "events", f"more than {limit} elements; nothing was taken", "too_many_events"
+            )
+        return await self.analytics.report(req)
 
     async def _handle(
         self,

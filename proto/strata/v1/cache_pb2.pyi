@@ -278,3 +278,53 @@ class WatchEvent(_message.Message):
     changed: WatchChanged
     flush: WatchFlush
     def __init__(self, seq: _Optional[int] = ..., hello: _Optional[_Union[WatchHello, _Mapping]] = ..., changed: _Optional[_Union[WatchChanged, _Mapping]] = ..., flush: _Optional[_Union[WatchFlush, _Mapping]] = ...) -> None: ...
+
+class AccessEvent(_message.Message):
+    __slots__ = ("time_ms", "route_id", "service_id", "consumer_id", "method", "status", "cache_result", "cache_detail", "tier", "bytes", "latency_ms", "key_hash", "phase")
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_RESULT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    KEY_HASH_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    time_ms: int
+    route_id: str
+    service_id: str
+    consumer_id: str
+    method: str
+    status: int
+    cache_result: str
+    cache_detail: str
+    tier: str
+    bytes: int
+    latency_ms: float
+    key_hash: str
+    phase: str
+    def __init__(self, time_ms: _Optional[int] = ..., route_id: _Optional[str] = ..., service_id: _Optional[str] = ..., consumer_id: _Optional[str] = ..., method: _Optional[str] = ..., status: _Optional[int] = ..., cache_result: _Optional[str] = ..., cache_detail: _Optional[str] = ..., tier: _Optional[str] = ..., bytes: _Optional[int] = ..., latency_ms: _Optional[float] = ..., key_hash: _Optional[str] = ..., phase: _Optional[str] = ...) -> None: ...
+
+class AccessBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AccessEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[AccessEvent, _Mapping]]] = ...) -> None: ...
+
+class AccessAck(_message.Message):
+    __slots__ = ("accepted", "rejected", "dropped", "disabled", "retry_after_ms")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    rejected: int
+    dropped: int
+    disabled: bool
+    retry_after_ms: int
+    def __init__(self, accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., dropped: _Optional[int] = ..., disabled: _Optional[bool] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...

@@ -70,6 +70,11 @@ class CacheServiceStub:
                 request_serializer=strata_dot_v1_dot_cache__pb2.WatchRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_cache__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.ReportAccess = channel.unary_unary(
+                '/strata.v1.CacheService/ReportAccess',
+                request_serializer=strata_dot_v1_dot_cache__pb2.AccessBatch.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_cache__pb2.AccessAck.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
@@ -136,6 +141,16 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportAccess(self, request, context):
+        """Takes a batch of sampled per-request cache events (analytics) for the sidecar to
+        publish on its analytics topic. Fire-and-forget: the answer says how many were taken,
+        and whether analytics is off here (then the client stops sending for a while). A batch
+        over the sidecar's event limit is refused whole (RESOURCE_EXHAUSTED or INVALID_ARGUMENT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +188,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=strata_dot_v1_dot_cache__pb2.WatchRequest.FromString,
                     response_serializer=strata_dot_v1_dot_cache__pb2.WatchEvent.SerializeToString,
+            ),
+            'ReportAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportAccess,
+                    request_deserializer=strata_dot_v1_dot_cache__pb2.AccessBatch.FromString,
+                    response_serializer=strata_dot_v1_dot_cache__pb2.AccessAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -365,6 +385,33 @@ class CacheService:
             '/strata.v1.CacheService/Watch',
             strata_dot_v1_dot_cache__pb2.WatchRequest.SerializeToString,
             strata_dot_v1_dot_cache__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.CacheService/ReportAccess',
+            strata_dot_v1_dot_cache__pb2.AccessBatch.SerializeToString,
+            strata_dot_v1_dot_cache__pb2.AccessAck.FromString,
             options,
             channel_credentials,
             insecure,

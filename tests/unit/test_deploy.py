@@ -4,8 +4,9 @@ Static checks only: no Docker engine is needed and nothing is started or reached
 network. The real tools check what they can: docker-compose 1.29 validates the compose file,
 `nginx -t` the load balancer config, `promtool` the Prometheus config and the dashboard's
 PromQL. The rest is checked against the code: sidecar settings (`sidecar.config`), metric
-names (`sidecar.observability.metrics`), the plugin's config parser and the repository's
-`kong.yml`.
+names (the sidecar's collectors and `kong_plugin.plugin_metrics.METRIC_NAMES`), the plugin's
+config parser and the repository's `kong.yml`. The alert rules are tested in
+`test_deploy_alerts.py`, the containers' command lines in `test_deploy_commands.py`.
 
 nginx: `deploy/nginx/nginx.conf` names its upstreams by compose service (`server
 kong-1:8000`), which only resolves on the compose network, and nginx resolves `server`
@@ -15,7 +16,9 @@ those names are replaced by 127.0.0.1; the rest of the file is checked as it is.
 
 from __future__ import annotations
 
+import base64
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -32,6 +35,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from kong_plugin.config import parse_config
+from sidecar.analytics.metrics import AnalyticsCollector
+from sidecar.analytics.service import AnalyticsStats
+from sidecar.cluster.kafka_bus import BusStats
 from sidecar.config import (
     CONFIG_FILE_ENV,
     ENV_PREFIX,
@@ -40,6 +46,7 @@ from sidecar.config import (
     load_config,
 )
 from sidecar.core.model import TierSnapshot
+from sidecar.observability.event_metrics import BusCollector
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,13 +66,40 @@ SOCKET_ADDRESS = f"unix:{SOCKET_DIR}/sidecar.sock"
 #: The sidecar image's user, which the plugin checks on the socket (sidecar.uid).
 SIDECAR_UID = 10001
 UPSTREAM_URL = "http://upstream:9000"
-#: The panels the dashboard must have, by the metric they show.
+#: The plugin server's /metrics port on the compose network (--metrics-listen).
+PLUGIN_METRICS_LISTEN = "0.0.0.0:9465"
+#: The panels the dashboard must have, by the metric they show: every alert's signal
+#: (deploy/prometheus/rules/strata.yml), bytes by tier, the plugin's decisions, analytics.
 DASHBOARD_METRICS = {
+    "strata_plugin_requests_total",
+    "strata_plugin_bypass_total",
+    "strata_plugin_hits_total",
+    "strata_plugin_stores_total",
+    "strata_plugin_pdk_seconds",
+    "strata_plugin_phase_seconds",
+    "strata_plugin_background_queue_jobs",
+    "strata_plugin_background_jobs_total",
+    "strata_plugin_near_cache_lookups_total",
+    "strata_plugin_near_cache_bytes",
+    "strata_plugin_workers",
+    "strata_plugin_worker_restarts_total",
+    "strata_plugin_analytics_events_total",
+    "strata_plugin_analytics_dropped_total",
     "strata_lookups_total",
     "strata_tier_bytes",
+    "strata_tier_max_bytes",
     "strata_rejected_requests_total",
     "strata_tier_circuit_state",
+    "strata_invalidation_apply_lag_seconds",
+    "strata_invalidation_outbox_events",
+    "strata_invalidation_outbox_dropped_total",
+    "strata_invalidation_consumer_ready",
+    "strata_analytics_events_received_total",
+    "strata_analytics_events_published_total",
+    "strata_analytics_events_dropped_total",
 }
+#: Suffixes of the series a histogram exports.
+_HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")
 
 #: `$$`, `${NAME}`, `${NAME:-default}` or `${NAME-default}` in a compose value.
 _INTERPOLATION = re.compile(
@@ -164,6 +198,7 @@ def test_every_published_port_is_bound_to_loopback() -> None:
 
 def test_sidecar_environment_is_known_settings_and_loads() -> None:
     services = _services()
+    node_ids = set()
     for _, name in NODES:
         env = _environment(services[name])
         for key in env:
@@ -178,7 +213,13 @@ def test_sidecar_environment_is_known_settings_and_loads() -> None:
         assert cfg.redis_url.startswith("redis://") and "@redis:6379" in cfg.redis_url
         assert "@postgres:5432/strata" in cfg.postgres_dsn
         assert cfg.log_format == "ecs"
-        assert cfg.memcached_servers == cfg.kafka_bootstrap == ""
+        assert cfg.memcached_servers == "memcached:11211"
+        assert cfg.kafka_bootstrap == "kafka:9092"
+        assert cfg.analytics_topic == "strata.access"
+        # Offsets on the invalidation topic are per node id: stable and distinct per sidecar.
+        assert cfg.node_id == name
+        node_ids.add(cfg.node_id)
+    assert len(node_ids) == len(NODES)
 
 
 def test_no_secret_is_hard_coded_beyond_local_dev_defaults() -> None:
@@ -191,12 +232,57 @@ def test_no_secret_is_hard_coded_beyond_local_dev_defaults() -> None:
         assert "${" in m.group(0), f"credentials hard-coded in {m.group(0)}"
 
 
-def test_memcached_and_kafka_are_not_in_the_stack_yet() -> None:
+def test_every_image_is_pinned_to_a_version() -> None:
     for name, service in _services().items():
-        image = str(service.get("image", ""))
-        assert not re.search(r"memcached|kafka", f"{name} {image}", re.IGNORECASE), name
-        env = _environment(service)
-        assert "STRATA_MEMCACHED_SERVERS" not in env and "STRATA_KAFKA_BOOTSTRAP" not in env
+        image = str(service["image"])
+        tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+        assert re.match(r"v?\d+\.\d+", tag), f"{name}: {image} is not pinned to a version"
+
+
+def test_memcached_is_memory_bound_and_on_the_compose_network_only() -> None:
+    memcached = _services()["memcached"]
+    assert re.fullmatch(r"memcached:1\.6\.\d+", memcached["image"])
+    assert "ports" not in memcached
+    command = memcached["command"]
+    assert command[0] == "memcached"
+    assert int(command[command.index("-m") + 1]) > 0  # megabytes of item memory
+    port = _environment(_services()["sidecar-1"])["STRATA_MEMCACHED_SERVERS"].rpartition(":")[2]
+    assert memcached["expose"] == [port] == ["11211"]
+
+
+def test_kafka_is_one_kraft_node_on_the_compose_network_only() -> None:
+    services = _services()
+    kafka = services["kafka"]
+    assert re.fullmatch(r"apache/kafka:3\.9\.\d+", kafka["image"])
+    assert "ports" not in kafka
+    env = _environment(kafka)
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+    controller_host = listeners[env["KAFKA_CONTROLLER_LISTENER_NAMES"]].rpartition(":")[0]
+    assert controller_host == "127.0.0.1"  # the controller is not even on the compose network
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == (
+        f"{env['KAFKA_NODE_ID']}@{listeners[env['KAFKA_CONTROLLER_LISTENER_NAMES']]}"
+    )
+    bootstrap = _environment(services["sidecar-1"])["STRATA_KAFKA_BOOTSTRAP"]
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{bootstrap}"
+    assert listeners["PLAINTEXT"] == "0.0.0.0:" + bootstrap.rpartition(":")[2]
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"  # kafka-init creates them
+    # A KRaft cluster id: 16 bytes, URL-safe base64 without padding.
+    cluster_id = _defaults(env["CLUSTER_ID"])
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+    assert _volume_at(kafka, env["KAFKA_LOG_DIRS"]) in _compose()["volumes"]
+
+
+def test_sidecars_start_after_the_topics_exist() -> None:
+    services = _services()
+    init = services["kafka-init"]
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert init.get("restart") == "no"
+    for _, sidecar in NODES:
+        depends = services[sidecar]["depends_on"]
+        assert depends["kafka-init"]["condition"] == "service_completed_successfully"
+        for tier in ("redis", "memcached", "postgres"):
+            assert depends[tier]["condition"] == "service_healthy"
 
 
 def test_each_kong_node_shares_a_socket_volume_with_its_own_sidecar() -> None:
@@ -237,13 +323,29 @@ def test_kong_settings_are_the_readme_kong_conf() -> None:
         for key, value in conf.items():
             got = env[f"KONG_{key.upper()}"]
             if key.endswith(("_start_cmd", "_query_cmd")):
-                # Same command; the interpreter is the image's virtualenv (PEP 668).
+                # Same command; the interpreter is the image's virtualenv (PEP 668), and the
+                # plugin server's /metrics listens on the compose network.
                 python, _, args = got.partition(" ")
-                assert args == value.partition(" ")[2], key
+                assert _without_metrics_listen(args) == _without_metrics_listen(
+                    value.partition(" ")[2]
+                ), key
                 venv = python.removesuffix("/bin/python3")
                 assert f"python3 -m venv {venv}" in dockerfile, python
             else:
                 assert got == value, key
+
+
+def _without_metrics_listen(args: str) -> str:
+    return re.sub(r"\s*--metrics-listen[ =]\S+", "", args)
+
+
+def test_plugin_server_metrics_are_served_on_the_compose_network() -> None:
+    for kong, _ in NODES:
+        service = _services()[kong]
+        start = _environment(service)["KONG_PLUGINSERVER_STRATA_CACHE_START_CMD"].split()
+        assert start[start.index("--metrics-listen") + 1] == PLUGIN_METRICS_LISTEN
+        assert PLUGIN_METRICS_LISTEN.rpartition(":")[2] in service["expose"]
+        assert "ports" not in service
 
 
 def test_build_files_and_bind_mounts_exist() -> None:
@@ -357,26 +459,72 @@ def test_nginx_conf_balances_both_kong_nodes(tmp_path: Path) -> None:
 # --- deploy/prometheus/prometheus.yml -------------------------------------------------------
 
 
-def test_prometheus_config_is_valid_and_scrapes_both_sidecars() -> None:
+def test_prometheus_config_is_valid_and_scrapes_sidecars_and_plugin_servers() -> None:
     promtool = _tool("promtool")
     result = _run([promtool, "check", "config", str(PROMETHEUS_CONF)])
     assert result.returncode == 0, result.stdout + result.stderr
 
     config = _load_yaml(PROMETHEUS_CONF)
-    (job,) = (j for j in config["scrape_configs"] if j["job_name"] == "strata-sidecar")
-    targets = [t for group in job["static_configs"] for t in group["targets"]]
-    port = _environment(_services()["sidecar-1"])["STRATA_METRICS_LISTEN"].rpartition(":")[2]
-    assert targets == [f"{sidecar}:{port}" for _, sidecar in NODES]
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    sidecar_port = _environment(_services()["sidecar-1"])["STRATA_METRICS_LISTEN"]
+    plugin_port = PLUGIN_METRICS_LISTEN
+    for job_name, port, target in (
+        ("strata-sidecar", sidecar_port.rpartition(":")[2], 1),
+        ("strata-plugin", plugin_port.rpartition(":")[2], 0),
+    ):
+        groups = jobs[job_name]["static_configs"]
+        targets = [(t, group["labels"]["kong_node"]) for group in groups for t in group["targets"]]
+        assert targets == [(f"{node[target]}:{port}", node[0]) for node in NODES], job_name
+
+
+def test_prometheus_loads_the_mounted_alert_rules() -> None:
+    """`rule_files` is relative to prometheus.yml: the same glob finds the rules here and in
+    the container, where compose mounts deploy/prometheus/rules beside the config."""
+    config = _load_yaml(PROMETHEUS_CONF)
+    (pattern,) = config["rule_files"]
+    assert list(PROMETHEUS_CONF.parent.glob(pattern)) == [DEPLOY / "prometheus/rules/strata.yml"]
+    prometheus = _services()["prometheus"]
+    conf_dir = Path(
+        next(
+            v for v in prometheus["volumes"] if v.startswith("./deploy/prometheus/prometheus.yml")
+        ).split(":")[1]
+    ).parent
+    rules_dir = conf_dir / Path(pattern).parent
+    assert _volume_at(prometheus, str(rules_dir)) == "./deploy/prometheus/rules"
 
 
 # --- deploy/grafana -------------------------------------------------------------------------
 
 
-def _exported_metrics() -> set[str]:
+def _sidecar_metrics() -> set[str]:
+    """Every family a sidecar with Kafka and analytics exports, as queried (counters with
+    `_total`; a histogram by its base name)."""
     registry = CollectorRegistry()
     PrometheusObserver(registry)
     registry.register(TierCollector(lambda: [TierSnapshot("memory", 0, 0, 1)]))
+    registry.register(BusCollector(lambda: _zero(BusStats)))
+    registry.register(AnalyticsCollector(lambda: _zero(AnalyticsStats)))
     return {m.name + "_total" if m.type == "counter" else m.name for m in registry.collect()}
+
+
+def _zero(cls: Any) -> Any:
+    """An instance of dataclass `cls` with every int field 0 and mappings empty."""
+    fields: dict[str, object] = {
+        f.name: ({} if "Mapping" in str(f.type) else 0) for f in dataclasses.fields(cls)
+    }
+    return cls(**fields)
+
+
+def _exported_metrics() -> set[str]:
+    """What the sidecars and the plugin servers export."""
+    from kong_plugin.plugin_metrics import METRIC_NAMES  # noqa: PLC0415
+
+    return _sidecar_metrics() | set(METRIC_NAMES)
+
+
+def metric_names(query: str) -> set[str]:
+    """The metric families `query` reads (a histogram's series by its base name)."""
+    return {_HISTOGRAM_SERIES.sub("", name) for name in _METRIC.findall(query)}
 
 
 def _queries(node: Any) -> Iterator[str]:
@@ -391,20 +539,39 @@ def _queries(node: Any) -> Iterator[str]:
             yield from _queries(value)
 
 
-def test_dashboard_queries_only_metrics_the_sidecar_exports(tmp_path: Path) -> None:
+def _variables(dashboard: dict[str, Any]) -> dict[str, str]:
+    """Grafana's variables, each given a plain value: textboxes their default, the rest a
+    match-anything regex (they are only used with =~)."""
+    values = {"__rate_interval": "1m", "__range": "1h"}
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "textbox":
+            values[variable["name"]] = variable["query"]
+        else:
+            values[variable["name"]] = ".*"
+    return values
+
+
+def test_dashboard_queries_only_metrics_the_stack_exports(tmp_path: Path) -> None:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     queries = list(_queries(dashboard))
-    used = {name for query in queries for name in _METRIC.findall(query)}
-    assert used >= DASHBOARD_METRICS
+    used = {name for query in queries for name in metric_names(query)}
+    assert used >= DASHBOARD_METRICS, DASHBOARD_METRICS - used
     assert used <= _exported_metrics(), used - _exported_metrics()
 
     (datasource,) = _load_yaml(DATASOURCES)["datasources"]
-    for panel in dashboard["panels"]:
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+    for panel in panels:
         assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
         assert panel["targets"], panel["title"]
 
     # Every panel query is valid PromQL (Grafana's variables given plain values).
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    values = _variables(dashboard)
+    exprs = []
+    for panel in panels:
+        for target in panel["targets"]:
+            expr = re.sub(r"\$(\w+)", lambda m: values[m.group(1)], target["expr"])
+            assert "$" not in expr, target["expr"]
+            exprs.append(expr)
     promtool = _tool("promtool")
     rules = {
         "groups": [
@@ -413,7 +580,7 @@ def test_dashboard_queries_only_metrics_the_sidecar_exports(tmp_path: Path) -> N
                 "rules": [
                     {
                         "record": f"strata:dashboard_query_{i}",
-                        "expr": expr.replace("$__rate_interval", "1m").replace("$node", ".*"),
+                        "expr": expr,
                     }
                     for i, expr in enumerate(exprs)
                 ],
@@ -423,6 +590,20 @@ def test_dashboard_queries_only_metrics_the_sidecar_exports(tmp_path: Path) -> N
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
     result = _run([promtool, "check", "rules", str(tmp_path / "rules.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_cost_prices_are_numbers_with_a_default() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    prices = {
+        v["name"]: float(v["query"])
+        for v in dashboard["templating"]["list"]
+        if v["type"] == "textbox"
+    }
+    assert set(prices) == {"ram_price_gb_month", "disk_price_gb_month"}
+    assert all(price > 0 for price in prices.values())
+    (cost,) = (p for p in dashboard["panels"] if p["title"] == "Estimated monthly cost by tier")
+    exprs = " ".join(t["expr"] for t in cost["targets"])
+    assert "$ram_price_gb_month" in exprs and "$disk_price_gb_month" in exprs
 
 
 def test_grafana_provisioning_points_at_the_mounted_dashboards() -> None:
@@ -485,6 +666,8 @@ def test_plugin_server_starts_with_an_empty_environment_on_kongs_socket(tmp_path
     name = start[start.index("--socket-name") + 1]
     assert f"{prefix.rstrip('/')}/{name}" == socket  # where Kong connects
     start[start.index("-p") + 1] = str(tmp_path)
+    # Not the compose network's 0.0.0.0:9465 on this machine: a free loopback port.
+    start[start.index("--metrics-listen") + 1] = "127.0.0.1:0"
     log = tmp_path / "server.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(start, env={}, cwd="/", stdout=sink, stderr=subprocess.STDOUT)

@@ -13,10 +13,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 DEB_PACKAGES := redis-server memcached postgresql prometheus nginx docker-compose
 DEB_BINARIES := /usr/bin/redis-server /usr/bin/memcached /usr/bin/prometheus /usr/sbin/nginx /usr/bin/docker-compose
 
-.PHONY: help install system-deps proto lint test test-only run bench services-up services-down services-status clean
+.PHONY: help install system-deps proto lint test test-only run cluster bench services-up services-down services-status clean
 
 help:
 	@echo "make run            example upstream + sidecar (in-process tier) + kongsim with kong.yml, on loopback"
+	@echo "make cluster        NGINX + two kongsim nodes (own sidecars) sharing the services' tiers, on loopback"
 	@echo "make test           install, start real servers, lint + type-check + full test suite, stop"
 	@echo "make install        system packages + virtualenv with the project and its dev tools"
 	@echo "make services-up    start Redis, Memcached, PostgreSQL, Prometheus, Tansu on loopback"
@@ -70,6 +71,11 @@ test-only:
 
 run: install
 	@$(PY) -m tools.run
+
+# The shared services stay up after Ctrl-C (make services-down stops them).
+cluster: install
+	@$(MAKE) --no-print-directory services-up
+	@$(PY) -m tools.cluster
 
 bench: install
 	@$(MAKE) --no-print-directory services-up; rc=$$?; \

@@ -1,0 +1,204 @@
+"""`make cluster` (``python -m tools.cluster``): NGINX in front of two gateway nodes on
+loopback, in the foreground, stopped cleanly by Ctrl-C or SIGTERM.
+
+Needs the shared services of `make services-up` (Redis, Memcached, PostgreSQL, the Kafka
+broker); without them it says so and exits with 2. Runs in ``.run/cluster/`` (mode 0700;
+sockets, configurations and every log), which a second run refuses to share. Each run
+uses a namespace and an invalidation topic of its own, so entries of earlier runs are never
+served. Stopping leaves the shared services running (`make services-down` stops them).
+
+Overrides: ``STRATA_KONGSIM_LISTEN`` (NGINX, the gateway clients use; default
+127.0.0.1:8000), ``STRATA_KONGSIM_UPSTREAM_LISTEN`` (the example upstream; default
+127.0.0.1:9000), the sidecars' own ``STRATA_*`` settings (those the cluster sets per node
+win: listen, metrics, node id, shared tiers, namespace, topic), and the flags below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tools.cluster.cluster import Cluster, Mode
+from tools.cluster.processes import ChildError, leftovers, port_free
+from tools.cluster.shared import ServicesDownError
+from tools.stack import REPO, SidecarStartError
+
+DEFAULT_GATEWAY = "127.0.0.1:8000"
+DEFAULT_UPSTREAM = "127.0.0.1:9000"
+RUN_DIR = REPO / ".run" / "cluster"
+#: The example upstream's slow endpoint, as `make run` serves it.
+SLOW_MS = 500
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.cluster", description=__doc__.split("\n")[0])
+    p.add_argument("--nodes", type=int, default=2, help="gateway nodes (default 2)")
+    p.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="no shared tiers: each sidecar keeps its own memory tier (no services needed)",
+    )
+    p.add_argument(
+        "--plugin-workers",
+        default="auto",
+        help="plugin-server workers per node: 'auto' (one per CPU, the default) or 1-64",
+    )
+    p.add_argument("--run-dir", type=Path, default=RUN_DIR, help=f"default {RUN_DIR}")
+    return p
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """`path` (0700) locked for this run; BlockingIOError if another run holds it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    with (path / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+
+
+def _clear(path: Path) -> None:
+    """Remove the previous run's folders (sockets, configurations, logs)."""
+    for old in path.iterdir():
+        if old.is_dir():
+            shutil.rmtree(old)
+
+
+def _summary(cluster: Cluster) -> str:
+    gw = cluster.gateway_url
+    lines = [
+        "",
+        f"Strata cluster is running ({cluster.mode.value} tiers; run folder {cluster.workdir}):",
+        f"  gateway (NGINX)     {gw}  -> {', '.join(n.proxy_listen for n in cluster.nodes)}",
+        f"  example upstream    {cluster.origin.url}",
+    ]
+    for node in cluster.nodes:
+        plugin = node.plugin_metrics_url or "(this plugin server has no --metrics-listen yet)"
+        lines += [
+            f"  {node.node_id}: proxy {node.proxy_url}  sidecar {node.sidecar.address}",
+            f"          sidecar metrics {node.sidecar_metrics_url}",
+            f"          plugin metrics  {plugin}",
+        ]
+    if cluster.settings.get("namespace"):
+        lines.append(
+            f"  shared tiers: namespace {cluster.settings['namespace']},"
+            f" topic {cluster.settings['kafka_topic']}"
+        )
+    a, b = cluster.nodes[0], cluster.nodes[-1]
+    # NGINX passes the client's host without its port: the same key as this Host header
+    host = f"-H 'Host: {cluster.gateway_listen.rpartition(':')[0]}'"
+    lines += [
+        "Try:",
+        f"  curl -si {gw}/products/1 | grep -i cache             # Miss, then Hit on any node",
+        f"  curl -si {host} {b.proxy_url}/products/1 | grep -i cache  # {b.node_id}: Hit",
+        f"  curl -s -X PUT -d '{{\"price\": 1}}' {host} {a.proxy_url}/products/1   # purges",
+        f"  curl -si {host} {b.proxy_url}/products/1 | grep -i x-cache  # Miss on {b.node_id}",
+        f"  curl -s {a.sidecar_metrics_url} | grep ^strata_lookups",
+    ]
+    if a.plugin_metrics_url:
+        lines.append(f"  curl -s {a.plugin_metrics_url} | grep ^strata_plugin_requests_total")
+    lines += [
+        f"Logs: {cluster.workdir}/node-*/ and {cluster.workdir}/nginx/.",
+        "Ctrl-C stops the cluster; the shared services keep running (make services-down).",
+    ]
+    return "\n".join(lines)
+
+
+async def _watch(cluster: Cluster, stop: asyncio.Event) -> None:
+    """Until `stop`: report each process of the cluster that exits (once)."""
+    reported: set[str] = set()
+    while not stop.is_set():
+        parts = [(f"{n.node_id} sidecar", n.sidecar.returncode) for n in cluster.nodes]
+        parts += [(n.gateway.name, n.gateway.returncode) for n in cluster.nodes]
+        if cluster.nginx is not None:
+            parts.append(("nginx", cluster.nginx.child.returncode))
+        for name, rc in parts:
+            if rc is not None and name not in reported:
+                reported.add(name)
+                print(f"make cluster: {name} exited ({rc}); the rest keeps running", flush=True)
+            elif rc is None:
+                reported.discard(name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def _serve(args: argparse.Namespace, gateway: str, upstream: str) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    cluster = Cluster(
+        args.run_dir,
+        nodes=args.nodes,
+        mode=Mode.MEMORY if args.memory_only else Mode.SHARED,
+        gateway=gateway,
+        upstream=upstream,
+        plugin_workers=args.plugin_workers,
+        slow_ms=SLOW_MS,
+    )
+    try:
+        await cluster.start()
+    except ServicesDownError as exc:
+        print(f"make cluster: {exc}", file=sys.stderr)
+        return 2
+    except (ChildError, SidecarStartError, OSError) as exc:
+        print(f"make cluster: could not start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(_summary(cluster), flush=True)
+        await _watch(cluster, stop)
+    finally:
+        print("make cluster: stopping (NGINX, gateways, sidecars, upstream)", flush=True)
+        await cluster.stop()
+    left = cluster.leftovers()
+    if left:
+        print(f"make cluster: still running: {left}", file=sys.stderr)
+        return 1
+    print("make cluster: stopped; nothing of the cluster is left running", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    args.run_dir = args.run_dir.resolve()  # children name it: sockets, prefixes, configs
+    if args.nodes < 1:
+        print("make cluster: --nodes must be at least 1", file=sys.stderr)
+        return 2
+    gateway = os.environ.get("STRATA_KONGSIM_LISTEN", DEFAULT_GATEWAY)
+    upstream = os.environ.get("STRATA_KONGSIM_UPSTREAM_LISTEN", DEFAULT_UPSTREAM)
+    for name, listen in (("gateway (NGINX)", gateway), ("example upstream", upstream)):
+        if not port_free(listen):
+            print(
+                f"make cluster: {listen} ({name}) is already in use; stop what holds it or set "
+                "STRATA_KONGSIM_LISTEN / STRATA_KONGSIM_UPSTREAM_LISTEN",
+                file=sys.stderr,
+            )
+            return 1
+    try:
+        with _locked(args.run_dir):
+            earlier = leftovers(args.run_dir)
+            if earlier:
+                pids = " ".join(str(pid) for pid, _ in earlier)
+                print(
+                    f"make cluster: processes of an earlier run in {args.run_dir} still run"
+                    f" (pids {pids}); stop them first (kill {pids})",
+                    file=sys.stderr,
+                )
+                return 1
+            _clear(args.run_dir)
+            return asyncio.run(_serve(args, gateway, upstream))
+    except BlockingIOError:
+        print(f"make cluster: another run uses {args.run_dir}; stop it first", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

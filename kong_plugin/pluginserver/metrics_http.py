@@ -5,9 +5,12 @@ supervisor (never in a worker's loop, so a scraper cannot slow Kong's requests d
 ``GET`` or ``HEAD /metrics`` (any query) answers Prometheus' text format from `collect`;
 any other path is 404, any other method 405, a request head that is not HTTP 400.
 
-Against hostile clients: at most `MAX_CONNECTIONS` at once (more are closed at once), a
-request head of at most `MAX_HEAD_BYTES` read within `HEAD_TIMEOUT_S` (slowloris), the
-answer written within `WRITE_TIMEOUT_S`, the body never read. How often workers are asked
+Against hostile clients: at most `MAX_CONNECTIONS` at once. A connection beyond that
+closes the oldest one still sending its request head (so idle or slowloris connections
+cannot shut a scraper out: a real scrape sends its head at once and is then no longer
+evictable); when every connection is past its head, the new one is closed at once. A
+request head of at most `MAX_HEAD_BYTES` read within `HEAD_TIMEOUT_S`, the answer written
+within `WRITE_TIMEOUT_S`, the body never read. How often workers are asked
 is bounded by `collect` (`kong_plugin.pluginserver.metrics_node`).
 
 A port that cannot be bound does not stop the plugin server: the error is logged and the
@@ -71,6 +74,10 @@ class MetricsEndpoint:
         self.port = port
         self._collect = collect
         self._open = 0
+        #: connections still sending their request head, oldest first
+        self._heads: dict[asyncio.StreamWriter, None] = {}
+        #: connections closed to make room, whose slot was handed on already
+        self._evicted: set[asyncio.StreamWriter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -142,18 +149,31 @@ class MetricsEndpoint:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._open >= MAX_CONNECTIONS:
-            writer.close()
-            return
+            if not self._heads:
+                writer.close()
+                return
+            oldest = next(iter(self._heads))
+            del self._heads[oldest]
+            self._evicted.add(oldest)  # its slot is this connection's from now on
+            self._open -= 1
+            oldest.close()  # its head read ends with the connection
         self._open += 1
+        self._heads[writer] = None
         try:
-            status, body, head_only = await self._answer(reader)
+            try:
+                status, body, head_only = await self._answer(reader)
+            finally:
+                self._heads.pop(writer, None)
             await self._write(writer, status, body, head_only)
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
             log.exception("metrics request failed")
         finally:
-            self._open -= 1
+            if writer in self._evicted:
+                self._evicted.discard(writer)
+            else:
+                self._open -= 1
             writer.close()
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:

@@ -685,7 +685,11 @@ SCHEMA: list[SchemaField] = [
                         "type": "number",
                         "required": True,
                         "default": 0.0,
+                        # Kong's `between` lets NaN through (both comparisons are false,
+                        # kong/db/schema/init.lua); `gt` does not, so NaN fails at load
+                        "gt": -1,
                         "between": [0, 1],
+                        "err": "must be a number from 0 to 1",
                         "description": "Share of this route's requests that produce an "
                         "analytics event, 0.0 (off) to 1.0 (every request).",
                     }

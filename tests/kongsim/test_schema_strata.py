@@ -35,6 +35,7 @@ from kongsim.http import keyauth
 
 ROOT = Path(__file__).resolve().parents[2]
 LABEL = "plugin 'strata-cache' on route 'r'"
+ERR_SAMPLE_RATE = "must be a number from 0 to 1"
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,11 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"stale_if_error": 10**10}, "stale_if_error", "value should be between 0 and 31536000"),
     ({"cache_ttl": 0}, "cache_ttl", "value must be greater than 0"),
     ({"memory": {"dictionary_name": ""}}, "memory.dictionary_name", "length must be at least 1"),
+    # analytics: NaN passes Kong's `between` (both comparisons false); `gt` catches it
+    ({"analytics": {"sample_rate": float("nan")}}, "analytics.sample_rate", ERR_SAMPLE_RATE),
+    ({"analytics": {"sample_rate": 2}}, "analytics.sample_rate", ERR_SAMPLE_RATE),
+    ({"analytics": {"sample_rate": -0.1}}, "analytics.sample_rate", ERR_SAMPLE_RATE),
+    ({"analytics": {"sample_rate": float("inf")}}, "analytics.sample_rate", ERR_SAMPLE_RATE),
 ]
 
 
@@ -187,6 +193,9 @@ GOOD: list[dict[str, Any]] = [
     {"request_method": ["GET", "HEAD", "POST"], "cache_ttl": 31536000},
     {"storage_ttl": 31536000, "stale_while_revalidate": 31536000, "stale_if_error": 31536000},
     {"tags": ["t"] * 64},
+    {"analytics": {"sample_rate": 0}},
+    {"analytics": {"sample_rate": 0.25}},
+    {"analytics": {"sample_rate": 1}},
 ]
 
 

@@ -44,6 +44,7 @@ ALLOWED = {
     "description",
     "keys",
     "values",
+    "err",  # field_schema's `err`: replaces a failing validator's message
 }
 ONLY_ON = {
     "between": {"integer", "number"},

@@ -12,11 +12,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from confluent_kafka import KafkaException
-
 from sidecar.analytics.producer import KafkaPublisher, PublisherSettings
 from sidecar.analytics.service import Analytics
-from sidecar.cluster.kafka_bus import ensure_topic
+from sidecar.cluster.kafka_bus import ensure_topic_retrying
 from sidecar.config import SidecarConfig
 from sidecar.core.backoff import Backoff
 
@@ -49,27 +47,10 @@ async def ensure_analytics_topic(
     check again whenever `failures()` (events the broker did not take) has grown since the
     last check, at most every `retry_s` (a broker that lost its state lost the topic too, and
     auto-creation is off). Runs until cancelled."""
-    loop = asyncio.get_running_loop()
     backoff = Backoff(retry_s)
     seen = failures()
     while True:
-        try:
-            created = await asyncio.to_thread(
-                ensure_topic, bootstrap, topic, partitions, TOPIC_TIMEOUT_S
-            )
-        except (KafkaException, TimeoutError) as exc:
-            backoff.failed(loop.time())
-            log.warning(
-                f"Kafka topic {topic} not checked (broker unreachable?); retrying: {exc}",
-                extra={"event.action": "kafka-topic-unchecked", "strata.kafka.topic": topic},
-            )
-            await asyncio.sleep(backoff.remaining(loop.time()))
-            continue
-        if created:
-            log.info(
-                f"Kafka topic {topic} created with {partitions} partitions",
-                extra={"event.action": "kafka-topic-created", "strata.kafka.topic": topic},
-            )
+        await ensure_topic_retrying(bootstrap, topic, partitions, backoff, log, TOPIC_TIMEOUT_S)
         while True:
             await asyncio.sleep(retry_s)
             now = failures()
@@ -103,4 +84,7 @@ async def start_analytics(
             "strata.node_id": node_id,
         },
     )
-    return Analytics(node_id, publisher), publisher, topic
+    analytics = Analytics(
+        node_id, publisher, max_events_per_second=config.analytics_max_events_per_second
+    )
+    return analytics, publisher, topic

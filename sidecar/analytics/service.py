@@ -7,10 +7,14 @@ to the publisher's bounded queue, ``rejected`` ones failed `sidecar.analytics.ev
 the queue full. With analytics off (`OFF`: no ``kafka_bootstrap`` or no
 ``analytics_topic``) nothing is taken: the answer says ``disabled`` and when to try again
 (`RETRY_AFTER_MS`), and the events count as dropped (``disabled``). The event loop is given
-back every `CHUNK_EVENTS` events, so a large batch does not hold other clients' calls.
+back every `CHUNK_EVENTS` events, so a large batch does not hold other clients' calls, and
+at most `max_events_per_second` events are checked and queued per second (a token bucket
+holding one second's worth): the rest of a batch is dropped unread (``rate-limited``,
+answered as ``dropped``), so analytics takes a bounded share of the sidecar's CPU whatever a
+client sends.
 
 Counters (`stats`, one metric each): events received, published (acknowledged by the
-broker), dropped by reason (``invalid``, ``disabled``, ``queue-full``,
+broker), dropped by reason (``invalid``, ``disabled``, ``rate-limited``, ``queue-full``,
 ``broker-unavailable``), queued now. Eventually ``received == published + sum(dropped)``.
 
 Not guaranteed: anything beyond what the publisher guarantees (`sidecar.analytics.producer`:
@@ -50,7 +54,10 @@ RETRY_AFTER_MS = 60_000
 CHUNK_EVENTS = 64
 #: Least time between two log lines about invalid events.
 LOG_INTERVAL_S = 60.0
-DROP_REASONS = ("invalid", "disabled", "queue-full", "broker-unavailable")
+DROP_REASONS = ("invalid", "disabled", "rate-limited", "queue-full", "broker-unavailable")
+#: Events checked and queued per second at most, by default (the setting
+#: ``analytics_max_events_per_second``).
+MAX_EVENTS_PER_SECOND = 20_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,13 +113,20 @@ class Analytics:
         node_id: str,
         publisher: Publisher = OFF,
         clock: Callable[[], float] = time.time,
+        max_events_per_second: int = MAX_EVENTS_PER_SECOND,
+        ticker: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
         self._publisher = publisher
         self._clock = clock
+        self._ticker = ticker
+        self._rate = float(max_events_per_second)
+        self._tokens = self._rate
+        self._filled_at = ticker()
         self._received = 0
         self._dropped: Counter[str] = Counter()
         self._log_limit = LogLimit(LOG_INTERVAL_S)
+        self._limit_log = LogLimit(LOG_INTERVAL_S)
 
     @property
     def enabled(self) -> bool:
@@ -126,8 +140,10 @@ class Analytics:
             self._dropped["disabled"] += len(events)
             return _pb.AccessAck(disabled=True, retry_after_ms=RETRY_AFTER_MS)
         now_ms = int(self._clock() * 1000)
+        allowed = self._take(len(events))
+        limited = len(events) - allowed
         accepted = rejected = dropped = 0
-        for i, event in enumerate(events):
+        for i, event in enumerate(events[:allowed] if limited else events):
             if i and i % CHUNK_EVENTS == 0:
                 await asyncio.sleep(0)
             invalid = check(event, now_ms)
@@ -141,7 +157,28 @@ class Analytics:
             else:
                 dropped += 1  # the publisher counted it (queue-full)
         self._dropped["invalid"] += rejected
-        return _pb.AccessAck(accepted=accepted, rejected=rejected, dropped=dropped)
+        if limited:
+            self._dropped["rate-limited"] += limited
+            self._log_limited(limited)
+        return _pb.AccessAck(accepted=accepted, rejected=rejected, dropped=dropped + limited)
+
+    def _take(self, wanted: int) -> int:
+        """How many of `wanted` events the rate budget lets through now (taken from it)."""
+        now = self._ticker()
+        self._tokens = min(self._rate, self._tokens + (now - self._filled_at) * self._rate)
+        self._filled_at = now
+        allowed = min(wanted, int(self._tokens))
+        self._tokens -= allowed
+        return allowed
+
+    def _log_limited(self, count: int) -> None:
+        held = self._limit_log.take(time.monotonic())
+        if held is not None:
+            log.warning(
+                f"analytics events dropped: more than {int(self._rate)} a second reported "
+                f"({count} in this batch)",
+                extra={"event.action": "analytics-rate-limited", "event.reason": "rate-limited"},
+            )
 
     def stats(self) -> AnalyticsStats:
         published = self._publisher.stats()

@@ -170,6 +170,38 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 1
     return True
 
 
+async def ensure_topic_retrying(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    backoff: Backoff,
+    logger: logging.Logger,
+    timeout_s: float = 10.0,
+) -> None:
+    """`ensure_topic` in a thread, again after `backoff` until the broker answers. Each
+    failure is logged at WARNING on `logger` (``kafka-topic-unchecked``; the backoff spaces
+    them), a creation at INFO (``kafka-topic-created``). Not guaranteed: that the topic has
+    `partitions` partitions (an existing one is left as it is)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            created = await asyncio.to_thread(ensure_topic, bootstrap, topic, partitions, timeout_s)
+        except (KafkaException, TimeoutError) as exc:
+            backoff.failed(loop.time())
+            logger.warning(
+                f"Kafka topic {topic} not checked (broker unreachable?); retrying: {exc}",
+                extra={"event.action": "kafka-topic-unchecked", "strata.kafka.topic": topic},
+            )
+            await asyncio.sleep(backoff.remaining(loop.time()))
+            continue
+        if created:
+            logger.info(
+                f"Kafka topic {topic} created with {partitions} partitions",
+                extra={"event.action": "kafka-topic-created", "strata.kafka.topic": topic},
+            )
+        return
+
+
 class KafkaBus:
     """One node's end of the invalidation topic. Use from one event loop."""
 

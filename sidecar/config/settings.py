@@ -435,6 +435,14 @@ class SidecarConfig:
         parse=count,
         check=Range(100, 10_000_000),
     )
+    analytics_max_events_per_second: int = setting(
+        20_000,
+        "analytics events a sidecar checks and queues per second at most (all plugins "
+        "together); beyond it the rest of a batch is dropped unread and counted "
+        "(rate-limited), so analytics takes a bounded share of the sidecar's CPU",
+        parse=count,
+        check=Range(100, 1_000_000),
+    )
     analytics_linger_ms: int = setting(
         100,
         "how long the analytics producer waits to fill a batch before sending it (librdkafka "

@@ -16,9 +16,12 @@ import asyncio
 import logging
 import socket
 
-from confluent_kafka import KafkaException
-
-from sidecar.cluster.kafka_bus import KafkaBus, KafkaBusConfig, default_node_id, ensure_topic
+from sidecar.cluster.kafka_bus import (
+    KafkaBus,
+    KafkaBusConfig,
+    default_node_id,
+    ensure_topic_retrying,
+)
 from sidecar.config import SidecarConfig
 from sidecar.core.backoff import Backoff
 from sidecar.core.errors import ConfigError
@@ -61,28 +64,9 @@ async def ensure_topics(bus: KafkaBusConfig, partitions: int, retry_interval_s: 
     wanted = [(bus.topic, partitions)]
     if bus.dead_letter_topic:
         wanted.append((bus.dead_letter_topic, 1))
-    loop = asyncio.get_running_loop()
     backoff = Backoff(retry_interval_s)
     for topic, count in wanted:
-        while True:
-            try:
-                created = await asyncio.to_thread(
-                    ensure_topic, bus.bootstrap, topic, count, TOPIC_TIMEOUT_S
-                )
-            except (KafkaException, TimeoutError) as exc:
-                backoff.failed(loop.time())
-                log.warning(
-                    f"Kafka topic {topic} not checked (broker unreachable?); retrying: {exc}",
-                    extra={"event.action": "kafka-topic-unchecked", "strata.kafka.topic": topic},
-                )
-                await asyncio.sleep(backoff.remaining(loop.time()))
-                continue
-            if created:
-                log.info(
-                    f"Kafka topic {topic} created with {count} partitions",
-                    extra={"event.action": "kafka-topic-created", "strata.kafka.topic": topic},
-                )
-            break
+        await ensure_topic_retrying(bus.bootstrap, topic, count, backoff, log, TOPIC_TIMEOUT_S)
 
 
 async def start_bus(

@@ -54,6 +54,10 @@ class RpcLimits:
     max_tags: int = 256
     #: Most events in one ``ReportAccess`` batch (the plugin sends at most 500).
     max_report_events: int = 1024
+    #: ``ReportAccess`` calls handled at once; more are refused (RESOURCE_EXHAUSTED,
+    #: ``too_many_reports``) so that analytics never crowds lookups off the event loop.
+    #: The plugin sends one batch at a time per worker.
+    max_reports_in_flight: int = 4
     #: The gRPC message limit both ways (derived from the body and header limits).
     max_message_bytes: int = 4 * MIB
 

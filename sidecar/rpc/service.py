@@ -89,6 +89,7 @@ class CacheService:
         self.limits = limits = limits or RpcLimits()
         self._closing = asyncio.Event()  # set once: the server is shutting down
         self._unary = Gate(limits.max_unary_in_flight)
+        self._reports = Gate(limits.max_reports_in_flight)
         self.reply_budget = ByteBudget(limits.max_pending_reply_bytes)
         self.intake = Intake(limits)
         self._ops = Operations(engine, limits.max_coalesce_waiters, invalidations)
@@ -162,7 +163,8 @@ class CacheService:
     ) -> _pb.AccessAck | None:
         """Analytics events (`sidecar.analytics.service`); a batch of more than
         `RpcLimits.max_report_events` is refused whole (INVALID_ARGUMENT,
-        ``too_many_events``)."""
+        ``too_many_events``), and so is a call beyond `RpcLimits.max_reports_in_flight`
+        (RESOURCE_EXHAUSTED, ``too_many_reports``)."""
         return await self._handle("report_access", request, context, self._report_access)
 
     async def _report_access(self, req: _pb.AccessBatch) -> _pb.AccessAck:
@@ -172,7 +174,16 @@ class CacheService:
             raise InvalidRequestError(
                 "events", f"more than {limit} elements; nothing was taken", "too_many_events"
             )
-        return await self.analytics.report(req)
+        if not self._reports.try_enter():
+            raise ReplyRefusedError(
+                "too_many_reports",
+                f"{self._reports.limit} ReportAccess calls are in progress, the most this "
+                "sidecar handles at once; nothing was taken",
+            )
+        try:
+            return await self.analytics.report(req)
+        finally:
+            self._reports.leave()
 
     async def _handle(
         self,

@@ -159,7 +159,13 @@ def test_valid_events_are_queued_invalid_refused_and_a_full_queue_drops() -> Non
     assert (ack.accepted, ack.rejected, ack.dropped, ack.disabled) == (3, 1, 2, False)
     s = analytics.stats()
     assert (s.received, s.published) == (6, 3)
-    assert s.dropped == {"invalid": 1, "disabled": 0, "queue-full": 2, "broker-unavailable": 0}
+    assert s.dropped == {
+        "invalid": 1,
+        "disabled": 0,
+        "rate-limited": 0,
+        "queue-full": 2,
+        "broker-unavailable": 0,
+    }
     assert s.received == s.published + sum(s.dropped.values())
     assert all(json.loads(v)["node_id"] == "node-a" for _, v in publisher.messages)
 
@@ -255,3 +261,58 @@ def test_a_sidecar_without_analytics_answers_disabled_through_the_service() -> N
     service = CacheService(engine)
     ack = asyncio.run(service.ReportAccess(pb.AccessBatch(events=[event()]), Context()))
     assert ack is not None and ack.disabled
+
+
+def test_reports_beyond_the_in_flight_limit_are_refused_and_lookups_keep_their_turn() -> None:
+    engine = build_engine(SidecarConfig(), SystemClock(), NullObserver())
+    release = asyncio.Event()
+
+    class Slow(Analytics):
+        async def report(self, batch: pb.AccessBatch) -> pb.AccessAck:
+            await release.wait()  # a report being handled holds its place
+            return pb.AccessAck(accepted=len(batch.events))
+
+    service = CacheService(
+        engine,
+        RpcLimits(max_reports_in_flight=2),
+        analytics=Slow("n", QueuePublisher(room=10)),
+    )
+
+    async def run() -> list[tuple[pb.AccessAck | None, Context]]:
+        contexts = [Context() for _ in range(3)]
+        calls = [
+            asyncio.create_task(service.ReportAccess(pb.AccessBatch(events=[event()]), c))
+            for c in contexts
+        ]
+        await asyncio.sleep(0.05)
+        assert calls[2].done(), "the third report was refused at once, not queued"
+        release.set()
+        return [(await t, c) for t, c in zip(calls, contexts, strict=True)]
+
+    (first, a), (second, b), (third, c) = asyncio.run(run())
+    assert first is not None and second is not None and first.accepted == 1
+    assert (a.code, b.code) == (None, None)
+    assert third is None and c.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "ReportAccess calls are in progress" in c.details
+    # the places are given back: a later report is handled
+    later = asyncio.run(service.ReportAccess(pb.AccessBatch(events=[event()]), Context()))
+    assert later is not None and later.accepted == 1
+
+
+def test_events_beyond_the_rate_budget_are_dropped_unread_and_counted() -> None:
+    now = [100.0]
+    publisher = QueuePublisher(room=10_000)
+    analytics = Analytics("n", publisher, max_events_per_second=200, ticker=lambda: now[0])
+    batch = pb.AccessBatch(events=[event(time_ms=int(time.time() * 1000))] * 150)
+    first = asyncio.run(analytics.report(batch))
+    second = asyncio.run(analytics.report(batch))  # 50 tokens left of one second's 200
+    assert (first.accepted, first.dropped) == (150, 0)
+    assert (second.accepted, second.dropped) == (50, 100)
+    now[0] += 0.5  # half a second refills 100
+    third = asyncio.run(analytics.report(batch))
+    assert (third.accepted, third.dropped) == (100, 50)
+    now[0] += 60  # never more than one second's worth
+    fourth = asyncio.run(analytics.report(pb.AccessBatch(events=list(batch.events) * 2)))
+    assert (fourth.accepted, fourth.dropped) == (200, 100)
+    assert analytics.stats().dropped["rate-limited"] == 250
+    assert len(publisher.messages) == 500  # only what the budget let through was read

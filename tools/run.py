@@ -19,12 +19,12 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
 from kongsim.protocol.spec import parse_env_names
+from tools.services.procs import port_free
 from tools.stack import REPO, SidecarProcess, SidecarStartError, Stack
 
 DEFAULT_GATEWAY = "127.0.0.1:8000"
@@ -33,16 +33,6 @@ DEFAULT_UPSTREAM = "127.0.0.1:9000"
 SLOW_MS = 500
 #: Kong's default log level ("notice", between INFO and WARNING), as `python -m kongsim`.
 NOTICE = 25
-
-
-def _port_free(listen: str) -> bool:
-    host, _, port = listen.rpartition(":")
-    with socket.socket() as s:
-        try:
-            s.bind((host, int(port)))
-        except OSError:
-            return False
-    return True
 
 
 def _quick_start(gateway: str, upstream: str, sidecar: str) -> str:
@@ -97,7 +87,7 @@ def main() -> int:
     gateway = os.environ.get("STRATA_KONGSIM_LISTEN", DEFAULT_GATEWAY)
     upstream = os.environ.get("STRATA_KONGSIM_UPSTREAM_LISTEN", DEFAULT_UPSTREAM)
     for name, listen in (("gateway", gateway), ("example upstream", upstream)):
-        if not _port_free(listen):
+        if not port_free(listen):
             print(
                 f"make run: {listen} ({name}) is already in use; stop what holds it or set "
                 "STRATA_KONGSIM_LISTEN / STRATA_KONGSIM_UPSTREAM_LISTEN",

@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tools.cluster.cluster import Cluster, Mode
-from tools.cluster.processes import ChildError, leftovers, port_free
+from tools.cluster.processes import ChildError, leftovers
 from tools.cluster.shared import ServicesDownError
+from tools.services.procs import port_free
 from tools.stack import REPO, SidecarStartError
 
 DEFAULT_GATEWAY = "127.0.0.1:8000"

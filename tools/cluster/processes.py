@@ -48,17 +48,6 @@ def port_open(listen: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def port_free(listen: str) -> bool:
-    """True if ``host:port`` can be bound now (it may be taken again at once)."""
-    host, _, port = listen.rpartition(":")
-    with socket.socket() as s:
-        try:
-            s.bind((host, int(port)))
-        except OSError:
-            return False
-    return True
-
-
 class Child:
     """One child process: `argv` run in `cwd` with `env`, stdout and stderr appended to
     `log`. `stop_signal` asks it to stop (SIGKILL follows after the stop timeout)."""

@@ -35,6 +35,17 @@ def free_port() -> int:
     raise ServiceError("could not find a free loopback port")
 
 
+def port_free(listen: str) -> bool:
+    """True if ``host:port`` can be bound now (another process may take it at once)."""
+    host, _, port = listen.rpartition(":")
+    with socket.socket() as s:
+        try:
+            s.bind((host, int(port)))
+        except OSError:
+            return False
+    return True
+
+
 def parse_stat(stat: str) -> tuple[str, int]:
     """(state letter, start time in clock ticks) from the text of ``/proc/<pid>/stat``."""
     fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3 of proc(5)

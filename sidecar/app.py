@@ -194,14 +194,15 @@ def placement_from(config: SidecarConfig) -> PlacementPolicy:
 
 
 def budgets_from(config: SidecarConfig, tiers: list[Tier], clock: Clock) -> Budgets | None:
-    """Byte budgets of the shared tiers per `*_max_bytes` (None when every one is 0): each
-    budgeted tier's usage is read through its `usage()` (behind its circuit breaker)."""
+    """The shared tiers' occupancy and byte budgets per `*_max_bytes` (None without a
+    shared tier): each one's usage is read through its `usage()` (behind its circuit
+    breaker), budget or not, so ``strata_tier_bytes`` reports it."""
     max_bytes = {
         "redis": config.redis_max_bytes,
         "memcached": config.memcached_max_bytes,
         "postgres": config.postgres_max_bytes,
     }
-    usage = {t.name: t.usage for t in tiers if max_bytes.get(t.name, 0) > 0}
+    usage = {t.name: t.usage for t in tiers if t.name in max_bytes}
     budgets = Budgets(max_bytes, usage, clock)
     return budgets if budgets else None
 

@@ -337,7 +337,8 @@ class SidecarConfig:
     )
     budget_sample_seconds: float = setting(
         5.0,
-        "how often the usage of the shared tiers with a byte budget is sampled",
+        "how often the shared tiers' usage is sampled (their strata_tier_bytes, and the "
+        "check of a byte budget where one is set)",
         parse=seconds,
         check=Range(0.1, 3600, "s"),
     )

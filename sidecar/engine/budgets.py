@@ -1,12 +1,14 @@
 """Per-tier byte budgets of the shared tiers: sampled usage against a configured budget.
 
-`Budgets` holds, per shared tier with a budget (``redis_max_bytes``,
-``memcached_max_bytes``, ``postgres_max_bytes`` > 0), an async usage reader (the tier's
-`usage()`) and the last value it returned. The app calls `sample()` every
+`Budgets` holds, per shared tier, an async usage reader (the tier's `usage()`), the last
+value it returned, and the tier's budget if it has one (``redis_max_bytes``,
+``memcached_max_bytes``, ``postgres_max_bytes`` > 0). The app calls `sample()` every
 ``budget_sample_seconds``; the engine reads `over_budget()` (no I/O) on every placement
 decision and skips those tiers (`PlacementPolicy.tiers_for(..., over_budget=...)`), and
-`annotate()` puts the budget and the last sample into the tier's `TierSnapshot`
-(``max_bytes`` / ``bytes``, so ``strata_tier_max_bytes`` / ``strata_tier_bytes``).
+`annotate()` puts the last sample and the budget into the tier's `TierSnapshot`
+(``bytes`` / ``max_bytes``, so ``strata_tier_bytes`` / ``strata_tier_max_bytes``: the
+occupancy of every shared tier is reported, budget or not; ``max_bytes`` stays 0 without
+one).
 
 What the usage is, per tier (each one cheap, one round trip):
 
@@ -96,11 +98,12 @@ class Budgets:
         clock: Clock,
     ) -> None:
         """`max_bytes`: budget per tier name (0 or absent = none); `usage`: how to read
-        each tier's bytes now. Only tiers with both a budget and a reader are sampled."""
+        each tier's bytes now. Every tier with a reader is sampled (its occupancy is
+        reported); only those with a budget too can be over budget."""
         if any(v < 0 for v in max_bytes.values()):
             raise ValueError("a byte budget must not be negative")
         self._max = {name: b for name, b in max_bytes.items() if b > 0 and name in usage}
-        self._usage = {name: usage[name] for name in self._max}
+        self._usage = dict(usage)
         self._clock = clock
         self._last: dict[str, int] = {}
         self._over: frozenset[str] = frozenset()
@@ -111,10 +114,10 @@ class Budgets:
         return dict(self._max)
 
     def __bool__(self) -> bool:
-        return bool(self._max)
+        return bool(self._usage)
 
     async def sample(self) -> None:
-        """Read every budgeted tier's usage once; a failure keeps its previous sample."""
+        """Read every tier's usage once; a failure keeps its previous sample."""
         for name, read in self._usage.items():
             try:
                 used = await read()
@@ -130,16 +133,16 @@ class Budgets:
         return self._over
 
     def usage(self, name: str) -> int | None:
-        """The last sampled usage of `name` (None: not sampled yet, or no budget)."""
+        """The last sampled usage of `name` (None: not sampled yet, or no reader)."""
         return self._last.get(name)
 
     def annotate(self, snapshot: TierSnapshot) -> TierSnapshot:
-        """`snapshot` with the tier's budget as `max_bytes` and its last sample as
-        `bytes` (unchanged for a tier without a budget)."""
-        budget = self._max.get(snapshot.name)
-        if budget is None:
+        """`snapshot` with the tier's last sample as `bytes` and its budget (if any) as
+        `max_bytes` (unchanged for a tier that is not sampled)."""
+        if snapshot.name not in self._usage:
             return snapshot
         used = self._last.get(snapshot.name, snapshot.bytes)
+        budget = self._max.get(snapshot.name, snapshot.max_bytes)
         return replace(snapshot, max_bytes=budget, bytes=used)
 
     def _log_failure(self, name: str, exc: BaseException) -> None:

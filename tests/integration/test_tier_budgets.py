@@ -97,11 +97,16 @@ async def test_tiny_redis_budget_keeps_hot_entries_out_of_redis(make_engine: Mak
 
 async def test_no_budget_writes_hot_entries_to_redis(make_engine: MakeEngine) -> None:
     engine, config, obs = await make_engine()
-    assert not engine.budgets  # NoBudgets
     await _store_hot(engine, b"hot")
     assert _in_redis(config, b"hot")
     assert _in_postgres(config, b"hot")
     assert not [e for e in obs.events if e[0] == "placement_skipped"]
+    # without a budget the shared tiers' bytes are still sampled and reported, never "over"
+    await engine.budgets.sample()
+    assert engine.budgets.over_budget() == frozenset()
+    for name in ("redis", "memcached", "postgres"):
+        used = engine.budgets.usage(name)
+        assert used is not None and used > 0, name
 
 
 async def test_every_shared_tier_reports_its_usage(make_engine: MakeEngine) -> None:

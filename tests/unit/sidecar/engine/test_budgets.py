@@ -90,13 +90,20 @@ async def test_over_budget_at_or_above_the_budget(clock: ManualClock) -> None:
     assert budgets.over_budget() == frozenset()
 
 
-async def test_zero_or_missing_budget_or_reader_is_not_sampled(clock: ManualClock) -> None:
+async def test_a_tier_without_a_budget_is_sampled_for_its_bytes_but_never_over_budget(
+    clock: ManualClock,
+) -> None:
     redis, pg = FakeUsage(10**9), FakeUsage(10**9)
     budgets = Budgets({"redis": 0, "memcached": 5}, {"redis": redis, "postgres": pg}, clock)
-    assert not budgets
+    assert budgets  # something to sample
+    assert budgets.max_bytes == {}  # memcached's budget has no reader: nothing to check
     await budgets.sample()
-    assert redis.reads == pg.reads == 0
+    assert redis.reads == pg.reads == 1
     assert budgets.over_budget() == frozenset()
+    snap = TierSnapshot("redis", 0, 0, 0, hits=3)
+    assert budgets.annotate(snap) == TierSnapshot("redis", 0, 10**9, 0, hits=3)
+    assert budgets.annotate(TierSnapshot("memcached", 0, 0, 0)).bytes == 0
+    assert not Budgets({"redis": 100}, {}, clock)
 
 
 async def test_failed_sample_keeps_the_last_one_and_logs_once_a_minute(
@@ -220,7 +227,12 @@ async def test_budgets_from_config_reads_usage_through_the_breaker(clock: Manual
         CircuitBreakerTier(UsageTier("redis", clock), clock),
         CircuitBreakerTier(DictTier("postgres", clock), clock),  # inner has no usage()
     ]
-    assert budgets_from(SidecarConfig(), tiers, clock) is None  # type: ignore[arg-type]
+    unbudgeted = budgets_from(SidecarConfig(), tiers, clock)  # type: ignore[arg-type]
+    assert unbudgeted is not None and unbudgeted.max_bytes == {}
+    await unbudgeted.sample()  # occupancy reported without a budget
+    assert unbudgeted.annotate(TierSnapshot("redis", 0, 0, 0)).bytes == 7
+    assert unbudgeted.over_budget() == frozenset()
+    assert budgets_from(SidecarConfig(), [DictTier("memory", clock)], clock) is None
     config = SidecarConfig(redis_max_bytes=7, postgres_max_bytes=1)
     budgets = budgets_from(config, tiers, clock)  # type: ignore[arg-type]
     assert budgets is not None

@@ -2,6 +2,9 @@
 pure decisions (`kong_plugin.decide`, `kong_plugin.replies`), the sidecar client (through
 `kong_plugin.wire`) and the process's state (`kong_plugin.runtime`). A phase reads from the
 PDK, asks a decision, and acts on it.
+How a request is ended or marked and its outcome published lives in `kong_plugin.answers`,
+the state handed to later phases in `kong_plugin.handover`, a stale answer with a
+background refresh in `kong_plugin.stale_refresh`.
 
 Rules this file lives by (see the plugin-server protocol notes):
 
@@ -55,30 +58,30 @@ before its deadline is reported as not stored, and may still land).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kong_plugin import carry, decide, refresh, runtime, wire
-from kong_plugin.cache_key import CacheKey, build_key
+from kong_plugin import carry, decide, runtime, wire
+from kong_plugin.answers import bypass, hide_targeted, serve
+from kong_plugin.cache_key import build_key
 from kong_plugin.cache_status import XCacheStatus
 from kong_plugin.cacheability import request_decision
 from kong_plugin.client import SidecarClient, SidecarError, SidecarUntrustedError
 from kong_plugin.config import PluginConfig, parse_config
 from kong_plugin.credentials import guard
 from kong_plugin.errors import ConfigError
+from kong_plugin.handover import carried, carried_raw, remember, unpacked
 from kong_plugin.headers import Headers, header_lines
 from kong_plugin.inflight import RequestState
 from kong_plugin.invalidation import is_write
 from kong_plugin.origin_events import origin_answered, origin_failed
-from kong_plugin.outcome import Phase, Seen, detail_of, store_outcome
+from kong_plugin.outcome import Phase, Seen, store_outcome
 from kong_plugin.pdk import (
     exit_with,
     identify,
     matched_route,
     pdk,
-    refresh_target,
     request_headers,
     request_line,
     request_target,
@@ -89,23 +92,17 @@ from kong_plugin.pdk import (
 )
 from kong_plugin.pluginserver.events import blocking
 from kong_plugin.poisoning import present, without
-from kong_plugin.refresh_pool import Started
 from kong_plugin.replies import (
-    Served,
-    bypass_headers,
     cache_headers,
-    entry_reply,
     only_if_cached_miss,
     origin_unreachable,
 )
 from kong_plugin.route_facts import Names, RouteFacts
 from kong_plugin.sidecar_jobs import invalidate, release, store_now
-from kong_plugin.targeted import fields_to_clear
-from kong_plugin.upstream_target import Unusable
+from kong_plugin.stale_refresh import Refreshing, stale_while_refreshing
 
 log = logging.getLogger("strata.plugin")
 
-CTX_KEY = "strata_cache"
 DEBUG_HEADER = "kong-debug"
 
 #: The plugin's clock: seconds since the epoch (what `EntryTiming.stored_at` is written in).
@@ -180,9 +177,9 @@ class Plugin:
                 state = RequestState(
                     "write", method, host, path, request_time=seen.started, origin=seen.route_id
                 )
-                self._remember(kong, state)  # its outcome is published in response (or log)
+                remember(kong, state)  # its outcome is published in response (or log)
             else:
-                self._bypass(kong, cfg, seen, False, "method")
+                bypass(kong, cfg, seen, False, "method")
             return
         debug = DEBUG_HEADER in h
         decision = request_decision(method, h, cfg)
@@ -190,7 +187,7 @@ class Plugin:
             # more header lines than Kong hands over: credentials or Vary inputs may be among
             # those we cannot see, so the cache stays out of this request
             reason = decision.reason if complete else "too-many-headers"
-            self._bypass(kong, cfg, seen, debug, reason or "request")
+            bypass(kong, cfg, seen, debug, reason or "request")
             return
         host, path, query = request_target(kong, target, h)
         route_id = self.route_id
@@ -211,7 +208,7 @@ class Plugin:
             lines = without(lines, stripped)
         rule = guard(h, who, key.consumer_scoped, cfg)
         if rule == "cookie" and cfg.cookie_requests == "bypass":
-            self._bypass(kong, cfg, seen, debug, "cookie")
+            bypass(kong, cfg, seen, debug, "cookie")
             return
         state = RequestState(
             "store",
@@ -242,7 +239,7 @@ class Plugin:
             if held is not None:
                 served = decide.after_lookup(held, decision, rule, h, cfg)
                 if isinstance(served, decide.Serve) and not served.release:
-                    self._serve(kong, cfg, state, served.served, seen, "near")
+                    serve(kong, cfg, state, served.served, seen, "near")
                     return
         ticket = near.ticket() if near is not None else None
         try:
@@ -265,7 +262,7 @@ class Plugin:
                 f"sidecar lookup failed, cache bypassed: {exc}",
                 local=not untrusted,  # the client logs that one, at most once a second
             )
-            self._bypass(
+            bypass(
                 kong, cfg, seen, debug, "sidecar-untrusted" if untrusted else "sidecar-unavailable"
             )
             return
@@ -288,13 +285,18 @@ class Plugin:
         ):
             step = fallback
         if isinstance(step, decide.Revalidate) and step.in_background is not None:
-            step = self._in_background(
-                kong, cfg, client, state, step, key=key, lines=lines, has_query="?" in target
+            step = stale_while_refreshing(
+                kong,
+                cfg,
+                client,
+                state,
+                step,
+                Refreshing(self._routes, self._clock(), key, lines, "?" in target),
             )
         if isinstance(step, decide.Serve):
             if step.release:
                 release(client, state)
-            self._serve(kong, cfg, state, step.served, seen, answer.tier)
+            serve(kong, cfg, state, step.served, seen, answer.tier)
         elif isinstance(step, decide.Revalidate):
             state.revalidating(step.entry, found.age_s, self._clock(), step.stale_if_error)
             state.client_conditional = step.client_conditional
@@ -314,48 +316,7 @@ class Plugin:
                 exit_with(kong, origin_unreachable(state, cfg, step.member))
                 seen.publish(XCacheStatus.REFRESH.value, "origin-unreachable", status=504)
             else:
-                self._bypass(kong, cfg, seen, debug, step.reason)
-
-    def _in_background(
-        self,
-        kong: Any,
-        cfg: PluginConfig,
-        client: SidecarClient,
-        state: RequestState,
-        step: decide.Revalidate,
-        *,
-        key: CacheKey,
-        lines: list[tuple[bytes, bytes]],
-        has_query: bool,
-    ) -> decide.Serve | decide.Revalidate:
-        """This request holds the fill lease of an entry within stale-while-revalidate:
-        answer it stale (`step.in_background`) and refresh the entry on the refresh pool
-        (`kong_plugin.refresh`; a full pool skips the refresh and gives up the lease). The
-        foreground `step` instead when no refresh can be made for it: its key holds a
-        consumer, or the route's target (`kong_plugin.upstream_target`) or the headers
-        are unusable. Reads the route and service (2 PDK calls, once per route per 60 s)."""
-        stale = step.in_background
-        if stale is None or key.consumer or not state.origin:
-            return step
-        target = self._routes.refresh_target(state.origin, lambda: refresh_target(kong))
-        if isinstance(target, Unusable):
-            message = f"no background refresh on route {state.origin}: {target.reason}"
-            runtime.reporter.report(kong, "warn", "refresh-target", message)
-            return step
-        job = refresh.plan(
-            target, state, stale.served, lines, has_query, step.stale_if_error, cfg, self._clock()
-        )
-        if isinstance(job, Unusable):
-            log.debug("no background refresh of %s: %s", state.key, job.reason)
-            return step
-        started = runtime.refreshes.submit(
-            state.key.encode(),
-            lambda: refresh.run(job, cfg, client, runtime.origins),
-            cfg.background_refresh.max_concurrent,
-        )
-        if started is Started.FULL:
-            release(client, state)
-        return stale
+                bypass(kong, cfg, seen, debug, step.reason)
 
     def _forward(self, kong: Any, state: RequestState, stripped: tuple[str, ...]) -> None:
         """Let the request go upstream for a response that may be stored: first remove the
@@ -365,7 +326,7 @@ class Plugin:
             kong.service.request.clear_header(name)
         if stripped:
             log.debug("removed %s from the request to the upstream (%s)", stripped, state.key)
-        self._remember(kong, state)
+        remember(kong, state)
 
     # -- response ----------------------------------------------------------------------
 
@@ -381,7 +342,7 @@ class Plugin:
                 )
 
     def _response(self, kong: Any) -> None:
-        state = self._carried(kong, "response")  # first PDK call
+        state = carried(kong, "response")  # first PDK call
         cfg = self.config
         if state is None or cfg is None:
             return
@@ -394,8 +355,8 @@ class Plugin:
         client = self._client(cfg)
         if state.mode == "write":
             invalidate(client, cfg, state, status, headers)
-            self._bypass(kong, cfg, seen, state.debug, "method", status)
-            self._hide_targeted(kong, headers, complete, cfg)
+            bypass(kong, cfg, seen, state.debug, "method", status)
+            hide_targeted(kong, headers, complete, cfg)
             return
         upstream = decide.Upstream(status, headers, complete, self._clock())
         step = decide.after_response(state, upstream, cfg)
@@ -407,11 +368,11 @@ class Plugin:
                 key = state.key.encode()
                 runtime.background.submit(lambda: client.invalidate(key=key))
             kept = "" if step.drop else store_outcome(step.store is not None, again)
-            self._serve(kong, cfg, state, step.served, seen, store=kept)
+            serve(kong, cfg, state, step.served, seen, store=kept)
             return
         if isinstance(step, decide.Serve):
             release(client, state)
-            self._serve(kong, cfg, state, step.served, seen)
+            serve(kong, cfg, state, step.served, seen)
             return
         decision = step.decision
         if decision.store:
@@ -431,7 +392,7 @@ class Plugin:
             release(client, state)
         word, member = decide.proxied_status(state, status, plan, stored, cfg, unstored)
         kong.response.set_headers(cache_headers(cfg, state.debug, word, state.key, member))
-        self._hide_targeted(kong, headers, complete, cfg)
+        hide_targeted(kong, headers, complete, cfg)
         why_not = unstored if plan.entry is not None else plan.detail
         seen.publish(
             word,
@@ -440,16 +401,6 @@ class Plugin:
             body_bytes=len(body) if decision.store else -1,
             store=store_outcome(plan.entry is not None, why_not),
         )
-
-    @staticmethod
-    def _hide_targeted(
-        kong: Any, headers: Mapping[str, Any], complete: bool, cfg: PluginConfig
-    ) -> None:
-        """Remove the targeted fields meant for this cache only (RFC 9213) from a proxied
-        response: one PDK call each, and only for those the upstream's response carries
-        (`kong_plugin.targeted`)."""
-        for name in fields_to_clear(headers, complete, cfg.targeted):
-            kong.response.clear_header(name)
 
     # -- log ---------------------------------------------------------------------------
 
@@ -464,7 +415,7 @@ class Plugin:
         whose state is still here never had its ``response`` phase: either the upstream
         could not be reached (Kong answered 502/504 itself) or a later plugin ended the
         request in ``access`` (then Kong never proxied it)."""
-        raw = pdk(kong.ctx.shared.get(CTX_KEY))  # the only call for hits and bypasses
+        raw = carried_raw(kong)  # the only call for hits and bypasses
         cfg = self.config
         if raw is None or cfg is None:
             return
@@ -472,7 +423,7 @@ class Plugin:
         if nonce and str(nonce) in runtime.answered:  # its response phase ran here: done,
             runtime.answered.discard(str(nonce))  # without decoding the state
             return
-        state = self._unpacked(kong, raw, "log")
+        state = unpacked(kong, raw, "log")
         if state is None:
             return
         if pdk(kong.nginx.get_ctx("buffered_status")) is not None:
@@ -507,27 +458,6 @@ class Plugin:
         remembered per route id, read again (a PDK call each) after 60 s."""
         return self._routes.names(route_id, lambda: route_name(kong), lambda: service_facts(kong))
 
-    def _remember(self, kong: Any, state: RequestState) -> None:
-        """Hand the request's state to its later phases, which may run in another worker
-        process (`kong_plugin.carry`)."""
-        state.nonce = secrets.randbits(62)
-        kong.ctx.shared.set(CTX_KEY, carry.pack(state))
-
-    @staticmethod
-    def _carried(kong: Any, phase: str) -> RequestState | None:
-        """The state `_remember` handed over (one PDK call); a value under the key that is
-        not one is reported and ignored."""
-        raw = pdk(kong.ctx.shared.get(CTX_KEY))
-        return Plugin._unpacked(kong, raw, phase) if raw is not None else None
-
-    @staticmethod
-    def _unpacked(kong: Any, raw: Any, phase: str) -> RequestState | None:
-        state = carry.unpack(raw)
-        if state is None:
-            message = f"kong.ctx.shared[{CTX_KEY!r}] holds no state of this plugin; ignored"
-            runtime.reporter.report(kong, "warn", f"{phase}-state", message)
-        return state
-
     def _seen(self, phase: Phase, state: RequestState) -> Seen:
         """The outcome-to-be of a request a later phase finishes, from its carried state."""
         return Seen(
@@ -539,38 +469,4 @@ class Plugin:
             state.method,
             state.key,
             state.consumer_id,
-        )
-
-    @staticmethod
-    def _bypass(
-        kong: Any, cfg: PluginConfig, seen: Seen, debug: bool, reason: str, status: int = 0
-    ) -> None:
-        """Tell the client the cache stayed out of this request, and why, in one PDK call;
-        publish that outcome (`status`: the client's, 0 while unknown)."""
-        headers = bypass_headers(cfg, debug, reason)
-        if headers:
-            kong.response.set_headers(headers)
-        seen.publish(XCacheStatus.BYPASS.value, reason, status=status)
-
-    @staticmethod
-    def _serve(
-        kong: Any,
-        cfg: PluginConfig,
-        state: RequestState,
-        served: Served,
-        seen: Seen,
-        tier: str = "",
-        store: str = "",
-    ) -> None:
-        """End the request with a stored entry (`tier`: where the lookup found it) and
-        publish that outcome (`store`: what became of storing it again)."""
-        reply = entry_reply(served, state, cfg)
-        exit_with(kong, reply)
-        seen.publish(
-            served.word.value,
-            detail_of(served.member),
-            status=reply.status,
-            tier=tier,
-            body_bytes=len(reply.body),
-            store=store,
         )

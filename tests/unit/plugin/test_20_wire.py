@@ -13,7 +13,8 @@ from kong_plugin import runtime, wire
 from kong_plugin.cache_key import route_prefix
 from kong_plugin.client import SidecarClient
 from kong_plugin.freshness import EntryTiming
-from kong_plugin.handler import CTX_KEY, Plugin
+from kong_plugin.handler import Plugin
+from kong_plugin.handover import CTX_KEY
 from kong_plugin.headers import Headers
 from kong_plugin.origin import OriginHealth
 from kong_plugin.recent import RecentKeys

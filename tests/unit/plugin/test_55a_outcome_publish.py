@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from strata.v1 import cache_pb2 as pb
 
-from kong_plugin import carry, handler, outcome, runtime, wire
+from kong_plugin import carry, handler, handover, outcome, runtime, wire
 from kong_plugin.client import SidecarUnavailableError
 from kong_plugin.freshness import EntryTiming
 from kong_plugin.headers import Headers
@@ -326,7 +326,7 @@ def test_a_request_answered_in_response_is_not_published_again_in_log(
     plugin, answer = _miss_then_response(monkeypatch, Sidecar(), headers, b"hello")
     plugin.log(answer)  # same worker: known answered
     other = RequestState("store", "GET", "h", "/p", key="v1:r:k", nonce=99)
-    plugin.log(Kong(shared={handler.CTX_KEY: carry.pack(other)}, ctx={"buffered_status": 200}))
+    plugin.log(Kong(shared={handover.CTX_KEY: carry.pack(other)}, ctx={"buffered_status": 200}))
     assert [o.phase for o in published] == ["response"]  # the other worker published it
 
 

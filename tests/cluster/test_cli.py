@@ -63,6 +63,10 @@ def test_without_the_shared_services_it_says_how_to_start_them(
     assert _pgrep(run_dir) == ""
 
 
+def text_has(path: Path, text: str) -> bool:
+    return text in path.read_text()
+
+
 def test_a_taken_gateway_port_is_refused(run_dir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -84,7 +88,7 @@ def test_a_taken_gateway_port_is_refused(run_dir: Path) -> None:
 def test_it_serves_through_nginx_and_ctrl_c_leaves_nothing_running(
     services_up: None, run_dir: Path, tmp_path: Path
 ) -> None:
-    env = _env()
+    env = {**_env(), "STRATA_ADMIN_TOKEN": "cluster-test-token-0123456789abcdef"}
     out = tmp_path / "out.txt"
     with out.open("wb") as sink:
         proc = subprocess.Popen(
@@ -105,6 +109,20 @@ def test_it_serves_through_nginx_and_ctrl_c_leaves_nothing_running(
                 caches.append(resp.headers["X-Cache-Status"])
         assert caches == ["Miss", "Hit"]
         assert _pgrep(run_dir) != ""
+        assert text_has(out, "admin API")  # one admin port per node, printed with a token
+        # a part that dies is started again (as a supervisor with Restart=always would)
+        found = subprocess.run(
+            ["pgrep", "-f", f"unix:{run_dir}/node-1/sidecar.sock"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        os.kill(int(found.stdout.split()[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while "node-1 sidecar is back" not in out.read_text():
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        assert "node-1 sidecar exited (-9); starting it again" in out.read_text()
     finally:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(60)

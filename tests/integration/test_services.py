@@ -8,6 +8,8 @@ Names are unique per run because a kept server still holds what earlier runs lef
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 from pymemcache.client.base import Client as MemcacheClient
 
 from tools import services
+from tools.services.state import read_state
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +189,31 @@ def test_status_command_exits_zero() -> None:
 
 def test_load_env_is_empty_without_an_env_file(tmp_path: Path) -> None:
     assert services.load_env(tmp_path) == {}
+
+
+@pytest.mark.timeout(90)
+def test_a_server_that_died_comes_back_on_its_port(tmp_path: Path) -> None:
+    """`up` after a server was killed starts it again where its clients look for it (as
+    `make services-up` runs it: its own process, so the servers are not this one's children)."""
+    run_dir = tmp_path / "run"
+
+    def cli(*args: str) -> None:
+        command = [sys.executable, "-m", "tools.services", *args, "--run-dir", str(run_dir)]
+        subprocess.run([*command, "--only", "redis"], check=True, capture_output=True, timeout=60)
+
+    cli("up")
+    try:
+        first = services.load_env(run_dir)["STRATA_TEST_REDIS_URL"]
+        pid = read_state(run_dir)["redis"].pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        cli("up")
+        again = services.load_env(run_dir)["STRATA_TEST_REDIS_URL"]
+        assert again == first
+        client = redis.Redis.from_url(again, socket_timeout=5)
+        assert client.ping()
+        client.close()
+    finally:
+        cli("down")

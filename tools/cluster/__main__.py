@@ -23,7 +23,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tools.cluster.cluster import Cluster, Mode
@@ -81,6 +81,7 @@ def _summary(cluster: Cluster) -> str:
         f"  gateway (NGINX)     {gw}  -> {', '.join(n.proxy_listen for n in cluster.nodes)}",
         f"  example upstream    {cluster.origin.url}",
     ]
+    admin = _admin_enabled()
     for node in cluster.nodes:
         plugin = node.plugin_metrics_url or "(this plugin server has no --metrics-listen yet)"
         lines += [
@@ -88,6 +89,8 @@ def _summary(cluster: Cluster) -> str:
             f"          sidecar metrics {node.sidecar_metrics_url}",
             f"          plugin metrics  {plugin}",
         ]
+        if admin:
+            lines.append(f"          admin API       {node.admin_url}  (strata purge --url ...)")
     if cluster.settings.get("namespace"):
         lines.append(
             f"  shared tiers: namespace {cluster.settings['namespace']},"
@@ -113,20 +116,62 @@ def _summary(cluster: Cluster) -> str:
     return "\n".join(lines)
 
 
-async def _watch(cluster: Cluster, stop: asyncio.Event) -> None:
-    """Until `stop`: report each process of the cluster that exits (once)."""
-    reported: set[str] = set()
+def _admin_enabled() -> bool:
+    return bool(os.environ.get("STRATA_ADMIN_TOKEN") or os.environ.get("STRATA_ADMIN_TOKEN_FILE"))
+
+
+class Restarts:
+    """When a part of the cluster that exited may be started again: at most `limit` times
+    per `window_s` each, `delay_s` after it was seen gone (a supervisor's
+    ``Restart=always`` with a start limit)."""
+
+    def __init__(self, limit: int = 5, window_s: float = 60.0, delay_s: float = 1.0) -> None:
+        self.limit, self.window_s, self.delay_s = limit, window_s, delay_s
+        self._starts: dict[str, list[float]] = {}
+
+    def allowed(self, name: str, now: float) -> bool:
+        """Whether `name` may be started again at `now` (counted when True)."""
+        recent = [t for t in self._starts.get(name, []) if now - t < self.window_s]
+        if len(recent) >= self.limit:
+            self._starts[name] = recent
+            return False
+        self._starts[name] = [*recent, now]
+        return True
+
+
+async def _watch(cluster: Cluster, stop: asyncio.Event, restarts: Restarts) -> None:
+    """Until `stop`: a part of the cluster that exits is reported and started again after
+    `restarts.delay_s` (a sidecar, a gateway with its plugin server, NGINX), unless it
+    restarted `restarts.limit` times within `restarts.window_s`: then it stays down and
+    that is said once."""
+    loop = asyncio.get_running_loop()
+    given_up: set[str] = set()
     while not stop.is_set():
-        parts = [(f"{n.node_id} sidecar", n.sidecar.returncode) for n in cluster.nodes]
-        parts += [(n.gateway.name, n.gateway.returncode) for n in cluster.nodes]
+        parts: list[tuple[str, int | None, Callable[[], None]]] = [
+            (f"{n.node_id} sidecar", n.sidecar.returncode, n.start_sidecar) for n in cluster.nodes
+        ]
+        parts += [(n.gateway.name, n.gateway.returncode, n.restart_gateway) for n in cluster.nodes]
         if cluster.nginx is not None:
-            parts.append(("nginx", cluster.nginx.child.returncode))
-        for name, rc in parts:
-            if rc is not None and name not in reported:
-                reported.add(name)
-                print(f"make cluster: {name} exited ({rc}); the rest keeps running", flush=True)
-            elif rc is None:
-                reported.discard(name)
+            parts.append(("nginx", cluster.nginx.child.returncode, cluster.nginx.start))
+        for name, rc, start in parts:
+            if rc is None or name in given_up:
+                continue
+            if not restarts.allowed(name, loop.time()):
+                given_up.add(name)
+                print(
+                    f"make cluster: {name} exited ({rc}) {restarts.limit} times within "
+                    f"{restarts.window_s:.0f} s; left down (see its log), the rest keeps running",
+                    flush=True,
+                )
+                continue
+            print(f"make cluster: {name} exited ({rc}); starting it again", flush=True)
+            await asyncio.sleep(restarts.delay_s)
+            try:
+                await asyncio.to_thread(start)
+            except Exception as exc:
+                print(f"make cluster: {name} did not start again: {exc}", flush=True)
+            else:
+                print(f"make cluster: {name} is back", flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
 
@@ -155,7 +200,7 @@ async def _serve(args: argparse.Namespace, gateway: str, upstream: str) -> int:
         return 1
     try:
         print(_summary(cluster), flush=True)
-        await _watch(cluster, stop)
+        await _watch(cluster, stop, Restarts())
     finally:
         print("make cluster: stopping (NGINX, gateways, sidecars, upstream)", flush=True)
         await cluster.stop()

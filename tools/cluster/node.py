@@ -70,6 +70,9 @@ class GatewayNode:
         self.node_id = f"node-{spec.index}"
         self.directory = spec.directory
         self.metrics_port = free_port()
+        #: the sidecar's admin purge API (`strata purge`); it runs only with a token
+        #: (STRATA_ADMIN_TOKEN or STRATA_ADMIN_TOKEN_FILE in the environment)
+        self.admin_port = free_port()
         self.proxy_port = free_port()
         self.plugin_metrics_port = free_port() if plugin_server_has_metrics() else None
         self.sidecar = SidecarProcess(
@@ -77,7 +80,11 @@ class GatewayNode:
             env=spec.sidecar_env,
             metrics_listen=f"127.0.0.1:{self.metrics_port}",
             log_level=spec.sidecar_log_level,
-            settings={**spec.sidecar_settings, "node_id": self.node_id},
+            settings={
+                **spec.sidecar_settings,
+                "node_id": self.node_id,
+                "admin_listen": f"127.0.0.1:{self.admin_port}",
+            },
             log=self.directory / "sidecar.log",
             cwd=REPO,
             new_session=True,
@@ -103,6 +110,10 @@ class GatewayNode:
     @property
     def sidecar_metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     @property
     def plugin_metrics_url(self) -> str | None:
@@ -166,6 +177,12 @@ class GatewayNode:
         if not self.gateway.alive():
             self.gateway.spawn()
         self.gateway.wait_listening(self.proxy_listen, timeout)
+
+    def restart_gateway(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Start kongsim again after it exited: what is left of its plugin server is
+        stopped first (it exits by itself when kongsim goes, within a second)."""
+        kill_leftovers(self.kong_prefix)
+        self.start_gateway(timeout)
 
     def stop_gateway(self) -> None:
         """Stop kongsim, which stops its plugin server; any plugin-server process left

@@ -36,9 +36,12 @@ def free_port() -> int:
 
 
 def port_free(listen: str) -> bool:
-    """True if ``host:port`` can be bound now (another process may take it at once)."""
+    """True if ``host:port`` can be bound now by a server (which sets ``SO_REUSEADDR``, as
+    NGINX, aiohttp and the services do: connections in TIME_WAIT do not hold the port, a
+    listener does). Another process may take it at once."""
     host, _, port = listen.rpartition(":")
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, int(port)))
         except OSError:

@@ -3,12 +3,13 @@
 
 ``up`` is idempotent: a recorded server that is still ours (same pid, same process start time,
 same program) and healthy is kept with its port; anything else is stopped if it is ours,
-cleaned and started fresh. If a server fails to start, the servers this ``up`` started are
-stopped again. ``down`` stops recorded servers by pid (SIGTERM, then SIGKILL after 10 s;
-PostgreSQL with ``pg_ctl -m fast stop``), deletes their data, keeps their logs and removes
-the env file. It never signals a pid whose ``/proc`` entry no longer matches what was
-recorded. ``status`` exits 0 only if at least one server is recorded and every recorded one
-is healthy.
+cleaned and started fresh, on its recorded port when that is free (so processes started
+with the old address, such as the sidecars of `make cluster`, find it again). If a server
+fails to start, the servers this ``up`` started are stopped again. ``down`` stops recorded
+servers by pid (SIGTERM, then SIGKILL after 10 s; PostgreSQL with ``pg_ctl -m fast stop``),
+deletes their data, keeps their logs and removes the env file. It never signals a pid
+whose ``/proc`` entry no longer matches what was recorded. ``status`` exits 0 only if at
+least one server is recorded and every recorded one is healthy.
 
 Not guaranteed: safety against other tools using the same run dir (``up``, ``down`` and
 ``restart`` take the run dir's lock, so they serialise; ``status`` takes none); finding
@@ -35,7 +36,7 @@ from tools.services.base import (
     Server,
     ServiceError,
 )
-from tools.services.procs import alive, free_port, is_ours, owns_port, terminate
+from tools.services.procs import alive, free_port, is_ours, owns_port, port_free, terminate
 from tools.services.state import (
     locked,
     log_tail,
@@ -122,12 +123,17 @@ def _wait_healthy(server: Server, rec: Record, run_dir: Path, timeout: float) ->
         time.sleep(0.1)
 
 
-def _start(server: Server, run_dir: Path, opts: Options) -> Record:
-    """Start ``server`` on a fresh port and wait until healthy; retry if it exits early."""
+def _start(server: Server, run_dir: Path, opts: Options, prefer_port: int | None = None) -> Record:
+    """Start ``server`` and wait until healthy: on `prefer_port` when it is free (a server
+    that died comes back where its clients look for it), else on a fresh port; retry on a
+    fresh port if it exits early."""
     for attempt in range(1, START_ATTEMPTS + 1):
         rec: Record | None = None
+        port = free_port()
+        if attempt == 1 and prefer_port is not None and port_free(f"{HOST}:{prefer_port}"):
+            port = prefer_port
         try:
-            rec = server.start(run_dir, free_port(), opts)
+            rec = server.start(run_dir, port, opts)
             save_record(run_dir, server.name, rec)
             _wait_healthy(server, rec, run_dir, opts.timeout)
             return rec
@@ -167,6 +173,7 @@ def up(
             for server in selected:
                 t0 = time.monotonic()
                 rec = read_state(root).get(server.name)
+                old_port = rec.port if rec is not None else None
                 if rec is not None and is_ours(server, rec):
                     try:
                         _health(server, rec)
@@ -179,8 +186,10 @@ def up(
                         continue
                 started.append(server)
                 _forget(root, [server])  # stop it if it is ours, clean stale pid file and data
-                rec = _start(server, root, opts)
-                _log(f"{server.name:<11} started  {_address(rec)}  ({time.monotonic() - t0:.2f} s)")
+                rec = _start(server, root, opts, prefer_port=old_port)
+                again = " (its port again)" if rec.port == old_port else ""
+                took = time.monotonic() - t0
+                _log(f"{server.name:<11} started  {_address(rec)}  ({took:.2f} s){again}")
         except BaseException:
             for message in _forget(root, started):
                 _log(f"rollback: {message}")

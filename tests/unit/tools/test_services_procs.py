@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from tools.services import SERVER_NAMES, Record, ServiceError
 from tools.services.__main__ import split_list
-from tools.services.procs import alive, is_ours, listening_inodes, parse_stat, program_of
+from tools.services.procs import alive, is_ours, listening_inodes, parse_stat, port_free, program_of
 from tools.services.redis import SERVER as REDIS
 from tools.services.supervisor import env_of, select
 
@@ -73,3 +74,21 @@ def test_comma_lists_drop_blanks() -> None:
     assert split_list(" redis, ,tansu,") == ["redis", "tansu"]
     assert split_list("") == []
     assert split_list(None) is None
+
+
+def test_port_free_ignores_time_wait_but_not_a_listener() -> None:
+    """A port whose server closed a connection first (TIME_WAIT on the server side, ~60 s)
+    can be bound by the next server, which sets SO_REUSEADDR; one with a listener cannot."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    assert not port_free(f"127.0.0.1:{port}")
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: its end goes to TIME_WAIT
+    client.recv(1)
+    client.close()
+    server.close()
+    assert port_free(f"127.0.0.1:{port}")

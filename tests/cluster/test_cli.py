@@ -4,12 +4,14 @@ NGINX, and SIGINT (Ctrl-C) stops everything, nothing left running (`pgrep`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.support import cluster_dir
+from tools import services
 from tools.services.procs import free_port
 from tools.stack import REPO
 
@@ -61,6 +64,20 @@ def test_without_the_shared_services_it_says_how_to_start_them(
     assert done.returncode == 2, done.stderr
     assert "make services-up" in done.stderr
     assert _pgrep(run_dir) == ""
+
+
+def _scraped(query: str, want: float, timeout: float = 30.0) -> bool:
+    """Whether the services' Prometheus answers `query` with `want` within `timeout`."""
+    url = services.load_env()["STRATA_TEST_PROMETHEUS_URL"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        q = urllib.parse.urlencode({"query": query})
+        with urllib.request.urlopen(f"{url}/api/v1/query?{q}", timeout=5) as resp:
+            result = json.load(resp)["data"]["result"]
+        if result and float(result[0]["value"][1]) == want:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def text_has(path: Path, text: str) -> bool:
@@ -110,6 +127,9 @@ def test_it_serves_through_nginx_and_ctrl_c_leaves_nothing_running(
         assert caches == ["Miss", "Hit"]
         assert _pgrep(run_dir) != ""
         assert text_has(out, "admin API")  # one admin port per node, printed with a token
+        # the services' Prometheus scrapes every node as the deploy stack's jobs
+        assert _scraped(('up{job="strata-plugin",kong_node="node-2"}'), 1.0)
+        assert _scraped(('up{job="strata-sidecar",kong_node="node-1"}'), 1.0)
         # a part that dies is started again (as a supervisor with Restart=always would)
         found = subprocess.run(
             ["pgrep", "-f", f"unix:{run_dir}/node-1/sidecar.sock"],

@@ -26,10 +26,12 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tools import services
 from tools.cluster.cluster import Cluster, Mode
 from tools.cluster.processes import ChildError, leftovers
 from tools.cluster.shared import ServicesDownError
 from tools.services.procs import port_free
+from tools.services.prometheus import set_cluster_targets
 from tools.stack import REPO, SidecarStartError
 
 DEFAULT_GATEWAY = "127.0.0.1:8000"
@@ -109,11 +111,32 @@ def _summary(cluster: Cluster) -> str:
     ]
     if a.plugin_metrics_url:
         lines.append(f"  curl -s {a.plugin_metrics_url} | grep ^strata_plugin_requests_total")
+    prometheus = services.load_env().get("STRATA_TEST_PROMETHEUS_URL")
+    if prometheus and cluster.mode is Mode.SHARED:
+        lines.append(
+            f"  Prometheus {prometheus} scrapes every node (job strata-sidecar / strata-plugin,"
+            f" label kong_node) and evaluates deploy/prometheus/rules: {prometheus}/alerts"
+        )
     lines += [
         f"Logs: {cluster.workdir}/node-*/ and {cluster.workdir}/nginx/.",
         "Ctrl-C stops the cluster; the shared services keep running (make services-down).",
     ]
     return "\n".join(lines)
+
+
+def scrape_groups(cluster: Cluster) -> list[dict[str, object]]:
+    """The cluster's metrics endpoints as Prometheus file_sd target groups, labelled as the
+    deploy stack's scrape jobs (``job``, ``kong_node``), so its alert rules and dashboard
+    queries apply unchanged."""
+    groups: list[dict[str, object]] = []
+    for node in cluster.nodes:
+        urls = [("strata-sidecar", node.sidecar_metrics_url)]
+        if node.plugin_metrics_url:
+            urls.append(("strata-plugin", node.plugin_metrics_url))
+        for job, url in urls:
+            address = url.removeprefix("http://").removesuffix("/metrics")
+            groups.append({"targets": [address], "labels": {"job": job, "kong_node": node.node_id}})
+    return groups
 
 
 def _admin_enabled() -> bool:
@@ -198,11 +221,16 @@ async def _serve(args: argparse.Namespace, gateway: str, upstream: str) -> int:
     except (ChildError, SidecarStartError, OSError) as exc:
         print(f"make cluster: could not start: {exc}", file=sys.stderr)
         return 1
+    scraped = cluster.mode is Mode.SHARED
     try:
+        if scraped:
+            set_cluster_targets(None, scrape_groups(cluster))
         print(_summary(cluster), flush=True)
         await _watch(cluster, stop, Restarts())
     finally:
         print("make cluster: stopping (NGINX, gateways, sidecars, upstream)", flush=True)
+        if scraped:
+            set_cluster_targets(None, [])
         await cluster.stop()
     left = cluster.leftovers()
     if left:

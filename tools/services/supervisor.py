@@ -180,8 +180,10 @@ def up(
                     except Exception as exc:
                         _log(f"{server.name:<11} unhealthy ({exc}); restarting")
                     else:
-                        if server is prometheus.SERVER and opts.prometheus_targets is not None:
-                            prometheus.set_prometheus_targets(root, opts.prometheus_targets)
+                        if server is prometheus.SERVER:
+                            prometheus.reload(root, rec)  # a newer recipe's configuration
+                            if opts.prometheus_targets is not None:
+                                prometheus.set_prometheus_targets(root, opts.prometheus_targets)
                         _log(f"{server.name:<11} kept     {_address(rec)}")
                         continue
                 started.append(server)

@@ -79,7 +79,7 @@ cluster: install
 
 bench: install
 	@$(MAKE) --no-print-directory services-up; rc=$$?; \
-	if [ $$rc = 0 ]; then $(PY) -m bench lookup && $(PY) -m bench gateway && $(PY) -m bench tiers && $(PY) -m bench memory && $(PY) -m bench invalidation && $(PY) -m bench swr; rc=$$?; fi; \
+	if [ $$rc = 0 ]; then $(PY) -m bench lookup && $(PY) -m bench gateway && $(PY) -m bench tiers && $(PY) -m bench memory && $(PY) -m bench invalidation && $(PY) -m bench swr && $(PY) -m bench hit-ratio; rc=$$?; fi; \
 	$(MAKE) --no-print-directory services-down; exit $$rc
 
 clean: services-down

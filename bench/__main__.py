@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import faults, gateway, hostile, invalidation, lookup, memory, swr, tiers
+from bench import faults, gateway, hit_ratio, hostile, invalidation, lookup, memory, swr, tiers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser("invalidation", help=invalidation.__doc__.splitlines()[0])
     )
     swr.add_arguments(sub.add_parser("swr", help=swr.__doc__.splitlines()[0]))
+    hit_ratio.add_arguments(sub.add_parser("hit-ratio", help=hit_ratio.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
     if args.scenario == "lookup":
         return lookup.run(args)
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         return invalidation.run(args)
     if args.scenario == "swr":
         return swr.run(args)
+    if args.scenario == "hit-ratio":
+        return hit_ratio.run(args)
     return 2
 
 

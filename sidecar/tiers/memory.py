@@ -76,7 +76,10 @@ INLINE_BODY_BYTES = 256
 EXPIRY_SLACK = 64
 
 
-def _make_policy(max_bytes: int, admission: str) -> WindowTinyLfuPolicy[bytes]:
+def make_policy(max_bytes: int, admission: str) -> WindowTinyLfuPolicy[bytes]:
+    """The memory tier's eviction policy for `max_bytes` with `admission` (``always`` or
+    ``tinylfu``, the sketch sized from the budget): what the tier runs, and what
+    ``python -m bench hit-ratio`` replays traces against."""
     if admission == "always":
         return WindowTinyLfuPolicy(max_bytes, AlwaysAdmit())
     if admission == "tinylfu":
@@ -110,7 +113,7 @@ class MemoryTier:
         clock: Clock,
         admission: str = "tinylfu",
         observer: Observer | None = None,
-        policy_factory: Callable[[int, str], WindowTinyLfuPolicy[bytes]] = _make_policy,
+        policy_factory: Callable[[int, str], WindowTinyLfuPolicy[bytes]] = make_policy,
     ) -> None:
         self._max_bytes = max_bytes
         self._clock = clock

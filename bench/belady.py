@@ -76,13 +76,7 @@ def belady(trace: Sequence[tuple[K, int]], max_bytes: int) -> SimResult:
         cached[key] = (upcoming, size)
         used += size
         heapq.heappush(far, (-upcoming, i, key))
-    total = hits + misses
-    return SimResult(
-        hits=hits,
-        misses=misses,
-        hit_ratio=hits / total if total else 0.0,
-        byte_hit_ratio=hit_bytes / total_bytes if total_bytes else 0.0,
-    )
+    return SimResult.of(hits, misses, hit_bytes, total_bytes)
 
 
 def oracle_lfu(trace: Sequence[tuple[K, int]], max_bytes: int) -> SimResult:
@@ -112,10 +106,4 @@ def oracle_lfu(trace: Sequence[tuple[K, int]], max_bytes: int) -> SimResult:
         else:
             misses += 1
         seen.add(key)
-    total = hits + misses
-    return SimResult(
-        hits=hits,
-        misses=misses,
-        hit_ratio=hits / total if total else 0.0,
-        byte_hit_ratio=hit_bytes / total_bytes if total_bytes else 0.0,
-    )
+    return SimResult.of(hits, misses, hit_bytes, total_bytes)

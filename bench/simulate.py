@@ -44,6 +44,17 @@ class SimResult:
     hit_ratio: float
     byte_hit_ratio: float
 
+    @classmethod
+    def of(cls, hits: int, misses: int, hit_bytes: int, total_bytes: int) -> SimResult:
+        """The result of `hits` and `misses`, `hit_bytes` of `total_bytes` served by hits."""
+        total = hits + misses
+        return cls(
+            hits=hits,
+            misses=misses,
+            hit_ratio=hits / total if total else 0.0,
+            byte_hit_ratio=hit_bytes / total_bytes if total_bytes else 0.0,
+        )
+
 
 def simulate(
     policy_factory: Callable[[], SimPolicy[K]], trace: Iterable[tuple[K, int]]
@@ -61,13 +72,7 @@ def simulate(
         else:
             misses += 1
             policy.add(key, size)
-    total = hits + misses
-    return SimResult(
-        hits=hits,
-        misses=misses,
-        hit_ratio=hits / total if total else 0.0,
-        byte_hit_ratio=hit_bytes / total_bytes if total_bytes else 0.0,
-    )
+    return SimResult.of(hits, misses, hit_bytes, total_bytes)
 
 
 class LruPolicy(Generic[K]):

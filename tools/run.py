@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from kongsim.protocol.spec import parse_env_names
-from tools.services.procs import port_free
+from tools.services.procs import taken
 from tools.stack import REPO, SidecarProcess, SidecarStartError, Stack
 
 DEFAULT_GATEWAY = "127.0.0.1:8000"
@@ -86,14 +86,14 @@ async def _serve(gateway: str, upstream: str, workdir: Path) -> int:
 def main() -> int:
     gateway = os.environ.get("STRATA_KONGSIM_LISTEN", DEFAULT_GATEWAY)
     upstream = os.environ.get("STRATA_KONGSIM_UPSTREAM_LISTEN", DEFAULT_UPSTREAM)
-    for name, listen in (("gateway", gateway), ("example upstream", upstream)):
-        if not port_free(listen):
-            print(
-                f"make run: {listen} ({name}) is already in use; stop what holds it or set "
-                "STRATA_KONGSIM_LISTEN / STRATA_KONGSIM_UPSTREAM_LISTEN",
-                file=sys.stderr,
-            )
-            return 1
+    busy = taken([("gateway", gateway), ("example upstream", upstream)])
+    if busy is not None:
+        print(
+            f"make run: {busy[1]} ({busy[0]}) is already in use; stop what holds it or set "
+            "STRATA_KONGSIM_LISTEN / STRATA_KONGSIM_UPSTREAM_LISTEN",
+            file=sys.stderr,
+        )
+        return 1
     logging.basicConfig(
         level=NOTICE, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

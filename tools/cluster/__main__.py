@@ -30,7 +30,7 @@ from tools import services
 from tools.cluster.cluster import Cluster, Mode
 from tools.cluster.processes import ChildError, leftovers
 from tools.cluster.shared import ServicesDownError
-from tools.services.procs import port_free
+from tools.services.procs import taken
 from tools.services.prometheus import set_cluster_targets
 from tools.stack import REPO, SidecarStartError
 
@@ -248,14 +248,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     gateway = os.environ.get("STRATA_KONGSIM_LISTEN", DEFAULT_GATEWAY)
     upstream = os.environ.get("STRATA_KONGSIM_UPSTREAM_LISTEN", DEFAULT_UPSTREAM)
-    for name, listen in (("gateway (NGINX)", gateway), ("example upstream", upstream)):
-        if not port_free(listen):
-            print(
-                f"make cluster: {listen} ({name}) is already in use; stop what holds it or set "
-                "STRATA_KONGSIM_LISTEN / STRATA_KONGSIM_UPSTREAM_LISTEN",
-                file=sys.stderr,
-            )
-            return 1
+    busy = taken([("gateway (NGINX)", gateway), ("example upstream", upstream)])
+    if busy is not None:
+        print(
+            f"make cluster: {busy[1]} ({busy[0]}) is already in use; stop what holds it or set "
+            "STRATA_KONGSIM_LISTEN / STRATA_KONGSIM_UPSTREAM_LISTEN",
+            file=sys.stderr,
+        )
+        return 1
     try:
         with _locked(args.run_dir):
             earlier = leftovers(args.run_dir)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tools.services.base import HOST, STOP_TIMEOUT_S, Record, Server, ServiceError
@@ -47,6 +48,11 @@ def port_free(listen: str) -> bool:
         except OSError:
             return False
     return True
+
+
+def taken(listens: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first (name, ``host:port``) of `listens` that cannot be bound now (`port_free`)."""
+    return next(((name, listen) for name, listen in listens if not port_free(listen)), None)
 
 
 def parse_stat(stat: str) -> tuple[str, int]:

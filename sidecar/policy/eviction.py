@@ -87,6 +87,8 @@ class WindowTinyLfuPolicy(Generic[K]):
         self._window_bytes = 0
         self._probation_bytes = 0
         self._protected_bytes = 0
+        #: The entry count at which the admitter is next told how many keys are held.
+        self._fit_at = 0
 
     # -- introspection -------------------------------------------------------------
     @property
@@ -172,6 +174,8 @@ class WindowTinyLfuPolicy(Generic[K]):
             return [(key, EvictionCause.REJECTED)]
         self._window[key] = size
         self._window_bytes += size
+        if len(self._window) + len(self._probation) + len(self._protected) > self._fit_at:
+            self._fit_at = self._admitter.fit(len(self))
         evicted: list[tuple[K, EvictionCause]] = []
         self._drain_window(evicted)
         return evicted

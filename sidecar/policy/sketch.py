@@ -6,9 +6,11 @@ least ``max(capacity, 16)``. Counters are stored **one per byte** in a single
 so they behave as 4-bit counters. One byte per counter rather than two nibbles per
 byte, because in CPython a nibble needs a read-modify-write with shifts and masks on
 every access (measurably slower on the hot path), while a byte is one subscript; the
-price is twice the memory of a packed table. Memory is bounded and fixed at
-construction: ``4 * width`` bytes (capacity 100 000 -> width 131 072 -> 512 KiB;
-capacity 1 000 000 -> 4 MiB), plus a transient copy of that size while aging.
+price is twice the memory of a packed table. Memory is ``4 * width``
+bytes (capacity 100 000 -> width 131 072 -> 512 KiB;
+capacity 1 000 000 -> 4 MiB), plus a transient copy of that size while aging. `grow`
+widens it later (the memory tier asks as its entry count rises): each counter is copied
+to the two counters that split its range, so no count is lost and none falls.
 
 Index derivation: one 64-bit value ``h = hash(key) mod 2**64``, then per row ``r`` the
 top ``log2(width)`` bits of ``h * SEED[r] mod 2**64`` (multiply-shift hashing with a
@@ -127,6 +129,39 @@ class FrequencySketch:
         t = self._table
         a, b, c, d = self._indexes(key)
         return min(t[a], t[b], t[c], t[d])
+
+    def grow(self, capacity: int) -> bool:
+        """Widen the rows to count about `capacity` keys, keeping every estimate: False
+        (nothing done) when the sketch already counts that many.
+
+        Index ``i`` of width ``w`` holds the hashes whose top bits are ``i``; at width
+        ``2w`` those are indices ``2i`` and ``2i + 1``, so both start from the old count
+        (an estimate may stay high until aging halves it, as collisions already make it).
+        O(new table), done in C by slice assignment; `sample_size` follows the capacity.
+        """
+        if capacity <= self.capacity:
+            return False
+        width = self._width
+        while width < capacity:
+            width <<= 1
+        if width > _MAX_WIDTH:
+            raise ValueError(f"capacity {capacity} needs width > {_MAX_WIDTH}")
+        table = self._table
+        while self._width < width:
+            old = self._width
+            wide = bytearray(2 * len(table))
+            for row in range(self.depth):
+                counts = table[row * old : (row + 1) * old]
+                start = 2 * row * old
+                wide[start : start + 2 * old : 2] = counts
+                wide[start + 1 : start + 2 * old : 2] = counts
+            table = wide
+            self._width = 2 * old
+        self._table = table
+        self._shift = 64 - (width.bit_length() - 1)
+        self.capacity = capacity
+        self.sample_size = 10 * capacity
+        return True
 
     def reset(self) -> None:
         """Age the sketch: halve every counter and the ``size`` counter.

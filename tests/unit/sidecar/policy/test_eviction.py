@@ -35,6 +35,7 @@ class ScriptedAdmitter:
         self.answers = list(answers or [])
         self.asked: list[tuple[str, str]] = []
         self.recorded: list[str] = []
+        self.fitted: list[int] = []
 
     def record(self, key: str) -> None:
         self.recorded.append(key)
@@ -42,6 +43,10 @@ class ScriptedAdmitter:
     def admit(self, candidate: str, victim: str) -> bool:
         self.asked.append((candidate, victim))
         return self.answers.pop(0) if self.answers else True
+
+    def fit(self, entries: int) -> int:
+        self.fitted.append(entries)
+        return 2 * entries
 
 
 def _filled(
@@ -264,6 +269,9 @@ class RandomAdmitter:
     def admit(self, candidate: object, victim: object) -> bool:
         return self.rng.random() < 0.5
 
+    def fit(self, entries: int) -> int:
+        return entries
+
 
 KEYS = st.sampled_from([f"k{i}" for i in range(12)])
 SIZES = st.integers(min_value=0, max_value=90)
@@ -345,3 +353,13 @@ class PolicyMachine(RuleBasedStateMachine):
 
 PolicyMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 test_policy_invariants = PolicyMachine.TestCase
+
+
+def test_the_admitter_is_told_the_entry_count_as_it_outgrows_each_answer() -> None:
+    """The policy asks the admitter to fit when the entries pass the count it answered
+    (2x here), not on every add: 1 (> 0), 3 (> 2), 7 (> 6)."""
+    admitter = ScriptedAdmitter()
+    policy = WindowTinyLfuPolicy[str](10_000, admitter)
+    for i in range(8):
+        policy.add(f"k{i}", 1)
+    assert admitter.fitted == [1, 3, 7]

@@ -6,6 +6,8 @@ import random
 
 import pytest
 
+from sidecar.policy.admission import SKETCH_KEYS_PER_ENTRY, TinyLfuAdmitter
+from sidecar.policy.eviction import WindowTinyLfuPolicy
 from sidecar.policy.sketch import FrequencySketch
 
 
@@ -128,3 +130,59 @@ def test_clear_forgets_everything() -> None:
     sketch.clear()
     assert sketch.frequency("a") == 0
     assert sketch.size == 0
+
+
+def test_grow_keeps_every_estimate_and_widens_the_rows() -> None:
+    """After growing 16 -> 1024 counters per row every key's estimate is what it was (none
+    lost, though width 16 aged and merged them), and counting goes on from there; a sketch
+    then splits the keys that share an old counter."""
+    rng = random.Random(7)
+    sketch = FrequencySketch(16)
+    keys = [f"k{i}" for i in range(200)]
+    truth = {key: rng.randrange(1, 6) for key in keys}
+    for key, count in truth.items():
+        for _ in range(count):
+            sketch.increment(key)
+    before = {key: sketch.frequency(key) for key in keys}
+    before_first = sketch._table[0]
+    size = sketch.size
+    assert sketch.grow(1000) is True
+    assert (sketch.width, sketch.capacity, sketch.memory_bytes) == (1024, 1000, 4096)
+    assert sketch.sample_size == 10_000
+    assert sketch.size == size
+    after = {key: sketch.frequency(key) for key in keys}
+    assert all(after[key] == before[key] for key in keys)  # each index splits in two
+    assert sketch._table[:2] == bytes([before_first] * 2)  # white-box: row 0, index 0
+    for key in keys:
+        sketch.increment(key)
+    assert all(sketch.frequency(key) >= min(15, after[key] + 1) for key in keys)
+
+
+def test_grow_to_a_capacity_it_already_counts_does_nothing() -> None:
+    sketch = FrequencySketch(1000)
+    sketch.increment("a")
+    assert sketch.grow(1000) is False
+    assert sketch.grow(10) is False
+    assert (sketch.width, sketch.capacity, sketch.frequency("a")) == (1024, 1000, 1)
+
+
+def test_grow_refuses_a_table_beyond_the_maximum_width() -> None:
+    sketch = FrequencySketch(16)
+    with pytest.raises(ValueError, match="width"):
+        sketch.grow((1 << 30) + 1)
+    assert sketch.width == 16
+
+
+def test_tinylfu_admitter_widens_its_sketch_with_the_entries_held() -> None:
+    """`fit` widens to SKETCH_KEYS_PER_ENTRY keys per entry and answers when to ask again;
+    a policy over 10,000 one-byte keys ends with a sketch counting >= 40,000 keys."""
+    admitter = TinyLfuAdmitter(FrequencySketch(16))
+    assert admitter.fit(100) == 100
+    assert admitter.sketch.capacity == SKETCH_KEYS_PER_ENTRY * 100
+    assert admitter.fit(50) == 100  # never narrows
+    policy = WindowTinyLfuPolicy[str](10_000, TinyLfuAdmitter(FrequencySketch(16)))
+    for i in range(10_000):
+        policy.add(f"k{i}", 1)
+    assert len(policy) == 10_000
+    sketch = policy._admitter.sketch  # type: ignore[attr-defined]  # white-box
+    assert sketch.capacity >= SKETCH_KEYS_PER_ENTRY * 10_000

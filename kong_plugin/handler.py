@@ -252,7 +252,9 @@ class Plugin:
             if wire.missed(answer) and not rule and decision.may_wait:
                 wait_ms = self._coalesce_wait_ms(kong, cfg, route_id, key.key)
                 if wait_ms:
-                    answer = blocking(lambda: client.lookup(key.key.encode(), lines, wait_ms))
+                    answer = blocking(
+                        lambda: client.lookup(key.key.encode(), lines, wait_ms), parked=True
+                    )
         except SidecarError as exc:
             untrusted = isinstance(exc, SidecarUntrustedError)
             runtime.reporter.report(

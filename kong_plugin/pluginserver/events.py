@@ -67,8 +67,9 @@ class PdkAfterExit(Exception):  # noqa: N818  (it names the situation, as kong-p
 @dataclass(frozen=True, slots=True)
 class Yielded:
     """What an event hands back to the loop: ``kind`` is ``call`` (a PDK call to send to
-    Kong), ``exit`` (a terminal PDK call), ``wait`` (`payload` is a function to run off the
-    loop), ``ret`` (the phase returned) or ``fail`` (`payload` is the exception)."""
+    Kong), ``exit`` (a terminal PDK call), ``wait`` or ``park`` (`payload` is a function to
+    run off the loop; ``park``: one that may wait on another request), ``ret`` (the phase
+    returned) or ``fail`` (`payload` is the exception)."""
 
     kind: str
     payload: Any = None
@@ -155,16 +156,19 @@ class Event(greenlet.greenlet):  # type: ignore[misc]
             return out
 
 
-def blocking(fn: Callable[[], T]) -> T:
+def blocking(fn: Callable[[], T], parked: bool = False) -> T:
     """Run `fn` off the loop when called inside an event, else call it here.
 
     Inside an event the greenlet parks until the worker's pool ran `fn`; the result (or
-    the exception) comes back here. Not guaranteed: ordering between two events' blocking
+    the exception) comes back here. `parked`: `fn` may wait on another request (a lookup
+    waiting for the fill of the request that leads a stampede); such calls run on a pool
+    of their own, so however many wait, the call they wait for (that request's store) is
+    never queued behind them. Not guaranteed: ordering between two events' blocking
     calls."""
     current = greenlet.getcurrent()
     if not getattr(current, "strata_event", False):
         return fn()
-    ok, value = current.parent.switch(Yielded("wait", fn))
+    ok, value = current.parent.switch(Yielded("park" if parked else "wait", fn))
     if ok:
         return value  # type: ignore[no-any-return]
     raise value

@@ -46,7 +46,10 @@ log = logging.getLogger("strata.pluginserver")
 
 #: Event ids are ``sequence * MAX_WORKERS + worker index``.
 MAX_WORKERS = 64
-#: Threads that run `blocking` calls (sidecar lookups) per worker.
+#: Threads that run `blocking` calls (sidecar lookups and stores) per worker, and as many
+#: again for the parked ones (lookups waiting for another request's fill): with one pool,
+#: 32 waiting lookups for one key took every thread and the store that would have woken
+#: them queued behind them until their wait ran out (`python -m bench stampede`, N = 64).
 BLOCKING_THREADS = 32
 SWEEP_S = 10.0
 #: An event still waiting for Kong's next Step after this long is abandoned (Kong gives up
@@ -88,6 +91,7 @@ class Worker:
         self.events: dict[int, Event] = {}
         self._seq = itertools.count(1)
         self._pool = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="strata-blocking")
+        self._parked = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="strata-parked")
         self._relays: dict[int, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
         self._relay_ids = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -209,20 +213,23 @@ class Worker:
             if reply is not None:
                 reply(None, {"Data": out.payload, "EventId": eid})
             self._soon(lambda: self._advance(event, event.feed((None, None)), None))
-        elif out.kind == "wait":
+        elif out.kind in ("wait", "park"):
             self.events.pop(eid, None)  # parked: Kong waits on this RPC, sends no Step
-            self._run_blocking(event, out.payload, reply)
+            pool = self._parked if out.kind == "park" else self._pool
+            self._run_blocking(event, out.payload, reply, pool)
         else:  # ret or fail: the event is over
             self.events.pop(eid, None)
             if reply is not None:
                 reply(None, {"Data": "ret", "EventId": eid})
 
-    def _run_blocking(self, event: Event, fn: Callable[[], Any], reply: Reply | None) -> None:
+    def _run_blocking(
+        self, event: Event, fn: Callable[[], Any], reply: Reply | None, pool: ThreadPoolExecutor
+    ) -> None:
         loop = self.loop
         if loop is None:  # no loop (direct use in tests): run it here
             self._advance(event, event.feed(_outcome(fn)), reply)
             return
-        future = self._pool.submit(fn)
+        future = pool.submit(fn)
 
         def done(f: Future[Any]) -> None:
             exc = f.exception()
@@ -274,12 +281,13 @@ class Worker:
     # -- housekeeping --------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the relay connections and stop the blocking pool (no wait)."""
+        """Close the relay connections and stop the blocking pools (no wait)."""
         for idle in self._relays.values():
             while idle:
                 idle.pop()[1].close()
         self.peers.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._parked.shutdown(wait=False, cancel_futures=True)
 
     async def sweep_forever(self) -> None:
         while True:

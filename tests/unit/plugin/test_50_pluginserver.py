@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ from kong_plugin.pluginserver.connection import serve
 from kong_plugin.pluginserver.events import Event, PdkAfterExit, blocking
 from kong_plugin.pluginserver.instances import prepare_registry
 from kong_plugin.pluginserver.supervisor import resolve_workers
-from kong_plugin.pluginserver.worker import MAX_WORKERS, Worker, plugin_info
+from kong_plugin.pluginserver.worker import BLOCKING_THREADS, MAX_WORKERS, Worker, plugin_info
 from kongsim.errors import RpcError
 from kongsim.protocol.rpc import RpcClient
 
@@ -27,6 +28,7 @@ class Toy:
     """A plugin whose phases exercise the PDK path."""
 
     after_exit: ClassVar[list[str]] = []
+    gate: ClassVar[threading.Event] = threading.Event()
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -45,6 +47,9 @@ class Toy:
             raise RuntimeError("boom")
         if path == "/block":
             path = blocking(lambda: "blocked:" + path)
+        if path == "/park":
+            gate = Toy.gate
+            path = blocking(lambda: "parked:" + str(gate.wait(10)), parked=True)
         kong.response.set_header("X-Path", f"{path}:{self.config.get('n')}")
 
     def log(self, kong: Any) -> None:
@@ -342,3 +347,42 @@ def test_events_kong_abandoned_are_ended(tmp_path: Path) -> None:
     assert worker.end_abandoned(event.started_at + 1) == 1
     assert event.dead and worker.events == {}
     worker.close()
+
+
+async def test_lookups_parked_on_another_request_never_hold_up_its_store(tmp_path: Path) -> None:
+    """More parked calls than the pool has threads (a stampede's waiting lookups) still
+    leave a plain blocking call (the leader's store) to run at once; it used to queue
+    behind them until their wait ran out (`python -m bench stampede`, one node, N = 64)."""
+    registry = tmp_path / "r"
+    prepare_registry(registry)
+    worker = Worker(_module(), registry, 0, 1, str(tmp_path / "s.sock"))
+    worker.loop = asyncio.get_running_loop()
+    Toy.gate = threading.Event()
+    answers: dict[str, list[Any]] = {"park": [], "block": []}
+
+    def start(path: str, eid: int) -> None:
+        event = Event(Toy({"n": 1}).access, eid)
+        event.start()
+        out = event.feed((path, None))
+        assert out.kind == ("park" if path == "/park" else "wait")
+        worker._advance(event, out, lambda err, res: answers[path[1:]].append(res))
+
+    try:
+        for i in range(BLOCKING_THREADS + 8):
+            start("/park", 64 * (i + 1))
+        start("/block", 64 * 1000)
+        for _ in range(200):
+            if answers["block"]:
+                break
+            await asyncio.sleep(0.01)
+        assert answers["block"], "the plain call queued behind the parked ones"
+        assert answers["park"] == []  # they are all still waiting
+        Toy.gate.set()
+        for _ in range(500):
+            if len(answers["park"]) == BLOCKING_THREADS + 8:
+                break
+            await asyncio.sleep(0.01)
+        assert len(answers["park"]) == BLOCKING_THREADS + 8
+    finally:
+        Toy.gate.set()
+        worker.close()

@@ -7,7 +7,8 @@ bytes) or looks up one of the recently stored keys, so the tier fills and then e
 continuously. The sidecar's resident set (``VmRSS`` of ``/proc/PID/status``) is sampled
 every `--sample-seconds`.
 
-The figure is ``(RSS - baseline) / budget``, where the baseline is the RSS of the same
+The figure is ``(RSS - baseline) / budget`` (and, per sample, the same growth over the
+bytes the tier counts, ``rss_over_counted``), where the baseline is the RSS of the same
 process once it serves, after a warm-up of the same calls on tiny bodies (the interpreter,
 its imports, gRPC's threads and streams; an empty cache). Both numbers are reported, with
 the tier's own byte count (`Stats`) beside them. `--sidecar-env NAME=VALUE` passes extra
@@ -222,13 +223,15 @@ def churn(
             while (elapsed := time.monotonic() - start) < seconds:
                 time.sleep(min(sample_seconds, max(0.0, seconds - elapsed)))
                 rss = rss_bytes(proc.pid)
+                tier = memory_tier_stats(listen)
                 samples.append(
                     {
                         "t_s": round(time.monotonic() - start, 1),
                         "rss_bytes": rss,
                         "ratio": round((rss - baseline) / budget, 3),
+                        "rss_over_counted": over_counted(rss - baseline, tier["tier_bytes"]),
                         "stores": load.stores,
-                        **memory_tier_stats(listen),
+                        **tier,
                     }
                 )
             stop.set()
@@ -245,6 +248,11 @@ def churn(
                 proc.wait(10)
     settings = {"threads": threads, "seconds": seconds, "sidecar_env": sidecar_env or {}}
     return _report(budget, baseline, load, samples, settings)
+
+
+def over_counted(growth: int, counted: int) -> float | None:
+    """RSS growth over the bytes the tier counts (None while it counts nothing)."""
+    return round(growth / counted, 3) if counted > 0 else None
 
 
 def _report(
@@ -267,6 +275,7 @@ def _report(
         "stored_mib": round(load.stored_bytes / 1024**2, 1),
         "final_rss_bytes": samples[-1]["rss_bytes"] if samples else baseline,
         "final_ratio": ratios[-1] if ratios else 0.0,
+        "final_rss_over_counted": samples[-1]["rss_over_counted"] if samples else None,
         "max_ratio": max(ratios, default=0.0),
         "mean_ratio_first_half": round(_mean(ratios[:half]), 3),
         "mean_ratio_second_half": round(_mean(ratios[half:]), 3),

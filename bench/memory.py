@@ -23,6 +23,13 @@ hit of a 2 KB JSON body pays (the `bench tiers` body), against a hit of an incom
 body of the same size (stored raw) in the same run. Every key is removed at the end.
 Needs Redis from `make services-up` for (b); without it only the memory tier is reported.
 
+Also measured where the memory is paid (`bench.memory_paid`): a real sidecar's RSS growth
+per response stored through gRPC (memory tier only) against the tier's own count and the
+naive bytes, and Redis' ``used_memory`` growth per response stored by a real sidecar (Redis
+tier only) against the naive layout SET directly; and where the tier's heap goes, component
+by component (`bench.memory_breakdown`). The JSON ends with the headline rows
+(`bench.memory_report`).
+
 With ``--churn-seconds N`` it runs another scenario instead: a real sidecar's resident set
 against its memory budget under N seconds of churn (`bench.churn`).
 """
@@ -40,7 +47,10 @@ import time
 from typing import Any
 
 from bench import churn
+from bench.memory_breakdown import breakdown
 from bench.memory_corpus import TTL_MS, Item, build_corpus, naive_value
+from bench.memory_paid import log, redis_used_memory, sidecar_rss
+from bench.memory_report import headline
 from sidecar.core.clock import SystemClock
 from sidecar.core.model import CachedResponse, StoreStatus
 from sidecar.engine.engine import Engine
@@ -50,7 +60,9 @@ from sidecar.tiers.memory import MemoryTier
 
 #: Responses in the default corpus.
 RESPONSES = 2000
-QUICK_RESPONSES = 200
+QUICK_RESPONSES = 1000
+#: Rounds of the Redis used_memory measurement (the median is reported).
+REDIS_ROUNDS = 3
 TARGET_RATIO = 0.3
 TIMING_N = 20_000
 QUICK_TIMING_N = 2_000
@@ -61,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--responses", type=int, default=RESPONSES, help="cached responses")
     p.add_argument("--seed", type=int, default=20260611, help="corpus seed")
     p.add_argument("--quick", action="store_true", help="small corpus (smoke test)")
+    p.add_argument(
+        "--redis-rounds", type=int, default=REDIS_ROUNDS, help="rounds of the used_memory measure"
+    )
     churn.add_arguments(p)
 
 
@@ -146,13 +161,12 @@ def _split(naive: int, compressed_only: int, strata: int) -> dict[str, Any]:
     }
 
 
-async def _measure(corpus: list[Item], redis_url: str) -> dict[str, Any]:
+async def _measure(corpus: list[Item], redis_url: str, ns: str) -> dict[str, Any]:
     clock = SystemClock()
     memory = MemoryTier(MEMORY_BUDGET, clock, admission="always")
     tiers: list[Tier] = [memory]
     out: dict[str, Any] = {}
     redis_tier = client = None
-    ns = f"bench-memory-{secrets.token_hex(4)}-{os.getpid()}"
     if redis_url:
         import redis.asyncio  # noqa: PLC0415
 
@@ -208,12 +222,28 @@ def run(args: argparse.Namespace) -> int:
 
     redis_url = load_env().get("STRATA_TEST_REDIS_URL", "")
     corpus = build_corpus(responses, args.seed, SystemClock().now_ms())
+    ns = f"bench-memory-{secrets.token_hex(4)}-{os.getpid()}"
     kinds = {
         k: sum(1 for i in corpus if i.kind == k)
         for k in ("unique", "query_variant", "per_consumer")
     }
     bodies = {codec.body_digest(i.entry.body): len(i.entry.body) for i in corpus}
-    measured = asyncio.run(_measure(corpus, redis_url))
+    log(f"{len(corpus)} responses: counted bytes (in process)")
+    measured = asyncio.run(_measure(corpus, redis_url, ns))
+    naive_per_response = sum(len(naive_value(i)) for i in corpus) / len(corpus)
+    log("where the tier's heap goes (tracemalloc, in process)")
+    heap = breakdown(corpus)
+    log("a real sidecar's RSS")
+    paid: dict[str, Any] = {"sidecar_rss": sidecar_rss(corpus, round(naive_per_response, 1))}
+    rss = paid["sidecar_rss"]
+    paid["sidecar_rss"]["heap_bytes_per_response"] = heap["heap_bytes_per_response"]
+    paid["sidecar_rss"]["rss_over_heap"] = round(
+        rss["rss_bytes_per_response"] / heap["heap_bytes_per_response"], 4
+    )
+    if redis_url:
+        log("Redis used_memory")
+        rounds = 1 if args.quick else args.redis_rounds
+        paid["redis_used_memory"] = redis_used_memory(corpus, redis_url, ns, rounds)
     report: dict[str, Any] = {
         "scenario": "memory",
         "quick": bool(args.quick),
@@ -239,8 +269,11 @@ def run(args: argparse.Namespace) -> int:
             if tier in measured
         },
         "decompression_2kb_hit": measure_decompression(QUICK_TIMING_N if args.quick else TIMING_N),
+        "paid": paid,
+        "heap_breakdown": heap,
     }
     if "redis" not in measured:
         report["redis_skipped"] = "STRATA_TEST_REDIS_URL not in the services env (make services-up)"
+    report["headline"] = headline(report)
     print(json.dumps(report, indent=2))
     return 0

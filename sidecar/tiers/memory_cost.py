@@ -15,8 +15,10 @@ so an idle tier with few deletions holds less than it is charged (about 0.6-0.9 
 `tests/unit/sidecar/tiers/test_memory_accounting.py`). Objects shared by entries (a body, a tag's
 string) are charged to every entry holding them. Not guaranteed: exactness; what the C
 allocator keeps beyond these objects (fragmentation, free lists, arenas), the interpreter
-and requests in flight are not an entry's cost (`python -m bench memory --churn-seconds`
-and `tests/integration/test_sidecar_memory_fill.py` measure the whole process); sizes are
+and requests in flight are not an entry's cost (`python -m bench memory` reports a real
+sidecar's RSS growth per response against this count, and where the heap goes;
+`python -m bench memory --churn-seconds` and `tests/integration/test_sidecar_memory_fill.py`
+measure the whole process under churn and once filled); sizes are
 those of 64-bit CPython 3.11 (other versions differ by a few bytes per object).
 """
 

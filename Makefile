@@ -22,7 +22,7 @@ help:
 	@echo "make install        system packages + virtualenv with the project and its dev tools"
 	@echo "make services-up    start Redis, Memcached, PostgreSQL, Prometheus, Tansu on loopback"
 	@echo "make services-down  stop them"
-	@echo "make bench          run the benchmarks (bench/)"
+	@echo "make bench          run every benchmark (bench/) and regenerate BENCHMARKS.md"
 	@echo "make proto          regenerate proto/strata/v1/*_pb2*.py from the .proto files"
 
 system-deps:
@@ -79,7 +79,7 @@ cluster: install
 
 bench: install
 	@$(MAKE) --no-print-directory services-up; rc=$$?; \
-	if [ $$rc = 0 ]; then $(PY) -m bench lookup && $(PY) -m bench gateway && $(PY) -m bench tiers && $(PY) -m bench memory && $(PY) -m bench invalidation && $(PY) -m bench swr && $(PY) -m bench hit-ratio; rc=$$?; fi; \
+	if [ $$rc = 0 ]; then $(PY) -m bench all; rc=$$?; fi; \
 	$(MAKE) --no-print-directory services-down; exit $$rc
 
 clean: services-down

@@ -3,7 +3,8 @@
 * ``strata sidecar [SETTINGS]``: the cache engine (the same as ``strata-sidecar``);
 * ``strata purge ...``: purge through a sidecar's admin API (`sidecar.admin.purge_cli`);
 * ``strata cdc ...``: publish invalidation events for row changes of PostgreSQL tables
-  (`sidecar.cdc.cli`).
+  (`sidecar.cdc.cli`);
+* ``strata cost ...``: what the tiers hold, save and cost per month (`sidecar.cost.cli`).
 
 Each verb's module is imported only when it runs, so ``strata purge`` does not load gRPC or
 Kafka. Exit codes are the verb's: 0 ok, 1 failed, 2 usage or configuration error.
@@ -26,6 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "sidecar": ("sidecar.cli", "run the cache engine (the same as strata-sidecar)"),
     "purge": ("sidecar.admin.purge_cli", "purge entries through a sidecar's admin API"),
     "cdc": ("sidecar.cdc.cli", "turn PostgreSQL row changes into invalidation events"),
+    "cost": ("sidecar.cost.cli", "what the tiers hold, save and cost, against the naive way"),
 }
 
 

@@ -116,9 +116,46 @@ class StoreResult:
     waiters_released: int = 0
 
 
+def logical_bytes(key: bytes, entry: CachedResponse) -> int:
+    """What one copy of `entry` under `key` takes stored the naive way (as Kong's
+    proxy-cache keeps it): key, header names and values and the raw body, uncompressed and
+    not shared with other keys. Its serialisation and bookkeeping are not counted (an
+    underestimate of the naive copy, never an overestimate)."""
+    return len(key) + len(entry.body) + sum(len(n) + len(v) for n, v in entry.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The bytes one write put into a tier, by stage of saving (`Observer.written`):
+    `logical` (`logical_bytes`), `body` (the raw body), `body_new` (the raw body if the
+    tier did not hold it already, else 0: what deduplication leaves), `body_stored` (what
+    that new body takes as stored: after compression) and `stored` (everything the write
+    added: key, encoded value and a new body; the memory tier: the bytes charged)."""
+
+    logical: int
+    body: int
+    body_new: int
+    body_stored: int
+    stored: int
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """What a tier that can know it exactly (the memory tier) holds now, by stage of
+    saving: `logical` (every key's `logical_bytes`), `body` (every key's raw body),
+    `body_distinct` (each distinct raw body once) and `body_stored` (the distinct bodies
+    as stored, compressed where that was smaller)."""
+
+    logical: int
+    body: int
+    body_distinct: int
+    body_stored: int
+
+
 @dataclass(frozen=True, slots=True)
 class TierSnapshot:
-    """Occupancy and counters of one tier at one instant."""
+    """Occupancy and counters of one tier at one instant. `footprint`: None when the tier
+    cannot know what it holds without I/O (the shared tiers)."""
 
     name: str
     entries: int
@@ -128,6 +165,7 @@ class TierSnapshot:
     misses: int = 0
     evictions: int = 0
     admission_rejections: int = 0
+    footprint: Footprint | None = None
 
 
 @dataclass(slots=True)

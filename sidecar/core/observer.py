@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from sidecar.core.model import Written
+
 
 class Observer(Protocol):
     def lookup(self, outcome: str, tier: str) -> None:
@@ -73,6 +75,18 @@ class Observer(Protocol):
     def event_replay_skipped(self, source: str) -> None:
         """An invalidation event already applied here was read again and skipped."""
 
+    def served(self, outcome: str, tier: str, body_bytes: int) -> None:
+        """A lookup answered `outcome` (hit, stale) from `tier` with a body of
+        `body_bytes` (called on the hit path: an integer add, nothing more)."""
+
+    def written(self, tier: str, written: Written) -> None:
+        """A write stored an entry in `tier`; `written`: its bytes by stage of saving."""
+
+    def admission_refused(self, tier: str, logical_bytes: int) -> None:
+        """`tier`'s admission refused an entry of `logical_bytes` (`logical_bytes`):
+        the memory tier's W-TinyLFU filter, or placement keeping a cold key out of a
+        shared RAM tier."""
+
 
 class NullObserver:
     """Observes nothing (the default, and for tests)."""
@@ -126,6 +140,15 @@ class NullObserver:
         pass
 
     def event_replay_skipped(self, source: str) -> None:
+        pass
+
+    def served(self, outcome: str, tier: str, body_bytes: int) -> None:
+        pass
+
+    def written(self, tier: str, written: Written) -> None:
+        pass
+
+    def admission_refused(self, tier: str, logical_bytes: int) -> None:
         pass
 
 

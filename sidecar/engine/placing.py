@@ -11,7 +11,7 @@ from __future__ import annotations
 from sidecar.core.model import CachedResponse
 from sidecar.core.observer import Observer
 from sidecar.engine.budgets import ByteBudgets
-from sidecar.engine.placement import Frequencies, Placement, entry_size
+from sidecar.engine.placement import MAX_SHARED_MIN_HITS, Frequencies, Placement, entry_size
 from sidecar.tiers.base import Tier
 
 __all__ = ["Placer"]
@@ -47,3 +47,13 @@ class Placer:
             for name in sorted(wanted - names):
                 self._observer.placement_skipped(name, "budget")
         return frozenset(i for i, tier in enumerate(self._tiers) if tier.name in names)
+
+    def refused_cold(self, entry: CachedResponse, frequency: int) -> frozenset[str]:
+        """Names of the tiers placement keeps `entry` out of only because its key is not
+        looked up often enough yet (it would go there were the key hot): the shared RAM
+        tiers' admission. Empty when placement does not read frequencies."""
+        if not self.placement.needs_frequencies or frequency >= MAX_SHARED_MIN_HITS:
+            return frozenset()
+        size, over = entry_size(entry), self.budgets.over_budget()
+        now = self.placement.tiers_for(size, frequency, self._tiers, over)
+        return self.placement.tiers_for(size, MAX_SHARED_MIN_HITS, self._tiers, over) - now

@@ -224,6 +224,8 @@ class Reads:
         else:
             self._counters.misses += 1
         self._observer.lookup(result.outcome.value, result.tier)
+        if result.entry is not None:  # hit or stale: the body the origin did not send
+            self._observer.served(result.outcome.value, result.tier, len(result.entry.body))
 
 
 def _stored_later(again: LookupResult, found: LookupResult) -> bool:

@@ -18,6 +18,7 @@ from sidecar.core.model import (
     Headers,
     StoreResult,
     StoreStatus,
+    logical_bytes,
 )
 from sidecar.core.observer import Observer
 from sidecar.engine.coalesce import Leases
@@ -101,6 +102,8 @@ class Stores:
         """Set `entry` on its tiers; delete `key` from the others (an older version there
         must not shadow this one)."""
         placed = self._placer.placed(entry, frequency)
+        for name in self._placer.refused_cold(entry, frequency):
+            self._observer.admission_refused(name, logical_bytes(key, entry))
         statuses: list[SetStatus | None] = []
         for i in range(len(self._calls.tiers)):
             if i in placed:

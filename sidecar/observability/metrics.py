@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sidecar.core.model import TierSnapshot
+from sidecar.core.model import TierSnapshot, Written
+from sidecar.observability.cost_metrics import CostMetrics
 from sidecar.observability.event_metrics import EventMetrics
 
 #: Values of `strata_tier_circuit_state` for the states a circuit breaker reports.
@@ -124,6 +125,8 @@ class PrometheusObserver:
         )
         self._lookup_children: dict[tuple[str, str], Callable[[], None]] = {}
         self._events = EventMetrics(registry)
+        self._cost = CostMetrics(registry)
+        self.served = self._cost.served  # the hit path: no extra call frame
 
     def lookup(self, outcome: str, tier: str) -> None:
         inc = self._lookup_children.get((outcome, tier))
@@ -168,6 +171,12 @@ class PrometheusObserver:
     def admin_request(self, route: str, result: str) -> None:
         self._admin_requests.labels(route, result).inc()
 
+    def written(self, tier: str, written: Written) -> None:
+        self._cost.written(tier, written)
+
+    def admission_refused(self, tier: str, logical_bytes: int) -> None:
+        self._cost.admission_refused(tier, logical_bytes)
+
     def event_received(self, source: str) -> None:
         self._events.received(source)
 
@@ -206,10 +215,30 @@ class TierCollector(Collector):
         budget = GaugeMetricFamily(
             "strata_tier_max_bytes", "Byte budget of each tier", labels=["tier"]
         )
+        logical = GaugeMetricFamily(
+            "strata_tier_logical_bytes",
+            "What each tier's entries would take stored the naive way (key, header names and "
+            "values, raw body; one copy per key); only tiers that know it (memory)",
+            labels=["tier"],
+        )
+        body = GaugeMetricFamily(
+            "strata_tier_body_bytes",
+            "Bodies each tier holds now, by stage: raw (every key's), distinct (each distinct "
+            "body once: after deduplication), stored (after compression); only tiers that "
+            "know it (memory)",
+            labels=["tier", "stage"],
+        )
         for t in self._snapshot():
             entries.add_metric([t.name], t.entries)
             used.add_metric([t.name], t.bytes)
             budget.add_metric([t.name], t.max_bytes)
+            if (f := t.footprint) is not None:
+                logical.add_metric([t.name], f.logical)
+                body.add_metric([t.name, "raw"], f.body)
+                body.add_metric([t.name, "distinct"], f.body_distinct)
+                body.add_metric([t.name, "stored"], f.body_stored)
         yield entries
         yield used
         yield budget
+        yield logical
+        yield body

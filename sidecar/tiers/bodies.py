@@ -47,6 +47,7 @@ class BodyPool:
         self._bodies: dict[bytes, _Body] = {}
         self._bytes = 0
         self._raw_bytes = 0
+        self._stored_bytes = 0
 
     def __len__(self) -> int:
         return len(self._bodies)
@@ -63,6 +64,16 @@ class BodyPool:
     def raw_bytes(self) -> int:
         """Sum of the distinct bodies' uncompressed lengths (for savings reports)."""
         return self._raw_bytes
+
+    @property
+    def stored_bytes(self) -> int:
+        """Sum of the distinct bodies' lengths as stored (compressed where that was
+        smaller), without their objects' overhead (for savings reports)."""
+        return self._stored_bytes
+
+    def raw_len(self, digest: bytes) -> int:
+        """The uncompressed length of the body under `digest` (KeyError if absent)."""
+        return self._bodies[digest].raw_len
 
     @staticmethod
     def charge(stored_len: int) -> int:
@@ -81,6 +92,7 @@ class BodyPool:
             self._bodies[digest] = rec
             self._bytes += self.charge(len(data))
             self._raw_bytes += len(body)
+            self._stored_bytes += len(data)
         rec.refs += 1
         return digest, len(rec.data)
 
@@ -92,6 +104,7 @@ class BodyPool:
             del self._bodies[digest]
             self._bytes -= self.charge(len(rec.data))
             self._raw_bytes -= rec.raw_len
+            self._stored_bytes -= len(rec.data)
 
     def read(self, digest: bytes) -> bytes:
         """The raw body under `digest` (decompressed if stored compressed)."""
@@ -109,3 +122,4 @@ class BodyPool:
         self._bodies.clear()
         self._bytes = 0
         self._raw_bytes = 0
+        self._stored_bytes = 0

@@ -149,6 +149,20 @@ def encode_split(
     return _encode(entry, FLAG_BODY_REF, digest), (digest, blob)
 
 
+def stored_body_len(data: bytes, offset: int = 0) -> int:
+    """Bytes the body takes in `data[offset:]`, a value of `encode` / `encode_split` or a
+    body blob of `encode_body`, as stored (compressed where that was smaller); 0 for a
+    value that references its body. For savings reports: no check beyond the header."""
+    if data[offset : offset + 2] == BODY_MAGIC:
+        return max(0, len(data) - offset - _BODY_HEADER.size)
+    if len(data) - offset < _HEADER.size:
+        return 0
+    _, _, flags, meta_len = _HEADER.unpack_from(data, offset)
+    if flags & FLAG_BODY_REF:
+        return 0
+    return max(0, len(data) - offset - _HEADER.size - int(meta_len))
+
+
 def body_ref(data: bytes) -> bytes | None:
     """The digest a stored value references, or None if it holds its own body (or is
     not a readable value: `decode` will say so)."""

@@ -59,7 +59,7 @@ from pymemcache.exceptions import MemcacheServerError
 
 from sidecar.core.clock import Clock
 from sidecar.core.errors import TierError
-from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.model import CachedResponse, TierSnapshot, Written, logical_bytes
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.tiers import codec
 from sidecar.tiers.base import MEASURABLE, SHARED_RAM, SetStatus
@@ -265,9 +265,11 @@ class MemcachedTier:
         if expire is None:
             return SetStatus.NOT_ADMITTED
         server, mkey = self._route(key)
+        packed: list[bytes] = []
 
         def store(client: PooledClient) -> SetStatus:
             value = pack_value(key, entry)
+            packed.append(value)
             if len(value) > self._max_item_bytes:
                 client.delete(mkey)  # a replaced entry must not outlive its refusal
                 return SetStatus.TOO_LARGE
@@ -287,6 +289,11 @@ class MemcachedTier:
             self._too_large += 1
         if status is not SetStatus.STORED:
             self._observer.evicted(self.name, "rejected", 1)
+        else:
+            value, raw = packed[-1], len(entry.body)
+            stored = codec.stored_body_len(value, _KEY_LEN.size + len(key))
+            logical = logical_bytes(key, entry)
+            self._observer.written(self.name, Written(logical, raw, raw, stored, len(value)))
         return status
 
     async def delete(self, key: bytes) -> bool:

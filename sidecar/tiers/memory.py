@@ -40,6 +40,12 @@ many tags, many small entries or mid-size bodies stays within 1.5x the budget:
 expiry times is compacted in place once stale items outnumber live ones, so it stays
 bounded even without sweeps. Prefix deletes scan every key (O(n)); tag deletes use an
 index (O(entries with the tag)). Not thread-safe: use it from one event loop.
+
+For the cost report (`sidecar.cost`): `snapshot().footprint` is what the tier holds now by
+stage of saving (every key's logical bytes and raw body, the distinct raw bodies, those as
+stored), kept as running sums on store and removal (no per-hit work); each store is told
+to `Observer.written` and each entry the admission filter refuses to
+`Observer.admission_refused`.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import heapq
 from collections.abc import Callable
 
 from sidecar.core.clock import Clock
-from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.model import CachedResponse, Footprint, TierSnapshot, Written, logical_bytes
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.policy import (
     AlwaysAdmit,
@@ -63,9 +69,10 @@ from sidecar.tiers.bodies import BodyPool
 from sidecar.tiers.memory_cost import bytes_cost, meta_cost
 from sidecar.tiers.tag_index import TagIndex
 
-#: The frequency sketch is sized for this many keys per MiB of budget: about 4x the
-#: resident entries at an average of ~4 KiB each (the simulator's hit ratio keeps rising
-#: up to ~5-10x resident; a 256 MiB tier's sketch costs 4 bytes x 4 rows x 262144 = 4 MiB).
+#: The frequency sketch starts sized for this many keys per MiB of budget (about 4x the
+#: resident entries at ~4 KiB each; a 256 MiB tier's sketch starts at 4 rows x 262144
+#: one-byte counters = 1 MiB) and grows with the entries the policy holds, to
+#: `sidecar.policy.admission.SKETCH_KEYS_PER_ENTRY` keys per entry, when they are smaller.
 SKETCH_ENTRIES_PER_MIB = 1024
 
 #: Bodies up to this many bytes are kept with their entry, not in the pool.
@@ -78,8 +85,9 @@ EXPIRY_SLACK = 64
 
 def make_policy(max_bytes: int, admission: str) -> WindowTinyLfuPolicy[bytes]:
     """The memory tier's eviction policy for `max_bytes` with `admission` (``always`` or
-    ``tinylfu``, the sketch sized from the budget): what the tier runs, and what
-    ``python -m bench hit-ratio`` replays traces against."""
+    ``tinylfu``, the sketch sized from the budget, then grown with the entries): what a
+    tier without a sidecar's shared sketch runs, and what ``python -m bench hit-ratio``
+    replays traces against."""
     if admission == "always":
         return WindowTinyLfuPolicy(max_bytes, AlwaysAdmit())
     if admission == "tinylfu":
@@ -122,6 +130,9 @@ class MemoryTier:
         #: Entries without their bodies (body=b""); the bodies are in `_pool`.
         self._entries: dict[bytes, _Slot] = {}
         self._meta_total = 0
+        #: For `snapshot().footprint`: every key's `logical_bytes` and raw body, and the
+        #: raw bodies kept with their entry (neither pooled nor compressed).
+        self._logical = self._body = self._inline_body = 0
         self._pool = BodyPool()
         self._tags = TagIndex()
         self._expiry: list[tuple[int, bytes]] = []
@@ -185,6 +196,7 @@ class MemoryTier:
     async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:
         meta_size = meta_cost(key, entry)
         body: bytes | None = entry.body
+        raw_before, stored_before = self._pool.raw_bytes, self._pool.stored_bytes
         if len(entry.body) <= INLINE_BODY_BYTES:
             digest = b""
             meta_size += bytes_cost(len(entry.body))
@@ -203,6 +215,7 @@ class MemoryTier:
             return SetStatus.TOO_LARGE
         old = self._entries.get(key)
         if old is not None:
+            self._untally(key, old)
             self._tags.remove(key, old.entry.tags)
             if old.digest:
                 self._pool.release(old.digest)
@@ -210,6 +223,18 @@ class MemoryTier:
         meta = dataclasses.replace(entry, body=b"", tags=self._tags.intern(entry.tags))
         self._entries[key] = _Slot(meta, digest, body, meta_size)
         self._meta_total += meta_size
+        logical, raw = logical_bytes(key, entry), len(entry.body)
+        self._logical += logical
+        self._body += raw
+        if digest:
+            new_raw = self._pool.raw_bytes - raw_before
+            new_stored = self._pool.stored_bytes - stored_before
+            added = meta_size + (BodyPool.charge(stored_len) if new_raw else 0)
+        else:
+            self._inline_body += raw
+            new_raw = new_stored = raw
+            added = meta_size
+        self._observer.written(self.name, Written(logical, raw, new_raw, new_stored, added))
         policy = self._policy
         dropped = policy.update(key, size) if old is not None else policy.add(key, size)
         self._index(key, meta)
@@ -269,6 +294,12 @@ class MemoryTier:
             misses=self._misses,
             evictions=self._evictions,
             admission_rejections=self._rejections,
+            footprint=Footprint(
+                logical=self._logical,
+                body=self._body,
+                body_distinct=self._inline_body + self._pool.raw_bytes,
+                body_stored=self._inline_body + self._pool.stored_bytes,
+            ),
         )
 
     @property
@@ -290,6 +321,7 @@ class MemoryTier:
     async def close(self) -> None:
         self._entries.clear()
         self._meta_total = 0
+        self._logical = self._body = self._inline_body = 0
         self._pool.clear()
         self._tags.clear()
         self._expiry.clear()
@@ -331,6 +363,7 @@ class MemoryTier:
         slot = self._entries.pop(key, None)
         if slot is None:
             return
+        logical = self._untally(key, slot)
         if slot.digest:
             self._pool.release(slot.digest)
         self._meta_total -= slot.meta_size
@@ -339,4 +372,16 @@ class MemoryTier:
             self._evictions += 1
             if cause is EvictionCause.REJECTED:
                 self._rejections += 1
+                self._observer.admission_refused(self.name, logical)
         self._observer.evicted(self.name, cause.value, 1)
+
+    def _untally(self, key: bytes, slot: _Slot) -> int:
+        """Take a leaving key out of the footprint (before its body is released); returns
+        its `logical_bytes`."""
+        raw = len(slot.body) if slot.body is not None else self._pool.raw_len(slot.digest)
+        logical = logical_bytes(key, slot.entry) + raw  # the slot's entry has no body
+        self._logical -= logical
+        self._body -= raw
+        if slot.body is not None:
+            self._inline_body -= raw
+        return logical

@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 from sidecar.core.clock import Clock
 from sidecar.core.errors import TierError
-from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.model import CachedResponse, TierSnapshot, Written, logical_bytes
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.tiers import codec, pg_schema
 from sidecar.tiers.base import DURABLE, MEASURABLE, PREFIX_DELETE, TAG_DELETE, SetStatus
@@ -165,6 +165,9 @@ class PostgresTier:
             await conn.execute(pg_schema.UPSERT_SQL, params)
 
         await self._call("set", upsert)
+        raw, stored = len(entry.body), codec.stored_body_len(value)
+        logical, row = logical_bytes(key, entry), len(key) + len(value)
+        self._observer.written(self.name, Written(logical, raw, raw, stored, row))
         return SetStatus.STORED
 
     async def delete(self, key: bytes) -> bool:

@@ -82,7 +82,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from sidecar.core.clock import Clock
 from sidecar.core.errors import TierError
-from sidecar.core.model import CachedResponse, TierSnapshot
+from sidecar.core.model import CachedResponse, TierSnapshot, Written, logical_bytes
 from sidecar.core.observer import NullObserver, Observer
 from sidecar.tiers import codec
 from sidecar.tiers.base import MEASURABLE, PREFIX_DELETE, SHARED_RAM, TAG_DELETE, SetStatus
@@ -125,6 +125,28 @@ def _used_memory(info: Any) -> int:
         return int(info["used_memory"])
     nodes = [v for v in info.values() if isinstance(v, dict) and "used_memory" in v]
     return sum(int(v["used_memory"]) for v in nodes)
+
+
+def _written(
+    key: bytes,
+    entry: CachedResponse,
+    value: bytes,
+    body: tuple[bytes, bytes] | None,
+    new_blob: bytes,
+) -> Written:
+    """What a set put into Redis: the entry's value, and its body blob when this set
+    stored it (a body already there under its digest costs nothing: deduplicated)."""
+    raw = len(entry.body)
+    if body is None:  # inline: neither shared nor deduplicated
+        stored = codec.stored_body_len(value)
+        return Written(logical_bytes(key, entry), raw, raw, stored, len(key) + len(value))
+    return Written(
+        logical_bytes(key, entry),
+        raw,
+        raw if new_blob else 0,
+        codec.stored_body_len(new_blob) if new_blob else 0,
+        len(key) + len(value) + len(new_blob),
+    )
 
 
 class _Wrap:
@@ -242,6 +264,8 @@ class RedisTier:
             dropped = set(results[1]).difference(tags)
             if dropped:
                 await self._pipelined(("SREM", self._t + tag, key) for tag in sorted(dropped))
+        new_blob = body[1] if body is not None and results[-3] else b""  # SET NX: new
+        self._observer.written(self.name, _written(key, entry, value, body, new_blob))
         return SetStatus.STORED
 
     async def delete(self, key: bytes) -> bool:

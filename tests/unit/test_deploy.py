@@ -97,6 +97,11 @@ DASHBOARD_METRICS = {
     "strata_analytics_events_received_total",
     "strata_analytics_events_published_total",
     "strata_analytics_events_dropped_total",
+    "strata_tier_logical_bytes",
+    "strata_tier_body_bytes",
+    "strata_tier_written_bytes_total",
+    "strata_admission_refused_bytes_total",
+    "strata_served_body_bytes_total",
 }
 #: Suffixes of the series a histogram exports.
 _HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")
@@ -599,11 +604,19 @@ def test_dashboard_cost_prices_are_numbers_with_a_default() -> None:
         for v in dashboard["templating"]["list"]
         if v["type"] == "textbox"
     }
-    assert set(prices) == {"ram_price_gb_month", "disk_price_gb_month"}
+    assert set(prices) == {
+        "ram_price_gb_month",
+        "disk_price_gb_month",
+        "origin_price_per_million",
+        "egress_price_gb",
+    }
     assert all(price > 0 for price in prices.values())
     (cost,) = (p for p in dashboard["panels"] if p["title"] == "Estimated monthly cost by tier")
     exprs = " ".join(t["expr"] for t in cost["targets"])
     assert "$ram_price_gb_month" in exprs and "$disk_price_gb_month" in exprs
+    (report,) = (p for p in dashboard["panels"] if p["title"].startswith("Estimated monthly cost:"))
+    exprs = " ".join(t["expr"] for t in report["targets"])
+    assert all(f"${name}" in exprs for name in prices)
 
 
 def test_grafana_provisioning_points_at_the_mounted_dashboards() -> None:

@@ -23,6 +23,10 @@ gateway node) over one shared tier:
   `sidecar.engine.placement.PlacementPolicy` picks it for the entry's raw size and the key's
   lookup count on this node (``shared_min_hits``, 2 by default: a key looked up once on a
   node is not written to shared RAM from there).
+* promotion (`sidecar.engine.promotion`): the memory hit whose lookup brings the key's count
+  to ``shared_min_hits`` writes the entry to the shared tier placement picks for it (the
+  engine does it in a task of its own; here at once, as if it landed before the next
+  request).
 
 The shared tier (Redis) is a byte-bounded exact LRU (`bench.simulate.LruPolicy`), touched on
 every hit. Redis' ``allkeys-lru`` is approximate (it evicts the best of 5 sampled keys), so
@@ -205,12 +209,18 @@ class StrataCluster:
     def request(self, node: int, key: bytes, size: ObjectSize) -> str:
         sketch = self._sketches[node]
         memory = self._memory[node]
-        sketch.increment(key)  # Reads.lookup: one count per lookup
+        counted = sketch.increment(key)  # Reads.lookup: one count per lookup
         memory.record(key)  # MemoryTier.get_now (counts nothing: the admitter is shared)
+        shared = self._shared
         if key in memory:
             memory.on_hit(key)
+            threshold = self._placement.shared_min_hits
+            if counted == threshold >= 2:  # Promoter.memory_hit
+                placed = self._placement.tiers_for(size.entry, counted, _TIERS)
+                if "redis" in placed:
+                    shared.remove(key)
+                    shared.add(key, size.shared)
             return "memory"
-        shared = self._shared
         if key in shared:
             shared.on_hit(key)
             memory.add(key, size.memory)  # Reads._read_below: backfill into memory

@@ -95,6 +95,14 @@ class LruPolicy(Generic[K]):
     def on_hit(self, key: K) -> None:
         self._entries.move_to_end(key)
 
+    def remove(self, key: K) -> bool:
+        """Forget `key`; False when it was not held."""
+        size = self._entries.pop(key, None)
+        if size is None:
+            return False
+        self.used_bytes -= size
+        return True
+
     def add(self, key: K, size: int) -> list[tuple[K, object]]:
         if size > self.max_bytes:
             return [(key, "rejected")]

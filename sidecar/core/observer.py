@@ -47,6 +47,11 @@ class Observer(Protocol):
         """Placement left out `tier`, which it would otherwise have picked, for `reason`
         (budget: its sampled usage is at or above its byte budget)."""
 
+    def promoted(self, tier: str, result: str) -> None:
+        """A memory hit turned its key hot and its entry was written to `tier` (a shared
+        RAM tier): result is the tier's answer (stored, not_admitted, too_large), failed,
+        or dropped (too many promotions in flight; tier is ``shared``)."""
+
     def deferred_purges(self, tier: str, event: str, count: int) -> None:
         """Purges that could not reach `tier` (a shared tier, or ``redis_generations``):
         event kept (held for replay), replayed (applied once it answered again) or
@@ -121,6 +126,9 @@ class NullObserver:
     def placement_skipped(self, tier: str, reason: str) -> None:
         pass
 
+    def promoted(self, tier: str, result: str) -> None:
+        pass
+
     def deferred_purges(self, tier: str, event: str, count: int) -> None:
         pass
 
@@ -187,6 +195,9 @@ class RecordingObserver(NullObserver):
 
     def placement_skipped(self, tier: str, reason: str) -> None:
         self.events.append(("placement_skipped", tier, reason))
+
+    def promoted(self, tier: str, result: str) -> None:
+        self.events.append(("promoted", tier, result))
 
     def deferred_purges(self, tier: str, event: str, count: int) -> None:
         self.events.append(("deferred_purges", tier, event, count))

@@ -358,6 +358,7 @@ class Engine:
         return self._leases.wake_all()
 
     async def close(self) -> None:
+        await self._reads.promoter.drain()
         for tier in self._tiers:
             await tier.close()
 

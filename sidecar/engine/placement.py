@@ -93,7 +93,9 @@ class Placeable(Protocol):
 class Frequencies(Protocol):
     """Lookup counts per key (`sidecar.policy.sketch.FrequencySketch` is one)."""
 
-    def increment(self, key: Hashable) -> None: ...
+    def increment(self, key: Hashable) -> int:
+        """Count one lookup of `key`; its count after this one."""
+        ...
 
     def frequency(self, key: Hashable) -> int: ...
 
@@ -103,8 +105,9 @@ class NoFrequencies:
 
     __slots__ = ()
 
-    def increment(self, key: Hashable) -> None:
-        """Do nothing."""
+    def increment(self, key: Hashable) -> int:
+        """Do nothing: 0."""
+        return 0
 
     def frequency(self, key: Hashable) -> int:
         """Always 0."""

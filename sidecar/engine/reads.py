@@ -15,6 +15,9 @@ not one per stale lookup; the other lookups of this node serve its stale copy un
 key holding a variant marker is read again under the variant the request headers select
 (`sidecar.engine.variants`).
 
+A fresh memory hit whose count turns its key hot writes it to shared RAM in the background
+(`sidecar.engine.promotion`): its only store came when it was still cold.
+
 Counting: each `Reads.lookup` counts its key once in the engine's `Frequencies` (the one
 sketch placement and the memory tier's admission share, `sidecar.policy.shared`), and the
 variant key once too when the key holds a marker. Nothing else is counted: not the re-read
@@ -33,6 +36,7 @@ from sidecar.core.observer import Observer
 from sidecar.engine.coalesce import Leases, SingleFlight
 from sidecar.engine.generations import Verdict
 from sidecar.engine.placing import Placer
+from sidecar.engine.promotion import Promoter
 from sidecar.engine.purge import Purges, soft_stale
 from sidecar.engine.tier_calls import TierCalls
 from sidecar.engine.variants import is_marker, variant_key
@@ -66,7 +70,9 @@ class Reads:
         self._counters = counters
         self._observer = observer
         self._lookup_budget_s = lookup_budget_s
-        self._count: Callable[[bytes], None] = placer.frequencies.increment
+        self._count: Callable[[bytes], int] = placer.frequencies.increment
+        self.promoter = Promoter(calls, placer, observer)
+        self._promote = self.promoter.enabled
         self._flights: SingleFlight[bytes, tuple[CachedResponse | None, int]] = SingleFlight()
 
     async def lookup(
@@ -74,13 +80,13 @@ class Reads:
     ) -> LookupResult:
         """See `Engine.lookup`."""
         self._counters.lookups += 1
-        self._count(key)
+        counted = self._count(key)
         budget = self._lookup_budget_s or None
         if timeout_s is not None:
             budget = timeout_s if budget is None else min(budget, timeout_s)
         start = deadline.now()
         with deadline.until(None if budget is None else start + budget):
-            result = await self._find(key, request_headers, count=True)
+            result = await self._find(key, request_headers, count=True, counted=counted)
         if result.outcome is Outcome.STALE or (
             result.outcome is Outcome.MISS and coalesce_wait_ms > 0
         ):
@@ -91,10 +97,17 @@ class Reads:
         return result
 
     async def _find(
-        self, key: bytes, request_headers: Headers, *, count: bool, newer: bool = False
+        self,
+        key: bytes,
+        request_headers: Headers,
+        *,
+        count: bool,
+        newer: bool = False,
+        counted: int = 0,
     ) -> LookupResult:
         """`newer`: a memory copy that is no longer fresh is checked against the shared
-        tiers (`_newer_below`)."""
+        tiers (`_newer_below`); `counted`: the key's lookup count with this lookup (for
+        promotion), when `count`."""
         now = self._clock.now_ms()
         entry, tier = await self.read(key, key)
         found = key
@@ -110,6 +123,15 @@ class Reads:
             if below is not None:
                 entry, tier = below
         result = await self._judged(entry, tier, now)
+        if (
+            self._promote
+            and tier == 0
+            and found == key
+            and count
+            and result is not None
+            and result.outcome is Outcome.HIT
+        ):
+            self.promoter.memory_hit(key, entry, counted)
         if result is None and tier == 0 and len(self._tiers) > 1:
             # this node's copy predates a purge; one stored since may be in a shared tier
             # (another node refetched it): drop the memory copy only and look below

@@ -94,6 +94,13 @@ class PrometheusObserver:
             ["tier", "reason"],
             registry=registry,
         )
+        self._promoted = Counter(
+            "strata_promotions_total",
+            "Entries written to a shared RAM tier because a memory hit turned their key hot "
+            "(result: the tier's answer, failed, or dropped when too many were in flight)",
+            ["tier", "result"],
+            registry=registry,
+        )
         self._deferred_purges = Counter(
             "strata_deferred_purges_total",
             "Purges that could not reach a shared tier (or the Redis generations), by event: "
@@ -158,6 +165,9 @@ class PrometheusObserver:
 
     def placement_skipped(self, tier: str, reason: str) -> None:
         self._placement_skipped.labels(tier, reason).inc()
+
+    def promoted(self, tier: str, result: str) -> None:
+        self._promoted.labels(tier, result).inc()
 
     def deferred_purges(self, tier: str, event: str, count: int) -> None:
         self._deferred_purges.labels(tier, event).inc(count)

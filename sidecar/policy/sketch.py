@@ -96,32 +96,49 @@ class FrequencySketch:
             3 * w + (((h * _SEED3) & _MASK64) >> sh),
         )
 
-    def increment(self, key: Hashable) -> None:
-        """Count one occurrence of ``key``; may trigger aging. O(1) amortised."""
+    def increment(self, key: Hashable) -> int:
+        """Count one occurrence of ``key``; may trigger aging. Returns the key's estimate
+        after counting it (what `frequency` would answer, before any aging this
+        increment triggers). O(1) amortised."""
         # Unrolled on purpose: this is on the memory tier's per-lookup path.
         h = hash(key) & _MASK64
         sh, w, t = self._shift, self._width, self._table
         added = False
         i = ((h * _SEED0) & _MASK64) >> sh
-        if t[i] < _MAX_COUNT:
-            t[i] += 1
+        low = t[i]
+        if low < _MAX_COUNT:
+            low += 1
+            t[i] = low
             added = True
         i = w + (((h * _SEED1) & _MASK64) >> sh)
-        if t[i] < _MAX_COUNT:
-            t[i] += 1
+        c = t[i]
+        if c < _MAX_COUNT:
+            c += 1
+            t[i] = c
             added = True
+        if c < low:  # noqa: PLR1730 - a comparison is cheaper than a call to min()
+            low = c
         i = 2 * w + (((h * _SEED2) & _MASK64) >> sh)
-        if t[i] < _MAX_COUNT:
-            t[i] += 1
+        c = t[i]
+        if c < _MAX_COUNT:
+            c += 1
+            t[i] = c
             added = True
+        if c < low:  # noqa: PLR1730 - a comparison is cheaper than a call to min()
+            low = c
         i = 3 * w + (((h * _SEED3) & _MASK64) >> sh)
-        if t[i] < _MAX_COUNT:
-            t[i] += 1
+        c = t[i]
+        if c < _MAX_COUNT:
+            c += 1
+            t[i] = c
             added = True
+        if c < low:  # noqa: PLR1730 - a comparison is cheaper than a call to min()
+            low = c
         if added:
             self._size += 1
             if self._size >= self.sample_size:
                 self.reset()
+        return low
 
     def frequency(self, key: Hashable) -> int:
         """Estimated count of ``key`` (minimum over the rows); never under-estimates

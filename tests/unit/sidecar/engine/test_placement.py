@@ -11,6 +11,7 @@ from sidecar.config import SidecarConfig, load_config
 from sidecar.core.clock import ManualClock
 from sidecar.core.errors import ConfigError
 from sidecar.core.model import Outcome
+from sidecar.core.observer import RecordingObserver
 from sidecar.engine.engine import Engine
 from sidecar.engine.placement import (
     EVERY_TIER,
@@ -19,6 +20,7 @@ from sidecar.engine.placement import (
     SharedBand,
     entry_size,
 )
+from sidecar.engine.promotion import MAX_PENDING
 from sidecar.tiers.base import SHARED_RAM
 from tests.support.entries import entry
 from tests.support.fakes import DictTier
@@ -272,3 +274,97 @@ def test_every_tier_is_the_default_and_needs_no_frequencies() -> None:
     engine = Engine([DictTier("memory", ManualClock())], ManualClock())
     assert engine.placement is EVERY_TIER
     assert isinstance(engine.frequencies, NoFrequencies)
+
+
+# -- promotion: a key that turns hot while served from memory --------------------------
+
+
+async def test_a_key_served_from_memory_goes_to_shared_ram_when_it_turns_hot(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    """Its only store followed its first miss (cold: memory and PostgreSQL); the memory hit
+    that brings its count to shared_min_hits writes the same entry to Redis, so another
+    node finds it there instead of going to the origin."""
+    assert (await engine.lookup(b"k")).outcome is Outcome.MISS
+    stored = entry(clock, tags=("t",))
+    await engine.store(b"k", stored)
+    assert holders(tiers, b"k") == {"memory", "postgres"}
+    hit = await engine.lookup(b"k")
+    assert hit.outcome is Outcome.HIT and hit.tier == "memory"
+    await engine._reads.promoter.drain()
+    assert holders(tiers, b"k") == {"memory", "redis", "postgres"}
+    promoted = tiers["redis"].data[b"k"]
+    assert (promoted.body, promoted.stored_at_ms) == (
+        b"hello",
+        tiers["memory"].data[b"k"].stored_at_ms,
+    )
+    writes = len(tiers["redis"].data)
+    for _ in range(5):  # hotter still: no more writes
+        await engine.lookup(b"k")
+    await engine._reads.promoter.drain()
+    assert len(tiers["redis"].data) == writes and engine._reads.promoter.pending == 0
+
+
+async def test_a_large_entry_turning_hot_goes_to_memcached_and_a_stale_hit_is_not_promoted(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    await engine.lookup(b"big")
+    await engine.store(b"big", entry(clock, body=b"x" * (100 * KIB)))
+    await engine.lookup(b"big")
+    await engine._reads.promoter.drain()
+    assert holders(tiers, b"big") == {"memory", "memcached", "postgres"}
+    await engine.lookup(b"old")
+    await engine.store(b"old", entry(clock, ttl_ms=1000, stale_while_revalidate_ms=60_000))
+    clock.advance(2000)
+    stale = await engine.lookup(b"old")
+    assert stale.outcome is Outcome.STALE
+    await engine._reads.promoter.drain()
+    assert holders(tiers, b"old") == {"memory", "postgres"}
+
+
+async def test_a_failing_shared_tier_costs_the_hit_nothing(
+    engine: Engine, tiers: dict[str, DictTier], clock: ManualClock
+) -> None:
+    await engine.lookup(b"k")
+    await engine.store(b"k", entry(clock))
+    tiers["redis"].broken = True
+    hit = await engine.lookup(b"k")
+    assert hit.outcome is Outcome.HIT and hit.entry is not None
+    await engine._reads.promoter.drain()
+    assert holders(tiers, b"k") == {"memory", "postgres"}
+
+
+async def test_no_promotion_without_shared_ram_or_when_every_store_shares(
+    clock: ManualClock,
+) -> None:
+    alone = Engine(
+        [role_tier("memory", clock), role_tier("postgres", clock)],
+        clock,
+        placement=PlacementPolicy(),
+    )
+    assert not alone._reads.promoter.enabled
+    eager = Engine(
+        [role_tier(n, clock) for n in ALL], clock, placement=PlacementPolicy(shared_min_hits=1)
+    )
+    assert not eager._reads.promoter.enabled  # the first store already shares
+    assert not Engine([role_tier(n, clock) for n in ALL], clock)._reads.promoter.enabled
+
+
+async def test_promotions_in_flight_are_bounded_and_the_rest_counted_as_dropped(
+    clock: ManualClock,
+) -> None:
+    observer = RecordingObserver()
+    tiers = {name: role_tier(name, clock) for name in ALL}
+    tiers["redis"].delay = 0.05
+    engine = Engine(list(tiers.values()), clock, observer=observer, placement=PlacementPolicy())
+    keys = [b"k%d" % i for i in range(MAX_PENDING + 10)]
+    for key in keys:
+        await engine.lookup(key)
+        await engine.store(key, entry(clock))
+    for key in keys:
+        await engine.lookup(key)
+    assert engine._reads.promoter.pending == MAX_PENDING
+    await engine._reads.promoter.drain()
+    results = [e[2] for e in observer.events if e[0] == "promoted"]
+    assert results.count("stored") == MAX_PENDING and results.count("dropped") == 10
+    await engine.close()

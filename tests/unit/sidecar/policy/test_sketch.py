@@ -186,3 +186,17 @@ def test_tinylfu_admitter_widens_its_sketch_with_the_entries_held() -> None:
     assert len(policy) == 10_000
     sketch = policy._admitter.sketch  # type: ignore[attr-defined]  # white-box
     assert sketch.capacity >= SKETCH_KEYS_PER_ENTRY * 10_000
+
+
+def test_increment_answers_the_estimate_frequency_gives_after_it() -> None:
+    """The engine reads a key's count from its increment (promotion), not with a second
+    hashing: both must agree, through saturation."""
+    sketch = FrequencySketch(1 << 16)
+    rng = random.Random(3)
+    keys = [f"k{i}" for i in range(300)]
+    for _ in range(3000):
+        key = rng.choice(keys)
+        assert sketch.increment(key) == sketch.frequency(key)
+    for _ in range(20):
+        assert sketch.increment("hot") == sketch.frequency("hot")
+    assert sketch.frequency("hot") == 15

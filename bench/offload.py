@@ -13,8 +13,10 @@ holding Kong's stored value (`bench.memory_corpus.naive_value`: raw body in JSON
 shared; a miss on a node is an origin request even when another node has the key.
 
 Strata, the same total RAM: per node a memory tier of `HEADLINE_SPLIT` (10 %) of the node's
-third (W-TinyLFU), the rest as one shared Redis (an exact LRU); placement with the default
-``shared_min_hits`` = 2. 10 % because the memory tier is there for latency, not offload:
+third (W-TinyLFU), the rest as one shared Redis (an exact LRU); placement with the defaults
+``shared_min_hits`` = 2 and ``shared_room_fraction`` = 0.8 (a miss's entry goes to Redis from
+the key's first lookup while Redis holds under 80 % of its bytes), and promotion. 10 %
+because the memory tier is there for latency, not offload:
 every key it holds is also a candidate for Redis, so its bytes are mostly copies; 10 % of a
 node's RAM holds the hottest keys (the sweep shows what more costs). Two rows:
 "architecture" (every tier charged the baseline's bytes: what sharing alone buys) and
@@ -24,7 +26,8 @@ value: `bench.offload_sizes`).
 Figures: origin requests per 1,000 requests at total RAM of 1, 5, 10 and 25 % of the
 trace's distinct naive bytes; the headline ratio Strata / baseline at 10 % for alpha 0.9
 and 1.0 (target <= 0.5x, moonshot 0.35x); sweeps on those two traces: the memory share per
-node (at 10 %), ``shared_min_hits`` 1 (at every size), random routing (at 10 %); and with
+node (at 10 %), ``shared_min_hits`` 1 and the room rule off (at every size), random
+routing (at 10 %); and with
 RAM for everything ("infinite": only cold misses left). Cold misses are counted: a key's
 first request on a node (`cold_on_node`: a per-node cache pays them up to once per node)
 and anywhere (`cold_in_cluster`). Prints JSON; draws origin requests per 1,000 against RAM
@@ -59,6 +62,7 @@ from bench.offload_model import (
 )
 from bench.offload_sizes import corpus_sizes
 from bench.simulate import zipf_trace
+from sidecar.config import SidecarConfig
 
 NODES = 3
 FRACTIONS = (0.01, 0.05, 0.10, 0.25)
@@ -66,8 +70,9 @@ HEADLINE_FRACTION = 0.10
 SPLITS = (0.05, 0.10, 0.25, 0.50)
 #: The memory tier's share of a node's RAM in the headline (see `add_arguments`).
 HEADLINE_SPLIT = 0.10
-#: The product's default (`sidecar.config.settings`), the headline's.
-SHARED_MIN_HITS = 2
+#: The product's defaults (`sidecar.config.settings`), the headline's.
+SHARED_MIN_HITS = SidecarConfig().shared_min_hits
+ROOM_FRACTION = SidecarConfig().shared_room_fraction
 HEADLINE_TRACES = ("zipf-0.9", "zipf-1.0")
 MODES = ("architecture", "as_stored")
 TARGET = 0.5
@@ -180,13 +185,14 @@ class Runs:
         split: float = HEADLINE_SPLIT,
         min_hits: int = SHARED_MIN_HITS,
         routing: str = "round-robin",
+        room: float = ROOM_FRACTION,
     ) -> Counts:
         memory, shared = strata_bytes(total, split)
         t = self.trace
         return self._memo(
-            ("strata", total, mode, split, min_hits, routing),
+            ("strata", total, mode, split, min_hits, routing, room),
             lambda: replay(
-                StrataCluster(NODES, memory, shared, min_hits, self.seed),
+                StrataCluster(NODES, memory, shared, min_hits, self.seed, room),
                 t.keys,
                 self._routes[routing],
                 t.sizes[mode],
@@ -206,7 +212,7 @@ class Runs:
         base = replay(PerNodeLru(NODES, total), t.keys, self._routes["round-robin"], sizes)
         out: dict[str, Any] = {"distinct_keys": len(sizes), "baseline": base.as_dict()}
         for hits in (1, 2):
-            cluster = StrataCluster(NODES, total, total, hits, self.seed)
+            cluster = StrataCluster(NODES, total, total, hits, self.seed, ROOM_FRACTION)
             counts = replay(cluster, t.keys, self._routes["round-robin"], sizes)
             out[f"strata_shared_min_hits_{hits}"] = counts.as_dict()
         return out
@@ -247,6 +253,12 @@ def measure(runs: Runs) -> dict[str, Any]:
             "memory_share_at_headline_fraction": {
                 str(split): {m: runs.compared(total, m, split=split)["ratio"] for m in modes}
                 for split in SPLITS
+            },
+            "no_room_rule_by_fraction": {
+                str(fraction): {
+                    m: runs.compared(int(distinct * fraction), m, room=0.0) for m in modes
+                }
+                for fraction in FRACTIONS
             },
             "shared_min_hits_1_by_fraction": {
                 str(fraction): {
@@ -321,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
         "headline_fraction": HEADLINE_FRACTION,
         "memory_share_per_node": HEADLINE_SPLIT,
         "shared_min_hits": SHARED_MIN_HITS,
+        "shared_room_fraction": ROOM_FRACTION,
         "baseline": BASELINE,
         "moonshot": f"<= {MOONSHOT}x",
         "traces": results,

@@ -23,6 +23,10 @@ gateway node) over one shared tier:
   `sidecar.engine.placement.PlacementPolicy` picks it for the entry's raw size and the key's
   lookup count on this node (``shared_min_hits``, 2 by default: a key looked up once on a
   node is not written to shared RAM from there).
+* room (`sidecar.engine.budgets`): while the shared tier holds less than ``room_fraction``
+  of its bytes, a miss's store goes there from the key's first lookup (the sidecar samples
+  Redis' usage every few seconds; here it is exact after every request). 0 (the class's
+  default): never.
 * promotion (`sidecar.engine.promotion`): the memory hit whose lookup brings the key's count
   to ``shared_min_hits`` writes the entry to the shared tier placement picks for it (the
   engine does it in a task of its own; here at once, as if it landed before the next
@@ -170,6 +174,7 @@ class _Tier:
 
 
 _TIERS = (_Tier("memory", frozenset({NODE_LOCAL})), _Tier("redis", frozenset({SHARED_RAM})))
+_REDIS = frozenset({"redis"})
 
 
 def sketch_capacity(memory_bytes: int) -> int:
@@ -197,6 +202,7 @@ class StrataCluster:
         shared_bytes: int,
         shared_min_hits: int = 2,
         seed: int = 0,
+        room_fraction: float = 0.0,
     ) -> None:
         self._sketches = [FrequencySketch(sketch_capacity(memory_bytes)) for _ in range(nodes)]
         self._memory = [
@@ -205,6 +211,7 @@ class StrataCluster:
         ]
         self._shared = LruPolicy[bytes](shared_bytes)
         self._placement = PlacementPolicy(shared_min_hits=shared_min_hits)
+        self._room_below = room_fraction * shared_bytes
 
     def request(self, node: int, key: bytes, size: ObjectSize) -> str:
         sketch = self._sketches[node]
@@ -225,7 +232,9 @@ class StrataCluster:
             shared.on_hit(key)
             memory.add(key, size.memory)  # Reads._read_below: backfill into memory
             return "shared"
-        placed = self._placement.tiers_for(size.entry, sketch.frequency(key), _TIERS)
+        roomy = _REDIS if shared.used_bytes < self._room_below else frozenset()
+        frequency = sketch.frequency(key)  # Stores.store reads it again
+        placed = self._placement.tiers_for(size.entry, frequency, _TIERS, roomy=roomy)
         memory.add(key, size.memory)  # Stores._write: memory always
         if "redis" in placed:
             shared.add(key, size.shared)

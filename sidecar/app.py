@@ -7,6 +7,7 @@ the invalidation service. Nothing here connects except `open_tiers`; running the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sidecar.config import SidecarConfig
@@ -203,8 +204,19 @@ def budgets_from(config: SidecarConfig, tiers: list[Tier], clock: Clock) -> Budg
         "postgres": config.postgres_max_bytes,
     }
     usage = {t.name: t.usage for t in tiers if t.name in max_bytes}
-    budgets = Budgets(max_bytes, usage, clock)
+    limits = {t.name: _limit_reader(t) for t in tiers if t.name in max_bytes}
+    budgets = Budgets(max_bytes, usage, clock, limits, config.shared_room_fraction)
     return budgets if budgets else None
+
+
+def _limit_reader(tier: Tier) -> Callable[[], int | None]:
+    """The tier's server limit as its last usage read saw it (no I/O; None: none known)."""
+
+    def read() -> int | None:
+        limit = getattr(tier, "server_limit_bytes", None)
+        return limit if isinstance(limit, int) else None
+
+    return read
 
 
 def build_engine(

@@ -300,6 +300,15 @@ class SidecarConfig:
         parse=count,
         check=Range(0, 15),
     )
+    shared_room_fraction: float = setting(
+        0.8,
+        "while a shared RAM tier's sampled usage is below this share of its limit (the smaller "
+        "of its *_max_bytes budget and its server's own: Redis maxmemory, memcached -m), "
+        "entries go there from their first lookup, not only after shared_min_hits; "
+        "0 = never (a tier with neither limit never counts as having room)",
+        parse=float,
+        check=Range(0, 1),
+    )
     redis_max_entry_bytes: int = setting(
         65536,
         "largest hot entry (raw body + headers) placed in Redis when Memcached is configured; "

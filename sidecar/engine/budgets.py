@@ -25,6 +25,13 @@ or purged (a budget stops new writes, it does not evict). A failed sample keeps 
 previous value (logged at most once a minute per tier); a tier never sampled successfully
 counts as within its budget.
 
+Room: a shared tier has room while its last sampled usage is below ``room_fraction`` of
+its limit -- the smaller of its budget and its server's own limit (Redis ``maxmemory``,
+Memcached ``-m``, read by the same sample through the tier's ``server_limit_bytes``). A
+tier with neither limit never has room by this measure (its growth is unbounded: admission
+stays strict), nor does one not sampled yet. `roomy()` names them; placement then shares an
+entry from its first store (`sidecar.engine.placement`).
+
 `NoBudgets` is the do-nothing version (no tier has a budget): the engine's default.
 """
 
@@ -38,7 +45,15 @@ from typing import Protocol
 from sidecar.core.clock import Clock
 from sidecar.core.model import TierSnapshot
 
-__all__ = ["LOG_EVERY_S", "NO_BUDGETS", "Budgets", "ByteBudgets", "NoBudgets", "UsageReader"]
+__all__ = [
+    "LOG_EVERY_S",
+    "NO_BUDGETS",
+    "Budgets",
+    "ByteBudgets",
+    "LimitReader",
+    "NoBudgets",
+    "UsageReader",
+]
 
 log = logging.getLogger("strata.sidecar.budgets")
 
@@ -46,6 +61,8 @@ log = logging.getLogger("strata.sidecar.budgets")
 LOG_EVERY_S = 60.0
 
 UsageReader = Callable[[], Awaitable[int | None]]
+#: A tier's own limit in bytes as last read (None: none, or not known); no I/O.
+LimitReader = Callable[[], int | None]
 
 
 class ByteBudgets(Protocol):
@@ -58,6 +75,8 @@ class ByteBudgets(Protocol):
     async def sample(self) -> None: ...
 
     def over_budget(self) -> frozenset[str]: ...
+
+    def roomy(self) -> frozenset[str]: ...
 
     def usage(self, name: str) -> int | None: ...
 
@@ -78,6 +97,9 @@ class NoBudgets:
     def over_budget(self) -> frozenset[str]:
         return frozenset()
 
+    def roomy(self) -> frozenset[str]:
+        return frozenset()
+
     def usage(self, name: str) -> int | None:
         return None
 
@@ -96,12 +118,21 @@ class Budgets:
         max_bytes: Mapping[str, int],
         usage: Mapping[str, UsageReader],
         clock: Clock,
+        limits: Mapping[str, LimitReader] | None = None,
+        room_fraction: float = 0.0,
     ) -> None:
         """`max_bytes`: budget per tier name (0 or absent = none); `usage`: how to read
         each tier's bytes now. Every tier with a reader is sampled (its occupancy is
-        reported); only those with a budget too can be over budget."""
+        reported); only those with a budget too can be over budget. `limits`: each tier's
+        server limit as its last usage read saw it; `room_fraction` (0 = never): the share
+        of the smaller limit below which a tier has room."""
         if any(v < 0 for v in max_bytes.values()):
             raise ValueError("a byte budget must not be negative")
+        if not 0.0 <= room_fraction <= 1.0:
+            raise ValueError(f"room_fraction must be in [0, 1], got {room_fraction}")
+        self._limits = dict(limits or {})
+        self._room_fraction = room_fraction
+        self._roomy: frozenset[str] = frozenset()
         self._max = {name: b for name, b in max_bytes.items() if b > 0 and name in usage}
         self._usage = dict(usage)
         self._clock = clock
@@ -127,10 +158,24 @@ class Budgets:
             if used is not None:
                 self._last[name] = used
         self._over = frozenset(n for n, b in self._max.items() if self._last.get(n, 0) >= b)
+        self._roomy = frozenset(n for n in self._usage if self._has_room(n))
+
+    def _has_room(self, name: str) -> bool:
+        used = self._last.get(name)
+        if used is None or self._room_fraction <= 0:
+            return False
+        read = self._limits.get(name)
+        server = read() if read is not None else None
+        limits = [b for b in (self._max.get(name), server) if b is not None and b > 0]
+        return bool(limits) and used < self._room_fraction * min(limits)
 
     def over_budget(self) -> frozenset[str]:
         """Names of the tiers whose last sampled usage is at or above their budget."""
         return self._over
+
+    def roomy(self) -> frozenset[str]:
+        """Names of the tiers with room as of the last sample (see the module doc)."""
+        return self._roomy
 
     def usage(self, name: str) -> int | None:
         """The last sampled usage of `name` (None: not sampled yet, or no reader)."""

@@ -8,7 +8,11 @@ PostgreSQL. A policy decides by what each tier declares in `capabilities`
   it keeps.
 * a `SHARED_RAM` tier (Redis, Memcached) only when the key is hot —
   ``frequency >= shared_min_hits`` (the lookups of the key on this node, counted by the
-  engine, see `Frequencies`), so one-hit wonders stay out of shared RAM — and then by size.
+  engine, see `Frequencies`), so one-hit wonders stay out of shared RAM — or, while the
+  tier its size picks has room (``roomy``, `sidecar.engine.budgets`: usage below
+  ``shared_room_fraction`` of its limit), from the key's first lookup: RAM that would stay
+  empty holds what other nodes may ask for, and one-hit wonders are kept out once it
+  fills; and then by size.
   Each shared-RAM tier has a *band*, the largest entry it takes (`SharedBand`; the app
   lists Redis at ``redis_max_entry_bytes``, then Memcached at
   ``memcached_max_entry_bytes``). A hot entry goes to the first available tier, in the
@@ -131,10 +135,11 @@ class Placement(Protocol):
         frequency: int,
         tiers: Sequence[Placeable],
         over_budget: frozenset[str] = frozenset(),
+        roomy: frozenset[str] = frozenset(),
     ) -> frozenset[str]:
         """The names, among `tiers` (fastest first), of the tiers an entry of `entry_size`
         bytes whose key was looked up about `frequency` times is written to. Tiers named in
-        `over_budget` are over their byte budget."""
+        `over_budget` are over their byte budget; those in `roomy` have room."""
         ...
 
 
@@ -153,6 +158,7 @@ class EveryTier:
         frequency: int,
         tiers: Sequence[Placeable],
         over_budget: frozenset[str] = frozenset(),
+        roomy: frozenset[str] = frozenset(),
     ) -> frozenset[str]:
         """Every tier's name; byte budgets are not this placement's business."""
         return frozenset(t.name for t in tiers)
@@ -201,6 +207,7 @@ class PlacementPolicy:
         frequency: int,
         tiers: Sequence[Placeable],
         over_budget: frozenset[str] = frozenset(),
+        roomy: frozenset[str] = frozenset(),
     ) -> frozenset[str]:
         """See `Placement.tiers_for` and the module doc."""
         picked: set[str] = set()
@@ -217,9 +224,10 @@ class PlacementPolicy:
                 shared.append(tier.name)
             elif self.durable:
                 picked.add(tier.name)
-        if shared and frequency >= self.shared_min_hits:
+        hot = frequency >= self.shared_min_hits
+        if shared and (hot or (roomy and frequency >= 1)):
             chosen = self._shared_tier(entry_size, shared)
-            if chosen is not None:
+            if chosen is not None and (hot or chosen in roomy):
                 picked.add(chosen)
         return frozenset(picked)
 

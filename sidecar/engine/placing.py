@@ -40,10 +40,10 @@ class Placer:
     def placed(self, entry: CachedResponse, frequency: int) -> frozenset[int]:
         """Indexes of the tiers `entry` belongs in, its key looked up `frequency` times."""
         size = entry_size(entry)
-        over = self.budgets.over_budget()
-        names = self.placement.tiers_for(size, frequency, self._tiers, over)
+        over, roomy = self.budgets.over_budget(), self.budgets.roomy()
+        names = self.placement.tiers_for(size, frequency, self._tiers, over, roomy)
         if over:
-            wanted = self.placement.tiers_for(size, frequency, self._tiers)
+            wanted = self.placement.tiers_for(size, frequency, self._tiers, roomy=roomy)
             for name in sorted(wanted - names):
                 self._observer.placement_skipped(name, "budget")
         return frozenset(i for i, tier in enumerate(self._tiers) if tier.name in names)
@@ -55,5 +55,5 @@ class Placer:
         if not self.placement.needs_frequencies or frequency >= MAX_SHARED_MIN_HITS:
             return frozenset()
         size, over = entry_size(entry), self.budgets.over_budget()
-        now = self.placement.tiers_for(size, frequency, self._tiers, over)
+        now = self.placement.tiers_for(size, frequency, self._tiers, over, self.budgets.roomy())
         return self.placement.tiers_for(size, MAX_SHARED_MIN_HITS, self._tiers, over) - now

@@ -137,3 +137,9 @@ class WrappedTier:
     @property
     def capabilities(self) -> frozenset[str]:
         return self._inner.capabilities
+
+    @property
+    def server_limit_bytes(self) -> int | None:
+        """The inner tier's server memory limit, when it reports one (Redis, Memcached)."""
+        limit = getattr(self._inner, "server_limit_bytes", None)
+        return limit if isinstance(limit, int) else None

@@ -196,6 +196,7 @@ class MemcachedTier:
         self._namespace = namespace
         self._max_item_bytes = max_item_bytes
         self._observer = observer or NullObserver()
+        self._server_limit: int | None = None
         self._pool = ServerPool(
             servers, clock, timeout_s=timeout_s, pool_size=pool_size, dead_retry_s=dead_retry_s
         )
@@ -318,20 +319,29 @@ class MemcachedTier:
         A server that fails is left out unless all fail (then `TierError`). For byte
         budgets (`sidecar.engine.budgets`)."""
 
-        def read(client: PooledClient) -> int:
+        def read(client: PooledClient) -> tuple[int, int]:
             stats = client.stats()
-            value = stats.get(b"bytes", stats.get("bytes", 0))
-            return int(value)
+            used = stats.get(b"bytes", stats.get("bytes", 0))
+            limit = stats.get(b"limit_maxbytes", stats.get("limit_maxbytes", 0))
+            return int(used), int(limit)
 
         results = await asyncio.gather(
             *(self._pool.call(s, "stats", read) for s in self._pool.servers),
             return_exceptions=True,
         )
-        counted = [r for r in results if isinstance(r, int)]
+        counted = [r for r in results if isinstance(r, tuple)]
         if not counted:
             failure = next((r for r in results if isinstance(r, BaseException)), None)
             raise TierError(f"memcached usage: no server answered: {failure!r}")
-        return sum(counted)
+        complete = len(counted) == len(results) and all(limit > 0 for _, limit in counted)
+        self._server_limit = sum(limit for _, limit in counted) if complete else None
+        return sum(used for used, _ in counted)
+
+    @property
+    def server_limit_bytes(self) -> int | None:
+        """The servers' summed ``limit_maxbytes`` (``-m``) as the last `usage()` read it;
+        None before that, or when a server did not answer it."""
+        return self._server_limit
 
     def snapshot(self) -> TierSnapshot:
         """Counters this process saw; entries/bytes/max_bytes are 0 (unknown without I/O).

@@ -116,6 +116,18 @@ def escape_glob(data: bytes) -> bytes:
     return _GLOB_META.sub(rb"\\\1", data)
 
 
+def _maxmemory(info: Any) -> int | None:
+    """``maxmemory`` from an INFO memory reply (summed over a cluster's nodes); None when
+    the server has no limit (0) or does not say."""
+    if not isinstance(info, dict):
+        return None
+    nodes = [info] if "maxmemory" in info else [v for v in info.values() if isinstance(v, dict)]
+    limits = [int(v.get("maxmemory", 0) or 0) for v in nodes]
+    if not limits or any(limit <= 0 for limit in limits):
+        return None  # a node without a limit: the whole has none
+    return sum(limits)
+
+
 def _used_memory(info: Any) -> int:
     """``used_memory`` from an INFO reply: a standalone server's dict, or a cluster's dict
     of such dicts by node (summed)."""
@@ -184,6 +196,7 @@ class RedisTier:
         self._clock = clock
         self._ref_min = body_ref_min_bytes
         self._observer = observer or NullObserver()
+        self._server_limit: int | None = None
         ns = namespace.encode()
         self._e, self._k, self._t = ns + b":e:", ns + b":k:", ns + b":t:"
         self._b = ns + b":b:"
@@ -313,7 +326,15 @@ class RedisTier:
         nodes that answer. For byte budgets (`sidecar.engine.budgets`)."""
         with _Wrap("usage"):
             info = await self._client.info("memory")
-        return _used_memory(info)
+        used = _used_memory(info)
+        self._server_limit = _maxmemory(info)
+        return used
+
+    @property
+    def server_limit_bytes(self) -> int | None:
+        """The server's ``maxmemory`` as the last `usage()` read it (None: unlimited, or
+        not read yet): what shared admission measures room against (`sidecar.engine.budgets`)."""
+        return self._server_limit
 
     def snapshot(self) -> TierSnapshot:
         """Hits and misses seen by this process; entries/bytes/max_bytes are 0: unknown

@@ -80,3 +80,52 @@ async def test_a_promoted_copy_carries_its_tag_generations_so_a_purge_covers_it(
     await a.invalidate_tag("p")
     assert (await b.lookup(key)).outcome is Outcome.MISS  # the promoted copy is judged
     assert (await a.lookup(key)).outcome is Outcome.MISS
+
+
+async def test_while_redis_has_room_a_first_fetch_is_shared_at_once() -> None:
+    """With a budget (or a maxmemory) Redis is far from, the first store of a key goes to
+    Redis: node B is answered from there before node A ever hits it; with the room
+    fraction at 0 it is not."""
+    url = services_env()["STRATA_TEST_REDIS_URL"]
+    client = redis.Redis.from_url(url)
+    used = int(client.info("memory")["used_memory"])
+    budget = used + (1 << 30)
+    for fraction, shared in ((0.8, True), (0.0, False)):
+        config = SidecarConfig(
+            redis_url=url,
+            namespace="pr" + uuid.uuid4().hex[:10],
+            redis_max_bytes=budget,
+            shared_room_fraction=fraction,
+        )
+        a = build_engine(config, SystemClock(), RecordingObserver())
+        b = build_engine(config, SystemClock(), RecordingObserver())
+        try:
+            for engine in (a, b):
+                await open_tiers(engine)
+                await engine._placer.budgets.sample()
+            key = b"GET|api.example|/first"
+            await a.lookup(key)
+            await a.store(key, entry(body=b"first"))
+            found = await b.lookup(key)
+            assert (found.outcome is Outcome.HIT) is shared, fraction
+        finally:
+            for engine in (a, b):
+                await engine.close()
+            keys = list(client.scan_iter(match=config.namespace + ":*", count=1000))
+            if keys:
+                client.delete(*keys)
+    client.close()
+
+
+async def test_the_redis_tier_reads_the_server_s_maxmemory_with_its_usage() -> None:
+    config = SidecarConfig(redis_url=services_env()["STRATA_TEST_REDIS_URL"], namespace="prm")
+    engine = build_engine(config, SystemClock(), RecordingObserver())
+    await open_tiers(engine)
+    try:
+        redis_tier = engine._tiers[1]
+        assert getattr(redis_tier, "server_limit_bytes", "absent") is None  # not read yet
+        assert (await redis_tier.usage() or 0) > 0
+        # the test server runs without maxmemory: no limit known
+        assert getattr(redis_tier, "server_limit_bytes", "absent") is None
+    finally:
+        await engine.close()

@@ -120,3 +120,14 @@ async def test_every_shared_tier_reports_its_usage(make_engine: MakeEngine) -> N
     for name in ("redis", "memcached", "postgres"):
         used = engine.budgets.usage(name)
         assert used is not None and used > 0, name
+
+
+async def test_memcached_reports_its_servers_limit_with_its_usage(make_engine: MakeEngine) -> None:
+    """`-m` of the test memcached, read by the same `stats` call as the usage: what shared
+    admission measures Memcached's room against."""
+    engine, _, _ = await make_engine()
+    memcached = next(t for t in engine._tiers if t.name == "memcached")
+    assert getattr(memcached, "server_limit_bytes", "absent") is None  # not read yet
+    used = await memcached.usage()
+    limit = getattr(memcached, "server_limit_bytes", None)
+    assert isinstance(limit, int) and limit >= 1 << 20 and used is not None and used < limit

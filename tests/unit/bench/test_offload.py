@@ -374,3 +374,18 @@ def test_the_quick_run_reports_every_trace_and_the_headline(
         tenth = next(r for r in rows if r["fraction"] == offload.HEADLINE_FRACTION)
         assert row["value"] == round(tenth["strata"][mode]["ratio"], 3)
     assert png.stat().st_size > 10_000
+
+
+def test_while_the_shared_tier_has_room_a_first_fetch_is_shared_at_once() -> None:
+    """As `Budgets.roomy` makes placement do: below the room fraction of the shared tier's
+    bytes, a miss's store goes there on the key's first lookup; above it, not."""
+    size = ObjectSize.same(40)
+    cluster = StrataCluster(3, 1000, 100, room_fraction=0.8)
+    assert cluster.request(0, b"a", size) == "origin"  # 0 of 100 bytes used: shared
+    assert cluster.request(1, b"a", size) == "shared"
+    assert cluster.request(0, b"b", size) == "origin"  # 40 < 80: shared too
+    assert cluster.request(0, b"c", size) == "origin"  # 80 >= 80: no room, cold: memory
+    assert cluster.request(1, b"c", size) == "origin"
+    strict = StrataCluster(3, 1000, 100)  # room rule off
+    assert strict.request(0, b"a", size) == "origin"
+    assert strict.request(1, b"a", size) == "origin"

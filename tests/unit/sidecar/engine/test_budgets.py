@@ -254,3 +254,84 @@ def test_prometheus_counts_skipped_placements() -> None:
         "strata_placement_skipped_total", {"tier": "redis", "reason": "budget"}
     )
     assert value == 1.0
+
+
+# -- room: shared admission relaxes while a tier has room ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "frequency", "roomy", "expected"),
+    [
+        # a first lookup's store: to Redis while Redis has room
+        (100, 1, {"redis"}, {"memory", "redis", "postgres"}),
+        # room in Memcached does not send a small entry there: its band is Redis'
+        (100, 1, {"memcached"}, {"memory", "postgres"}),
+        # a large entry to Memcached while Memcached has room
+        (100 * KIB, 1, {"memcached"}, {"memory", "memcached", "postgres"}),
+        (100 * KIB, 1, {"redis"}, {"memory", "postgres"}),
+        # a store with no lookup before it (frequency 0) is not shared
+        (100, 0, {"redis"}, {"memory", "postgres"}),
+        # no room anywhere: strict, as before
+        (100, 1, set(), {"memory", "postgres"}),
+        (100, 2, set(), {"memory", "redis", "postgres"}),
+    ],
+)
+def test_a_first_lookup_s_entry_goes_to_the_shared_tier_its_size_picks_while_it_has_room(
+    size: int, frequency: int, roomy: set[str], expected: set[str]
+) -> None:
+    got = POLICY.tiers_for(size, frequency, described(ALL), roomy=frozenset(roomy))
+    assert got == frozenset(expected)
+
+
+async def test_room_is_below_the_fraction_of_the_smaller_of_budget_and_server_limit(
+    clock: ManualClock,
+) -> None:
+    usage = {n: FakeUsage(700) for n in ("redis", "memcached", "postgres", "nolimit")}
+    limits = {
+        "redis": lambda: 1000,  # server limit only: 700 < 0.8 x 1000
+        "memcached": lambda: 1000,  # budget 800 is smaller: 700 >= 0.8 x 800
+        "postgres": lambda: None,  # budget only: 700 < 0.8 x 10000
+        "nolimit": lambda: None,  # neither: never roomy (unbounded growth)
+    }
+    budgets = Budgets(
+        {"memcached": 800, "postgres": 10_000}, usage, clock, limits, room_fraction=0.8
+    )
+    assert budgets.roomy() == frozenset()  # nothing sampled yet
+    await budgets.sample()
+    assert budgets.roomy() == {"redis", "postgres"}
+    usage["redis"].value = 800  # at the fraction: no more room
+    await budgets.sample()
+    assert budgets.roomy() == {"postgres"}
+    off = Budgets({}, {"redis": FakeUsage(1)}, clock, {"redis": lambda: 1000}, room_fraction=0)
+    await off.sample()
+    assert off.roomy() == frozenset()
+    with pytest.raises(ValueError, match="room_fraction"):
+        Budgets({}, {}, clock, room_fraction=1.5)
+
+
+async def test_the_engine_shares_a_first_store_while_redis_has_room_and_stops_when_full(
+    clock: ManualClock,
+) -> None:
+    tiers = {name: role_tier(name, clock) for name in ALL}
+    redis_used = FakeUsage(10)
+    budgets = Budgets(
+        {"redis": 1000}, {"redis": redis_used}, clock, {"redis": lambda: None}, room_fraction=0.8
+    )
+    engine = Engine(list(tiers.values()), clock, placement=PlacementPolicy(), budgets=budgets)
+    await budgets.sample()
+    await engine.lookup(b"a")
+    await engine.store(b"a", entry(clock))
+    assert b"a" in tiers["redis"].data
+    redis_used.value = 900
+    await budgets.sample()
+    await engine.lookup(b"b")
+    await engine.store(b"b", entry(clock))
+    assert b"b" not in tiers["redis"].data
+
+
+def test_room_fraction_setting_is_a_share_and_a_nan_is_refused() -> None:
+    assert SidecarConfig().shared_room_fraction == 0.8
+    assert load_config({"STRATA_SHARED_ROOM_FRACTION": "0"}).shared_room_fraction == 0.0
+    for bad in ("1.5", "-0.1", "nan", "lots"):
+        with pytest.raises(ConfigError, match="shared_room_fraction"):
+            load_config({"STRATA_SHARED_ROOM_FRACTION": bad})

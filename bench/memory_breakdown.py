@@ -7,8 +7,8 @@ growth is measured with tracemalloc, and the tier's structures are walked object
 (``sys.getsizeof`` of each object reachable from them, rounded as the allocator hands it out,
 `memory_cost.allocated`), one component at a time in the order of `COMPONENTS`; an object
 shared by several components (a key held by the entries dict, the policy and the expiry
-heap) is counted once, in the first. The frequency sketch is fixed at start-up and
-reported apart, not per response.
+heap) is counted once, in the first. The frequency sketch (sized at start-up, grown with
+the entries the policy holds) is reported apart, not per response.
 
 This reads the tier's private fields (a diagnostic of its internals): a renamed field fails
 loudly (AttributeError), it never silently reports less. Not guaranteed: exactness
@@ -39,7 +39,7 @@ BUDGET = 1 << 30
 COMPONENTS = (
     "bodies",  # the pooled (compressed) bodies' bytes objects, short inline bodies
     "keys",  # the cache keys' bytes objects
-    "headers",  # every entry's header tuples and their name/value bytes
+    "headers",  # every entry's packed headers (one bytes object, `packed_headers`)
     "entry_objects",  # the body-less CachedResponse of each key and its other fields
     "slots",  # the tier's per-key record, the digest it holds, its charged size
     "entries_dict",  # the tier's dict table
@@ -111,7 +111,7 @@ def walk(tier: MemoryTier) -> dict[str, int]:
     return {
         "bodies": deep_size([r.data for r in pool.values()] + inline, seen),
         "keys": deep_size(tier._entries.keys(), seen),
-        "headers": deep_size((s.entry.headers for s in slots), seen),
+        "headers": deep_size((s.headers for s in slots), seen),
         "entry_objects": deep_size((s.entry for s in slots), seen),
         "slots": deep_size(slots, seen),
         "entries_dict": deep_size([tier._entries], seen),

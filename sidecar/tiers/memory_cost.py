@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 
 from sidecar.core.model import CachedResponse
+from sidecar.tiers.packed_headers import packed_size
 
 __all__ = [
     "BODY_BOOKKEEPING_BYTES",
@@ -44,11 +45,12 @@ DICT_SLOT_BYTES = 6 * (4 + 16)
 _INT = 32  # an int outside CPython's small-int cache
 
 #: Per key, besides its own objects and the copy of its key a stale expiry item may keep:
-#: its slot in the tier's entries dict and its record there (entry, digest, charged size);
+#: its slot in the tier's entries dict and its record there (entry, packed headers, digest,
+#: body, charged size: 72 bytes with its GC header, 80 as allocated);
 #: its slot, node (32 bytes) and fast-node pointer (6 per slot) in the policy's ordered dict
 #: and the size there; the expiry heap's (expires_at, key) tuple, int and list slots (up to
 #: two items per key: one may be stale).
-_ENTRIES_DICT = DICT_SLOT_BYTES + 64 + _INT  # slot, _Slot record, charged size
+_ENTRIES_DICT = DICT_SLOT_BYTES + 80 + _INT  # slot, _Slot record, charged size
 _POLICY_DICT = DICT_SLOT_BYTES + 32 + 6 * 8 + _INT  # slot, node, fast-node pointers, size
 _EXPIRY_HEAP = 2 * (64 + _INT + 2 * 8)  # live and stale items, with their list slots
 KEY_BOOKKEEPING_BYTES = _ENTRIES_DICT + _POLICY_DICT + _EXPIRY_HEAP
@@ -78,7 +80,7 @@ def allocated(size: int) -> int:
     return max(32, (size + 8 + 15) & ~15)
 
 
-#: `bytes_cost` of the lengths below this, precomputed (header names and values, keys).
+#: `bytes_cost` of the lengths below this, precomputed (packed headers, keys).
 _SMALL = 1024
 _SMALL_BYTES = [allocated(_BYTES_HEADER + n) for n in range(_SMALL)]
 
@@ -94,9 +96,6 @@ def _tuple_cost(items: int) -> int:
     return allocated(_TUPLE_HEADER + 8 * items) if items else 0
 
 
-_PAIR = _tuple_cost(2)
-
-
 def _str_cost(s: str) -> int:
     return allocated(sys.getsizeof(s))
 
@@ -107,15 +106,14 @@ def _int_cost(value: int) -> int:
 
 def meta_cost(key: bytes, entry: CachedResponse) -> int:
     """Heap bytes `entry` without its body costs under `key` in the memory tier: its own
-    objects (the entry, key, headers, tags, vary, generations, timestamps), the key once
-    more (a stale expiry item may keep a copy alive), `KEY_BOOKKEEPING_BYTES` and
-    `TAG_INDEX_BYTES` per tag. The body is charged apart (`BodyPool.charge`)."""
-    headers = entry.headers
+    objects (the entry, key, headers as the tier holds them: one `bytes` object of
+    `packed_headers.packed_size`, tags, vary, generations, timestamps), the key once more (a
+    stale expiry item may keep a copy alive), `KEY_BOOKKEEPING_BYTES` and `TAG_INDEX_BYTES`
+    per tag. The body is charged apart (`BodyPool.charge`). Not charged: the tuple of pairs
+    a read rebuilds (it lives as long as the caller keeps the entry, not in the tier)."""
     cost = KEY_BOOKKEEPING_BYTES + allocated(_ENTRY_OBJECT) + 2 * bytes_cost(len(key))
-    if headers:
-        cost += _tuple_cost(len(headers)) + len(headers) * _PAIR
-        for name, value in headers:
-            cost += bytes_cost(len(name)) + bytes_cost(len(value))
+    if entry.headers:  # no headers pack to b"", a shared object
+        cost += bytes_cost(packed_size(entry.headers))
     if entry.tags:
         cost += _tuple_cost(len(entry.tags)) + len(entry.tags) * TAG_INDEX_BYTES
         cost += sum(_str_cost(t) for t in entry.tags)

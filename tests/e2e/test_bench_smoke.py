@@ -30,7 +30,7 @@ RUN_TIMEOUT_S = 90.0
 SUMMARY_KEYS = ("p50_us", "p99_us", "ops_s", "n")
 
 
-def run_bench(*argv: str) -> dict[str, Any]:
+def run_bench(*argv: str, timeout_s: float = RUN_TIMEOUT_S) -> dict[str, Any]:
     """`python -m bench ARGV` from the repo root; its JSON report (exit 0 asserted)."""
     cmd = [sys.executable, "-m", "bench", *argv]
     proc = subprocess.Popen(
@@ -43,12 +43,10 @@ def run_bench(*argv: str) -> dict[str, Any]:
         start_new_session=True,
     )
     try:
-        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+        out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         out, err = _stop_group(proc)
-        pytest.fail(
-            f"{' '.join(argv)} ran over {RUN_TIMEOUT_S:.0f} s:\n{out[-3000:]}\n{err[-3000:]}"
-        )
+        pytest.fail(f"{' '.join(argv)} ran over {timeout_s:.0f} s:\n{out[-3000:]}\n{err[-3000:]}")
     assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}:\n{out}\n{err}"
     return report_of(out)
 

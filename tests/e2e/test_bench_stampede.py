@@ -9,47 +9,16 @@ process group of its own, so a hung run is stopped with everything it started.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.test_bench_smoke import run_bench
 from tools.cluster import ServicesDownError, shared_settings
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
 #: The quick run takes ~40 s on a 2-core machine; below the suite's 120 s per-test timeout.
 RUN_TIMEOUT_S = 100.0
-
-
-def run_quick(png: Path) -> dict[str, Any]:
-    """`python -m bench.stampede --quick` from the repo root; its JSON report."""
-    cmd = [sys.executable, "-m", "bench.stampede", "--quick", "--png", str(png)]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        pytest.fail(f"bench stampede --quick ran over {RUN_TIMEOUT_S:.0f} s:\n{err[-3000:]}")
-    assert proc.returncode == 0, f"exit {proc.returncode}:\n{out[-3000:]}\n{err[-3000:]}"
-    report: dict[str, Any] = json.loads(out)
-    return report
 
 
 def test_a_cold_burst_reaches_the_origin_once_on_one_node_and_on_two_sharing(
@@ -60,7 +29,7 @@ def test_a_cold_burst_reaches_the_origin_once_on_one_node_and_on_two_sharing(
     except ServicesDownError as exc:
         pytest.fail(f"{exc} (`make test` does)")
     png = tmp_path / "stampede.png"
-    report = run_quick(png)
+    report = run_bench("stampede", "--quick", "--png", str(png), timeout_s=RUN_TIMEOUT_S)
     assert report["scenario"] == "stampede"
     bursts = report["bursts"]
     assert {b["mode"] for b in bursts} == {"1-node", "2-node-shared", "2-node-memory"}

@@ -259,6 +259,7 @@ class Engine:
         from the `NODE_LOCAL` tiers only (the shared ones were purged by another node)."""
         self._validate("invalidate", lambda: check_key(key, self._limits))
         try:
+            await self._reads.promoter.purged(key)
             return await self._purges.invalidate_key(key, local_only=local_only)
         finally:
             self.changes.changed_keys((key,))
@@ -270,6 +271,7 @@ class Engine:
         on the `NODE_LOCAL` tiers only. Returns the entries dropped now on this node."""
         self._validate("invalidate", lambda: check_key(prefix, self._limits, "prefix"))
         try:
+            await self._reads.promoter.purged(prefix=prefix)
             return await self._purges.invalidate_prefix(prefix, local_only=local_only)
         finally:
             self.changes.changed_prefixes((prefix,))

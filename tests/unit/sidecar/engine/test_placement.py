@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from sidecar.app import placement_from
 from sidecar.config import SidecarConfig, load_config
 from sidecar.core.clock import ManualClock
 from sidecar.core.errors import ConfigError
-from sidecar.core.model import Outcome
+from sidecar.core.model import CachedResponse, Outcome
 from sidecar.core.observer import RecordingObserver
 from sidecar.engine.engine import Engine
 from sidecar.engine.placement import (
@@ -21,7 +22,7 @@ from sidecar.engine.placement import (
     entry_size,
 )
 from sidecar.engine.promotion import MAX_PENDING
-from sidecar.tiers.base import SHARED_RAM
+from sidecar.tiers.base import SHARED_RAM, SetStatus
 from tests.support.entries import entry
 from tests.support.fakes import DictTier
 from tests.support.tier_roles import Described, described, role_tier
@@ -368,3 +369,86 @@ async def test_promotions_in_flight_are_bounded_and_the_rest_counted_as_dropped(
     results = [e[2] for e in observer.events if e[0] == "promoted"]
     assert results.count("stored") == MAX_PENDING and results.count("dropped") == 10
     await engine.close()
+
+
+# -- promotion never brings back what a key or prefix purge deleted ----------------------
+
+
+class GatedTier(DictTier):
+    """A shared tier whose writes wait for `gate` (a promotion in flight)."""
+
+    def __init__(self, name: str, clock: ManualClock) -> None:
+        super().__init__(name, clock, capabilities=role_tier(name, clock).capabilities)
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def set(self, key: bytes, entry: CachedResponse) -> SetStatus:
+        await self.gate.wait()
+        return await super().set(key, entry)
+
+
+def _two_nodes(clock: ManualClock) -> tuple[Engine, Engine, GatedTier, RecordingObserver]:
+    redis = GatedTier("redis", clock)
+    observer = RecordingObserver()
+    a = Engine(
+        [role_tier("memory", clock), redis], clock, observer=observer, placement=PlacementPolicy()
+    )
+    b = Engine([role_tier("memory", clock), redis], clock, placement=PlacementPolicy())
+    return a, b, redis, observer
+
+
+async def test_a_purge_from_another_node_deletes_what_a_promotion_wrote_back(
+    clock: ManualClock,
+) -> None:
+    """B purges k (deleting the shared copy: there is none yet); A, which has not heard of
+    the purge yet, serves k from memory and promotes it: the old entry is in Redis again.
+    When A applies the purge event (local_only), it deletes that copy too, so B misses."""
+    a, b, redis, _ = _two_nodes(clock)
+    await a.lookup(b"k")
+    await a.store(b"k", entry(clock, body=b"old"))
+    await b.invalidate_key(b"k")
+    assert (await a.lookup(b"k")).outcome is Outcome.HIT  # the event is not here yet
+    await a._reads.promoter.drain()
+    assert redis.data[b"k"].body == b"old"  # the window: until A applies the event
+    await a.invalidate_key(b"k", local_only=True)
+    assert b"k" not in redis.data
+    assert (await b.lookup(b"k")).outcome is Outcome.MISS
+
+
+async def test_a_purge_while_a_promotion_writes_is_not_undone(clock: ManualClock) -> None:
+    a, _, redis, observer = _two_nodes(clock)
+    await a.lookup(b"k")
+    await a.store(b"k", entry(clock, body=b"old"))
+    redis.gate.clear()
+    await a.lookup(b"k")  # turns hot: the promotion waits on the gate
+    await asyncio.sleep(0)
+    assert a._reads.promoter.pending == 1
+    await a.invalidate_key(b"k")
+    redis.gate.set()
+    await a._reads.promoter.drain()
+    assert b"k" not in redis.data
+    assert ("promoted", "redis", "undone") in observer.events
+
+
+async def test_a_promotion_started_before_a_purge_writes_nothing(clock: ManualClock) -> None:
+    a, _, redis, observer = _two_nodes(clock)
+    await a.lookup(b"k")
+    await a.store(b"k", entry(clock, body=b"old"))
+    await a.lookup(b"k")  # the promotion is queued, not started
+    await a.invalidate_key(b"k")
+    await a._reads.promoter.drain()
+    assert b"k" not in redis.data
+    assert ("promoted", "redis", "purged") in observer.events
+
+
+async def test_a_prefix_purge_deletes_the_keys_promoted_under_it(clock: ManualClock) -> None:
+    a, _, redis, _ = _two_nodes(clock)
+    for key in (b"/p/1", b"/p/2", b"/q/1"):
+        await a.lookup(key)
+        await a.store(key, entry(clock))
+        await a.lookup(key)
+        await a._reads.promoter.drain()
+    assert set(redis.data) == {b"/p/1", b"/p/2", b"/q/1"}
+    redis.data[b"/p/1"] = entry(clock, body=b"written again")  # as after another node's purge
+    await a.invalidate_prefix(b"/p/", local_only=True)
+    assert set(redis.data) == {b"/q/1"}

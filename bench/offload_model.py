@@ -28,9 +28,10 @@ gateway node) over one shared tier:
   Redis' usage every few seconds; here it is exact after every request). 0 (the class's
   default): never.
 * promotion (`sidecar.engine.promotion`): the memory hit whose lookup brings the key's count
-  to ``shared_min_hits`` writes the entry to the shared tier placement picks for it (the
-  engine does it in a task of its own; here at once, as if it landed before the next
-  request).
+  to ``shared_min_hits`` (on a node that did not promote it or read it from shared RAM
+  among its last `RECENT_KEYS` such keys) writes the entry to the shared tier placement
+  picks for it (the engine does it in a task of its own; here at once, as if it landed
+  before the next request).
 
 The shared tier (Redis) is a byte-bounded exact LRU (`bench.simulate.LruPolicy`), touched on
 every hit. Redis' ``allkeys-lru`` is approximate (it evicts the best of 5 sampled keys), so
@@ -52,6 +53,7 @@ RAM beyond the compared budget, so left out).
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,6 +61,7 @@ from typing import Protocol
 from bench.simulate import LruPolicy
 from sidecar.engine.engine import FREQUENCY_CAPACITY
 from sidecar.engine.placement import PlacementPolicy
+from sidecar.engine.promotion import RECENT_KEYS
 from sidecar.policy import FrequencySketch, WindowTinyLfuPolicy
 from sidecar.policy.admission import SharedTinyLfuAdmitter
 from sidecar.tiers.base import NODE_LOCAL, SHARED_RAM
@@ -212,6 +215,8 @@ class StrataCluster:
         self._shared = LruPolicy[bytes](shared_bytes)
         self._placement = PlacementPolicy(shared_min_hits=shared_min_hits)
         self._room_below = room_fraction * shared_bytes
+        #: Per node: keys it promoted or read from shared RAM lately (`Promoter`'s record).
+        self._known: list[OrderedDict[bytes, None]] = [OrderedDict() for _ in range(nodes)]
 
     def request(self, node: int, key: bytes, size: ObjectSize) -> str:
         sketch = self._sketches[node]
@@ -222,15 +227,18 @@ class StrataCluster:
         if key in memory:
             memory.on_hit(key)
             threshold = self._placement.shared_min_hits
-            if counted == threshold >= 2:  # Promoter.memory_hit
+            known = self._known[node]
+            if counted == threshold >= 2 and key not in known:  # Promoter.memory_hit
                 placed = self._placement.tiers_for(size.entry, counted, _TIERS)
                 if "redis" in placed:
                     shared.remove(key)
                     shared.add(key, size.shared)
+                    _remember(known, key)
             return "memory"
         if key in shared:
             shared.on_hit(key)
             memory.add(key, size.memory)  # Reads._read_below: backfill into memory
+            _remember(self._known[node], key)  # Promoter.found_shared
             return "shared"
         roomy = _REDIS if shared.used_bytes < self._room_below else frozenset()
         frequency = sketch.frequency(key)  # Stores.store reads it again
@@ -239,6 +247,13 @@ class StrataCluster:
         if "redis" in placed:
             shared.add(key, size.shared)
         return "origin"
+
+
+def _remember(known: OrderedDict[bytes, None], key: bytes) -> None:
+    known[key] = None
+    known.move_to_end(key)
+    if len(known) > RECENT_KEYS:
+        known.popitem(last=False)
 
 
 def replay(

@@ -47,10 +47,12 @@ class Observer(Protocol):
         """Placement left out `tier`, which it would otherwise have picked, for `reason`
         (budget: its sampled usage is at or above its byte budget)."""
 
-    def promoted(self, tier: str, result: str) -> None:
+    def promoted(self, tier: str, result: str, logical_bytes: int = 0) -> None:
         """A memory hit turned its key hot and its entry was written to `tier` (a shared
         RAM tier): result is the tier's answer (stored, not_admitted, too_large), failed,
-        or dropped (too many promotions in flight; tier is ``shared``)."""
+        dropped (too many promotions in flight; tier is ``shared``), purged (a key or
+        prefix purge came first: not written) or undone (one came while it was written:
+        deleted again); `logical_bytes`: the entry's (`logical_bytes`), with ``stored``."""
 
     def deferred_purges(self, tier: str, event: str, count: int) -> None:
         """Purges that could not reach `tier` (a shared tier, or ``redis_generations``):
@@ -126,7 +128,7 @@ class NullObserver:
     def placement_skipped(self, tier: str, reason: str) -> None:
         pass
 
-    def promoted(self, tier: str, result: str) -> None:
+    def promoted(self, tier: str, result: str, logical_bytes: int = 0) -> None:
         pass
 
     def deferred_purges(self, tier: str, event: str, count: int) -> None:
@@ -196,7 +198,7 @@ class RecordingObserver(NullObserver):
     def placement_skipped(self, tier: str, reason: str) -> None:
         self.events.append(("placement_skipped", tier, reason))
 
-    def promoted(self, tier: str, result: str) -> None:
+    def promoted(self, tier: str, result: str, logical_bytes: int = 0) -> None:
         self.events.append(("promoted", tier, result))
 
     def deferred_purges(self, tier: str, event: str, count: int) -> None:

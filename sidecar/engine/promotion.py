@@ -38,7 +38,7 @@ import asyncio
 import contextvars
 from collections import OrderedDict
 
-from sidecar.core.model import CachedResponse
+from sidecar.core.model import CachedResponse, logical_bytes
 from sidecar.core.observer import Observer
 from sidecar.engine.placing import Placer
 from sidecar.engine.tier_calls import TierCalls
@@ -49,8 +49,9 @@ __all__ = ["MAX_PENDING", "RECENT_KEYS", "Promoter"]
 #: Promotion writes in flight at most; a hot key seen while this many are pending is not
 #: promoted now (it is counted as dropped; its next store or re-promotion places it).
 MAX_PENDING = 64
-#: Keys promoted lately that a key or prefix purge applied here deletes from shared RAM too
-#: (the oldest are forgotten first).
+#: Keys this node lately promoted to shared RAM or found there (a shared hit backfilled into
+#: memory): not promoted again, and a key or prefix purge applied here deletes them from
+#: shared RAM too (the oldest are forgotten first).
 RECENT_KEYS = 10_000
 
 
@@ -92,8 +93,8 @@ class Promoter:
         lookup count is `counted` with this lookup: start its promotion if this lookup
         brought the count to the threshold."""
         threshold = self._threshold
-        if threshold is None or counted != threshold:
-            return
+        if threshold is None or counted != threshold or key in self._recent:
+            return  # not turning hot now, or shared RAM has it (written or read lately)
         if len(self._pending) >= MAX_PENDING:
             self._observer.promoted("shared", "dropped")
             return
@@ -113,8 +114,13 @@ class Promoter:
                 self._observer.promoted(tiers[i].name, "purged")  # a purge came first
                 continue
             status = await self._calls.set(i, key, entry)
-            self._observer.promoted(tiers[i].name, "failed" if status is None else status.value)
-            if status is SetStatus.STORED:
+            stored = status is SetStatus.STORED
+            self._observer.promoted(
+                tiers[i].name,
+                "failed" if status is None else status.value,
+                logical_bytes(key, entry) if stored else 0,
+            )
+            if stored:
                 wrote.append(i)
         if not wrote:
             return
@@ -123,10 +129,18 @@ class Promoter:
                 await self._calls.guarded(i, "delete", lambda t: t.delete(key))
                 self._observer.promoted(tiers[i].name, "undone")
             return
-        self._recent[key] = None
-        self._recent.move_to_end(key)
-        while len(self._recent) > RECENT_KEYS:
-            self._recent.popitem(last=False)
+        self.found_shared(key)
+
+    def found_shared(self, key: bytes) -> None:
+        """`key` is in shared RAM now (promoted, or read from there and copied into
+        memory): remember it (see `RECENT_KEYS`)."""
+        if self._threshold is None:
+            return
+        recent = self._recent
+        recent[key] = None
+        recent.move_to_end(key)
+        if len(recent) > RECENT_KEYS:
+            recent.popitem(last=False)
 
     async def purged(self, key: bytes = b"", prefix: bytes | None = None) -> None:
         """A purge of `key` (or of every key starting with `prefix`) is applied here, from

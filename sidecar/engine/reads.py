@@ -41,6 +41,7 @@ from sidecar.engine.purge import Purges, soft_stale
 from sidecar.engine.tier_calls import TierCalls
 from sidecar.engine.variants import is_marker, variant_key
 from sidecar.tiers import deadline
+from sidecar.tiers.base import SHARED_RAM
 
 __all__ = ["Reads"]
 
@@ -235,6 +236,8 @@ class Reads:
                 for j in range(i):
                     if j == 0 or j in placed:
                         await self._calls.set(j, key, entry)
+                if self._promote and SHARED_RAM in self._tiers[i].capabilities:
+                    self.promoter.found_shared(key)
                 return entry, i
         return None, 0
 

@@ -101,6 +101,13 @@ class PrometheusObserver:
             ["tier", "result"],
             registry=registry,
         )
+        self._promoted_bytes = Counter(
+            "strata_promoted_bytes_total",
+            "Logical bytes (key, header names and values, raw body) of the entries promotions "
+            "stored in a shared RAM tier: bytes kept out of it at their store, which went in after",
+            ["tier"],
+            registry=registry,
+        )
         self._deferred_purges = Counter(
             "strata_deferred_purges_total",
             "Purges that could not reach a shared tier (or the Redis generations), by event: "
@@ -166,8 +173,10 @@ class PrometheusObserver:
     def placement_skipped(self, tier: str, reason: str) -> None:
         self._placement_skipped.labels(tier, reason).inc()
 
-    def promoted(self, tier: str, result: str) -> None:
+    def promoted(self, tier: str, result: str, logical_bytes: int = 0) -> None:
         self._promoted.labels(tier, result).inc()
+        if logical_bytes:
+            self._promoted_bytes.labels(tier).inc(logical_bytes)
 
     def deferred_purges(self, tier: str, event: str, count: int) -> None:
         self._deferred_purges.labels(tier, event).inc(count)

@@ -452,3 +452,22 @@ async def test_a_prefix_purge_deletes_the_keys_promoted_under_it(clock: ManualCl
     redis.data[b"/p/1"] = entry(clock, body=b"written again")  # as after another node's purge
     await a.invalidate_prefix(b"/p/", local_only=True)
     assert set(redis.data) == {b"/q/1"}
+
+
+async def test_a_node_that_read_a_key_from_shared_ram_does_not_promote_it_again(
+    clock: ManualClock,
+) -> None:
+    redis = GatedTier("redis", clock)
+    seen = RecordingObserver()
+    a = Engine([role_tier("memory", clock), redis], clock, placement=PlacementPolicy())
+    b = Engine(
+        [role_tier("memory", clock), redis], clock, observer=seen, placement=PlacementPolicy()
+    )
+    await a.lookup(b"k")
+    await a.store(b"k", entry(clock))
+    await a.lookup(b"k")
+    await a._reads.promoter.drain()
+    assert (await b.lookup(b"k")).tier == "redis"  # backfilled into B's memory
+    assert (await b.lookup(b"k")).tier == "memory"  # count 2 on B: hot, but Redis has it
+    await b._reads.promoter.drain()
+    assert not [e for e in seen.events if e[0] == "promoted"]

@@ -141,7 +141,7 @@ def run_one(scenario: str, quick: bool, plots: Path, out: Path, timeout_s: float
     error = ""
     if rc != 0:
         tail = err_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no stderr)"]
-        error = "timed out" if rc == -1 else f"exit {rc}: {tail[0][:200]}"
+        error = "timed out" if rc == -1 else f"exit {rc}: {tail[0][:500]}"
     elif not report:
         error = "printed no JSON report"
     drawn = [p for p in pngs if Path(p).is_file()]

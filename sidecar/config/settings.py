@@ -296,7 +296,9 @@ class SidecarConfig:
     shared_min_hits: int = setting(
         2,
         "lookups of a key on this node (0-15) before its entries go to shared RAM "
-        "(Redis/Memcached); colder entries go to memory and PostgreSQL only",
+        "(Redis/Memcached) once that tier has no room (see shared_room_fraction); colder ones "
+        "go to memory and PostgreSQL only, and the memory hit that reaches this count writes "
+        "the entry to shared RAM (promotion)",
         parse=count,
         check=Range(0, 15),
     )
@@ -304,7 +306,8 @@ class SidecarConfig:
         0.8,
         "while a shared RAM tier's sampled usage is below this share of its limit (the smaller "
         "of its *_max_bytes budget and its server's own: Redis maxmemory, memcached -m), "
-        "entries go there from their first lookup, not only after shared_min_hits; "
+        "entries go there from their first lookup, not only after shared_min_hits; usage is "
+        "sampled every budget_sample_seconds, plus what this node placed since; "
         "0 = never (a tier with neither limit never counts as having room)",
         parse=float,
         check=Range(0, 1),

@@ -30,7 +30,11 @@ its limit -- the smaller of its budget and its server's own limit (Redis ``maxme
 Memcached ``-m``, read by the same sample through the tier's ``server_limit_bytes``). A
 tier with neither limit never has room by this measure (its growth is unbounded: admission
 stays strict), nor does one not sampled yet. `roomy()` names them; placement then shares an
-entry from its first store (`sidecar.engine.placement`).
+entry from its first store (`sidecar.engine.placement`). Between two samples the bytes this
+node places in a tier (`note_placed`, the entries' raw sizes) are added to its last sample,
+so a fast fill stops being roomy before the next sample shows it; other nodes' writes are
+not seen until then, so N nodes may overshoot the fraction by what they write in one sample
+interval.
 
 `NoBudgets` is the do-nothing version (no tier has a budget): the engine's default.
 """
@@ -78,6 +82,8 @@ class ByteBudgets(Protocol):
 
     def roomy(self) -> frozenset[str]: ...
 
+    def note_placed(self, name: str, size: int) -> None: ...
+
     def usage(self, name: str) -> int | None: ...
 
     def annotate(self, snapshot: TierSnapshot) -> TierSnapshot: ...
@@ -99,6 +105,9 @@ class NoBudgets:
 
     def roomy(self) -> frozenset[str]:
         return frozenset()
+
+    def note_placed(self, name: str, size: int) -> None:
+        """Nothing to count."""
 
     def usage(self, name: str) -> int | None:
         return None
@@ -133,6 +142,9 @@ class Budgets:
         self._limits = dict(limits or {})
         self._room_fraction = room_fraction
         self._roomy: frozenset[str] = frozenset()
+        #: Per roomy tier: bytes it may still take before it has no room (from the last
+        #: sample, less what this node placed there since).
+        self._room_left: dict[str, float] = {}
         self._max = {name: b for name, b in max_bytes.items() if b > 0 and name in usage}
         self._usage = dict(usage)
         self._clock = clock
@@ -158,16 +170,34 @@ class Budgets:
             if used is not None:
                 self._last[name] = used
         self._over = frozenset(n for n, b in self._max.items() if self._last.get(n, 0) >= b)
-        self._roomy = frozenset(n for n in self._usage if self._has_room(n))
+        self._room_left = {}
+        for name in self._usage:
+            left = self._room(name)
+            if left > 0:
+                self._room_left[name] = left
+        self._roomy = frozenset(self._room_left)
 
-    def _has_room(self, name: str) -> bool:
+    def _room(self, name: str) -> float:
+        """Bytes `name` may take before its usage reaches the room fraction (<= 0: none)."""
         used = self._last.get(name)
         if used is None or self._room_fraction <= 0:
-            return False
+            return 0.0
         read = self._limits.get(name)
         server = read() if read is not None else None
         limits = [b for b in (self._max.get(name), server) if b is not None and b > 0]
-        return bool(limits) and used < self._room_fraction * min(limits)
+        return self._room_fraction * min(limits) - used if limits else 0.0
+
+    def note_placed(self, name: str, size: int) -> None:
+        """This node placed an entry of `size` bytes in `name` (see the module doc)."""
+        left = self._room_left.get(name)
+        if left is None:
+            return
+        left -= size
+        if left > 0:
+            self._room_left[name] = left
+        else:
+            del self._room_left[name]
+            self._roomy = frozenset(self._room_left)
 
     def over_budget(self) -> frozenset[str]:
         """Names of the tiers whose last sampled usage is at or above their budget."""

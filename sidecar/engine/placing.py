@@ -46,6 +46,9 @@ class Placer:
             wanted = self.placement.tiers_for(size, frequency, self._tiers, roomy=roomy)
             for name in sorted(wanted - names):
                 self._observer.placement_skipped(name, "budget")
+        if roomy:
+            for name in names & roomy:
+                self.budgets.note_placed(name, size)
         return frozenset(i for i, tier in enumerate(self._tiers) if tier.name in names)
 
     def refused_cold(self, entry: CachedResponse, frequency: int) -> frozenset[str]:

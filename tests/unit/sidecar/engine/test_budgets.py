@@ -335,3 +335,35 @@ def test_room_fraction_setting_is_a_share_and_a_nan_is_refused() -> None:
     for bad in ("1.5", "-0.1", "nan", "lots"):
         with pytest.raises(ConfigError, match="shared_room_fraction"):
             load_config({"STRATA_SHARED_ROOM_FRACTION": bad})
+
+
+async def test_what_this_node_places_between_samples_uses_up_the_room(
+    clock: ManualClock,
+) -> None:
+    """A fast fill stops the room rule before the next sample shows it (the reviewer's
+    Redis went from 40 % to 100 % of maxmemory within one 5 s sample interval)."""
+    used = FakeUsage(500)
+    budgets = Budgets({"redis": 1000}, {"redis": used}, clock, room_fraction=0.8)
+    await budgets.sample()
+    assert budgets.roomy() == {"redis"}  # 300 bytes of room left
+    budgets.note_placed("redis", 200)
+    assert budgets.roomy() == {"redis"}
+    budgets.note_placed("redis", 100)
+    assert budgets.roomy() == frozenset()
+    budgets.note_placed("memcached", 10)  # not roomy, not sampled: nothing happens
+    await budgets.sample()  # the server freed memory meanwhile: room again
+    assert budgets.roomy() == {"redis"}
+
+
+async def test_the_engine_counts_its_shared_stores_against_the_room(clock: ManualClock) -> None:
+    tiers = {name: role_tier(name, clock) for name in ALL}
+    budgets = Budgets({"redis": 10_000}, {"redis": FakeUsage(0)}, clock, room_fraction=0.5)
+    engine = Engine(list(tiers.values()), clock, placement=PlacementPolicy(), budgets=budgets)
+    await budgets.sample()  # 5,000 bytes of room
+    stored = []
+    for i in range(20):
+        key = b"k%d" % i
+        await engine.lookup(key)
+        await engine.store(key, entry(clock, body=b"x" * 1000))
+        stored.append(key in tiers["redis"].data)
+    assert stored[:4] == [True] * 4 and not any(stored[5:])

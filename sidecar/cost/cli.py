@@ -22,12 +22,16 @@ from collections.abc import Sequence
 
 from sidecar.cost.model import Prices, compute
 from sidecar.cost.render import as_json, table
-from sidecar.cost.sources import SourceError, read_pages, read_prometheus
+from sidecar.cost.sources import SourceError, node_key, read_pages, read_prometheus
 
 __all__ = ["build_parser", "main", "parse_duration"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: --window: from 1 s to a day (longer: a Prometheus range).
+WINDOW_S = (1.0, 86400.0)
+#: --range: whole seconds from 1 s to 365 days.
+RANGE_S = (1.0, 365 * 86400.0)
 DEFAULTS = Prices()
 
 
@@ -64,10 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--window",
         metavar="SECONDS",
-        help="with --metrics: read twice this far apart (default: since each sidecar started)",
+        help="with --metrics: read twice this far apart, 1s to 1d (default: since each "
+        "sidecar started)",
     )
     src.add_argument(
-        "--range", default="1h", help="with --prometheus: counters over this range (1h)"
+        "--range",
+        default="1h",
+        help="with --prometheus: counters over this range, whole seconds from 1s to 365d (1h)",
     )
     prices = parser.add_argument_group("prices (examples unless given)")
     prices.add_argument(
@@ -99,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for each answer (10)"
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds each page or query may take in all (10)",
     )
     return parser
 
@@ -126,6 +136,35 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--nodes must be at least 1")
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError("--timeout must be a positive number of seconds")
+    seen: dict[str, str] = {}
+    for url in args.metrics:
+        try:
+            key = node_key(url)
+        except SourceError:
+            continue  # not a URL: a source failure when it is read
+        if key in seen:
+            raise UsageError(
+                f"--metrics {url} names the same page as --metrics {seen[key]}: give each node once"
+            )
+        seen[key] = url
+
+
+def _window(text: str) -> float:
+    seconds = parse_duration(text)
+    low, high = WINDOW_S
+    if not low <= seconds <= high:
+        raise UsageError(
+            f"--window {text}: must be from 1s to 1d (longer: --prometheus URL --range)"
+        )
+    return seconds
+
+
+def _range(text: str) -> float:
+    seconds = parse_duration(text)
+    low, high = RANGE_S
+    if not (low <= seconds <= high and seconds == int(seconds)):
+        raise UsageError(f"--range {text}: must be whole seconds from 1s to 365d")
+    return seconds
 
 
 def main(argv: Sequence[str]) -> int:
@@ -137,8 +176,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         _check(args)
         prices = _prices(args)
-        window = parse_duration(args.window) if args.window is not None else None
-        range_s = parse_duration(args.range)
+        window = _window(args.window) if args.window is not None else None
+        range_s = _range(args.range)
     except UsageError as exc:
         print(f"strata cost: {exc}", file=sys.stderr)
         return 2
@@ -152,7 +191,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"strata cost: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(as_json(report, notes), indent=2))
+        try:
+            text = json.dumps(as_json(report, notes), indent=2, allow_nan=False)
+        except ValueError:
+            print("strata cost: the report has a number that is not finite", file=sys.stderr)
+            return 1
+        print(text)
     else:
         print(table(report, notes))
     return 0

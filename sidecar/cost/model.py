@@ -4,12 +4,14 @@ traffic cached the naive way. Pure: readings and prices in, a `CostReport` out, 
 Inputs are what the sidecars and plugin servers export (`sidecar.observability`), read by
 `sidecar.cost.sources`: per node, gauges now (bytes held by tier; the memory tier's exact
 footprint) and counters over a window (lookups, body bytes served, bytes written by stage,
-admission refusals, near-cache hits). The model:
+admission refusals, promotions' bytes, near-cache hits). The model:
 
 * **Storage now, per month**: every tier's bytes held now, priced per GiB-month as RAM
   (``near``, ``memory``, ``redis``, ``memcached``) or disk (``postgres``). Node-local tiers
   (near, memory) are summed over nodes; a shared tier is counted once (the largest sample
-  any node reports: they sample the same server).
+  any node reports: they sample the same server). A shared RAM tier's bytes are its whole
+  server's usage (Redis ``used_memory``, Memcached ``bytes``: other data and the server's
+  own overhead too): that overstates Strata's side, and the report says so.
 * **Origin, per month**: requests the cache answered (sidecar hits plus the plugins'
   near-cache hits) are origin requests avoided; the others (misses and stale answers) went
   to the origin. Egress avoided is the body bytes of the hits the sidecar served, plus
@@ -17,18 +19,23 @@ admission refusals, near-cache hits). The model:
   the origin requests at that same mean body. Counts over the window are extrapolated to a
   30-day month from their rate.
 * **The naive way** (Kong's proxy-cache): one uncompressed, undeduplicated copy of what is
-  cached on every node, all in RAM. "What is cached" is the largest of: the memory tier's
-  exact logical bytes (the largest node's), and each shared tier's bytes held scaled by
-  the logical-to-stored ratio of what was written to it in the window (an estimate). The
-  naive cache is credited with Strata's hit ratio, so its origin and egress costs equal
-  Strata's (which favours the naive side: per-node caches without a shared tier miss more).
+  cached on every node, all in RAM. "What is cached" is taken as the memory tiers' exact
+  logical bytes (the largest node's): a lower bound from facts Strata knows. Shared tiers
+  are left out: what Strata wrote to them is known, but not how much of it they still hold
+  (rewrites of a key, expiry, the server's evictions), and their usage is the whole
+  server's. The naive cache is credited with Strata's hit ratio, so its origin and egress
+  costs equal Strata's (which favours the naive side: per-node caches without a shared tier
+  miss more).
+* **Admission**: bytes refused by admission in the window, by tier; for a shared tier net
+  of what promotion stored there in the window (a key kept out at its store goes in once it
+  turns hot), floored at 0.
 * **No cache**: every request goes to the origin, with its body.
 
 What the model does NOT guarantee: the prices (examples unless given), that the window's
-traffic is a typical month's, that a shared server holds only Strata's data (Redis'
-``used_memory`` is the whole server's), or that the union of the tiers is no larger than
-its largest tier (taking the largest understates the naive cache: in the naive side's
-favour). Every assumption made is listed in `CostReport.assumptions`.
+traffic is a typical month's, that a shared server holds only Strata's data, how far the
+naive side's lower bound is below the truth (with a shared tier holding most entries, far),
+or that the admission figure nets the same keys (a key refused before the window may be
+promoted in it). Every assumption made is listed in `CostReport.assumptions`.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ __all__ = [
     "NODE_LOCAL_TIERS",
     "RAM_TIERS",
     "STAGES",
+    "WHOLE_SERVER_TIERS",
     "CostReport",
     "Flow",
     "MemoryFootprint",
@@ -59,6 +67,11 @@ MONTH_SECONDS = 30 * 86400
 RAM_TIERS = ("near", "memory", "redis", "memcached")
 DISK_TIERS = ("postgres",)
 NODE_LOCAL_TIERS = ("near", "memory")
+#: Shared tiers whose bytes held are the whole server's usage, not Strata's alone.
+WHOLE_SERVER_TIERS = {
+    "redis": "Redis used_memory",
+    "memcached": "Memcached stats bytes",
+}
 #: Windows shorter than this get a warning among the assumptions.
 SHORT_WINDOW_S = 3600.0
 #: The written-bytes stages (``strata_tier_written_bytes_total{stage}``).
@@ -141,6 +154,8 @@ class NodeReading:
     served: Mapping[str, float] = field(default_factory=dict)
     written: Mapping[str, Stages] = field(default_factory=dict)
     refused: Mapping[str, float] = field(default_factory=dict)
+    #: Logical bytes promotions stored, by tier; None: the source does not say (older build).
+    promoted: Mapping[str, float] | None = None
     near_hits: float = 0.0
     #: Sidecars this reading stands for (a Prometheus reading: all it saw).
     nodes: int = 1
@@ -152,6 +167,8 @@ class TierCost:
     kind: str
     held_bytes: float
     monthly: float
+    #: The bytes are the whole server's usage (other data too), not Strata's alone.
+    whole_server: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +188,11 @@ class CostReport:
     memory_now: MemoryFootprint | None
     written: Mapping[str, Stages]
     refused: Mapping[str, float]
+    #: Logical bytes promotions stored in the window, by tier (only when every sidecar said).
+    promoted: Mapping[str, float]
+    #: `refused` less `promoted` for each tier, at least 0: what admission kept out; None
+    #: when a sidecar did not export its promotions (then `refused` is all there is).
+    kept_out: Mapping[str, float] | None
     requests: Flow
     #: Requests the cache answered (sidecar hits + near-cache hits).
     origin_requests_avoided: Flow
@@ -271,12 +293,14 @@ def compute(
             _tier_kind(tier),
             value,
             value / GIB * (prices.disk_gb_month if tier in DISK_TIERS else prices.ram_gb_month),
+            whole_server=tier in WHOLE_SERVER_TIERS,
         )
         for tier, value in sorted(held.items(), key=lambda kv: _order(kv[0]))
     )
 
     written: dict[str, Stages] = {}
     refused: dict[str, float] = {}
+    promoted: dict[str, float] = {}
     memory_now: MemoryFootprint | None = None
     largest_logical = 0.0
     for r in sidecars:
@@ -284,6 +308,8 @@ def compute(
             written[tier] = written.get(tier, Stages()) + stages
         for tier, value in r.refused.items():
             refused[tier] = refused.get(tier, 0.0) + value
+        for tier, value in (r.promoted or {}).items():
+            promoted[tier] = promoted.get(tier, 0.0) + value
         if r.footprint is not None:
             memory_now = r.footprint if memory_now is None else memory_now + r.footprint
             own = r.largest_logical if r.largest_logical is not None else r.footprint.logical
@@ -317,22 +343,11 @@ def compute(
         "requests the plugin bypasses (uncacheable) are in neither side"
     )
 
+    kept_out = _kept_out(refused, promoted, known=all(r.promoted is not None for r in sidecars))
+    assumptions += _admission_notes(refused, kept_out)
+    assumptions += _storage_notes(tiers, held, memory_now is not None)
+
     naive_per_node = largest_logical
-    for tier, stages in written.items():
-        if tier in NODE_LOCAL_TIERS or tier not in held or stages.stored <= 0:
-            continue
-        estimate = held[tier] * stages.logical / stages.stored
-        naive_per_node = max(naive_per_node, estimate)
-        assumptions.append(
-            f"{tier}: logical bytes held estimated as bytes held x logical/stored of the "
-            f"window's writes ({stages.logical / stages.stored:.2f}x); the sampled usage is "
-            "the whole server's"
-        )
-    assumptions.append(
-        "the naive way holds one uncompressed copy per node of the largest tier's logical "
-        "bytes (a lower bound of what is cached), all in RAM, and is credited with Strata's "
-        "hit ratio (both favour the naive side)"
-    )
     assumptions.append(
         "storage is priced at the bytes held now for a whole month; traffic is the window's "
         "rate for 30 days"
@@ -349,6 +364,8 @@ def compute(
         memory_now=memory_now,
         written=written,
         refused=refused,
+        promoted=promoted,
+        kept_out=kept_out,
         requests=requests,
         origin_requests_avoided=hits,
         origin_requests=origin,
@@ -368,3 +385,62 @@ def compute(
 def _order(tier: str) -> tuple[int, str]:
     known = (*RAM_TIERS, *DISK_TIERS)
     return (known.index(tier) if tier in known else len(known), tier)
+
+
+def _kept_out(
+    refused: Mapping[str, float], promoted: Mapping[str, float], *, known: bool
+) -> dict[str, float] | None:
+    """Per tier, `refused` less `promoted` (shared tiers only: promotion writes to them),
+    floored at 0; None unless every sidecar said what it promoted."""
+    if not known:
+        return None
+    return {
+        tier: value if tier in NODE_LOCAL_TIERS else max(value - promoted.get(tier, 0.0), 0.0)
+        for tier, value in refused.items()
+    }
+
+
+def _admission_notes(
+    refused: Mapping[str, float], kept_out: Mapping[str, float] | None
+) -> list[str]:
+    shared = sorted(t for t in refused if t not in NODE_LOCAL_TIERS)
+    if not shared:
+        return []
+    if kept_out is None:
+        return [
+            "admission's refusals for shared tiers are not net of promotion (a sidecar exports "
+            "no strata_promoted_bytes_total: a build older than it): a refused key that turned "
+            "hot was written later, so they overstate what admission kept out"
+        ]
+    return [
+        "kept out by admission (shared tiers) = logical bytes refused less those promotion "
+        "stored in the window, at least 0: an estimate (a key refused before the window may "
+        "be promoted in it)"
+    ]
+
+
+def _storage_notes(tiers: Sequence[TierCost], held: Mapping[str, float], memory: bool) -> list[str]:
+    notes = [
+        f"{t.tier}: bytes held are the whole server's ({WHOLE_SERVER_TIERS[t.tier]}: other "
+        "data and the server's own overhead too): this overstates Strata's storage, in the "
+        "naive side's favour"
+        for t in tiers
+        if t.whole_server
+    ]
+    shared = sorted(t for t in held if t not in NODE_LOCAL_TIERS)
+    basis = (
+        "the naive way holds one uncompressed copy per node of the memory tier's exact "
+        "logical bytes (the largest node's), all in RAM"
+        if memory
+        else "no memory tier was read: the naive way's storage has no lower bound from what "
+        "Strata knows and is counted as 0"
+    )
+    if shared:
+        basis += (
+            f"; {', '.join(shared)} left out (Strata knows what it wrote there, not how much "
+            "is still held), so the naive storage is a lower bound, possibly far below"
+        )
+    notes.append(
+        basis + "; the naive way is credited with Strata's hit ratio (in the naive side's favour)"
+    )
+    return notes

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.cost.model import CostReport, Flow
+from sidecar.cost.model import NODE_LOCAL_TIERS, CostReport, Flow
 
 __all__ = ["as_json", "human_bytes", "table"]
 
@@ -51,7 +51,7 @@ def table(report: CostReport, notes: list[str] | None = None) -> str:
         f"{'Bytes held now, by tier':<40}{'held':>14}{'per month':>14}",
     ]
     for t in report.tiers:
-        label = f"  {t.tier} ({t.kind})"
+        label = f"  {t.tier} ({t.kind}{', whole server' if t.whole_server else ''})"
         out.append(f"{label:<40}{human_bytes(t.held_bytes):>14}{_money(t.monthly):>14}")
     m = report.memory_now
     if m is not None:
@@ -76,10 +76,7 @@ def table(report: CostReport, notes: list[str] | None = None) -> str:
                 f"  {tier:<24}{human_bytes(w.logical):>13}{human_bytes(w.dedup_saved):>14}"
                 f"{human_bytes(w.compression_saved):>14}{human_bytes(w.stored):>13}"
             )
-    if report.refused:
-        out += ["", "Refused by admission in the window (logical bytes)"]
-        for tier, value in sorted(report.refused.items()):
-            out.append(f"  {tier:<38}{human_bytes(value):>14}")
+    out += _admission(report)
 
     def flow(label: str, f: Flow, fmt: Any) -> str:
         return f"  {label:<38}{fmt(f.window):>14}{fmt(f.month):>14}"
@@ -106,15 +103,53 @@ def table(report: CostReport, notes: list[str] | None = None) -> str:
         f"The naive way: {human_bytes(report.naive_bytes_per_node)} per node x "
         f"{report.nodes} node(s), in RAM.",
     ]
-    ratio, storage = report.ratio_vs_naive, report.storage_ratio_vs_naive
-    out.append(
-        f"Strata against the naive way: {_money(report.saving_vs_naive)} less per month"
-        + (f" ({ratio:.2f}x its total" if ratio is not None else " (")
-        + (f", {storage:.2f}x its storage)." if storage is not None else ").")
-    )
+    out.append(_verdict(report))
     out += ["", "Assumptions:"]
     out += [f"  - {a}" for a in (*report.assumptions, *(notes or []))]
     return "\n".join(out)
+
+
+def _admission(report: CostReport) -> list[str]:
+    """The admission section: refused, and (when every sidecar said) promoted and kept out."""
+    if not report.refused:
+        return []
+    kept = report.kept_out
+    if kept is None:
+        out = ["", "Refused by admission in the window (logical bytes; not net of promotion)"]
+        return out + [f"  {t:<38}{human_bytes(v):>14}" for t, v in sorted(report.refused.items())]
+    out = [
+        "",
+        f"{'Admission in the window (logical bytes)':<40}{'refused':>10}"
+        f"{'promoted later':>16}{'kept out':>14}",
+    ]
+    for tier, value in sorted(report.refused.items()):
+        promoted = report.promoted.get(tier, 0.0)
+        later = "-" if tier in NODE_LOCAL_TIERS else human_bytes(promoted)
+        out.append(
+            f"  {tier:<38}{human_bytes(value):>10}{later:>16}{human_bytes(kept.get(tier, 0.0)):>14}"
+        )
+    return out
+
+
+def _verdict(report: CostReport) -> str:
+    """One sentence: how much less (or more) Strata costs a month than the naive way."""
+    saving = report.saving_vs_naive
+    if round(saving, 2) == 0:
+        head = "Strata against the naive way: the same per month"
+    else:
+        head = (
+            f"Strata against the naive way: {_money(abs(saving))} "
+            f"{'less' if saving > 0 else 'more'} per month"
+        )
+    ratios = [
+        f"{value:.2f}x its {what}"
+        for value, what in (
+            (report.ratio_vs_naive, "total"),
+            (report.storage_ratio_vs_naive, "storage"),
+        )
+        if value is not None
+    ]
+    return head + (f" ({', '.join(ratios)})." if ratios else ".")
 
 
 def _flow(f: Flow) -> dict[str, float]:
@@ -134,7 +169,13 @@ def as_json(report: CostReport, notes: list[str] | None = None) -> dict[str, Any
             "egress_per_gb": report.prices.egress_per_gb,
         },
         "tiers": [
-            {"tier": t.tier, "kind": t.kind, "held_bytes": t.held_bytes, "monthly": t.monthly}
+            {
+                "tier": t.tier,
+                "kind": t.kind,
+                "held_bytes": t.held_bytes,
+                "monthly": t.monthly,
+                "whole_server": t.whole_server,
+            }
             for t in report.tiers
         ],
         "memory_now": None
@@ -160,6 +201,10 @@ def as_json(report: CostReport, notes: list[str] | None = None) -> dict[str, Any
             for tier, w in sorted(report.written.items())
         },
         "admission_refused_bytes": dict(sorted(report.refused.items())),
+        "promoted_bytes": dict(sorted(report.promoted.items())),
+        "admission_kept_out_bytes": None
+        if report.kept_out is None
+        else dict(sorted(report.kept_out.items())),
         "requests": _flow(report.requests),
         "origin_requests_avoided": _flow(report.origin_requests_avoided),
         "origin_requests": _flow(report.origin_requests),

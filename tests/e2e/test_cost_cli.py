@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from sidecar.cost.exposition import parse_page, start_time
+from sidecar.cost.sources import MIN_WINDOW_S
 from tests.support.sidecar import clean_env
 from tools.stack import SidecarProcess, free_port
 
@@ -76,9 +80,21 @@ def fill(address: str) -> list[bytes]:
     return keys
 
 
+def wait_for_uptime(metrics: str) -> None:
+    """Sleep until the sidecar has been up `MIN_WINDOW_S` (a shorter uptime is refused)."""
+    with urllib.request.urlopen(f"{metrics}/metrics", timeout=10) as reply:
+        started = start_time(parse_page(reply.read().decode(), metrics))
+    assert started is not None
+    time.sleep(max(started + MIN_WINDOW_S + 0.5 - time.time(), 0.0))
+
+
 def test_the_report_matches_what_was_stored_and_served(sidecar: tuple[str, str]) -> None:
     address, metrics = sidecar
     fill(address)
+    too_soon = strata_cost("--metrics", metrics)
+    if too_soon.returncode != 0:  # up for less than MIN_WINDOW_S: refused, not extrapolated
+        assert "too short to extrapolate" in too_soon.stderr and too_soon.stdout == ""
+    wait_for_uptime(metrics)
 
     done = strata_cost("--metrics", metrics, "--json")
     assert done.returncode == 0, done.stderr

@@ -71,20 +71,20 @@ def test_a_hand_computed_report() -> None:
     assert report.strata_origin == pytest.approx(100 * PER_MONTH / 1e6 * 0.4)
     assert report.strata_egress == pytest.approx(100_000 * PER_MONTH / GIB * 0.09)
 
-    # naive: the largest of memory's 3 GiB and redis' 2 GiB x 4000/1000 = 8 GiB, per node
-    assert report.naive_bytes_per_node == pytest.approx(8 * GIB)
-    assert report.naive_storage == pytest.approx(8 * 2 * 10.0)
-    assert report.naive_total == pytest.approx(160 + report.strata_origin + report.strata_egress)
+    # naive: the memory tier's 3 GiB of logical bytes per node (redis is left out)
+    assert report.naive_bytes_per_node == pytest.approx(3 * GIB)
+    assert report.naive_storage == pytest.approx(3 * 2 * 10.0)
+    assert report.naive_total == pytest.approx(60 + report.strata_origin + report.strata_egress)
     assert report.no_cache_origin == pytest.approx(1100 * PER_MONTH / 1e6 * 0.4)
     assert report.no_cache_egress == pytest.approx(1_100_000 * PER_MONTH / GIB * 0.09)
-    assert report.saving_vs_naive == pytest.approx(160 - 36)
-    assert report.storage_ratio_vs_naive == pytest.approx(36 / 160)
+    assert report.saving_vs_naive == pytest.approx(60 - 36)
+    assert report.storage_ratio_vs_naive == pytest.approx(36 / 60)
     assert report.ratio_vs_naive == pytest.approx(report.strata_total / report.naive_total)
 
     assert report.written["redis"].dedup_saved == 1000
     assert report.written["redis"].compression_saved == 1500
     assert report.refused == {"memory": 123.0}
-    assert any("redis: logical bytes held estimated" in a for a in report.assumptions)
+    assert any("redis: bytes held are the whole server's" in a for a in report.assumptions)
     assert not any("near-cache hits not counted" in a for a in report.assumptions)
 
 
@@ -97,7 +97,7 @@ def test_node_local_tiers_are_summed_and_shared_ones_counted_once() -> None:
     assert report.nodes == 2
     assert report.memory_now == MemoryFootprint(6 * GIB, 4 * GIB, 2 * GIB, GIB / 2)
     # the naive copy per node is the largest node's memory logical, not the sum
-    assert report.naive_bytes_per_node == pytest.approx(max(3 * GIB, 1000.0 * 4000 / 1000))
+    assert report.naive_bytes_per_node == pytest.approx(3 * GIB)
     assert report.written["redis"] == Stages(8000, 6000, 4000, 1000, 2000)
 
 
@@ -150,3 +150,46 @@ def test_no_sidecar_or_no_window_is_an_error() -> None:
         compute([sidecar(window_s=0.0)], PRICES)
     with pytest.raises(ValueError, match="nodes"):
         compute([sidecar()], PRICES, nodes=0)
+
+
+def test_the_naive_side_is_a_lower_bound_that_leaves_shared_tiers_out() -> None:
+    """Issue 15, finding 1: a shared server's whole usage (here 20 GiB, most of it other
+    data) scaled by the writes' logical/stored ratio made the naive side 80 GiB; it is
+    only what Strata knows it caches: the largest node's memory-tier logical bytes."""
+    big_redis = {"memory": 1 * GIB, "redis": 20 * GIB}
+    report = compute([sidecar(held=big_redis)], PRICES)
+    assert report.naive_bytes_per_node == 3 * GIB
+    tiers = {t.tier: t.whole_server for t in report.tiers}
+    assert tiers == {"memory": False, "redis": True}
+    text = " ".join(report.assumptions)
+    assert "redis: bytes held are the whole server's (Redis used_memory" in text
+    assert "redis left out" in text and "lower bound" in text
+
+
+def test_without_a_memory_tier_the_naive_side_is_zero_and_says_why() -> None:
+    report = compute([sidecar(footprint=None, held={"redis": GIB})], PRICES)
+    assert report.naive_bytes_per_node == 0 and report.naive_storage == 0
+    assert report.storage_ratio_vs_naive is None
+    assert any("no memory tier was read" in a for a in report.assumptions)
+
+
+def test_admission_for_shared_tiers_is_net_of_what_promotion_stored() -> None:
+    """Issue 15, finding 5: bytes refused at their store and promoted later were counted
+    as both kept out and written."""
+    refused = {"memory": 50.0, "redis": 1000.0, "memcached": 400.0}
+    a = sidecar(source="a", refused=refused, promoted={"redis": 700.0, "memcached": 900.0})
+    b = sidecar(source="b", refused={"redis": 100.0}, promoted={})
+    report = compute([a, b], PRICES)
+    assert report.refused == {"memory": 50.0, "redis": 1100.0, "memcached": 400.0}
+    assert report.promoted == {"redis": 700.0, "memcached": 900.0}
+    # memory as refused; redis 1,100 - 700; memcached floored at 0
+    assert report.kept_out == {"memory": 50.0, "redis": 400.0, "memcached": 0.0}
+    assert any("refused less those promotion stored" in a for a in report.assumptions)
+
+
+def test_admission_is_not_netted_when_a_sidecar_does_not_say_what_it_promoted() -> None:
+    old = sidecar(source="old", refused={"redis": 1000.0})  # promoted: None (older build)
+    new = sidecar(source="new", refused={"redis": 10.0}, promoted={"redis": 10.0})
+    report = compute([old, new], PRICES)
+    assert report.kept_out is None
+    assert any("not net of promotion" in a for a in report.assumptions)

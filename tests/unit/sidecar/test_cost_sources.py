@@ -18,7 +18,7 @@ from sidecar.core.model import Footprint, TierSnapshot, Written
 from sidecar.cost.cli import main, parse_duration
 from sidecar.cost.exposition import SourceError, parse_page, reading_of
 from sidecar.cost.model import MemoryFootprint, Stages
-from sidecar.cost.sources import metrics_url, read_pages, read_prometheus
+from sidecar.cost.sources import metrics_url, node_key, read_pages, read_prometheus
 from sidecar.observability.metrics import PrometheusObserver, TierCollector
 
 Handler = Callable[[str], tuple[int, str]]
@@ -201,7 +201,9 @@ def fake_prometheus(query: str) -> str:
     if "strata_served_body_bytes_total" in q:
         return _vector(({"outcome": "hit"}, 9000))
     if "strata_admission_refused_bytes_total" in q:
-        return _vector(({"tier": "memory"}, 5))
+        return _vector(({"tier": "memory"}, 5), ({"tier": "redis"}, 50))
+    if "strata_promoted_bytes_total" in q:
+        return _vector(({"tier": "redis"}, 30))
     if "strata_plugin_hits_total" in q:
         return _vector(({}, 30))
     raise AssertionError(q)
@@ -224,7 +226,8 @@ def test_read_prometheus_sums_nodes_and_counts_shared_tiers_once(
     assert r.largest_logical == 120
     assert r.lookups == {"hit": 90, "miss": 10}
     assert r.written["redis"] == Stages(logical=40, stored=10)
-    assert r.near_hits == 30 and r.refused == {"memory": 5}
+    assert r.near_hits == 30 and r.refused == {"memory": 5, "redis": 50}
+    assert r.promoted == {"redis": 30}
     assert "2 sidecar(s)" in notes[0]
 
 
@@ -248,7 +251,9 @@ def test_the_cli_reports_from_prometheus_as_json(
     report = json.loads(capsys.readouterr().out)
     assert report["nodes"] == 2 and report["prices"]["ram_gb_month"] == 5.0
     assert report["origin_requests_avoided"]["window"] == 120  # 90 hits + 30 near
-    assert report["monthly"]["naive"]["bytes_per_node"] == pytest.approx(9000 * 40 / 10)
+    # the largest node's memory logical bytes; redis (9,000 x 40/10 before) left out
+    assert report["monthly"]["naive"]["bytes_per_node"] == 120
+    assert report["admission_kept_out_bytes"] == {"memory": 5, "redis": 20}
     assert main(["--prometheus", url]) == 0
     assert "Monthly cost" in capsys.readouterr().out
 
@@ -283,3 +288,148 @@ def test_durations() -> None:
     assert parse_duration("15m") == 900
     assert parse_duration("1h") == 3600
     assert parse_duration("7d") == 7 * 86400
+
+
+# --- issue 15: the review's findings -------------------------------------------------------
+
+
+def with_sample(text: str, name: str, value: str) -> str:
+    """`text` with the value of the first sample line of `name` replaced by `value`."""
+    lines = text.splitlines()
+    i = next(i for i, x in enumerate(lines) if x.startswith((f"{name}{{", f"{name} ")))
+    lines[i] = lines[i].rsplit(" ", 1)[0] + " " + value
+    return "\n".join(lines) + "\n"
+
+
+def lookups_page(memory_hits: int, redis_hits: int) -> str:
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    registry.register(TierCollector(lambda: [TierSnapshot("memory", 0, 0, 0, footprint=None)]))
+    for tier, hits in (("memory", memory_hits), ("redis", redis_hits)):
+        for _ in range(hits):
+            observer.lookup("hit", tier)
+    return generate_latest(registry).decode()
+
+
+def test_a_reset_is_seen_series_by_series() -> None:
+    """Finding 2: memory went 10 -> 2 (reset), redis 0 -> 20; summed over the label set the
+    hits rose 10 -> 22 and the reset was missed (12 instead of 2 + 20)."""
+    before = parse_page(lookups_page(10, 0), "s")
+    after = parse_page(lookups_page(2, 20), "s")
+    assert reading_of(after, before, 60.0).lookups["hit"] == 22
+
+
+def test_a_restart_in_the_window_counts_from_the_restart_and_says_so(
+    serve: Callable[[Handler], str],
+) -> None:
+    """Finding 2: the new process counted past the old one's values (5 hits > 3): only its
+    changed start time tells."""
+    first = sidecar_page(hits=3)
+    started = float(parse_page(first, "x").values("process_start_time_seconds")[()])
+    second = with_sample(sidecar_page(hits=5), "process_start_time_seconds", str(started + 100))
+    pages = iter([first, second])
+    url = serve(lambda path: (200, next(pages)))
+    (r,), notes = read_pages([url], 30.0, sleep=lambda s: None)
+    assert r.lookups == {"hit": 5, "miss": 1}
+    assert r.window_s >= 30.0
+    assert any("restarted during the window" in n and "lost" in n for n in notes)
+
+
+@pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf", "-5", "1e308", "9.3e18"])
+@pytest.mark.parametrize(
+    "family", ["strata_lookups_total", "strata_tier_bytes", "process_start_time_seconds"]
+)
+def test_a_sample_out_of_range_refuses_the_page(family: str, value: str) -> None:
+    """Finding 4: NaN, infinities, negative and huge values gave made-up reports."""
+    text = with_sample(sidecar_page(), family, value)
+    with pytest.raises(SourceError, match=rf"^http://x/metrics: {family}: sample value"):
+        parse_page(text, "http://x/metrics")
+
+
+def test_a_nan_page_exits_1_and_prints_no_json(
+    serve: Callable[[Handler], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(lambda path: (200, with_sample(sidecar_page(), "strata_lookups_total", "NaN")))
+    assert main(["--metrics", url, "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and f"{url}/metrics: strata_lookups_total" in err
+
+
+@pytest.mark.parametrize("value", ["NaN", "+Inf", "-5", "1e308"])
+def test_prometheus_values_out_of_range_name_the_family(
+    serve: Callable[[Handler], str], value: str
+) -> None:
+    """Finding 4: an OverflowError traceback (inf) or a misleading message (NaN, -5)."""
+    answer = {"status": "success", "data": {"result": [{"metric": {}, "value": [0, value]}]}}
+    url = serve(lambda path: (200, json.dumps(answer)))
+    with pytest.raises(SourceError, match=rf"^{url}: strata_tier_bytes: sample value"):
+        read_prometheus(url, 60.0)
+
+
+def test_prometheus_explains_a_bad_query_and_refuses_a_flood(
+    serve: Callable[[Handler], str],
+) -> None:
+    bad = serve(lambda path: (400, json.dumps({"status": "error", "error": "parse error"})))
+    with pytest.raises(SourceError, match=r"query failed: parse error$"):
+        read_prometheus(bad, 60.0)
+    flood = _vector(*(({"instance": str(i)}, 1.0) for i in range(10_001)))
+    many = serve(lambda path: (200, flood))
+    with pytest.raises(SourceError, match="10,001 series in one answer"):
+        read_prometheus(many, 60.0)
+
+
+def test_a_start_time_ahead_of_the_clock_or_a_few_seconds_ago_is_not_extrapolated(
+    serve: Callable[[Handler], str],
+) -> None:
+    """Finding 6: a start time in the future became a 1 s window, x 2.6 million."""
+    text = sidecar_page()
+    started = float(parse_page(text, "x").values("process_start_time_seconds")[()])
+    url = serve(lambda path: (200, text))
+    with pytest.raises(SourceError, match=r"ahead of this machine's clock \(clock skew\?\)"):
+        read_pages([url], None, now=lambda: started - 50.0)
+    with pytest.raises(SourceError, match=r"started 5\.0 s ago.*use --window"):
+        read_pages([url], None, now=lambda: started + 5.0)
+    (r,), _ = read_pages([url], None, now=lambda: started + 10.0)
+    assert r.window_s == 10.0
+
+
+def test_a_repeated_family_or_sample_refuses_the_page() -> None:
+    """Finding 7: the last of two blocks or lines was taken silently."""
+    text = sidecar_page()
+    dup_family = text + '# TYPE strata_tier_bytes gauge\nstrata_tier_bytes{tier="memory"} 9\n'
+    with pytest.raises(SourceError, match=r"^u: strata_tier_bytes: the family appears twice"):
+        parse_page(dup_family, "u")
+    dup_line = text + 'strata_lookups_total{outcome="hit",tier="memory"} 1e9\n'
+    with pytest.raises(SourceError, match=r"^u: strata_lookups_total: a sample appears twice"):
+        parse_page(dup_line, "u")
+
+
+def test_node_key_spells_one_page_one_way() -> None:
+    key = "http://h:80/metrics"
+    assert node_key("http://h") == key
+    assert node_key("HTTP://H:80/metrics/") == key
+    assert node_key("http://h/metrics") == key
+    assert node_key("https://h/metrics") == "https://h:443/metrics"
+    assert node_key("http://h:81") != key
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--metrics", "http://127.0.0.1:9", "--metrics", "http://127.0.0.1:9/"], "same page"),
+        (["--metrics", "http://a/metrics", "--metrics", "HTTP://A:80/metrics/"], "same page"),
+        (["--prometheus", "http://b", "--range", "0.5"], "whole seconds from 1s to 365d"),
+        (["--prometheus", "http://b", "--range", "1.5"], "whole seconds from 1s to 365d"),
+        (["--prometheus", "http://b", "--range", "400d"], "whole seconds from 1s to 365d"),
+        (["--metrics", "http://a", "--window", "2d"], "from 1s to 1d"),
+        (["--metrics", "http://a", "--window", "0.5"], "from 1s to 1d"),
+    ],
+)
+def test_review_usage_errors_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding 7: a node given twice was counted twice; --range 0.5 was an HTTP 400."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -219,7 +219,8 @@ def headline(verdicts: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    """Hit ratio against cache size (fraction of distinct bytes), one panel per trace."""
+    """Hit ratio, then byte hit ratio, against cache size (fraction of distinct bytes), one
+    panel per trace and measure."""
     import matplotlib  # noqa: PLC0415 - only when a picture is asked for
 
     matplotlib.use("Agg")
@@ -227,27 +228,32 @@ def plot(results: dict[str, list[dict[str, Any]]], path: Path) -> None:
 
     names = list(results)
     cols = 4
-    rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=False):
-        xs = [100 * r["fraction"] for r in results[name]]
-        lines = (("belady", "k--"), ("oracle_lfu", "g:"), ("w_tinylfu", "b-o"), ("lru", "r-s"))
-        for policy, style in lines:
-            ax.plot(xs, [r[policy]["hit"] for r in results[name]], style, label=policy)
-        ax.set_title(name)
-        ax.set_xscale("log")
-        ax.set_xticks(xs, [f"{x:g}" for x in xs])
-        ax.minorticks_off()
-        ax.set_xlabel("cache size, % of distinct bytes")
-        ax.set_ylabel("hit ratio")
-        ax.set_ylim(0, 1)
-        ax.grid(True, alpha=0.3)
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
-    axes.flat[0].legend(loc="lower right")
+    per_measure = (len(names) + cols - 1) // cols
+    measures = (("hit", "hit ratio"), ("byte_hit", "byte hit ratio"))
+    fig, axes = plt.subplots(
+        per_measure * len(measures), cols, figsize=(4 * cols, 3.2 * per_measure * 2), squeeze=False
+    )
+    lines = (("belady", "k--"), ("oracle_lfu", "g:"), ("w_tinylfu", "b-o"), ("lru", "r-s"))
+    for m, (measure, label) in enumerate(measures):
+        panels = list(axes[m * per_measure : (m + 1) * per_measure].flat)
+        for ax, name in zip(panels, names, strict=False):
+            xs = [100 * r["fraction"] for r in results[name]]
+            for policy, style in lines:
+                ax.plot(xs, [r[policy][measure] for r in results[name]], style, label=policy)
+            ax.set_title(f"{name}: {label}")
+            ax.set_xscale("log")
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.minorticks_off()
+            ax.set_xlabel("cache size, % of distinct bytes")
+            ax.set_ylabel(label)
+            ax.set_ylim(0, 1)
+            ax.grid(True, alpha=0.3)
+        for ax in panels[len(names) :]:
+            ax.axis("off")
+        panels[0].legend(loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 

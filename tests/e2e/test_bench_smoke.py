@@ -8,12 +8,8 @@ started. The three runs take ~20 s together on a 2-core machine.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.process_group import run_group
 from tools import services
 
 pytestmark = pytest.mark.e2e
@@ -32,35 +29,11 @@ SUMMARY_KEYS = ("p50_us", "p99_us", "ops_s", "n")
 
 def run_bench(*argv: str, timeout_s: float = RUN_TIMEOUT_S) -> dict[str, Any]:
     """`python -m bench ARGV` from the repo root; its JSON report (exit 0 asserted)."""
-    cmd = [sys.executable, "-m", "bench", *argv]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    done = run_group([sys.executable, "-m", "bench", *argv], timeout_s)
+    assert done.returncode == 0, (
+        f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     )
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        out, err = _stop_group(proc)
-        pytest.fail(f"{' '.join(argv)} ran over {timeout_s:.0f} s:\n{out[-3000:]}\n{err[-3000:]}")
-    assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}:\n{out}\n{err}"
-    return report_of(out)
-
-
-def _stop_group(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """SIGTERM the run's process group (the bench and what it started), then SIGKILL."""
-    for sig, wait_s in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            return proc.communicate(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            continue
-    return "", ""
+    return report_of(done.stdout)
 
 
 def report_of(stdout: str) -> dict[str, Any]:

@@ -8,10 +8,8 @@ Takes ~15-25 s on a 2-core machine (sidecar and Prometheus start-up, the scrapes
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ import pytest
 import redis
 
 from tests.e2e.test_bench_smoke import assert_positive
+from tests.support.process_group import run_group
 from tools import services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
@@ -30,25 +29,9 @@ RUN_TIMEOUT_S = 120.0
 
 
 def run_example(*argv: str) -> subprocess.CompletedProcess[str]:
-    """`python -m tools.cost_example ARGV` from the repo root, in a session of its own."""
-    cmd = [sys.executable, "-m", "tools.cost_example", *argv]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the example cleans up on SIGTERM
-        out, err = proc.communicate(timeout=30)
-        pytest.fail(f"the example ran over {RUN_TIMEOUT_S:.0f} s:\n{out[-3000:]}\n{err[-3000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    """`python -m tools.cost_example ARGV` from the repo root, in a session of its own (it
+    cleans up on the SIGTERM a run over time gets)."""
+    return run_group([sys.executable, "-m", "tools.cost_example", *argv], RUN_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from tests.support.process_group import run_group
 from tools import services
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
 #: Per run; below the suite's 120 s per-test timeout, leaving room to stop a hung run.
 RUN_TIMEOUT_S = 90.0
 SUMMARY_KEYS = ("p50_us", "p99_us", "ops_s", "n")

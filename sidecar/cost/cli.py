@@ -33,6 +33,13 @@ WINDOW_S = (1.0, 86400.0)
 #: --range: whole seconds from 1 s to 365 days.
 RANGE_S = (1.0, 365 * 86400.0)
 DEFAULTS = Prices()
+#: Each price's `Prices` field (its flag: dashes for underscores) and what it prices.
+PRICE_FLAGS = (
+    ("ram_gb_month", "RAM per GB-month"),
+    ("disk_gb_month", "disk per GB-month"),
+    ("origin_per_million", "per million origin requests"),
+    ("egress_per_gb", "per GB of origin egress"),
+)
 
 
 class UsageError(Exception):
@@ -77,30 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --prometheus: counters over this range, whole seconds from 1s to 365d (1h)",
     )
     prices = parser.add_argument_group("prices (examples unless given)")
-    prices.add_argument(
-        "--ram-gb-month",
-        default=DEFAULTS.ram_gb_month,
-        type=float,
-        help=f"RAM per GB-month ({DEFAULTS.ram_gb_month:g})",
-    )
-    prices.add_argument(
-        "--disk-gb-month",
-        default=DEFAULTS.disk_gb_month,
-        type=float,
-        help=f"disk per GB-month ({DEFAULTS.disk_gb_month:g})",
-    )
-    prices.add_argument(
-        "--origin-per-million",
-        default=DEFAULTS.origin_per_million,
-        type=float,
-        help=f"per million origin requests ({DEFAULTS.origin_per_million:g})",
-    )
-    prices.add_argument(
-        "--egress-per-gb",
-        default=DEFAULTS.egress_per_gb,
-        type=float,
-        help=f"per GB of origin egress ({DEFAULTS.egress_per_gb:g})",
-    )
+    for field, about in PRICE_FLAGS:
+        default = getattr(DEFAULTS, field)
+        prices.add_argument(
+            "--" + field.replace("_", "-"),
+            default=default,
+            type=float,
+            help=f"{about} ({default:g})",
+        )
     parser.add_argument(
         "--nodes", type=int, help="nodes the naive way keeps a copy on (default: sidecars read)"
     )
@@ -115,16 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prices(args: argparse.Namespace) -> Prices:
-    try:
-        return Prices(
-            ram_gb_month=args.ram_gb_month,
-            disk_gb_month=args.disk_gb_month,
-            origin_per_million=args.origin_per_million,
-            egress_per_gb=args.egress_per_gb,
-        )
-    except ValueError as exc:
-        flag = "--" + str(exc).split()[1].replace("_", "-")
-        raise UsageError(f"{flag}: {exc}") from None
+    for field, _ in PRICE_FLAGS:
+        try:
+            Prices(**{field: getattr(args, field)})
+        except ValueError as exc:
+            raise UsageError(f"--{field.replace('_', '-')}: {exc}") from None
+    return Prices(**{field: getattr(args, field) for field, _ in PRICE_FLAGS})
 
 
 def _check(args: argparse.Namespace) -> None:

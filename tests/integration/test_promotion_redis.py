@@ -117,15 +117,39 @@ async def test_while_redis_has_room_a_first_fetch_is_shared_at_once() -> None:
     client.close()
 
 
-async def test_the_redis_tier_reads_the_server_s_maxmemory_with_its_usage() -> None:
-    config = SidecarConfig(redis_url=services_env()["STRATA_TEST_REDIS_URL"], namespace="prm")
-    engine = build_engine(config, SystemClock(), RecordingObserver())
-    await open_tiers(engine)
+async def test_redis_maxmemory_alone_gives_the_room_rule_its_limit() -> None:
+    """The deploy stack's Redis has `maxmemory` and Strata no budget of its own: the limit
+    is read with the usage sample, and while Redis is far below it a first store is shared.
+    The test server runs without one, so it is set for this test (4 GiB: nothing is
+    evicted) and put back after; the suite runs one test at a time."""
+    url = services_env()["STRATA_TEST_REDIS_URL"]
+    client = redis.Redis.from_url(url)
+    before = str(client.config_get("maxmemory")["maxmemory"])
+    config = SidecarConfig(redis_url=url, namespace="prm" + uuid.uuid4().hex[:10])
+    a = build_engine(config, SystemClock(), RecordingObserver())
+    b = build_engine(config, SystemClock(), RecordingObserver())
     try:
-        redis_tier = engine._tiers[1]
+        for engine in (a, b):
+            await open_tiers(engine)
+        redis_tier = a._tiers[1]
         assert getattr(redis_tier, "server_limit_bytes", "absent") is None  # not read yet
-        assert (await redis_tier.usage() or 0) > 0
-        # the test server runs without maxmemory: no limit known
-        assert getattr(redis_tier, "server_limit_bytes", "absent") is None
+        await a._placer.budgets.sample()
+        assert getattr(redis_tier, "server_limit_bytes", "absent") is None  # no maxmemory
+        assert a._placer.budgets.roomy() == frozenset()  # no known limit: strict
+        client.config_set("maxmemory", str(4 << 30))
+        await a._placer.budgets.sample()
+        assert getattr(redis_tier, "server_limit_bytes", None) == 4 << 30
+        assert a._placer.budgets.roomy() == {"redis"}
+        key = b"GET|api.example|/maxmemory"
+        await a.lookup(key)
+        await a.store(key, entry(body=b"shared at once"))
+        found = await b.lookup(key)
+        assert found.outcome is Outcome.HIT and found.tier == "redis"
     finally:
-        await engine.close()
+        client.config_set("maxmemory", before)
+        for engine in (a, b):
+            await engine.close()
+        keys = list(client.scan_iter(match=config.namespace + ":*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
